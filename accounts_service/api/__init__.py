@@ -1,0 +1,1 @@
+"""REST API v1 (grows in the web/API issue)."""

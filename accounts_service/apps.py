@@ -1,0 +1,11 @@
+"""App config of the tenant domain."""
+
+from django.apps import AppConfig
+
+
+class AccountsServiceConfig(AppConfig):
+    name = "accounts_service"
+    verbose_name = "Tenants and accounts"
+
+    def ready(self) -> None:
+        from accounts_service import signals  # noqa: F401  (personal team for every new Django user)

@@ -1,0 +1,33 @@
+"""Bearer-token authentication for the REST API; tokens are looked up by their SHA-256 digest."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from accounts_service.models import ApiToken
+from accounts_service.services import api_token_digest
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Authorization: Bearer <token>")
+        token = header[1].decode("ascii", errors="replace")
+        record = (
+            ApiToken.objects.select_related("user")
+            .filter(digest=api_token_digest(token), revoked_at__isnull=True)
+            .first()
+        )
+        if record is None or not record.user.is_active:
+            raise exceptions.AuthenticationFailed("invalid or revoked token")
+        ApiToken.objects.filter(pk=record.pk).update(last_used_at=timezone.now())
+        return record.user, record
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword

@@ -1,0 +1,45 @@
+"""``manage.py import add|list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accounts_service.models import Import
+from accounts_service.selectors import account_get
+from accounts_service.services import import_create
+from operators.cli import SubcommandCommand
+
+
+class Command(SubcommandCommand):
+    help = "Import other accounts' streams and services."
+    subcommands = {"add": "add an import", "list": "list an account's imports"}
+
+    def add_add_arguments(self, p) -> None:
+        p.add_argument("--account", required=True)
+        p.add_argument("--from", dest="exporter", required=True, help="the exporting account's public key")
+        p.add_argument("--subject", required=True)
+        p.add_argument("--local-subject", default=None)
+        p.add_argument("--token", default=None, help="activation token (a JWT or a file holding one)")
+        p.add_argument("--name", default=None)
+        p.add_argument("--share", action="store_true")
+
+    def handle_add(self, *, account, exporter, subject, local_subject, token, name, share, **_) -> None:
+        if token and len(token) < 4096 and Path(token).is_file():
+            token = Path(token).read_text().strip()
+        imp = import_create(account=account_get(public_key=account), exporter_public_key=exporter, subject=subject,
+                            local_subject=local_subject, token=token, name=name, share=share)
+        self.out(f"imported {imp.export.type} {imp.subject} from {exporter} as {imp.local_subject}")
+
+    def add_list_arguments(self, p) -> None:
+        p.add_argument("--account", required=True)
+        p.add_argument("--json", action="store_true")
+
+    def handle_list(self, *, account, json, **_) -> None:
+        rows = [{"id": i.id, "subject": i.subject, "local_subject": i.local_subject, "type": i.export.type,
+                 "from": i.export.account.public_key}
+                for i in Import.objects.filter(account=account_get(public_key=account)).select_related("export__account")]
+        if json:
+            self.out_json(rows)
+            return
+        for r in rows:
+            self.out(f"{r['id']}  {r['type']:<7} {r['subject']} from {r['from']} as {r['local_subject']}")

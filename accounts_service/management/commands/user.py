@@ -1,0 +1,111 @@
+"""``manage.py user create|list|revoke|delete|creds``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
+from accounts_service.models import NatsUser
+from accounts_service.selectors import account_get, user_get
+from accounts_service.services import user_create, user_creds_get, user_delete, user_revoke
+from operators.cli import SubcommandCommand
+
+
+def _write_creds(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
+class Command(SubcommandCommand):
+    help = "Create, list, revoke and delete NATS users and write their .creds."
+    subcommands = {
+        "create": "create a user and write its .creds (mode 0600)",
+        "list": "list the users of an account",
+        "creds": "write the .creds of an existing user",
+        "revoke": "revoke a user (pushed in the account JWT)",
+        "delete": "delete a user (revoked first)",
+    }
+
+    def add_create_arguments(self, p) -> None:
+        p.add_argument("--account", required=True)
+        p.add_argument("--name", required=True)
+        p.add_argument("--pub", action="append", default=[], help="subject the user may publish to (repeatable)")
+        p.add_argument("--sub", action="append", default=[], help="subject the user may subscribe to (repeatable)")
+        p.add_argument("--deny-pub", action="append", default=[])
+        p.add_argument("--deny-sub", action="append", default=[])
+        p.add_argument("--allow-responses", action="store_true", help="may reply to requests it receives")
+        p.add_argument("--expiry", default=None, help="ISO 8601 time or seconds from now, e.g. 3600")
+        p.add_argument("--public-key", default=None, help="your own user public key: we never see the seed")
+        p.add_argument("--role", default=None, help="sign with the account's scoped signing key of this role")
+        p.add_argument("--creds-out", type=Path, default=None)
+
+    def handle_create(self, *, account, name, pub, sub, deny_pub, deny_sub, allow_responses, expiry, public_key,
+                      role, creds_out, **_) -> None:
+        expires_at = None
+        if expiry:
+            try:
+                expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=int(expiry))
+            except ValueError:
+                try:
+                    expires_at = dt.datetime.fromisoformat(expiry)
+                except ValueError as exc:
+                    raise CommandError("--expiry is seconds from now or an ISO 8601 time") from exc
+        user = user_create(account=account_get(public_key=account), name=name, pub_allow=pub, sub_allow=sub,
+                           pub_deny=deny_pub, sub_deny=deny_sub, allow_responses=allow_responses,
+                           expires_at=expires_at, public_key=public_key, role=role)
+        self.out(user.public_key)
+        if creds_out:
+            if user.seed_id is None:
+                self.out(f"no creds written: we never saw the seed of {user.public_key}; the JWT is:")
+                self.out(user.jwt)
+            else:
+                _write_creds(creds_out, user_creds_get(user=user))
+                self.out(f"creds written to {creds_out}")
+        elif user.seed_id is None:
+            self.out(user.jwt)
+
+    def add_list_arguments(self, p) -> None:
+        p.add_argument("--account", required=True)
+        p.add_argument("--json", action="store_true")
+
+    def handle_list(self, *, account, json, **_) -> None:
+        users = NatsUser.objects.filter(account=account_get(public_key=account)).order_by("name")
+        rows = [{"public_key": u.public_key, "name": u.name, "revoked": u.revoked_at is not None,
+                 "pub_allow": u.pub_allow, "sub_allow": u.sub_allow, "expires_at": u.expires_at} for u in users]
+        if json:
+            self.out_json(rows)
+            return
+        for r in rows:
+            self.out(f"{r['public_key']}  {r['name']}" + ("  REVOKED" if r["revoked"] else ""))
+
+    def add_creds_arguments(self, p) -> None:
+        p.add_argument("--account", required=True)
+        p.add_argument("--user", required=True)
+        p.add_argument("--creds-out", type=Path, required=True)
+
+    def handle_creds(self, *, account, user, creds_out, **_) -> None:
+        nats_user = user_get(account=account_get(public_key=account), public_key=user)
+        _write_creds(creds_out, user_creds_get(user=nats_user))
+        self.out(f"creds written to {creds_out}")
+
+    def add_revoke_arguments(self, p) -> None:
+        p.add_argument("--account", required=True)
+        p.add_argument("--user", required=True)
+
+    def handle_revoke(self, *, account, user, **_) -> None:
+        u = user_revoke(user=user_get(account=account_get(public_key=account), public_key=user))
+        self.out(f"revoked {u.public_key}; account {u.account.public_key} is now v{u.account.version}")
+
+    def add_delete_arguments(self, p) -> None:
+        p.add_argument("--account", required=True)
+        p.add_argument("--user", required=True)
+
+    def handle_delete(self, *, account, user, **_) -> None:
+        user_delete(user=user_get(account=account_get(public_key=account), public_key=user))
+        self.out(f"deleted {user}")

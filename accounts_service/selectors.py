@@ -1,0 +1,123 @@
+"""Reads of the tenant domain, including the whole-state ``nats`` section of an account JWT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accounts_service.models import Account, Activation, Export, Import, NatsUser, Revocation, Team
+from operators import claims
+from operators.errors import NotFound
+from operators.models import SigningKey
+
+
+def team_for_user_get(*, user, slug: str) -> Team:
+    team = Team.objects.for_user(user).filter(slug=slug).first()
+    if team is None:
+        raise NotFound("no such team")
+    return team
+
+
+def account_get(*, public_key: str, team: Team | None = None) -> Account:
+    """An account by public key, scoped to ``team`` when given; NotFound otherwise."""
+    qs = Account.objects.all() if team is None else Account.objects.for_team(team)
+    account = qs.filter(public_key=public_key).first()
+    if account is None:
+        raise NotFound(f"no account {public_key}", extra={"account": public_key})
+    return account
+
+
+def user_get(*, account: Account, public_key: str) -> NatsUser:
+    user = NatsUser.objects.filter(account=account, public_key=public_key).first()
+    if user is None:
+        raise NotFound(f"no user {public_key} in this account", extra={"user": public_key})
+    return user
+
+
+def account_limits(account: Account) -> claims.AccountLimits:
+    return claims.AccountLimits(
+        subs=account.subs,
+        data=account.data,
+        payload=account.payload,
+        imports=account.imports,
+        exports=account.exports,
+        wildcards=account.wildcard_exports,
+        conn=account.conn,
+        leaf=account.leaf,
+        jetstream=claims.JetStreamLimits(
+            mem_storage=account.mem_storage,
+            disk_storage=account.disk_storage,
+            streams=account.streams,
+            consumer=account.consumer,
+        ),
+    )
+
+
+def user_permissions(*, pub_allow, pub_deny, sub_allow, sub_deny, allow_responses) -> claims.Permissions:
+    return claims.Permissions(
+        pub=claims.Permission(allow=tuple(pub_allow), deny=tuple(pub_deny)),
+        sub=claims.Permission(allow=tuple(sub_allow), deny=tuple(sub_deny)),
+        resp=claims.ResponsePermission(max=1, ttl_ns=0) if allow_responses else None,
+    )
+
+
+def signing_key_scope(key: SigningKey) -> claims.UserScope:
+    t = key.template or {}
+    return claims.UserScope(
+        key=key.public_key,
+        role=key.role,
+        description=key.description,
+        permissions=user_permissions(
+            pub_allow=t.get("pub_allow", ()),
+            pub_deny=t.get("pub_deny", ()),
+            sub_allow=t.get("sub_allow", ()),
+            sub_deny=t.get("sub_deny", ()),
+            allow_responses=t.get("allow_responses", False),
+        ),
+        limits=claims.UserLimits(subs=t.get("subs", -1), data=t.get("data", -1), payload=t.get("payload", -1)),
+    )
+
+
+def account_nats_build(account: Account) -> dict[str, Any]:
+    """The account's whole state as the ``nats`` section of its JWT (every push carries all of it)."""
+    revoked_activations: dict[int, dict[str, int]] = {}
+    for act in Activation.objects.filter(export__account=account, revoked_at__isnull=False):
+        revoked_activations.setdefault(act.export_id, {})[act.target_public_key] = int(act.revoked_at.timestamp())
+    exports = [
+        claims.Export(
+            subject=e.subject,
+            type=e.type,
+            name=e.name,
+            token_req=e.token_req,
+            revocations=revoked_activations.get(e.id, {}),
+            response_type=e.response_type if e.type == Export.Type.SERVICE else "",
+            account_token_position=e.account_token_position,
+            advertise=e.advertise,
+            description=e.description,
+        )
+        for e in Export.objects.filter(account=account)
+    ]
+    imports = [
+        claims.Import(
+            subject=i.subject,
+            account=i.export.account.public_key,
+            type=i.export.type,
+            name=i.name,
+            token=i.token,
+            local_subject=i.local_subject if i.local_subject != i.subject else "",
+            share=i.share,
+        )
+        for i in Import.objects.filter(account=account).select_related("export__account")
+    ]
+    keys: list[str | claims.UserScope] = [
+        signing_key_scope(k) if k.scoped else k.public_key
+        for k in SigningKey.objects.filter(owner_public_key=account.public_key)
+    ]
+    revocations = {r.public_key: r.revoked_at_ts for r in Revocation.objects.filter(account=account)}
+    return claims.account_nats(
+        limits=account_limits(account),
+        exports=exports,
+        imports=imports,
+        revocations=revocations,
+        signing_keys=keys,
+        description=account.description,
+    )

@@ -1,0 +1,13 @@
+"""Every Django user gets a personal team, however it was created (sign-up, createsuperuser, shell)."""
+
+from django.conf import settings
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="accounts_service.personal_team")
+def _personal_team(sender, instance, created, raw=False, **kwargs):
+    if created and not raw:
+        from accounts_service.services import team_personal_ensure
+
+        team_personal_ensure(user=instance)

@@ -1,0 +1,1 @@
+"""Plans, the usage ledger, rollups, rating, invoices and quotas (grows in the metering issue)."""

@@ -1,0 +1,7 @@
+"""App config of billing."""
+
+from django.apps import AppConfig
+
+
+class BillingConfig(AppConfig):
+    name = "billing"

@@ -1,0 +1,39 @@
+"""A base for management commands with subcommands (``manage.py account create ...``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from operators import claims, creds, nkeys, sealing
+from operators.errors import ApplicationError
+
+
+class SubcommandCommand(BaseCommand):
+    """Dispatches ``manage.py <command> <sub> ...`` to ``handle_<sub>``; application errors become CommandError."""
+
+    subcommands: dict[str, str] = {}
+
+    def add_arguments(self, parser) -> None:
+        subs = parser.add_subparsers(dest="subcommand", required=True, metavar="{" + ",".join(self.subcommands) + "}")
+        for name, help_text in self.subcommands.items():
+            sub = subs.add_parser(name, help=help_text, called_from_command_line=getattr(parser, "called_from_command_line", None))
+            getattr(self, f"add_{name.replace('-', '_')}_arguments", lambda p: None)(sub)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        handler = getattr(self, f"handle_{options['subcommand'].replace('-', '_')}")
+        try:
+            handler(**options)
+        except ApplicationError as exc:
+            extra = f" ({json.dumps(exc.extra)})" if exc.extra else ""
+            raise CommandError(f"{exc.message}{extra}") from exc
+        except (nkeys.NKeyError, claims.JwtError, creds.CredsError, sealing.SealError) as exc:
+            raise CommandError(str(exc)) from exc
+
+    def out(self, text: str = "") -> None:
+        self.stdout.write(text)
+
+    def out_json(self, value: Any) -> None:
+        self.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str))

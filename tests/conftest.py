@@ -1,0 +1,49 @@
+"""Shared fixtures: an operator with its system account, and real nats-server processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.natsproc import NatsServer, free_port, start_nats_server
+
+
+@pytest.fixture
+def operator_setup(db, tmp_path: Path):
+    """An operator (identity seed written to a 0600 file, not stored) and its system account."""
+    from accounts_service.services import system_account_ensure
+    from operators.services import operator_init
+
+    result = operator_init(name="test-op", identity_seed_out=tmp_path / "operator.nk")
+    system_account_ensure()
+    return result
+
+
+@pytest.fixture
+def team(db):
+    from accounts_service.services import team_create
+
+    return team_create(name="acme")
+
+
+@pytest.fixture
+def other_team(db):
+    from accounts_service.services import team_create
+
+    return team_create(name="globex")
+
+
+@pytest.fixture
+def nats_server(operator_setup, tmp_path: Path):
+    """A real nats-server in operator mode with the full resolver, on free loopback ports."""
+    from broker_gateway.services import server_config_build
+
+    port, http_port = free_port(), free_port()
+    config = server_config_build(
+        resolver_dir=tmp_path / "jwt", server_name="test-node", port=port, http_port=http_port,
+        resolver_interval="2m",
+    )
+    server: NatsServer = start_nats_server(config, tmp_path / "nats", port=port, http_port=http_port)
+    yield server
+    server.stop()

