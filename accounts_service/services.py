@@ -396,6 +396,7 @@ def user_delete(*, user: NatsUser) -> None:
 
 def user_creds_get(*, user: NatsUser) -> str:
     """The user's `.creds` text; only for users whose key we generated."""
+    user.refresh_from_db(fields=["revoked_at", "jwt", "seed"])
     if user.revoked_at:
         raise ApplicationError("the user is revoked", status_code=409)
     if user.seed_id is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -37,3 +38,16 @@ class SubcommandCommand(BaseCommand):
 
     def out_json(self, value: Any) -> None:
         self.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def text_or_file(value: str) -> str:
+    """``value`` itself, or the contents of the file it names (JWTs are too long to be paths)."""
+    if "." in value and value.count(".") == 2 and len(value) > 200:
+        return value.strip()
+    path = Path(value)
+    try:
+        if path.is_file():
+            return path.read_text().strip()
+    except OSError:
+        pass
+    return value.strip()

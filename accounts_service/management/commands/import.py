@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from accounts_service.models import Import
 from accounts_service.selectors import account_get
 from accounts_service.services import import_create
-from operators.cli import SubcommandCommand
+from operators.cli import SubcommandCommand, text_or_file
 
 
 class Command(SubcommandCommand):
@@ -24,8 +22,7 @@ class Command(SubcommandCommand):
         p.add_argument("--share", action="store_true")
 
     def handle_add(self, *, account, exporter, subject, local_subject, token, name, share, **_) -> None:
-        if token and len(token) < 4096 and Path(token).is_file():
-            token = Path(token).read_text().strip()
+        token = text_or_file(token) if token else None
         imp = import_create(account=account_get(public_key=account), exporter_public_key=exporter, subject=subject,
                             local_subject=local_subject, token=token, name=name, share=share)
         self.out(f"imported {imp.export.type} {imp.subject} from {exporter} as {imp.local_subject}")

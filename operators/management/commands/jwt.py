@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 from operators import claims, creds
-from operators.cli import SubcommandCommand
+from operators.cli import SubcommandCommand, text_or_file
 from operators.models import IssuedAccountJwt, Operator
 
 
@@ -24,12 +23,9 @@ class Command(SubcommandCommand):
         p.add_argument("--json", action="store_true")
 
     def handle_describe(self, *, token: str, json: bool = False, **_) -> None:
-        text = token
-        path = Path(token)
-        if len(token) < 4096 and path.exists():
-            text = path.read_text()
-            if "BEGIN NATS USER JWT" in text:
-                text = creds.parse_creds(text).jwt
+        text = text_or_file(token)
+        if "BEGIN NATS USER JWT" in text:
+            text = creds.parse_creds(text).jwt
         decoded = claims.decode(text.strip())
         chain = self._chain(decoded)
         if json:
