@@ -20,7 +20,9 @@ class SubcommandCommand(BaseCommand):
     def add_arguments(self, parser) -> None:
         subs = parser.add_subparsers(dest="subcommand", required=True, metavar="{" + ",".join(self.subcommands) + "}")
         for name, help_text in self.subcommands.items():
-            sub = subs.add_parser(name, help=help_text, called_from_command_line=getattr(parser, "called_from_command_line", None))
+            sub = subs.add_parser(
+                name, help=help_text, called_from_command_line=getattr(parser, "called_from_command_line", None)
+            )
             getattr(self, f"add_{name.replace('-', '_')}_arguments", lambda p: None)(sub)
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -89,12 +89,12 @@ class SigningKey(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.owner_kind} signing key {self.public_key}" + (f" ({self.role})" if self.role else "")
+
     @property
     def scoped(self) -> bool:
         return bool(self.role)
-
-    def __str__(self) -> str:
-        return f"{self.owner_kind} signing key {self.public_key}" + (f" ({self.role})" if self.role else "")
 
 
 class IssuedAccountJwt(models.Model):

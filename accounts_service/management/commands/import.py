@@ -34,7 +34,8 @@ class Command(SubcommandCommand):
     def handle_list(self, *, account, json, **_) -> None:
         rows = [{"id": i.id, "subject": i.subject, "local_subject": i.local_subject, "type": i.export.type,
                  "from": i.export.account.public_key}
-                for i in Import.objects.filter(account=account_get(public_key=account)).select_related("export__account")]
+                for i in Import.objects.filter(account=account_get(public_key=account))
+                .select_related("export__account")]
         if json:
             self.out_json(rows)
             return

@@ -19,7 +19,7 @@ class Command(SubcommandCommand):
     def add_init_arguments(self, p) -> None:
         p.add_argument("--name", default=settings.NATS_OPERATOR_NAME)
         p.add_argument("--identity-seed-out", type=Path, default=None,
-                       help="where to write the operator identity seed once (mode 0600); default var/operator-<name>.nk")
+                       help="where to write the identity seed once (mode 0600); default var/operator-<name>.nk")
         p.add_argument("--store-identity-key", action="store_true",
                        help="keep the identity seed in the database, encrypted (embedded default only)")
 
