@@ -3,14 +3,7 @@
 from django.contrib import admin
 
 from accounts_service.models import Account, Activation, ApiToken, Export, Import, NatsUser, Team, TeamMembership
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+from operators.admin import ReadOnlyAdmin as ReadOnly
 
 
 class MembershipInline(admin.TabularInline):
