@@ -1,5 +1,6 @@
 """Settings from the environment (django-environ); embedded defaults run everything under ``var/``."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -148,4 +149,4 @@ LOGGING = {
 # Tests use a database file (not memory) so a test can scan it for seeds in clear.
 DATABASES["default"].setdefault("TEST", {})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"].setdefault("NAME", str(VAR_DIR / "test.sqlite3"))
+    DATABASES["default"]["TEST"].setdefault("NAME", str(VAR_DIR / f"test-{os.getpid()}.sqlite3"))

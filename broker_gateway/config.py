@@ -13,10 +13,18 @@ from dataclasses import dataclass, field
 __all__ = ["ClusterConfig", "ServerConfig", "render"]
 
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+_SEED = re.compile(r"^\s*S[A-Z2-7]{57}\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+MIN_LAME_DUCK_SECONDS = 30  # nats-server refuses a shorter lame_duck_duration
+
+
+def _seconds(duration: str) -> float:
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(duration))
 
 
 def _q(value: str) -> str:
-    return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -52,13 +60,23 @@ class ServerConfig:
     def validate(self) -> None:
         for name in ("resolver_interval", "resolver_timeout", "lame_duck_duration"):
             value = getattr(self, name)
-            if value is not None and not _DURATION.match(value):
+            if value is not None and not _DURATION.fullmatch(value):
                 raise ValueError(f"{name} {value!r} is not a Go duration (e.g. 2m, 1.9s)")
+        for name in ("resolver_interval", "resolver_timeout"):
+            if _seconds(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be longer than 0")
+        if self.lame_duck_duration is not None and _seconds(self.lame_duck_duration) < MIN_LAME_DUCK_SECONDS:
+            raise ValueError(f"lame_duck_duration {self.lame_duck_duration!r} is below nats-server's minimum of 30s")
+        if " " in self.server_name:
+            raise ValueError(f"server_name {self.server_name!r} contains a space (nats-server refuses it)")
         for name in ("port", "http_port", "leafnode_port"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 65535:
                 raise ValueError(f"{name} {value} is not a TCP port")
-        if "SO" in self.operator_jwt[:2] or "SA" in self.system_account_jwt[:2]:
+        if self.cluster is not None and not 0 <= self.cluster.port <= 65535:
+            raise ValueError(f"cluster port {self.cluster.port} is not a TCP port")
+        public = [self.operator_jwt, self.system_account, self.system_account_jwt, *self.extra_preload.values()]
+        if any(_SEED.match(value) for value in public):
             raise ValueError("a seed must never reach a server config")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,9 @@ def creds_callbacks(creds_text: str) -> tuple[str, Callable[[str], bytes]]:
     return parsed.jwt, sign
 
 
-async def connect(servers: str | list[str], *, user_jwt: str, sign_nonce: Callable[[str], bytes], **options: Any) -> Client:
+async def connect(
+    servers: str | list[str], *, user_jwt: str, sign_nonce: Callable[[str], bytes], **options: Any
+) -> Client:
     """Connect with JWT auth. nats-py sends ``sig``/``jwt`` only when it thinks auth is configured, which
     it infers from creds files or nkeys seeds; with callbacks alone we have to say so ourselves."""
     nc = Client()
@@ -33,12 +36,18 @@ async def connect(servers: str | list[str], *, user_jwt: str, sign_nonce: Callab
     options.setdefault("allow_reconnect", False)
     options.setdefault("connect_timeout", 2)
     options.setdefault("max_reconnect_attempts", 0)
-    await nc.connect(
-        servers=servers if isinstance(servers, list) else [servers],
-        user_jwt_cb=lambda: user_jwt.encode("ascii"),
-        signature_cb=sign_nonce,
-        **options,
-    )
+    try:
+        await nc.connect(
+            servers=servers if isinstance(servers, list) else [servers],
+            user_jwt_cb=lambda: user_jwt.encode("ascii"),
+            signature_cb=sign_nonce,
+            **options,
+        )
+    except BaseException:
+        # nats-py leaves the socket of a refused or failed first connect open; close it.
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
     return nc
 
 

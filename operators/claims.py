@@ -111,6 +111,11 @@ class NkeyAlgorithm(Algorithm):
 
 _jws = PyJWS(algorithms=[])
 _jws.register_algorithm(ALGORITHM, NkeyAlgorithm())
+_ALG = _jws.get_algorithm_by_name(ALGORITHM)
+# The header never changes, so its segment is computed once (PyJWS.encode would re-serialize it per call).
+_HEADER_SEGMENT = base64.urlsafe_b64encode(
+    json.dumps({"alg": ALGORITHM, "typ": "JWT"}, separators=(",", ":"), sort_keys=True).encode()
+).rstrip(b"=")
 
 # ---------------------------------------------------------------------------------------------
 # Claim building blocks
@@ -504,8 +509,15 @@ def delete_nats(accounts: Iterable[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _b32_nopad(data: bytes) -> str:
-    return base64.b32encode(data).decode("ascii").rstrip("=")
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_SHA512_256 = hashlib.new("sha512_256")  # copied per use: cheaper than looking the algorithm up each time
+_B32_PAIRS = [a + b for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"]
+
+
+def _b32_nopad(digest: bytes) -> str:
+    """Base32 without padding of a 32-byte digest (as ``base64.b32encode``, which is pure Python and slow)."""
+    n = int.from_bytes(digest + b"\0\0\0", "big")  # 280 bits = 28 groups of 10 bits
+    return "".join([_B32_PAIRS[(n >> s) & 1023] for s in range(270, -1, -10)])[:52]
 
 
 def _check_key(value: str, allowed: tuple[KeyType, ...], what: str) -> None:
@@ -553,10 +565,18 @@ def encode(
         body["nbf"] = int(nbf)
     body["sub"] = subject
     body["nats"] = {**nats, "type": claim_type, "version": LIB_VERSION}
-    rest = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    jti = _b32_nopad(hashlib.new("sha512_256", rest.encode("utf-8")).digest())
-    payload = '{"jti":"' + jti + '",' + rest[1:]
-    return _jws.encode(payload.encode("utf-8"), signer, algorithm=ALGORITHM)
+    rest = _JSON.encode(body)
+    try:
+        rest_bytes = rest.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise JwtError("the claims hold text that is not valid Unicode (a lone surrogate)") from exc
+    digest = _SHA512_256.copy()
+    digest.update(rest_bytes)
+    jti = _b32_nopad(digest.digest())
+    payload = b'{"jti":"' + jti.encode("ascii") + b'",' + rest_bytes[1:]
+    signing_input = _HEADER_SEGMENT + b"." + base64.urlsafe_b64encode(payload).rstrip(b"=")
+    signature = base64.urlsafe_b64encode(_ALG.sign(signing_input, signer)).rstrip(b"=")
+    return (signing_input + b"." + signature).decode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------

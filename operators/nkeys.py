@@ -59,25 +59,14 @@ _BY_PREFIX = {int(k): k for k in KeyType}
 _BY_LETTER = {k.letter: k for k in KeyType}
 
 
-def _crc16_table() -> list[int]:
-    table = []
-    for i in range(256):
-        crc = i << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_CRC_TABLE = _crc16_table()
-
-
 def crc16(data: bytes) -> int:
-    """CRC-16/XMODEM (poly 0x1021, init 0), as nkeys uses."""
-    crc = 0
-    for b in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[((crc >> 8) ^ b) & 0xFF]
-    return crc
+    """CRC-16/XMODEM (poly 0x1021, init 0), as nkeys uses; binascii's CRC-CCITT is the same CRC, in C."""
+    return binascii.crc_hqx(data, 0)
+
+
+_B32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_B32_TO_HEX = str.maketrans(_B32_ALPHABET, "0123456789ABCDEFGHIJKLMNOPQRSTUV")
+_B32_CHARS = frozenset(_B32_ALPHABET)
 
 
 def _encode(raw: bytes) -> str:
@@ -93,6 +82,13 @@ def _decode(text: str | bytes, what: str) -> bytes:
             raise NKeyError(f"{what} is not ASCII") from exc
     if not isinstance(text, str) or not text:
         raise NKeyError(f"{what} is empty")
+    if len(text) == 56 and _B32_CHARS.issuperset(text):
+        # Fast path for public keys: 56 base32 characters are exactly 35 bytes, no padding bits.
+        raw = int(text.translate(_B32_TO_HEX), 32).to_bytes(35, "big")
+        body, crc_bytes = raw[:-2], raw[-2:]
+        if crc16(body) != (crc_bytes[0] | crc_bytes[1] << 8):
+            raise NKeyError(f"{what} has a bad checksum")
+        return body
     padded = text + "=" * (-len(text) % 8)
     try:
         raw = base64.b32decode(padded, casefold=False)
@@ -115,6 +111,13 @@ def public_key_from_raw(key_type: KeyType, raw: bytes) -> str:
 
 def decode_public_key(public_key: str | bytes, expected: KeyType | None = None) -> tuple[KeyType, bytes]:
     """Decode a NATS public key into its type and raw 32 bytes; check the type if ``expected``."""
+    if isinstance(public_key, str | bytes) and len(public_key) == 58:
+        try:
+            _decode_seed(public_key)
+        except NKeyError:
+            pass
+        else:
+            raise NKeyError("this is a seed, not a public key")
     if isinstance(public_key, str) and len(public_key) != 56:
         raise NKeyError(f"a public key is 56 characters, got {len(public_key)}")
     body = _decode(public_key, "public key")

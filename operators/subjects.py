@@ -28,6 +28,8 @@ def validate_subject(subject: object, *, wildcards: bool = True, what: str = "su
         raise SubjectError(f"{what} {subject!r} contains whitespace")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in subject):
         raise SubjectError(f"{what} {subject!r} contains a control character")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in subject):
+        raise SubjectError(f"{what} {subject!r} is not valid Unicode (lone surrogate)")
     tokens = subject.split(".")
     for i, token in enumerate(tokens):
         if not token:

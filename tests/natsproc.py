@@ -75,7 +75,7 @@ def start_nats_server(config_text: str, workdir: Path, *, port: int, http_port: 
     config_path.write_text(config_text)
     log_path = workdir / "nats.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own binary and config
+        proc = subprocess.Popen(
             [nats_server_bin(), "-c", str(config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -48,7 +49,7 @@ def test_iat_strictly_increases_across_reissues_in_the_same_second(operator_setu
     for i in range(5):
         account = services.account_update(account=account, limits={"conn": i + 1})
         iats.append(account.jwt_iat)
-    assert all(b > a for a, b in zip(iats, iats[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(iats))
     jtis = set(IssuedAccountJwt.objects.filter(account_public_key=account.public_key).values_list("jti", flat=True))
     assert len(jtis) == 6
     assert account.version == 6
