@@ -23,6 +23,10 @@ def name_check(value: object, *, field: str = "name", max_length: int = MAX_NAME
         raise ApplicationError(f"{field} is longer than {max_length} characters", extra={"field": field})
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ApplicationError(f"{field} contains a control character", extra={"field": field})
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApplicationError(f"{field} is not valid Unicode", extra={"field": field}) from exc
     return value
 
 

@@ -60,6 +60,7 @@ def test_iat_strictly_increases_across_reissues_in_the_same_second(operator_setu
     [
         ({"name": ""}, "name is required"),
         ({"name": "x" * 65}, "longer than 64"),
+        ({"name": "bad\ud800"}, "not valid Unicode"),
         ({"name": "ok", "limits": {"conn": -2}}, "conn must be between"),
         ({"name": "ok", "limits": {"conn": "5"}}, "conn must be an integer"),
         ({"name": "ok", "limits": {"bogus": 1}}, "unknown limits"),
