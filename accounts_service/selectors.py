@@ -6,8 +6,9 @@ from typing import Any
 
 from accounts_service.models import Account, Activation, Export, Import, NatsUser, Revocation, Team
 from operators import claims
-from operators.errors import NotFound
+from operators.errors import ApplicationError, NotFound
 from operators.models import SigningKey
+from operators.subjects import is_subset
 
 
 def team_for_user_get(*, user, slug: str) -> Team:
@@ -31,6 +32,14 @@ def user_get(*, account: Account, public_key: str) -> NatsUser:
     if user is None:
         raise NotFound(f"no user {public_key} in this account", extra={"user": public_key})
     return user
+
+
+def export_covering_get(*, account: Account, subject: str) -> Export:
+    """The export of ``account`` whose subject covers ``subject`` (exports never overlap, so at most one)."""
+    export = next((e for e in Export.objects.filter(account=account) if is_subset(subject, e.subject)), None)
+    if export is None:
+        raise ApplicationError(f"the account exports nothing covering {subject!r}", extra={"field": "subject"})
+    return export
 
 
 def account_limits(account: Account) -> claims.AccountLimits:

@@ -26,7 +26,7 @@ from accounts_service.models import (
     Team,
     TeamMembership,
 )
-from accounts_service.selectors import account_nats_build, user_permissions
+from accounts_service.selectors import account_nats_build, export_covering_get, user_permissions
 from accounts_service.validation import (
     description_check,
     limit_check,
@@ -117,8 +117,6 @@ def _limits_apply(account: Account, limits: dict[str, Any]) -> None:
         if field == "wildcard_exports":
             if not isinstance(value, bool):
                 raise ApplicationError("wildcard_exports must be true or false", extra={"field": field})
-        elif field in ("mem_storage", "disk_storage", "streams", "consumer"):
-            value = limit_check(value, field=field)
         else:
             value = limit_check(value, field=field)
         setattr(account, field, value)
@@ -483,13 +481,12 @@ def activation_create(
         raise ApplicationError(f"{subject!r} is not within the export {export.subject!r}", extra={"field": "subject"})
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError("expires_at is in the past", extra={"field": "expires_at"})
-    token = op_services.activation_issue(
+    signed = op_services.activation_issue(
         exporter_seed=export.account.identity_seed, target_public_key=target, subject=subject, kind=export.type,
         exp=int(expires_at.timestamp()) if expires_at else None,
     )
-    decoded = claims.decode(token)
-    return Activation.objects.create(export=export, target_public_key=target, subject=subject, token=token,
-                                     jti=decoded.jti, iat=decoded.iat, expires_at=expires_at)
+    return Activation.objects.create(export=export, target_public_key=target, subject=subject, token=signed.token,
+                                     jti=signed.jti, iat=signed.iat, expires_at=expires_at)
 
 
 @transaction.atomic
@@ -545,9 +542,7 @@ def import_create(
     exporter = Account.objects.filter(public_key=exporter_key).first()
     if exporter is None:
         raise ApplicationError("no account with that public key exports anything", extra={"field": "from"})
-    export = next((e for e in Export.objects.filter(account=exporter) if is_subset(subject, e.subject)), None)
-    if export is None:
-        raise ApplicationError(f"the account exports nothing covering {subject!r}", extra={"field": "subject"})
+    export = export_covering_get(account=exporter, subject=subject)
     if export.type == Export.Type.SERVICE and has_wildcards(subject) and not export.account_token_position:
         raise ApplicationError("a service import names a literal subject", extra={"field": "subject"})
     if export.token_req:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 from collections.abc import Callable
@@ -18,12 +17,7 @@ from operators import creds, nkeys
 def creds_callbacks(creds_text: str) -> tuple[str, Callable[[str], bytes]]:
     """The user JWT and a nonce signer read from `.creds` text (what a tenant's client does)."""
     parsed = creds.parse_creds(creds_text)
-    keypair = nkeys.from_seed(parsed.seed, nkeys.KeyType.USER)
-
-    def sign(nonce: str) -> bytes:
-        return base64.b64encode(keypair.sign(nonce.encode("ascii")))
-
-    return parsed.jwt, sign
+    return parsed.jwt, nkeys.from_seed(parsed.seed, nkeys.KeyType.USER).sign_nonce
 
 
 async def connect(

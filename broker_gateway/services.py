@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,24 +44,35 @@ class PushResult:
         return bool(self.replies) and all("data" in r and r["data"].get("code") == 200 for r in self.replies)
 
 
-def _system_connection_material() -> tuple[str, Any]:
+def _system_connector(url: str, name: str):
+    """An async context manager connecting to ``url`` as the control plane's system-account user.
+
+    The user and its nonce signer are read here, outside the event loop (the ORM is sync).
+    """
     user = control_plane_user_ensure()
-    return user.jwt, op_services.nonce_signer_get(user_seed=user.seed)
+    jwt, signer = user.jwt, op_services.nonce_signer_get(user_seed=user.seed)
+
+    @contextlib.asynccontextmanager
+    async def connection():
+        nc = await nats_client.connect(url, user_jwt=jwt, sign_nonce=signer, name=name)
+        try:
+            yield nc
+        finally:
+            await nc.close()
+
+    return connection
 
 
 def account_push(*, account: Account, url: str, timeout: float | None = None, expect: int | None = None) -> PushResult:
     """Push the account's latest JWT (read from the database now) to the server at ``url``, like ``nsc push -u``."""
     account.refresh_from_db(fields=["jwt"])
-    jwt, signer = _system_connection_material()
+    connection = _system_connector(url, "natsctl-push")
     timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
 
     async def run() -> list[dict[str, Any]]:
-        nc = await nats_client.connect(url, user_jwt=jwt, sign_nonce=signer, name="natsctl-push")
-        try:
+        async with connection() as nc:
             return await nats_client.request_all(nc, "$SYS.REQ.CLAIMS.UPDATE", account.jwt.encode("ascii"),
                                                  timeout=timeout, expect=expect)
-        finally:
-            await nc.close()
 
     try:
         replies = asyncio.run(run())
@@ -71,15 +83,12 @@ def account_push(*, account: Account, url: str, timeout: float | None = None, ex
 
 def account_lookup(*, account_public_key: str, url: str, timeout: float = 2.0) -> str:
     """The JWT the server at ``url`` holds for an account ('' if none)."""
-    jwt, signer = _system_connection_material()
+    connection = _system_connector(url, "natsctl-lookup")
 
     async def run() -> str:
-        nc = await nats_client.connect(url, user_jwt=jwt, sign_nonce=signer, name="natsctl-lookup")
-        try:
+        async with connection() as nc:
             msg = await nc.request(f"$SYS.REQ.ACCOUNT.{account_public_key}.CLAIMS.LOOKUP", b"", timeout=timeout)
             return msg.data.decode("ascii", "replace")
-        finally:
-            await nc.close()
 
     return asyncio.run(run())
 

@@ -43,6 +43,7 @@ __all__ = [
     "decode",
     "delete_nats",
     "encode",
+    "encode_signed",
     "operator_nats",
     "user_nats",
 ]
@@ -530,7 +531,21 @@ def _check_key(value: str, allowed: tuple[KeyType, ...], what: str) -> None:
         raise JwtError(f"{what} must be a {names} key, got a {key_type.label} key")
 
 
-def encode(
+@dataclass(frozen=True)
+class Signed:
+    """A freshly signed JWT with the ``jti`` and ``iat`` it carries (no need to decode it again)."""
+
+    token: str
+    jti: str
+    iat: int
+
+
+def encode(claim_type: str, **kwargs: Any) -> str:
+    """Sign a claim of ``claim_type`` and return the JWT; see ``encode_signed``."""
+    return encode_signed(claim_type, **kwargs).token
+
+
+def encode_signed(
     claim_type: str,
     *,
     subject: str,
@@ -541,7 +556,7 @@ def encode(
     exp: int | None = None,
     nbf: int | None = None,
     aud: str = "",
-) -> str:
+) -> Signed:
     """Sign a claim of ``claim_type``; ``jti`` is the SHA-512/256 of the whole claim set."""
     if claim_type not in CLAIM_TYPES:
         raise JwtError(f"unknown claim type {claim_type!r}")
@@ -576,7 +591,7 @@ def encode(
     payload = b'{"jti":"' + jti.encode("ascii") + b'",' + rest_bytes[1:]
     signing_input = _HEADER_SEGMENT + b"." + base64.urlsafe_b64encode(payload).rstrip(b"=")
     signature = base64.urlsafe_b64encode(_ALG.sign(signing_input, signer)).rstrip(b"=")
-    return (signing_input + b"." + signature).decode("ascii")
+    return Signed(token=(signing_input + b"." + signature).decode("ascii"), jti=jti, iat=body["iat"])
 
 
 # ---------------------------------------------------------------------------------------------

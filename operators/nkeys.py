@@ -85,17 +85,13 @@ def _decode(text: str | bytes, what: str) -> bytes:
     if len(text) == 56 and _B32_CHARS.issuperset(text):
         # Fast path for public keys: 56 base32 characters are exactly 35 bytes, no padding bits.
         raw = int(text.translate(_B32_TO_HEX), 32).to_bytes(35, "big")
-        body, crc_bytes = raw[:-2], raw[-2:]
-        if crc16(body) != (crc_bytes[0] | crc_bytes[1] << 8):
-            raise NKeyError(f"{what} has a bad checksum")
-        return body
-    padded = text + "=" * (-len(text) % 8)
-    try:
-        raw = base64.b32decode(padded, casefold=False)
-    except (binascii.Error, ValueError) as exc:
-        raise NKeyError(f"{what} is not valid base32") from exc
-    if len(raw) < 4:
-        raise NKeyError(f"{what} is too short")
+    else:
+        try:
+            raw = base64.b32decode(text + "=" * (-len(text) % 8), casefold=False)
+        except (binascii.Error, ValueError) as exc:
+            raise NKeyError(f"{what} is not valid base32") from exc
+        if len(raw) < 4:
+            raise NKeyError(f"{what} is too short")
     body, crc_bytes = raw[:-2], raw[-2:]
     if crc16(body) != (crc_bytes[0] | crc_bytes[1] << 8):
         raise NKeyError(f"{what} has a bad checksum")
@@ -192,6 +188,10 @@ class KeyPair:
     def sign(self, data: bytes) -> bytes:
         """Raw 64-byte ed25519 signature of ``data``."""
         return self._signer.sign(data).signature
+
+    def sign_nonce(self, nonce: str) -> bytes:
+        """The server nonce signed the way the NATS CONNECT ``sig`` field wants it (standard base64)."""
+        return base64.b64encode(self.sign(nonce.encode("ascii")))
 
     def verify(self, data: bytes, signature: bytes) -> bool:
         return verify(self.public_key, data, signature)

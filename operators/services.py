@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 from collections.abc import Callable
@@ -24,14 +23,11 @@ from operators.signals import account_jwt_issued
 # Sealed seeds
 # ---------------------------------------------------------------------------------------------
 
-_SEED_TYPES = {KeyType.OPERATOR: "O", KeyType.ACCOUNT: "A", KeyType.USER: "U"}
-
-
 def seed_seal(*, keypair: KeyPair) -> SealedSeed:
     """Store a key pair's seed encrypted, bound to its public key."""
     return SealedSeed.objects.create(
         public_key=keypair.public_key,
-        key_type=_SEED_TYPES[keypair.key_type],
+        key_type=keypair.key_type.letter,
         key_id=keyring_get().current,
         sealed=keyring_get().seal(keypair.seed, public_key=keypair.public_key),
     )
@@ -188,10 +184,10 @@ def account_jwt_issue(
     operator = operator_get()
     signer = _seed_open(operator_signing_key_get(operator=operator).seed)
     iat = max(int(time.time()), account_jwt_latest_iat(account_public_key=account_public_key) + 1)
-    token = claims.encode(claims.ACCOUNT, subject=account_public_key, name=name, nats=nats, signer=signer, iat=iat,
-                          exp=exp)
+    signed = claims.encode_signed(claims.ACCOUNT, subject=account_public_key, name=name, nats=nats, signer=signer,
+                                  iat=iat, exp=exp)
     issued = IssuedAccountJwt.objects.create(
-        account_public_key=account_public_key, jwt=token, jti=claims.decode(token).jti, iat=iat
+        account_public_key=account_public_key, jwt=signed.token, jti=signed.jti, iat=signed.iat
     )
     transaction.on_commit(
         lambda: account_jwt_issued.send(
@@ -221,10 +217,10 @@ def user_jwt_issue(
 
 def activation_issue(
     *, exporter_seed: SealedSeed, target_public_key: str, subject: str, kind: str, exp: int | None = None
-) -> str:
+) -> claims.Signed:
     """An activation token, signed by the exporting account, letting ``target`` import ``subject``."""
     signer = _seed_open(exporter_seed)
-    return claims.encode(claims.ACTIVATION, subject=target_public_key, name=subject, signer=signer, exp=exp,
+    return claims.encode_signed(claims.ACTIVATION, subject=target_public_key, name=subject, signer=signer, exp=exp,
                          nats=claims.activation_nats(subject=subject, kind=kind))
 
 
@@ -245,9 +241,4 @@ def nonce_signer_get(*, user_seed: SealedSeed) -> Callable[[str], bytes]:
 
     The seed stays inside the closure, so connection code never handles it.
     """
-    keypair = _seed_open(user_seed)
-
-    def sign(nonce: str) -> bytes:
-        return base64.b64encode(keypair.sign(nonce.encode("ascii")))
-
-    return sign
+    return _seed_open(user_seed).sign_nonce

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from accounts_service.models import Export
-from accounts_service.selectors import account_get
+from accounts_service.selectors import account_get, export_covering_get
 from accounts_service.services import activation_create
 from operators.cli import SubcommandCommand
-from operators.errors import ApplicationError
-from operators.subjects import is_subset
 
 
 class Command(SubcommandCommand):
@@ -24,9 +21,7 @@ class Command(SubcommandCommand):
 
     def handle_generate(self, *, account, subject, target, expiry, **_) -> None:
         exporter = account_get(public_key=account)
-        export = next((e for e in Export.objects.filter(account=exporter) if is_subset(subject, e.subject)), None)
-        if export is None:
-            raise ApplicationError(f"the account exports nothing covering {subject!r}")
+        export = export_covering_get(account=exporter, subject=subject)
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expiry) if expiry else None
         act = activation_create(export=export, target_public_key=target, subject=subject, expires_at=expires_at)
         self.out(act.token)
