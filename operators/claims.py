@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt as pyjwt
 from jwt.algorithms import Algorithm
@@ -531,8 +531,7 @@ def _check_key(value: str, allowed: tuple[KeyType, ...], what: str) -> None:
         raise JwtError(f"{what} must be a {names} key, got a {key_type.label} key")
 
 
-@dataclass(frozen=True)
-class Signed:
+class Signed(NamedTuple):
     """A freshly signed JWT with the ``jti`` and ``iat`` it carries (no need to decode it again)."""
 
     token: str
