@@ -27,6 +27,7 @@ from accounts_service.models import (
     TeamMembership,
 )
 from accounts_service.selectors import account_nats_build, export_covering_get, user_permissions
+from accounts_service.signals import account_deleted
 from accounts_service.validation import (
     description_check,
     limit_check,
@@ -196,6 +197,8 @@ def account_delete(*, account: Account) -> list[Account]:
         seeds.append(key.seed_id)
         key.delete()
     SealedSeed.objects.filter(pk__in=[s for s in seeds if s]).delete()
+    public_key = account.public_key
+    transaction.on_commit(lambda: account_deleted.send(sender=Account, account_public_key=public_key))
     return [account_resign(account=_lock(imp)) for imp in importers]
 
 

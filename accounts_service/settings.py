@@ -110,8 +110,38 @@ SEED_ENCRYPTION_KEY_FILE = VAR_DIR / "seed-encryption.keys"
 # ------------------------------------------------------------------------------------------------
 NATS_OPERATOR_NAME = env("NATS_OPERATOR_NAME", default="natsctl")
 NATS_SERVER_BIN = env("NATS_SERVER_BIN", default="")
-NATS_RESOLVER_INTERVAL = env("NATS_RESOLVER_INTERVAL", default="2m")
+# A short resolver interval: nodes also sync among themselves, as a second path behind our pushes.
+NATS_RESOLVER_INTERVAL = env("NATS_RESOLVER_INTERVAL", default="30s")
 NATS_PUSH_TIMEOUT = env.float("NATS_PUSH_TIMEOUT", default=2.0)
+
+# ------------------------------------------------------------------------------------------------
+# The broker fleet: nodes as desired state, supervised by `manage.py fleet run`
+# ------------------------------------------------------------------------------------------------
+FLEET_DRIVER = env("FLEET_DRIVER", default="local")
+FLEET_DIR = Path(env("FLEET_DIR", default=str(VAR_DIR / "fleet")))
+FLEET_NODES = env.int("FLEET_NODES", default=3)
+FLEET_CLUSTER_NAME = env("FLEET_CLUSTER_NAME", default="natsctl")
+# A new node's ports are these plus its index when free, else free ports.
+FLEET_BASE_PORTS = {
+    "client_port": env.int("FLEET_CLIENT_PORT", default=4222),
+    "cluster_port": env.int("FLEET_CLUSTER_PORT", default=6222),
+    "monitoring_port": env.int("FLEET_MONITORING_PORT", default=8222),
+    "leafnode_port": env.int("FLEET_LEAFNODE_PORT", default=7422),
+}
+FLEET_START_TIMEOUT = env.float("FLEET_START_TIMEOUT", default=15.0)
+FLEET_LIVENESS_TIMEOUT = env.float("FLEET_LIVENESS_TIMEOUT", default=30.0)
+FLEET_MAX_FAILURES = env.int("FLEET_MAX_FAILURES", default=5)
+FLEET_BACKOFF_BASE = env.float("FLEET_BACKOFF_BASE", default=0.5)
+FLEET_BACKOFF_MAX = env.float("FLEET_BACKOFF_MAX", default=30.0)
+FLEET_STABLE_SECONDS = env.float("FLEET_STABLE_SECONDS", default=10.0)
+FLEET_STOP_GRACE = env.float("FLEET_STOP_GRACE", default=10.0)
+# nats-server refuses a lame duck duration under 30s.
+FLEET_LAME_DUCK_DURATION = env("FLEET_LAME_DUCK_DURATION", default="30s")
+# A node counts as healthy only while the supervisor keeps confirming it (it writes every 5 s).
+FLEET_HEALTH_STALE_SECONDS = env.float("FLEET_HEALTH_STALE_SECONDS", default=20.0)
+FLEET_PUSH_CONCURRENCY = env.int("FLEET_PUSH_CONCURRENCY", default=256)
+FLEET_RECONCILE_SECONDS = env.float("FLEET_RECONCILE_SECONDS", default=5.0)
+FLEET_VERIFY_SECONDS = env.float("FLEET_VERIFY_SECONDS", default=60.0)
 
 # ------------------------------------------------------------------------------------------------
 # Redis and Celery
@@ -123,6 +153,20 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# A child killed mid-task gives its message back at once; a whole worker killed gives it back after
+# the visibility timeout. The reconciler re-pushes anything either path missed.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Enqueueing happens on commit of a tenant's change: with Redis down, give up fast (the reconciler
+# pushes the change) instead of holding the request for seconds.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "fleet-reconcile": {"task": "broker_gateway.tasks.fleet_reconcile", "schedule": FLEET_RECONCILE_SECONDS},
+    "fleet-verify": {"task": "broker_gateway.tasks.fleet_verify", "schedule": FLEET_VERIFY_SECONDS},
+}
 
 # ------------------------------------------------------------------------------------------------
 # REST framework: one error shape, bearer tokens hashed at rest

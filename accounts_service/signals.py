@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.db.models.signals import post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="accounts_service.personal_team")
@@ -11,3 +11,8 @@ def _personal_team(sender, instance, created, raw=False, **kwargs):
         from accounts_service.services import team_personal_ensure
 
         team_personal_ensure(user=instance)
+
+
+# Sent on commit after an account was deleted; kwargs: account_public_key. The broker gateway sends the
+# operator-signed delete claim to every node.
+account_deleted = Signal()

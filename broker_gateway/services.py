@@ -1,28 +1,44 @@
-"""Pushing account JWTs to nats-server and rendering server configs from the control plane's state."""
+"""Broker nodes as desired state, and pushing every account to every node until each holds the latest."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from dataclasses import dataclass
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts_service.models import Account, NatsUser
 from accounts_service.services import system_account_ensure, user_create
 from broker_gateway import config as config_render
-from broker_gateway import nats_client
+from broker_gateway.fleet.driver import DataDirs
+from broker_gateway.gateway import Gateway, GatewayUnavailable, reply_ok, reply_server
+from broker_gateway.models import BrokerNode, NodeClaim
+from broker_gateway.selectors import accounts_behind_ids, healthy_nodes, running_node_urls
 from operators import services as op_services
 from operators.errors import ApplicationError
 from operators.selectors import operator_get
+
+log = logging.getLogger(__name__)
 
 CONTROL_PLANE_USER = "control-plane"
 # The control plane's own system-account user may only talk on the claims subjects it needs.
 CONTROL_PLANE_PUB = ["$SYS.REQ.CLAIMS.>", "$SYS.REQ.ACCOUNT.*.CLAIMS.>"]
 CONTROL_PLANE_SUB = ["_INBOX.>"]
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+# ------------------------------------------------------------------------------------------------
+# The control plane's system-account connection
+# ------------------------------------------------------------------------------------------------
 
 
 @transaction.atomic
@@ -34,6 +50,50 @@ def control_plane_user_ensure() -> NatsUser:
                                sub_allow=CONTROL_PLANE_SUB)
 
 
+def gateway_open(urls: Sequence[str], *, name: str = "natsctl-gateway") -> Gateway:
+    """A new system-account connection to ``urls`` (the caller closes it)."""
+    user = control_plane_user_ensure()
+    return Gateway(urls, user_jwt=user.jwt, sign_nonce=op_services.nonce_signer_get(user_seed=user.seed), name=name)
+
+
+_gateway: Gateway | None = None
+_gateway_lock = threading.Lock()
+
+
+def gateway_get() -> Gateway:
+    """This process's long-lived connection to the fleet (opened on first use, reopened if it closed).
+
+    nats-py learns the other cluster members from the server it connects to and reconnects on its
+    own; a connection that gave up is replaced with one to the nodes the database lists now.
+    """
+    global _gateway
+    with _gateway_lock:
+        if _gateway is not None and _gateway.is_usable:
+            return _gateway
+        if _gateway is not None:
+            _gateway.close()
+            _gateway = None
+        urls = running_node_urls()
+        if not urls:
+            raise GatewayUnavailable("the fleet has no running node")
+        _gateway = gateway_open(urls)
+        return _gateway
+
+
+def gateway_reset() -> None:
+    """Close this process's connection (tests, and after a fork)."""
+    global _gateway
+    with _gateway_lock:
+        if _gateway is not None:
+            _gateway.close()
+        _gateway = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Pushing to one given server (the CLI's `account push --url`, and tests against a single server)
+# ------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class PushResult:
     account: str
@@ -41,61 +101,365 @@ class PushResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.replies) and all("data" in r and r["data"].get("code") == 200 for r in self.replies)
-
-
-def _system_connector(url: str, name: str):
-    """An async context manager connecting to ``url`` as the control plane's system-account user.
-
-    The user and its nonce signer are read here, outside the event loop (the ORM is sync).
-    """
-    user = control_plane_user_ensure()
-    jwt, signer = user.jwt, op_services.nonce_signer_get(user_seed=user.seed)
-
-    @contextlib.asynccontextmanager
-    async def connection():
-        nc = await nats_client.connect(url, user_jwt=jwt, sign_nonce=signer, name=name)
-        try:
-            yield nc
-        finally:
-            await nc.close()
-
-    return connection
+        return bool(self.replies) and all(reply_ok(r) for r in self.replies)
 
 
 def account_push(*, account: Account, url: str, timeout: float | None = None, expect: int | None = None) -> PushResult:
-    """Push the account's latest JWT (read from the database now) to the server at ``url``, like ``nsc push -u``."""
+    """Push the account's latest JWT (read from the database now) to the server at ``url``, like ``nsc push -u``.
+
+    Without ``expect`` it waits the whole timeout for every server of the cluster to answer.
+    """
     account.refresh_from_db(fields=["jwt"])
-    connection = _system_connector(url, "natsctl-push")
     timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
-
-    async def run() -> list[dict[str, Any]]:
-        async with connection() as nc:
-            return await nats_client.request_all(nc, "$SYS.REQ.CLAIMS.UPDATE", account.jwt.encode("ascii"),
-                                                 timeout=timeout, expect=expect)
-
     try:
-        replies = asyncio.run(run())
-    except (OSError, nats_client.nats.errors.Error, TimeoutError) as exc:
-        raise ApplicationError(f"could not reach {url}: {exc or type(exc).__name__}", status_code=503) from exc
+        gateway = gateway_open([url], name="natsctl-push")
+    except GatewayUnavailable as exc:
+        raise ApplicationError(str(exc), status_code=503) from exc
+    try:
+        (replies,) = gateway.push([account.jwt], expect=expect or 10_000, timeout=timeout)
+    except GatewayUnavailable as exc:
+        raise ApplicationError(str(exc), status_code=503) from exc
+    finally:
+        gateway.close()
     return PushResult(account=account.public_key, replies=replies)
 
 
 def account_lookup(*, account_public_key: str, url: str, timeout: float = 2.0) -> str:
     """The JWT the server at ``url`` holds for an account ('' if none)."""
-    connection = _system_connector(url, "natsctl-lookup")
+    gateway = gateway_open([url], name="natsctl-lookup")
+    try:
+        (replies,) = gateway.lookup([account_public_key], expect=1, timeout=timeout)
+    finally:
+        gateway.close()
+    return replies[0] if replies else ""
 
-    async def run() -> str:
-        async with connection() as nc:
-            msg = await nc.request(f"$SYS.REQ.ACCOUNT.{account_public_key}.CLAIMS.LOOKUP", b"", timeout=timeout)
-            return msg.data.decode("ascii", "replace")
 
-    return asyncio.run(run())
+# ------------------------------------------------------------------------------------------------
+# Pushing to the fleet and recording what each node holds
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FleetPushReport:
+    """The outcome of pushing accounts to the healthy nodes."""
+
+    nodes: list[str] = field(default_factory=list)
+    accounts: int = 0
+    complete: int = 0  # accounts every healthy node acknowledged
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.complete == self.accounts and not self.errors
+
+
+def _claims_record(rows: Iterable[tuple[int, int, str, int]]) -> int:
+    """Upsert NodeClaim rows (account id, node id, jti, iat); accounts deleted meanwhile are skipped."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    now = timezone.now()
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                existing = set(Account.objects.filter(pk__in={r[0] for r in rows}).values_list("pk", flat=True))
+                objs = [NodeClaim(account_id=a, node_id=n, jti=j, iat=i, updated_at=now)
+                        for a, n, j, i in rows if a in existing]
+                NodeClaim.objects.bulk_create(objs, batch_size=500, update_conflicts=True,
+                                              unique_fields=["account", "node"],
+                                              update_fields=["jti", "iat", "updated_at"])
+                return len(objs)
+        except IntegrityError:  # an account or node deleted between the check and the write
+            if attempt:
+                raise
+    return 0
+
+
+def _push_rows(rows: Sequence[tuple[int, str, str, str, int]], *, nodes: Sequence[BrokerNode],
+               timeout: float, report: FleetPushReport) -> list[int]:
+    """Push (id, public key, jwt, jti, iat) rows; record acknowledgements; return ids not held by all."""
+    by_name = {n.name: n.pk for n in nodes}
+    replies = gateway_get().push([r[2] for r in rows], expect=len(nodes), timeout=timeout,
+                                 concurrency=settings.FLEET_PUSH_CONCURRENCY)
+    claims: list[tuple[int, int, str, int]] = []
+    incomplete: list[int] = []
+    for (pk, pub, _jwt, jti, iat), rs in zip(rows, replies, strict=True):
+        acked = set()
+        for reply in rs:
+            server = reply_server(reply)
+            if reply_ok(reply) and server in by_name:
+                acked.add(server)
+                claims.append((pk, by_name[server], jti, iat))
+            elif not reply_ok(reply):
+                error = reply.get("error") or reply
+                report.errors.append({"account": pub, "node": server, "error": error})
+                log.warning("push refused", extra={"account": pub, "node": server, "error": error})
+        if acked >= set(by_name):
+            report.complete += 1
+        else:
+            incomplete.append(pk)
+    _claims_record(claims)
+    return incomplete
+
+
+def accounts_push(*, account_ids: Iterable[int] | None = None, timeout: float | None = None,
+                  batch: int = 2000) -> FleetPushReport:
+    """Push the latest JWT of the given accounts (all when None) to every healthy node, most recently
+    changed first, and record per node what it acknowledged.
+
+    JWTs are read from the database at push time, never carried in task arguments. An account re-signed
+    while its push was in flight is pushed again, so an older version cannot end up last.
+    """
+    started = time.monotonic()
+    nodes = healthy_nodes()
+    report = FleetPushReport(nodes=[n.name for n in nodes])
+    if not nodes:
+        return report
+    timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
+    qs = Account.objects.exclude(jwt="").order_by("-updated_at", "-pk")
+    if account_ids is not None:
+        qs = qs.filter(pk__in=list(account_ids))
+    ids = list(qs.values_list("pk", flat=True))
+    for start in range(0, len(ids), batch):
+        chunk = ids[start:start + batch]
+        rows = list(Account.objects.filter(pk__in=chunk).values_list("pk", "public_key", "jwt", "jwt_jti", "jwt_iat"))
+        report.accounts += len(rows)
+        _push_rows(rows, nodes=nodes, timeout=timeout, report=report)
+        # Re-signed while in flight: push the newer version now rather than at the next reconcile.
+        pushed = {r[0]: r[3] for r in rows}
+        moved = [r for r in Account.objects.filter(pk__in=chunk).values_list("pk", "public_key", "jwt", "jwt_jti",
+                                                                             "jwt_iat") if pushed[r[0]] != r[3]]
+        if moved:
+            _push_rows(moved, nodes=nodes, timeout=timeout, report=FleetPushReport())
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def account_push_latest(*, account_id: int) -> FleetPushReport | None:
+    """Push one account if some healthy node does not hold its latest JWT yet (idempotent)."""
+    account = Account.objects.filter(pk=account_id).values("jwt_jti").first()
+    if account is None:
+        return None
+    nodes = healthy_nodes()
+    held = NodeClaim.objects.filter(account_id=account_id, node__in=nodes, jti=account["jwt_jti"]).count()
+    if nodes and held == len(nodes):
+        return FleetPushReport(nodes=[n.name for n in nodes])
+    return accounts_push(account_ids=[account_id])
+
+
+def account_delete_push(*, public_keys: Sequence[str], timeout: float | None = None) -> list[dict[str, Any]]:
+    """Send the operator-signed delete claim for accounts that no longer exist to every healthy node."""
+    gone = sorted(set(public_keys) - set(Account.objects.filter(public_key__in=public_keys)
+                                         .values_list("public_key", flat=True)))
+    nodes = healthy_nodes()
+    if not gone or not nodes:
+        return []
+    claim = op_services.account_delete_claim_issue(account_public_keys=gone)
+    timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
+    replies = gateway_get().delete(claim, expect=len(nodes), timeout=timeout)
+    for reply in replies:
+        if not reply_ok(reply):
+            log.warning("delete refused", extra={"accounts": gone, "node": reply_server(reply), "reply": reply})
+    return replies
+
+
+# ------------------------------------------------------------------------------------------------
+# Reconcile: desired (the database) against held (what nodes acknowledged, and what LOOKUP shows)
+# ------------------------------------------------------------------------------------------------
+
+
+def fleet_reconcile() -> FleetPushReport:
+    """Re-push every account whose latest JWT is not acknowledged by every healthy node."""
+    nodes = healthy_nodes()
+    behind = accounts_behind_ids(nodes)
+    if not behind:
+        return FleetPushReport(nodes=[n.name for n in nodes])
+    report = accounts_push(account_ids=behind)
+    log.info("reconciled", extra={"accounts": len(behind), "complete": report.complete, "nodes": report.nodes})
+    return report
+
+
+@dataclass
+class VerifyReport:
+    nodes: list[str] = field(default_factory=list)
+    checked: int = 0
+    stale: int = 0  # accounts where some node held another JWT (or none)
+    deleted: list[str] = field(default_factory=list)  # accounts nodes held that no longer exist
+    repaired: FleetPushReport | None = None
+
+
+def fleet_verify(*, timeout: float | None = None, batch: int = 2000) -> VerifyReport:
+    """Ask the nodes what they hold (LIST, then LOOKUP of every account) instead of trusting our records;
+    re-push what differs and delete accounts that no longer exist."""
+    nodes = healthy_nodes()
+    report = VerifyReport(nodes=[n.name for n in nodes])
+    if not nodes:
+        return report
+    timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
+    gateway = gateway_get()
+    system = system_account_ensure().public_key
+    listed = gateway.list_claims(expect=len(nodes), timeout=timeout)
+    known = set(Account.objects.values_list("public_key", flat=True))
+    extra = {pub for held in listed.values() for pub in held} - known - {system}
+    if extra:
+        account_delete_push(public_keys=sorted(extra), timeout=timeout)
+        report.deleted = sorted(extra)
+    stale: list[int] = []
+    by_node = {n.name: n.pk for n in nodes}
+    ids = list(Account.objects.exclude(jwt="").values_list("pk", flat=True))
+    for start in range(0, len(ids), batch):
+        rows = list(Account.objects.filter(pk__in=ids[start:start + batch])
+                    .values_list("pk", "public_key", "jwt", "jwt_jti", "jwt_iat"))
+        held = gateway.lookup([r[1] for r in rows], expect=len(nodes), timeout=timeout,
+                              concurrency=settings.FLEET_PUSH_CONCURRENCY)
+        confirmed: list[tuple[int, int, str, int]] = []
+        for (pk, pub, jwt, jti, iat), jwts in zip(rows, held, strict=True):
+            report.checked += 1
+            missing_on = [name for name, pubs in listed.items() if name in by_node and pub not in pubs]
+            if len(jwts) >= len(nodes) and all(j == jwt for j in jwts) and not missing_on:
+                confirmed += [(pk, node_pk, jti, iat) for node_pk in by_node.values()]
+            else:
+                stale.append(pk)
+        _claims_record(confirmed)
+    if stale:
+        NodeClaim.objects.filter(account_id__in=stale).delete()  # our records were wrong: forget them
+        report.stale = len(stale)
+        report.repaired = accounts_push(account_ids=stale)
+        log.warning("verify found stale accounts", extra={"accounts": len(stale), "nodes": report.nodes})
+    return report
+
+
+def node_sync(*, node_id: int) -> FleetPushReport | None:
+    """Full sync for a node that (re)became healthy: push every account, not only what our records say it
+    lacks (it may have lost its store or missed a revocation), and delete accounts that no longer exist."""
+    node = BrokerNode.objects.filter(pk=node_id).first()
+    if node is None:
+        return None
+    report = accounts_push()
+    gateway = gateway_get()
+    nodes = healthy_nodes()
+    held = gateway.list_claims(expect=len(nodes), timeout=settings.NATS_PUSH_TIMEOUT).get(node.name, set())
+    known = set(Account.objects.values_list("public_key", flat=True))
+    extra = held - known - {system_account_ensure().public_key}
+    if extra:
+        account_delete_push(public_keys=sorted(extra))
+    BrokerNode.objects.filter(pk=node_id).update(synced_at=timezone.now())
+    log.info("node synced", extra={"node": node.name, "accounts": report.accounts, "complete": report.complete,
+                                   "seconds": round(report.seconds, 3)})
+    return report
+
+
+# ------------------------------------------------------------------------------------------------
+# Nodes as desired state
+# ------------------------------------------------------------------------------------------------
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ports_allocate(host: str, index: int) -> dict[str, int]:
+    """Ports for a new node: the conventional ones (4222, 6222, 8222, 7422, plus the node's index) when
+    they are free and unclaimed, else free ones."""
+    taken = {p for node in BrokerNode.objects.all() for p in node.ports}
+    ports: dict[str, int] = {}
+    for key, base in settings.FLEET_BASE_PORTS.items():
+        port = base + index if base else 0
+        if not port or port in taken or not _port_free(host, port):
+            while True:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((host, 0))
+                    port = s.getsockname()[1]
+                if port not in taken:
+                    break
+        taken.add(port)
+        ports[key] = port
+    return ports
+
+
+@transaction.atomic
+def node_add(*, name: str, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
+             extra_config: str = "", cluster: str | None = None) -> BrokerNode:
+    """A new node (desired running). Its config routes to every other node; the others are not restarted:
+    routes are gossiped, so they learn of it when it connects."""
+    if not isinstance(name, str) or not _NODE_NAME.match(name):
+        raise ApplicationError("node name must be 1-64 letters, digits, '-' or '_'", extra={"field": "name"})
+    if BrokerNode.objects.filter(name=name).exists():
+        raise ApplicationError(f"node {name} already exists", extra={"field": "name"}, status_code=409)
+    if len(extra_config) > 10_000:
+        raise ApplicationError("extra_config is longer than 10000 characters", extra={"field": "extra_config"})
+    if ports is None:
+        ports = _ports_allocate(host, BrokerNode.objects.count())
+    for key in ("client_port", "cluster_port", "monitoring_port", "leafnode_port"):
+        if not isinstance(ports.get(key), int) or not 0 < ports[key] <= 65535:
+            raise ApplicationError(f"{key} must be a TCP port", extra={"field": key})
+    if len(set(ports.values())) != 4:
+        raise ApplicationError("a node's four ports must differ", extra={"field": "ports"})
+    clash = BrokerNode.objects.filter(host=host).exclude(name=name)
+    used = {p for node in clash for p in node.ports}
+    if used & set(ports.values()):
+        raise ApplicationError(f"ports {sorted(used & set(ports.values()))} are used by another node",
+                               extra={"field": "ports"}, status_code=409)
+    return BrokerNode.objects.create(name=name, host=host, extra_config=extra_config,
+                                     cluster=cluster or settings.FLEET_CLUSTER_NAME, **ports)
+
+
+def node_remove(*, node: BrokerNode) -> None:
+    """Forget a node; a running supervisor puts its process in lame duck mode and lets it go."""
+    node.delete()
+
+
+def node_desired_set(*, node: BrokerNode, desired: str) -> BrokerNode:
+    """Start or stop a node. Starting a failed node clears its failure count (the operator fixed it)."""
+    if desired not in BrokerNode.Desired.values:
+        raise ApplicationError(f"desired state must be one of {', '.join(BrokerNode.Desired.values)}",
+                               extra={"field": "desired_state"})
+    updates: dict[str, Any] = {"desired_state": desired}
+    if desired == BrokerNode.Desired.RUNNING and node.observed_state == BrokerNode.Observed.FAILED:
+        updates.update(observed_state=BrokerNode.Observed.STOPPED, consecutive_failures=0)
+    BrokerNode.objects.filter(pk=node.pk).update(**updates)
+    node.refresh_from_db()
+    return node
+
+
+def fleet_scale(*, count: int) -> list[BrokerNode]:
+    """Make the fleet ``count`` nodes named node-1..node-N: add missing ones, remove the highest extras."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 64:
+        raise ApplicationError("count must be between 0 and 64", extra={"field": "count"})
+    nodes = list(BrokerNode.objects.order_by("created_at", "pk"))
+    for node in nodes[count:]:
+        node_remove(node=node)
+    names = {n.name for n in nodes}
+    index = 1
+    while BrokerNode.objects.count() < count:
+        while f"node-{index}" in names:
+            index += 1
+        node_add(name=f"node-{index}")
+        names.add(f"node-{index}")
+    return list(BrokerNode.objects.order_by("created_at", "pk"))
+
+
+def fleet_ensure(*, count: int) -> list[BrokerNode]:
+    """Create ``count`` nodes when the fleet has none (the embedded default); never touches an existing fleet."""
+    if not BrokerNode.objects.exists():
+        return fleet_scale(count=count)
+    return list(BrokerNode.objects.order_by("created_at", "pk"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Server configuration
+# ------------------------------------------------------------------------------------------------
 
 
 def server_config_build(
     *,
-    resolver_dir: Path,
+    resolver_dir: Path | str,
     server_name: str = "natsctl-1",
     port: int = 4222,
     http_port: int | None = None,
@@ -117,3 +481,24 @@ def server_config_build(
         **extra,
     )
     return config_render.render(cfg)
+
+
+def node_config_build(*, node: BrokerNode, dirs: DataDirs) -> str:
+    """A node's whole config: operator mode, full resolver, system account preloaded, routes to its peers,
+    JetStream in its own store, monitoring and leafnode ports, lame duck duration; then its extra config."""
+    peers = BrokerNode.objects.filter(cluster=node.cluster).exclude(pk=node.pk).order_by("name")
+    text = server_config_build(
+        resolver_dir=dirs.resolver,
+        server_name=node.name,
+        port=node.client_port,
+        http_port=node.monitoring_port,
+        host=node.host,
+        cluster=config_render.ClusterConfig(name=node.cluster, port=node.cluster_port, host=node.host,
+                                            routes=[p.cluster_url for p in peers]),
+        jetstream_store_dir=dirs.jetstream,
+        leafnode_port=node.leafnode_port,
+        lame_duck_duration=settings.FLEET_LAME_DUCK_DURATION,
+    )
+    if node.extra_config.strip():
+        text += "# extra config of this node\n" + node.extra_config.strip() + "\n"
+    return text

@@ -9,6 +9,24 @@ import pytest
 from tests.natsproc import NatsServer, free_port, start_nats_server
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _celery_eager():
+    """Tasks run in the test's own process unless a test starts a real worker (tests/fleet.py)."""
+    from accounts_service.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _gateway_closed():
+    """Each test gets a fresh fleet connection (nodes differ per test)."""
+    yield
+    from broker_gateway.services import gateway_reset
+
+    gateway_reset()
+
+
 @pytest.fixture
 def operator_setup(db, tmp_path: Path):
     """An operator (identity seed written to a 0600 file, not stored) and its system account."""

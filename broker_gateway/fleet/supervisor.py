@@ -1,0 +1,286 @@
+"""The fleet supervisor: drives every node toward its desired state, one short tick at a time.
+
+Each tick reads the nodes from the database (so `fleet add/remove/start/stop/scale` from any process
+takes effect without restarting anything else), looks at each node's instance, and takes at most one
+step: start, probe, mark healthy or unhealthy, restart with exponential backoff, give up after
+``max_failures`` straight failures, or stop (lame duck, then kill after a grace period).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import F
+from django.utils import timezone
+
+from broker_gateway import services
+from broker_gateway.fleet.driver import FleetDriver, NodeSpec
+from broker_gateway.gateway import GatewayUnavailable
+from broker_gateway.models import BrokerNode
+from operators.errors import ApplicationError
+
+log = logging.getLogger(__name__)
+
+Observed = BrokerNode.Observed
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Timings of supervision, in seconds (settings FLEET_*)."""
+
+    start_timeout: float = 15.0  # starting longer than this without a healthy probe: unhealthy
+    liveness_timeout: float = 30.0  # unhealthy longer than this (e.g. frozen): killed and restarted
+    max_failures: int = 5  # straight failures before a node is marked failed
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    stable_after: float = 10.0  # healthy this long: the failure count starts again from zero
+    stop_grace: float = 10.0  # after lame duck (or SIGTERM) ends, wait this long before SIGKILL
+    lame_duck: float = 30.0
+    heartbeat: float = 5.0  # how often a healthy node's last_healthy_at is refreshed
+
+    @classmethod
+    def from_settings(cls) -> Policy:
+        from broker_gateway.config import _seconds
+
+        return cls(
+            start_timeout=settings.FLEET_START_TIMEOUT,
+            liveness_timeout=settings.FLEET_LIVENESS_TIMEOUT,
+            max_failures=settings.FLEET_MAX_FAILURES,
+            backoff_base=settings.FLEET_BACKOFF_BASE,
+            backoff_max=settings.FLEET_BACKOFF_MAX,
+            stable_after=settings.FLEET_STABLE_SECONDS,
+            stop_grace=settings.FLEET_STOP_GRACE,
+            lame_duck=_seconds(settings.FLEET_LAME_DUCK_DURATION),
+        )
+
+    def backoff(self, failures: int) -> float:
+        """Delay before restart number ``failures`` (1, 2, ...): base, 2·base, 4·base, ... capped."""
+        return min(self.backoff_base * (2 ** max(failures - 1, 0)), self.backoff_max)
+
+
+@dataclass
+class _Runtime:
+    """What the supervisor remembers about a node between ticks (not worth a database write)."""
+
+    instance: bool = False  # we started an instance and have not yet seen it end
+    ever_started: bool = False
+    started_at: float = 0.0
+    healthy_since: float | None = None
+    unhealthy_since: float | None = None
+    backoff_until: float = 0.0
+    stop_deadline: float | None = None
+    last_beat: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, driver: FleetDriver, *, policy: Policy | None = None,
+                 on_healthy: Callable[[BrokerNode], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.driver = driver
+        self.policy = policy or Policy.from_settings()
+        self.on_healthy = on_healthy or (lambda node: None)
+        self.clock = clock
+        self.runtime: dict[str, _Runtime] = {}
+
+    # -- database ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _update(node: BrokerNode, **fields) -> None:
+        if "observed_state" in fields and fields["observed_state"] != node.observed_state:
+            fields["state_changed_at"] = timezone.now()
+            log.info("node %s: %s -> %s", node.name, node.observed_state, fields["observed_state"],
+                     extra={"node": node.name})
+        BrokerNode.objects.filter(pk=node.pk).update(**fields)
+        for key, value in fields.items():
+            if not hasattr(value, "resolve_expression"):
+                setattr(node, key, value)
+
+    def adopt(self) -> None:
+        """At start: kill node processes a previous supervisor left behind, and forget their state."""
+        reap = getattr(self.driver, "reap_stale", None)
+        for node in BrokerNode.objects.all():
+            if reap is not None and node.pid:
+                reap(node.pid, self.driver.config_path(node.name))
+            if node.observed_state != Observed.FAILED or node.desired_state == BrokerNode.Desired.STOPPED:
+                self._update(node, observed_state=Observed.STOPPED, pid=None)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        nodes = {n.name: n for n in BrokerNode.objects.all()}
+        for name in list(self.runtime):
+            if name not in nodes:
+                self._retire(name)
+        for node in nodes.values():
+            try:
+                self._step(node)
+            except Exception:  # one node's trouble must not stop the others' supervision
+                log.exception("supervising %s failed", node.name, extra={"node": node.name})
+
+    def run(self, stop: threading.Event, *, interval: float = 0.25) -> None:
+        self.adopt()
+        try:
+            while not stop.is_set():
+                self.tick()
+                stop.wait(interval)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop every node (SIGTERM, SIGKILL after the grace period) and record it."""
+        self.driver.close(self.policy.stop_grace)
+        BrokerNode.objects.exclude(observed_state=Observed.FAILED).update(
+            observed_state=Observed.STOPPED, pid=None, state_changed_at=timezone.now())
+        self.runtime.clear()
+
+    # -- one node ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _spec(node: BrokerNode, config: str = "") -> NodeSpec:
+        return NodeSpec(name=node.name, config=config, host=node.host, client_port=node.client_port,
+                        monitoring_port=node.monitoring_port)
+
+    def _step(self, node: BrokerNode) -> None:
+        rt = self.runtime.setdefault(node.name, _Runtime())
+        status = self.driver.status(node.name)
+        if node.desired_state == BrokerNode.Desired.STOPPED or rt.stop_deadline is not None:
+            self._step_stopping(node, rt, status.running)
+        elif status.running:
+            self._step_running(node, rt)
+        elif rt.instance:
+            self._ended(node, rt, status.exit_code, status.error)
+        elif node.observed_state != Observed.FAILED and self.clock() >= rt.backoff_until:
+            self._start(node, rt)
+
+    def _step_stopping(self, node: BrokerNode, rt: _Runtime, running: bool) -> None:
+        now = self.clock()
+        if running:
+            if rt.stop_deadline is None:
+                self.driver.stop(node.name, graceful=True)
+                rt.stop_deadline = now + self.policy.lame_duck + self.policy.stop_grace
+                self._update(node, observed_state=Observed.STOPPING)
+            elif now >= rt.stop_deadline:
+                log.warning("node %s outlived its lame duck period; killing it", node.name, extra={"node": node.name})
+                self.driver.kill(node.name)
+            return
+        rt.instance, rt.stop_deadline, rt.healthy_since, rt.unhealthy_since = False, None, None, None
+        if node.desired_state == BrokerNode.Desired.STOPPED and node.observed_state != Observed.STOPPED:
+            self._update(node, observed_state=Observed.STOPPED, pid=None)
+
+    def _step_running(self, node: BrokerNode, rt: _Runtime) -> None:
+        now = self.clock()
+        health = self.driver.probe(self._spec(node))
+        if health.healthy:
+            rt.unhealthy_since = None
+            if node.observed_state != Observed.HEALTHY:
+                rt.healthy_since, rt.last_beat = now, now
+                self._update(node, observed_state=Observed.HEALTHY, last_healthy_at=timezone.now(),
+                             server_id=health.server_id or node.server_id, version=health.version or node.version,
+                             last_error="")
+                self.on_healthy(node)
+                return
+            if now - rt.last_beat >= self.policy.heartbeat:
+                rt.last_beat = now
+                fields = {"last_healthy_at": timezone.now()}
+                if node.consecutive_failures and now - (rt.healthy_since or now) >= self.policy.stable_after:
+                    fields["consecutive_failures"] = 0
+                self._update(node, **fields)
+            return
+        if node.observed_state == Observed.STARTING and now - rt.started_at < self.policy.start_timeout:
+            return
+        if rt.unhealthy_since is None:
+            rt.unhealthy_since, rt.healthy_since = now, None
+            self._update(node, observed_state=Observed.UNHEALTHY, last_error=health.detail[:2000])
+        elif now - rt.unhealthy_since >= self.policy.liveness_timeout:
+            log.warning("node %s unhealthy for %.0fs; killing it", node.name, now - rt.unhealthy_since,
+                        extra={"node": node.name})
+            self.driver.kill(node.name)
+
+    def _ended(self, node: BrokerNode, rt: _Runtime, exit_code: int | None, error: str) -> None:
+        """The instance ended while it should run: a failure. Restart after a backoff, or give up."""
+        rt.instance, rt.healthy_since, rt.unhealthy_since = False, None, None
+        failures = node.consecutive_failures + 1
+        error = (error or f"exited with status {exit_code}")[-2000:]
+        if failures >= self.policy.max_failures:
+            log.error("node %s failed %d times in a row; not restarting it: %s", node.name, failures, error,
+                      extra={"node": node.name})
+            self._update(node, observed_state=Observed.FAILED, consecutive_failures=failures, pid=None,
+                         last_error=error)
+            return
+        delay = self.policy.backoff(failures)
+        rt.backoff_until = self.clock() + delay
+        log.warning("node %s ended (%s); restarting in %.1fs", node.name, error.splitlines()[-1] if error else "",
+                    delay, extra={"node": node.name})
+        self._update(node, observed_state=Observed.UNHEALTHY, consecutive_failures=failures, pid=None,
+                     last_error=error)
+
+    def _start(self, node: BrokerNode, rt: _Runtime) -> None:
+        try:
+            config = services.node_config_build(node=node, dirs=self.driver.data_dirs(node.name))
+        except (ApplicationError, ValueError) as exc:
+            self._update(node, observed_state=Observed.FAILED, last_error=f"config: {exc}")
+            return
+        spec = self._spec(node, config)
+        error = self.driver.check_config(spec)
+        if error:
+            log.error("node %s has an invalid config: %s", node.name, error, extra={"node": node.name})
+            self._update(node, observed_state=Observed.FAILED, last_error=error[-2000:], pid=None)
+            return
+        status = self.driver.start(spec)
+        restart = rt.ever_started or node.consecutive_failures > 0
+        rt.instance, rt.ever_started, rt.started_at = True, True, self.clock()
+        rt.unhealthy_since = rt.healthy_since = None
+        fields = {"observed_state": Observed.STARTING, "pid": status.pid}
+        if restart:
+            fields["restarts"] = F("restarts") + 1
+        self._update(node, **fields)
+        if restart:
+            node.refresh_from_db(fields=["restarts"])
+
+    def _retire(self, name: str) -> None:
+        """A node removed from the database: lame duck it, kill it after the grace period, drop its data."""
+        rt = self.runtime[name]
+        now = self.clock()
+        if self.driver.status(name).running:
+            if rt.stop_deadline is None:
+                self.driver.stop(name, graceful=True)
+                rt.stop_deadline = now + self.policy.lame_duck + self.policy.stop_grace
+            elif now >= rt.stop_deadline:
+                self.driver.kill(name)
+            return
+        self.driver.forget(name)
+        del self.runtime[name]
+
+
+class NodeSyncer:
+    """Full syncs for nodes that became healthy, one at a time off the supervisor's thread; a sync asked
+    for while another waits is folded into it (a sync pushes to every healthy node)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-sync")
+        self._waiting = threading.Lock()
+
+    def __call__(self, node: BrokerNode) -> None:
+        if self._waiting.acquire(blocking=False):
+            self._pool.submit(self._run, node.pk, node.name)
+
+    def _run(self, node_id: int, name: str) -> None:
+        self._waiting.release()
+        try:
+            services.node_sync(node_id=node_id)
+        except GatewayUnavailable as exc:
+            log.warning("full sync of %s postponed: %s", name, exc)
+        except Exception:
+            log.exception("full sync of %s failed", name)
+        finally:
+            connection.close()  # this pool thread's own connection
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

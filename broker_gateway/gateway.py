@@ -1,0 +1,196 @@
+"""One long-lived system-account connection per process, and pipelined claims requests over it.
+
+Every server of the cluster answers a claims request (UPDATE, DELETE, LIST, LOOKUP), so one request
+gathers one reply per node. Thousands of requests are kept in flight on one connection with one
+wildcard reply subscription, the way nats-py's own request() multiplexes replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker_gateway import nats_client
+
+log = logging.getLogger(__name__)
+
+UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
+DELETE = "$SYS.REQ.CLAIMS.DELETE"
+LIST = "$SYS.REQ.CLAIMS.LIST"
+LOOKUP = "$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP"
+
+
+class GatewayUnavailable(Exception):
+    """No connection to any broker node (transient: the caller may retry)."""
+
+
+@dataclass
+class _Pending:
+    expect: int
+    replies: list[bytes] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def parse_reply(data: bytes) -> dict[str, Any]:
+    """A claims reply as a dict (``{"server": ..., "data"|"error": ...}``); a raw payload under ``raw``."""
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {"raw": data.decode("utf-8", "replace")}
+    return value if isinstance(value, dict) else {"raw": value}
+
+
+class Gateway:
+    """A system-account connection on a private event loop thread, usable from synchronous code."""
+
+    def __init__(self, urls: Sequence[str], *, user_jwt: str, sign_nonce: Callable[[str], bytes],
+                 name: str = "natsctl-gateway", connect_timeout: float = 2.0) -> None:
+        self.urls = list(urls)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+        self._pending: dict[str, _Pending] = {}
+        self._counter = 0
+        try:
+            self._nc, self._prefix = self._call(self._connect(user_jwt, sign_nonce, name, connect_timeout),
+                                                connect_timeout * (len(self.urls) + 1) + 2)
+        except BaseException as exc:
+            self._stop_loop()
+            reason = exc or type(exc).__name__
+            raise GatewayUnavailable(f"could not connect to {', '.join(self.urls)}: {reason}") from exc
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _connect(self, user_jwt, sign_nonce, name, connect_timeout):
+        nc = await nats_client.connect(
+            self.urls, user_jwt=user_jwt, sign_nonce=sign_nonce, name=name, connect_timeout=connect_timeout,
+            allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+            pending_size=64 * 1024 * 1024,
+        )
+        prefix = nc.new_inbox()
+        await nc.subscribe(prefix + ".*", cb=self._on_reply, pending_msgs_limit=1_000_000,
+                           pending_bytes_limit=512 * 1024 * 1024)
+        return nc, prefix + "."
+
+    async def _on_reply(self, msg) -> None:
+        pending = self._pending.get(msg.subject[len(self._prefix):])
+        if pending is not None:
+            pending.replies.append(msg.data)
+            if len(pending.replies) >= pending.expect:
+                pending.done.set()
+
+    def _call(self, coro, timeout: float):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    @property
+    def is_usable(self) -> bool:
+        return self._loop.is_running() and not self._nc.is_closed
+
+    @property
+    def is_connected(self) -> bool:
+        return self.is_usable and self._nc.is_connected
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            try:
+                self._call(self._nc.close(), 5)
+            except Exception:  # closing is best effort; the loop goes anyway
+                log.debug("gateway close failed", exc_info=True)
+            self._stop_loop()
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    async def _request_many(self, items: Iterable[tuple[str, bytes]], *, expect: int, timeout: float,
+                            concurrency: int) -> list[list[bytes]]:
+        """Send every request with at most ``concurrency`` in flight; each gathers ``expect`` replies or
+        stops waiting at ``timeout`` seconds after it was sent."""
+        nc = self._nc
+        if not nc.is_connected:
+            raise GatewayUnavailable("not connected to any broker node")
+        window = asyncio.Semaphore(concurrency)
+        results: list[list[bytes]] = []
+
+        async def one(index: int, token: str, pending: _Pending) -> None:
+            try:
+                await asyncio.wait_for(pending.done.wait(), timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self._pending.pop(token, None)
+                results[index] = pending.replies
+                window.release()
+
+        waiters = []
+        for index, (subject, payload) in enumerate(items):
+            await window.acquire()
+            self._counter += 1
+            token = str(self._counter)
+            pending = _Pending(expect=max(expect, 1))
+            self._pending[token] = pending
+            results.append([])
+            await nc.publish(subject, payload, reply=self._prefix + token)
+            waiters.append(asyncio.ensure_future(one(index, token, pending)))
+        await nc.flush(timeout=max(timeout, 1))
+        await asyncio.gather(*waiters)
+        return results
+
+    def request_many(self, items: Sequence[tuple[str, bytes]], *, expect: int, timeout: float,
+                     concurrency: int = 256) -> list[list[bytes]]:
+        """Replies per request, in order. Raises GatewayUnavailable when no node is connected."""
+        if not items:
+            return []
+        budget = timeout * (len(items) / max(concurrency, 1) + 2) + 30
+        try:
+            return self._call(self._request_many(items, expect=expect, timeout=timeout, concurrency=concurrency),
+                              budget)
+        except (nats_client.nats.errors.Error, OSError, TimeoutError) as exc:
+            raise GatewayUnavailable(f"request failed: {exc or type(exc).__name__}") from exc
+
+    def push(self, jwts: Sequence[str], *, expect: int, timeout: float, concurrency: int = 256) -> list[list[dict]]:
+        replies = self.request_many([(UPDATE, j.encode("ascii")) for j in jwts], expect=expect, timeout=timeout,
+                                    concurrency=concurrency)
+        return [[parse_reply(r) for r in rs] for rs in replies]
+
+    def lookup(self, public_keys: Sequence[str], *, expect: int, timeout: float,
+               concurrency: int = 256) -> list[list[str]]:
+        """What each node holds for each account (one JWT or '' per replying node; replies are anonymous)."""
+        replies = self.request_many([(LOOKUP.format(p), b"") for p in public_keys], expect=expect,
+                                    timeout=timeout, concurrency=concurrency)
+        return [[r.decode("ascii", "replace") for r in rs] for rs in replies]
+
+    def list_claims(self, *, expect: int, timeout: float) -> dict[str, set[str]]:
+        """Account public keys each node holds, by server name."""
+        (replies,) = self.request_many([(LIST, b"")], expect=expect, timeout=timeout)
+        held: dict[str, set[str]] = {}
+        for raw in replies:
+            reply = parse_reply(raw)
+            name = (reply.get("server") or {}).get("name")
+            if name and isinstance(reply.get("data"), list):
+                held[name] = set(reply["data"])
+        return held
+
+    def delete(self, claim_jwt: str, *, expect: int, timeout: float) -> list[dict]:
+        (replies,) = self.request_many([(DELETE, claim_jwt.encode("ascii"))], expect=expect, timeout=timeout)
+        return [parse_reply(r) for r in replies]
+
+
+def reply_ok(reply: dict[str, Any]) -> bool:
+    data = reply.get("data")
+    return isinstance(data, dict) and data.get("code") == 200
+
+
+def reply_server(reply: dict[str, Any]) -> str:
+    return (reply.get("server") or {}).get("name", "")

@@ -1,0 +1,147 @@
+"""``manage.py fleet run|status|add|remove|start|stop|scale|sync|reconcile|verify``: the broker fleet."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from django.conf import settings
+
+from broker_gateway import services
+from broker_gateway.fleet import driver_get
+from broker_gateway.fleet.supervisor import NodeSyncer, Supervisor
+from broker_gateway.gateway import GatewayUnavailable
+from broker_gateway.models import BrokerNode
+from broker_gateway.selectors import fleet_overview, node_get
+from operators.cli import SubcommandCommand
+from operators.errors import ApplicationError
+
+log = logging.getLogger("broker_gateway.fleet")
+
+
+class Command(SubcommandCommand):
+    help = "Run and steer the broker fleet (nats-server nodes as desired state)."
+    subcommands = {
+        "run": "supervise the fleet: start, health-check, restart and stop every node",
+        "status": "each node's state, pid, URLs, server id, version, restarts",
+        "add": "add a node (desired running); the others are not restarted",
+        "remove": "remove a node (lame duck, then gone)",
+        "start": "set a node's desired state to running (also clears a failed node)",
+        "stop": "set a node's desired state to stopped",
+        "scale": "make the fleet N nodes",
+        "sync": "push every account to every healthy node now",
+        "reconcile": "push accounts some healthy node has not acknowledged",
+        "verify": "LIST and LOOKUP what nodes hold; repair differences",
+    }
+
+    def add_run_arguments(self, p) -> None:
+        p.add_argument("--nodes", type=int, default=None,
+                       help=f"nodes to create when the fleet has none (default {settings.FLEET_NODES})")
+        p.add_argument("--interval", type=float, default=0.25, help="seconds between supervision ticks")
+
+    def handle_run(self, *, nodes, interval, **_) -> None:
+        services.fleet_ensure(count=settings.FLEET_NODES if nodes is None else nodes)
+        stop = threading.Event()
+
+        def _stop(signum, frame) -> None:
+            log.info("fleet run: %s received, stopping every node", signal.Signals(signum).name)
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(signum, _stop)
+        syncer = NodeSyncer()
+        supervisor = Supervisor(driver_get(), on_healthy=syncer)
+        for node in BrokerNode.objects.order_by("name"):
+            self.out(f"node {node.name}: {node.client_url} (monitoring {node.monitoring_url})")
+        try:
+            supervisor.run(stop, interval=interval)
+        finally:
+            syncer.close()
+            services.gateway_reset()
+        self.out("fleet stopped")
+
+    def add_status_arguments(self, p) -> None:
+        p.add_argument("--json", action="store_true")
+
+    def handle_status(self, *, json, **_) -> None:
+        rows = fleet_overview()
+        if json:
+            self.out_json(rows)
+            return
+        self.out(f"{'NAME':<12} {'STATE':<10} {'PID':>7} {'CLIENT URL':<24} {'MONITORING URL':<24} "
+                 f"{'VERSION':<8} {'RESTARTS':>8} {'IN SYNC':>9}  SERVER ID")
+        for r in rows:
+            state = r["state"] if r["desired_state"] == "running" else f"{r['state']}*"
+            self.out(f"{r['name']:<12} {state:<10} {r['pid'] or '-':>7} {r['client_url']:<24} "
+                     f"{r['monitoring_url']:<24} {r['version'] or '-':<8} {r['restarts']:>8} "
+                     f"{r['accounts_in_sync']:>4}/{r['accounts_total']:<4}  {r['server_id'] or '-'}")
+            if r["last_error"] and r["state"] != "healthy":
+                self.out(f"{'':<12} last error: {r['last_error'].splitlines()[-1]}")
+
+    def add_add_arguments(self, p) -> None:
+        p.add_argument("name")
+        p.add_argument("--host", default="127.0.0.1")
+        for port in ("client", "cluster", "monitoring", "leafnode"):
+            p.add_argument(f"--{port}-port", type=int, default=None)
+        p.add_argument("--extra-config", default="", help="nats-server config appended to the rendered one")
+
+    def handle_add(self, *, name, host, client_port, cluster_port, monitoring_port, leafnode_port, extra_config,
+                   **_) -> None:
+        given = {"client_port": client_port, "cluster_port": cluster_port, "monitoring_port": monitoring_port,
+                 "leafnode_port": leafnode_port}
+        if any(v is not None for v in given.values()) and not all(v is not None for v in given.values()):
+            raise ApplicationError("give all four ports or none")
+        node = services.node_add(name=name, host=host, extra_config=extra_config,
+                                 ports=given if client_port is not None else None)
+        self.out(f"added {node.name}: {node.client_url} (monitoring {node.monitoring_url})")
+
+    def add_remove_arguments(self, p) -> None:
+        p.add_argument("name")
+
+    def handle_remove(self, *, name, **_) -> None:
+        services.node_remove(node=node_get(name=name))
+        self.out(f"removed {name}")
+
+    def add_start_arguments(self, p) -> None:
+        p.add_argument("name")
+
+    def handle_start(self, *, name, **_) -> None:
+        node = services.node_desired_set(node=node_get(name=name), desired=BrokerNode.Desired.RUNNING)
+        self.out(f"{node.name}: desired running")
+
+    add_stop_arguments = add_start_arguments
+
+    def handle_stop(self, *, name, **_) -> None:
+        node = services.node_desired_set(node=node_get(name=name), desired=BrokerNode.Desired.STOPPED)
+        self.out(f"{node.name}: desired stopped")
+
+    def add_scale_arguments(self, p) -> None:
+        p.add_argument("count", type=int)
+
+    def handle_scale(self, *, count, **_) -> None:
+        nodes = services.fleet_scale(count=count)
+        self.out(f"fleet: {len(nodes)} nodes ({', '.join(n.name for n in nodes)})")
+
+    def handle_sync(self, **_) -> None:
+        report = self._gateway_call(services.accounts_push)
+        self.out(f"pushed {report.accounts} accounts to {len(report.nodes)} nodes in {report.seconds:.2f}s; "
+                 f"{report.complete} held by every healthy node; {len(report.errors)} errors")
+
+    def handle_reconcile(self, **_) -> None:
+        report = self._gateway_call(services.fleet_reconcile)
+        self.out(f"re-pushed {report.accounts} accounts; {report.complete} now held by every healthy node")
+
+    def handle_verify(self, **_) -> None:
+        report = self._gateway_call(services.fleet_verify)
+        self.out(f"checked {report.checked} accounts on {len(report.nodes)} nodes: {report.stale} stale, "
+                 f"{len(report.deleted)} deleted")
+
+    @staticmethod
+    def _gateway_call(fn):
+        try:
+            return fn()
+        except GatewayUnavailable as exc:
+            raise ApplicationError(str(exc), status_code=503) from exc
+        finally:
+            services.gateway_reset()

