@@ -122,12 +122,17 @@ class Gateway:
             raise GatewayUnavailable("not connected to any broker node")
         window = asyncio.Semaphore(concurrency)
         results: list[list[bytes]] = []
+        # A node that stopped answering (frozen, partitioned) costs one timeout, not one per request:
+        # once a request times out short of ``expect``, later requests of the batch wait for as many
+        # replies as it got. What the silent node missed, the reconciler pushes when it is back.
+        expecting = [max(expect, 1)]
 
         async def one(index: int, token: str, pending: _Pending) -> None:
             try:
                 await asyncio.wait_for(pending.done.wait(), timeout)
             except TimeoutError:
-                pass
+                if pending.replies:
+                    expecting[0] = min(expecting[0], len(pending.replies))
             finally:
                 self._pending.pop(token, None)
                 results[index] = pending.replies
@@ -138,7 +143,7 @@ class Gateway:
             await window.acquire()
             self._counter += 1
             token = str(self._counter)
-            pending = _Pending(expect=max(expect, 1))
+            pending = _Pending(expect=expecting[0])
             self._pending[token] = pending
             results.append([])
             await nc.publish(subject, payload, reply=self._prefix + token)
