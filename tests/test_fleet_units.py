@@ -1,0 +1,158 @@
+"""Fleet pieces without a running node: node configs (checked by `nats-server -t`), the restart policy,
+reply parsing, a node's last words, and the local driver's config check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from broker_gateway.fleet.driver import NodeSpec
+from broker_gateway.fleet.local import LocalProcessDriver, last_words, nats_server_bin
+from broker_gateway.fleet.supervisor import Policy
+from broker_gateway.gateway import parse_reply, reply_ok, reply_server
+
+# ------------------------------------------------------------------------------------------------
+# Restart policy
+# ------------------------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_and_is_capped():
+    policy = Policy(backoff_base=0.5, backoff_max=30.0)
+    assert [policy.backoff(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert policy.backoff(0) == 0.5
+
+
+def test_policy_from_settings(settings):
+    settings.FLEET_LAME_DUCK_DURATION = "1m30s"
+    settings.FLEET_MAX_FAILURES = 7
+    policy = Policy.from_settings()
+    assert policy.lame_duck == 90 and policy.max_failures == 7
+
+
+# ------------------------------------------------------------------------------------------------
+# Replies
+# ------------------------------------------------------------------------------------------------
+
+
+def test_parse_reply_shapes():
+    ok = json.dumps({"server": {"name": "node-1"}, "data": {"code": 200, "message": "jwt updated"}}).encode()
+    assert reply_ok(parse_reply(ok)) and reply_server(parse_reply(ok)) == "node-1"
+    err = json.dumps({"server": {"name": "node-2"}, "error": {"code": 500, "description": "nope"}}).encode()
+    assert not reply_ok(parse_reply(err)) and reply_server(parse_reply(err)) == "node-2"
+    assert parse_reply(b"") == {}
+    assert parse_reply(b"eyJ.not-json") == {"raw": "eyJ.not-json"}
+    assert parse_reply(b"[1, 2]") == {"raw": [1, 2]}
+    assert not reply_ok({"data": "jwt updated"}) and reply_server({}) == ""
+
+
+# ------------------------------------------------------------------------------------------------
+# Last words of a node
+# ------------------------------------------------------------------------------------------------
+
+
+def test_last_words_reads_only_the_latest_instance(tmp_path: Path):
+    log = tmp_path / "nats.log"
+    log.write_text(
+        "--- natsctl starting n1 at 2026-01-01T00:00:00Z\n"
+        "[1] [FTL] old failure of an earlier instance\n"
+        "--- natsctl starting n1 at 2026-01-01T00:01:00Z\n"
+        "[2] [INF] Starting nats-server\n"
+        "[2] [ERR] Error trying to connect to route: connection refused\n"
+        "[2] [FTL] Error listening on port: 127.0.0.1:4222, \"address already in use\"\n"
+    )
+    words = last_words(log, 1)
+    assert words.startswith("exited with status 1")
+    assert "address already in use" in words and "old failure" not in words and "route" not in words
+
+
+def test_last_words_of_a_killed_instance_name_the_signal(tmp_path: Path):
+    log = tmp_path / "nats.log"
+    log.write_text("--- natsctl starting n1 at x\n[2] [INF] Server is ready\n")
+    assert last_words(log, -9) == "killed by SIGKILL"
+    assert "Server is ready" in last_words(log, None)
+    assert last_words(tmp_path / "missing.log", 2) == "exited with status 2"
+
+
+# ------------------------------------------------------------------------------------------------
+# Node configs, as the supervisor renders them
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_nodes(operator_setup):
+    from broker_gateway.services import node_add
+
+    return [node_add(name=f"n{i}", ports={"client_port": 14220 + i, "cluster_port": 16220 + i,
+                                          "monitoring_port": 18220 + i, "leafnode_port": 17420 + i})
+            for i in (1, 2, 3)]
+
+
+def test_node_config_routes_to_peers_with_jetstream_monitoring_leafnodes(three_nodes, tmp_path, settings):
+    from broker_gateway.services import node_config_build
+
+    settings.FLEET_LAME_DUCK_DURATION = "45s"
+    driver = LocalProcessDriver(tmp_path / "fleet")
+    node = three_nodes[1]
+    text = node_config_build(node=node, dirs=driver.data_dirs(node.name))
+    assert 'server_name: "n2"' in text and "port: 14222" in text
+    assert 'http: "127.0.0.1:18222"' in text
+    assert 'routes: ["nats://127.0.0.1:16221", "nats://127.0.0.1:16223"]' in text  # peers, never itself
+    assert 'listen: "127.0.0.1:16222"' in text and 'listen: "127.0.0.1:17422"' in text
+    assert f'store_dir: {json.dumps(str((tmp_path / "fleet" / "n2" / "jetstream").resolve()))}' in text
+    assert 'lame_duck_duration: "45s"' in text
+    assert "type: full" in text and f'interval: "{settings.NATS_RESOLVER_INTERVAL}"' in text
+    assert "resolver_preload" in text and "SO" not in text.replace("SOURCE", "")  # no seed
+    spec = NodeSpec(name=node.name, config=text, host=node.host, client_port=node.client_port,
+                    monitoring_port=node.monitoring_port)
+    assert driver.check_config(spec) is None  # nats-server -t accepts it
+
+
+def test_extra_config_is_appended_and_a_bad_one_gets_the_servers_own_error(three_nodes, tmp_path):
+    from broker_gateway.services import node_config_build
+
+    driver = LocalProcessDriver(tmp_path / "fleet")
+    node = three_nodes[0]
+    node.extra_config = "max_connections: 1000"
+    good = node_config_build(node=node, dirs=driver.data_dirs(node.name))
+    assert good.rstrip().endswith("max_connections: 1000")
+    spec = NodeSpec(name=node.name, config=good, host=node.host, client_port=1, monitoring_port=2)
+    assert driver.check_config(spec) is None
+    node.extra_config = "max_connections: {{ nope"
+    bad = node_config_build(node=node, dirs=driver.data_dirs(node.name))
+    error = driver.check_config(NodeSpec(name=node.name, config=bad, host=node.host, client_port=1, monitoring_port=2))
+    expected = subprocess.run([nats_server_bin(), "-t", "-c", str(tmp_path / "fleet" / "n1" / "nats.conf")],
+                              capture_output=True, text=True, check=False)
+    assert error and error == (expected.stderr or expected.stdout).strip()
+
+
+# ------------------------------------------------------------------------------------------------
+# What the reconciler considers behind
+# ------------------------------------------------------------------------------------------------
+
+
+def test_accounts_behind_are_those_some_healthy_node_has_not_acknowledged(three_nodes, team):
+    from django.utils import timezone
+
+    from accounts_service.models import Account
+    from accounts_service.services import account_create, account_update
+    from broker_gateway.models import BrokerNode, NodeClaim
+    from broker_gateway.selectors import accounts_behind_ids, healthy_nodes
+
+    BrokerNode.objects.filter(name__in=["n1", "n2"]).update(observed_state="healthy", last_healthy_at=timezone.now())
+    nodes = healthy_nodes()
+    assert [n.name for n in nodes] == ["n1", "n2"]  # n3 is not healthy: a push need not reach it
+    a, b = account_create(team=team, name="a"), account_create(team=team, name="b")
+    now = timezone.now()
+    for node in nodes:
+        NodeClaim.objects.create(account=a, node=node, jti=a.jwt_jti, iat=a.jwt_iat, updated_at=now)
+    NodeClaim.objects.create(account=b, node=nodes[0], jti=b.jwt_jti, iat=b.jwt_iat, updated_at=now)
+    system = Account.objects.get(is_system=True)
+    assert set(accounts_behind_ids(nodes)) == {b.pk, system.pk}
+    account_update(account=a, limits={"conn": 5})  # a newer version: acknowledged by nobody yet
+    assert a.pk in accounts_behind_ids(nodes)
+    # A heartbeat older than FLEET_HEALTH_STALE_SECONDS means the supervisor stopped confirming the node.
+    BrokerNode.objects.filter(name="n2").update(last_healthy_at=now - timezone.timedelta(minutes=5))
+    assert [n.name for n in healthy_nodes()] == ["n1"]
