@@ -24,10 +24,9 @@ def node_get(*, name: str) -> BrokerNode:
 
 def healthy_nodes() -> list[BrokerNode]:
     """Nodes that should run and answered their last health check: the ones a push must reach."""
-    fresh = timezone.now() - timedelta(seconds=settings.FLEET_HEALTH_STALE_SECONDS)
     return list(BrokerNode.objects.filter(desired_state=BrokerNode.Desired.RUNNING,
                                           observed_state=BrokerNode.Observed.HEALTHY,
-                                          last_healthy_at__gte=fresh).order_by("name"))
+                                          last_healthy_at__gte=_fresh_since()).order_by("name"))
 
 
 def running_node_urls() -> list[str]:
@@ -35,12 +34,21 @@ def running_node_urls() -> list[str]:
     return [n.client_url for n in BrokerNode.objects.filter(desired_state=BrokerNode.Desired.RUNNING).order_by("name")]
 
 
+def _fresh_since():
+    return timezone.now() - timedelta(seconds=settings.FLEET_HEALTH_STALE_SECONDS)
+
+
 def node_describe(node: BrokerNode) -> dict[str, Any]:
+    """A node as the CLI, API and staff page show it. "healthy" that the supervisor stopped confirming
+    (it writes every few seconds) shows as "unconfirmed": pushes do not count on such a node."""
+    state = node.observed_state
+    if state == BrokerNode.Observed.HEALTHY and (node.last_healthy_at is None or node.last_healthy_at < _fresh_since()):
+        state = "unconfirmed"
     return {
         "name": node.name,
         "cluster": node.cluster,
         "desired_state": node.desired_state,
-        "state": node.observed_state,
+        "state": state,
         "pid": node.pid,
         "client_url": node.client_url,
         "monitoring_url": node.monitoring_url,
@@ -56,29 +64,42 @@ def node_describe(node: BrokerNode) -> dict[str, Any]:
     }
 
 
-def account_propagation(*, account: Account) -> dict[str, Any]:
-    """Desired version against what each node holds, for one account."""
-    claims = {c.node_id: c for c in NodeClaim.objects.filter(account=account)}
-    nodes = []
-    for node in BrokerNode.objects.filter(desired_state=BrokerNode.Desired.RUNNING).order_by("name"):
-        claim = claims.get(node.pk)
-        nodes.append({
-            "node": node.name,
-            "state": node.observed_state,
-            "held_jti": claim.jti if claim else None,
-            "held_iat": claim.iat if claim else None,
-            "held_at": claim.updated_at.isoformat() if claim else None,
-            "in_sync": bool(claim and claim.jti == account.jwt_jti),
-        })
-    healthy = [n for n in nodes if n["state"] == BrokerNode.Observed.HEALTHY]
-    return {
-        "account": account.public_key,
-        "desired": {"jti": account.jwt_jti, "iat": account.jwt_iat, "version": account.version},
-        "nodes": nodes,
-        "live_on": sum(1 for n in healthy if n["in_sync"]),
-        "healthy_nodes": len(healthy),
-        "in_sync": bool(healthy) and all(n["in_sync"] for n in healthy),
+def accounts_propagation(*, accounts: Sequence[Account]) -> list[dict[str, Any]]:
+    """Desired version against what each node holds, for many accounts in two queries."""
+    nodes = list(BrokerNode.objects.filter(desired_state=BrokerNode.Desired.RUNNING).order_by("name"))
+    healthy = {n.pk for n in healthy_nodes()}
+    claims: dict[tuple[int, int], NodeClaim] = {
+        (c.account_id, c.node_id): c for c in NodeClaim.objects.filter(account__in=[a.pk for a in accounts])
     }
+    out = []
+    for account in accounts:
+        rows = []
+        for node in nodes:
+            claim = claims.get((account.pk, node.pk))
+            rows.append({
+                "node": node.name,
+                "state": node_describe(node)["state"],
+                "healthy": node.pk in healthy,
+                "held_jti": claim.jti if claim else None,
+                "held_iat": claim.iat if claim else None,
+                "held_at": claim.updated_at.isoformat() if claim else None,
+                "in_sync": bool(claim and claim.jti == account.jwt_jti),
+            })
+        live = [r for r in rows if r["healthy"]]
+        out.append({
+            "account": account.public_key,
+            "desired": {"jti": account.jwt_jti, "iat": account.jwt_iat, "version": account.version},
+            "nodes": rows,
+            "live_on": sum(1 for r in live if r["in_sync"]),
+            "healthy_nodes": len(live),
+            "in_sync": bool(live) and all(r["in_sync"] for r in live),
+        })
+    return out
+
+
+def account_propagation(*, account: Account) -> dict[str, Any]:
+    """Desired version against what each node holds, for one account (only confirmed-healthy nodes count)."""
+    return accounts_propagation(accounts=[account])[0]
 
 
 def fleet_overview() -> list[dict[str, Any]]:
@@ -96,10 +117,11 @@ def fleet_overview() -> list[dict[str, Any]]:
     return out
 
 
-def accounts_out_of_sync(*, limit: int = 100) -> list[Account]:
-    """Accounts whose latest JWT some healthy node has not acknowledged."""
-    ids = accounts_behind_ids(healthy_nodes())[:limit]
-    return list(Account.objects.filter(pk__in=ids).select_related("team").order_by("name"))
+def accounts_out_of_sync(*, limit: int = 100) -> tuple[list[Account], int]:
+    """Accounts whose latest JWT some healthy node has not acknowledged, longest-waiting first, and how many."""
+    ids = accounts_behind_ids(healthy_nodes())
+    accounts = list(Account.objects.filter(pk__in=ids).select_related("team").order_by("updated_at", "pk")[:limit])
+    return accounts, len(ids)
 
 
 def accounts_behind_ids(nodes: Sequence[BrokerNode]) -> list[int]:
