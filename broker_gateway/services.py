@@ -429,7 +429,8 @@ def node_desired_set(*, node: BrokerNode, desired: str) -> BrokerNode:
 
 
 def fleet_scale(*, count: int) -> list[BrokerNode]:
-    """Make the fleet ``count`` nodes named node-1..node-N: add missing ones, remove the highest extras."""
+    """Make the fleet ``count`` nodes: add missing ones (named node-N with the lowest free N), remove the
+    most recently added extras."""
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 64:
         raise ApplicationError("count must be between 0 and 64", extra={"field": "count"})
     nodes = list(BrokerNode.objects.order_by("created_at", "pk"))

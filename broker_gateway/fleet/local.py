@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +41,28 @@ def nats_server_bin(configured: str = "") -> str:
     return found
 
 
-def die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGKILL me when my parent dies (Linux only)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGKILL the child when this process dies (Linux only; None
+    elsewhere). prctl is looked up here, in the parent, so nothing is dlopen'ed between fork and exec;
+    a child whose parent died before the death signal was armed exits at once.
+
+    The death signal follows the *thread* that forked: start children from a long-lived thread (the
+    supervisor's run loop), never from a short-lived pool thread.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 _START_MARK = "--- natsctl starting "
@@ -117,7 +136,7 @@ class LocalProcessDriver:
             log.flush()
             proc = subprocess.Popen(
                 [self.binary, "-c", str(path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=die_with_parent if sys.platform == "linux" else None,
+                start_new_session=True, preexec_fn=die_with_parent(),
                 close_fds=True,
             )
         self._instances[spec.name] = _Instance(proc=proc, log_path=log_path)

@@ -111,7 +111,7 @@ class Command(BaseCommand):
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         proc = subprocess.Popen(
             argv, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent(),
         )
         self.children.append((name, proc))
         return proc
