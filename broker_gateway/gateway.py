@@ -58,6 +58,7 @@ class Gateway:
         self._thread.start()
         self._pending: dict[str, _Pending] = {}
         self._counter = 0
+        self._broken = False
         try:
             self._nc, self._prefix = self._call(self._connect(user_jwt, sign_nonce, name, connect_timeout),
                                                 connect_timeout * (len(self.urls) + 1) + 2)
@@ -73,11 +74,18 @@ class Gateway:
             self.urls, user_jwt=user_jwt, sign_nonce=sign_nonce, name=name, connect_timeout=connect_timeout,
             allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
             pending_size=64 * 1024 * 1024,
+            # A frozen server keeps its TCP connection open: find out within seconds, not nats-py's 2 minutes.
+            ping_interval=2, max_outstanding_pings=2,
+            error_cb=self._on_error,
         )
         prefix = nc.new_inbox()
         await nc.subscribe(prefix + ".*", cb=self._on_reply, pending_msgs_limit=1_000_000,
                            pending_bytes_limit=512 * 1024 * 1024)
         return nc, prefix + "."
+
+    async def _on_error(self, exc: Exception) -> None:
+        # nats-py's default prints a traceback for every refused reconnect; a node being down is expected.
+        log.warning("fleet connection: %s", exc or type(exc).__name__)
 
     async def _on_reply(self, msg) -> None:
         pending = self._pending.get(msg.subject[len(self._prefix):])
@@ -97,7 +105,7 @@ class Gateway:
 
     @property
     def is_usable(self) -> bool:
-        return self._loop.is_running() and not self._nc.is_closed
+        return not self._broken and self._loop.is_running() and not self._nc.is_closed
 
     @property
     def is_connected(self) -> bool:
@@ -162,6 +170,10 @@ class Gateway:
             return self._call(self._request_many(items, expect=expect, timeout=timeout, concurrency=concurrency),
                               budget)
         except (nats_client.nats.errors.Error, OSError, TimeoutError) as exc:
+            if isinstance(exc, nats_client.nats.errors.FlushTimeoutError | TimeoutError):
+                # The server we are connected to took the requests but does not answer (frozen): give this
+                # connection up so the next caller opens one to a node that is healthy now.
+                self._broken = True
             raise GatewayUnavailable(f"request failed: {exc or type(exc).__name__}") from exc
 
     def push(self, jwts: Sequence[str], *, expect: int, timeout: float, concurrency: int = 256) -> list[list[dict]]:

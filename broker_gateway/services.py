@@ -73,7 +73,7 @@ def gateway_get() -> Gateway:
         if _gateway is not None:
             _gateway.close()
             _gateway = None
-        urls = running_node_urls()
+        urls = [n.client_url for n in healthy_nodes()] or running_node_urls()
         if not urls:
             raise GatewayUnavailable("the fleet has no running node")
         _gateway = gateway_open(urls)
@@ -339,12 +339,13 @@ def node_sync(*, node_id: int) -> FleetPushReport | None:
     report = accounts_push()
     gateway = gateway_get()
     nodes = healthy_nodes()
-    held = gateway.list_claims(expect=len(nodes), timeout=settings.NATS_PUSH_TIMEOUT).get(node.name, set())
+    listed = gateway.list_claims(expect=len(nodes), timeout=settings.NATS_PUSH_TIMEOUT)
     known = set(Account.objects.values_list("public_key", flat=True))
-    extra = held - known - {system_account_ensure().public_key}
+    extra = set().union(*listed.values()) - known - {system_account_ensure().public_key}
     if extra:
         account_delete_push(public_keys=sorted(extra))
-    BrokerNode.objects.filter(pk=node_id).update(synced_at=timezone.now())
+    # Other nodes' syncs asked for meanwhile were folded into this one: they are synced too.
+    BrokerNode.objects.filter(name__in=[n.name for n in nodes]).update(synced_at=timezone.now())
     log.info("node synced", extra={"node": node.name, "accounts": report.accounts, "complete": report.complete,
                                    "seconds": round(report.seconds, 3)})
     return report
@@ -453,6 +454,11 @@ def fleet_ensure(*, count: int) -> list[BrokerNode]:
     return list(BrokerNode.objects.order_by("created_at", "pk"))
 
 
+def node_store_jwts() -> dict[str, str]:
+    """Every account's latest JWT by public key: what a node's resolver store should hold."""
+    return dict(Account.objects.exclude(jwt="").values_list("public_key", "jwt"))
+
+
 # ------------------------------------------------------------------------------------------------
 # Server configuration
 # ------------------------------------------------------------------------------------------------
@@ -487,15 +493,18 @@ def server_config_build(
 def node_config_build(*, node: BrokerNode, dirs: DataDirs) -> str:
     """A node's whole config: operator mode, full resolver, system account preloaded, routes to its peers,
     JetStream in its own store, monitoring and leafnode ports, lame duck duration; then its extra config."""
-    peers = BrokerNode.objects.filter(cluster=node.cluster).exclude(pk=node.pk).order_by("name")
+    peers = list(BrokerNode.objects.filter(cluster=node.cluster).exclude(pk=node.pk).order_by("name"))
+    # A lone node gets no cluster block: nats-server refuses clustered JetStream without routes. Growing
+    # from one node to more means restarting that first node (`fleet stop` / `fleet start`) to cluster it.
+    cluster = config_render.ClusterConfig(name=node.cluster, port=node.cluster_port, host=node.host,
+                                          routes=[p.cluster_url for p in peers]) if peers else None
     text = server_config_build(
         resolver_dir=dirs.resolver,
         server_name=node.name,
         port=node.client_port,
         http_port=node.monitoring_port,
         host=node.host,
-        cluster=config_render.ClusterConfig(name=node.cluster, port=node.cluster_port, host=node.host,
-                                            routes=[p.cluster_url for p in peers]),
+        cluster=cluster,
         jetstream_store_dir=dirs.jetstream,
         leafnode_port=node.leafnode_port,
         lame_duck_duration=settings.FLEET_LAME_DUCK_DURATION,

@@ -124,6 +124,25 @@ class LocalProcessDriver:
             return None
         return (result.stderr or result.stdout).strip() or f"nats-server -t exited with {result.returncode}"
 
+    def prime(self, name: str, jwts: dict[str, str]) -> None:
+        # The full resolver keeps one file per account, <public key>.jwt, holding the raw JWT (nats-server's
+        # DirJWTStore without sharding), and indexes the directory when it starts.
+        store = Path(self.data_dirs(name).resolver)
+        store.mkdir(parents=True, exist_ok=True)
+        for path in store.glob("*.jwt"):
+            if path.stem not in jwts:
+                path.unlink(missing_ok=True)  # an account deleted while the node was down
+        for pub, jwt in jwts.items():
+            path = store / f"{pub}.jwt"
+            try:
+                if path.read_text() == jwt:
+                    continue
+            except OSError:
+                pass
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(jwt)
+            os.replace(tmp, path)
+
     def start(self, spec: NodeSpec) -> NodeStatus:
         current = self._instances.get(spec.name)
         if current is not None and current.proc.poll() is None:
@@ -165,7 +184,9 @@ class LocalProcessDriver:
     def probe(self, spec: NodeSpec) -> Health:
         base = f"http://{spec.host}:{spec.monitoring_port}"
         try:
-            code, body = self._get_json(base + "/healthz")
+            # js-enabled-only: a node serves clients and claims while JetStream elects a new meta leader;
+            # counting the meta layer would take every survivor out of the push set for seconds.
+            code, body = self._get_json(base + "/healthz?js-enabled-only=true")
         except (OSError, ValueError) as exc:  # refused, timed out (a frozen node), garbage
             return Health(healthy=False, detail=f"/healthz: {exc or type(exc).__name__}")
         if code != 200:

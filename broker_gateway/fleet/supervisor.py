@@ -233,6 +233,7 @@ class Supervisor:
             log.error("node %s has an invalid config: %s", node.name, error, extra={"node": node.name})
             self._update(node, observed_state=Observed.FAILED, last_error=error[-2000:], pid=None)
             return
+        self.driver.prime(node.name, services.node_store_jwts())
         status = self.driver.start(spec)
         restart = rt.ever_started or node.consecutive_failures > 0
         rt.instance, rt.ever_started, rt.started_at = True, True, self.clock()
@@ -273,14 +274,20 @@ class NodeSyncer:
 
     def _run(self, node_id: int, name: str) -> None:
         self._waiting.release()
-        try:
-            services.node_sync(node_id=node_id)
-        except GatewayUnavailable as exc:
-            log.warning("full sync of %s postponed: %s", name, exc)
-        except Exception:
-            log.exception("full sync of %s failed", name)
-        finally:
-            connection.close()  # this pool thread's own connection
+        for attempt in (1, 2):
+            try:
+                services.node_sync(node_id=node_id)
+                break
+            except GatewayUnavailable as exc:
+                # The connection may be pinned to a node that just froze or died: reopen it once, to the
+                # nodes healthy now; after that, the reconciler catches up.
+                services.gateway_reset()
+                if attempt == 2:
+                    log.warning("full sync of %s postponed: %s", name, exc)
+            except Exception:
+                log.exception("full sync of %s failed", name)
+                break
+        connection.close()  # this pool thread's own connection
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
