@@ -251,3 +251,32 @@ def test_start_of_a_healthy_node_leaves_its_state_alone():
 def test_unknown_node_is_an_error(sub):
     with pytest.raises(CommandError, match="no node ghost"):
         run(sub, "ghost")
+
+
+# ------------------------------------------------------------------------------------------------
+# account describe shows where the account is live
+# ------------------------------------------------------------------------------------------------
+
+
+def test_account_describe_shows_what_each_node_holds(operator_setup, team):
+    from accounts_service.services import account_create
+    from broker_gateway.models import NodeClaim
+
+    account = account_create(team=team, name="shop")  # before any node exists: nothing to push
+    run("add", "n1", *port_args(free_ports()))
+    run("add", "n2", *port_args(free_ports()))
+    now = timezone.now()
+    BrokerNode.objects.update(observed_state="healthy", last_healthy_at=now)
+    NodeClaim.objects.create(account=account, node=BrokerNode.objects.get(name="n1"), jti=account.jwt_jti,
+                             iat=account.jwt_iat, updated_at=now)
+    NodeClaim.objects.create(account=account, node=BrokerNode.objects.get(name="n2"), jti="older",
+                             iat=account.jwt_iat - 3, updated_at=now)
+    out = StringIO()
+    call_command("account", "describe", account.public_key, stdout=out)
+    text = out.getvalue()
+    assert "live on:     1/2 healthy nodes" in text
+    assert "n1          healthy     holds latest" in text
+    assert f"n2          healthy     holds iat {account.jwt_iat - 3}" in text
+    out = StringIO()
+    call_command("account", "describe", account.public_key, "--json", stdout=out)
+    assert json.loads(out.getvalue())["propagation"]["live_on"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from accounts_service.models import Account
 from accounts_service.selectors import account_get
 from accounts_service.services import account_create, account_delete, account_update, team_get_or_create
+from broker_gateway.selectors import account_propagation
 from broker_gateway.services import account_push
 from operators.cli import SubcommandCommand
 
@@ -79,7 +80,9 @@ class Command(SubcommandCommand):
         p.add_argument("--json", action="store_true")
 
     def handle_describe(self, *, public_key, json, **_) -> None:
-        data = _account_dict(account_get(public_key=public_key))
+        account = account_get(public_key=public_key)
+        data = _account_dict(account)
+        data["propagation"] = account_propagation(account=account)
         if json:
             self.out_json(data)
             return
@@ -90,6 +93,11 @@ class Command(SubcommandCommand):
             self.out(f"export:      {e['type']} {e['subject']} ({'private' if e['private'] else 'public'})")
         for i in data["imports"]:
             self.out(f"import:      {i['subject']} from {i['from']} as {i['local_subject']}")
+        status = data["propagation"]
+        self.out(f"live on:     {status['live_on']}/{status['healthy_nodes']} healthy nodes")
+        for n in status["nodes"]:
+            held = "latest" if n["in_sync"] else (f"iat {n['held_iat']}" if n["held_iat"] else "nothing")
+            self.out(f"  {n['node']:<12}{n['state']:<12}holds {held}")
 
     def add_jwt_arguments(self, p) -> None:
         p.add_argument("public_key")
