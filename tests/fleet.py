@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,22 +115,9 @@ class SupervisorThread:
         self.driver = LocalProcessDriver(self.base_dir)
         self.syncer = NodeSyncer()
         self.supervisor = Supervisor(self.driver, policy=Policy(**{**FAST, **self.policy}), on_healthy=self.syncer)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        from django.db import connection
-
-        try:
-            self.supervisor.run(self._stop, interval=self.interval)
-        except BaseException as exc:  # surfaced by stop()
-            self.error = exc
-        finally:
-            connection.close()
 
     def start(self) -> SupervisorThread:
-        self._thread.start()
+        self.supervisor.start_background(interval=self.interval)
         return self
 
     def pid(self, name: str) -> int | None:
@@ -140,12 +126,11 @@ class SupervisorThread:
     def stop(self) -> None:
         from broker_gateway.services import gateway_reset
 
-        self._stop.set()
-        self._thread.join(timeout=30)
-        self.syncer.close()
-        gateway_reset()
-        if self.error is not None:
-            raise self.error
+        try:
+            self.supervisor.stop_background(timeout=30)
+        finally:
+            self.syncer.close()
+            gateway_reset()
 
 
 def nodes_healthy(names: list[str] | None = None) -> list:

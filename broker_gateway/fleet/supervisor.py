@@ -133,6 +133,33 @@ class Supervisor:
         finally:
             self.shutdown()
 
+    def start_background(self, *, interval: float = 0.25) -> None:
+        """Run the loop in a thread of this process (tests, benchmarks, embedding); see stop_background.
+
+        The thread lives as long as the loop: nodes are started from it, and their death signal
+        (PR_SET_PDEATHSIG) follows the thread that forked them.
+        """
+        self._bg_stop = threading.Event()
+        self.error: BaseException | None = None
+
+        def body() -> None:
+            try:
+                self.run(self._bg_stop, interval=interval)
+            except BaseException as exc:  # surfaced by stop_background
+                self.error = exc
+            finally:
+                connection.close()
+
+        self._bg_thread = threading.Thread(target=body, name="fleet-supervisor", daemon=True)
+        self._bg_thread.start()
+
+    def stop_background(self, *, timeout: float = 60) -> None:
+        """Stop the background loop (every node stops with it) and re-raise what ended it, if anything."""
+        self._bg_stop.set()
+        self._bg_thread.join(timeout=timeout)
+        if self.error is not None:
+            raise self.error
+
     def shutdown(self) -> None:
         """Stop every node (SIGTERM, SIGKILL after the grace period) and record it."""
         self.driver.close(self.policy.stop_grace)
