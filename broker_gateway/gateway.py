@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -225,15 +226,15 @@ class Gateway:
         return self._start(items, expect=expect, timeout=timeout, concurrency=concurrency)()
 
     def push_start(self, jwts: Sequence[str], *, expect: int, timeout: float,
-                   concurrency: int = 256) -> Callable[[], list[list[dict]]]:
-        """Start pushing and return at once; calling the result waits for the replies. The caller can do its
-        database work for the previous batch while this one is on the wire."""
-        wait = self._start([(UPDATE, j.encode("ascii")) for j in jwts], expect=expect, timeout=timeout,
+                   concurrency: int = 256) -> Callable[[], list[list[bytes]]]:
+        """Start pushing and return at once; calling the result waits for the raw replies. The caller can do
+        its database work for the previous batch while this one is on the wire."""
+        return self._start([(UPDATE, j.encode("ascii")) for j in jwts], expect=expect, timeout=timeout,
                            concurrency=concurrency)
-        return lambda: [[parse_reply(r) for r in rs] for rs in wait()]
 
     def push(self, jwts: Sequence[str], *, expect: int, timeout: float, concurrency: int = 256) -> list[list[dict]]:
-        return self.push_start(jwts, expect=expect, timeout=timeout, concurrency=concurrency)()
+        replies = self.push_start(jwts, expect=expect, timeout=timeout, concurrency=concurrency)()
+        return [[parse_reply(r) for r in rs] for rs in replies]
 
     def lookup(self, public_keys: Sequence[str], *, expect: int, timeout: float,
                concurrency: int = 256) -> list[list[str]]:
@@ -256,6 +257,19 @@ class Gateway:
     def delete(self, claim_jwt: str, *, expect: int, timeout: float) -> list[dict]:
         (replies,) = self.request_many([(DELETE, claim_jwt.encode("ascii"))], expect=expect, timeout=timeout)
         return [parse_reply(r) for r in replies]
+
+
+# What nats-server answers to an accepted update: {"server":{"name":"<name>",...},"data":{...,"code":200,...}}.
+_UPDATED = re.compile(rb'\{"server":\{"name":"([A-Za-z0-9_-]{1,64})"')
+
+
+def update_acknowledged_by(raw: bytes) -> str | None:
+    """The server name of an accepted-update reply, read without parsing the JSON (a full sync reads one
+    reply per account and node); None when it is anything else (then parse it with parse_reply)."""
+    if b'"code":200' not in raw or b'"error"' in raw:
+        return None
+    match = _UPDATED.match(raw)
+    return match.group(1).decode("ascii") if match else None
 
 
 def reply_ok(reply: dict[str, Any]) -> bool:

@@ -7,20 +7,29 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts_service.models import Account, NatsUser
 from accounts_service.services import system_account_ensure, user_create
 from broker_gateway import config as config_render
 from broker_gateway.fleet.driver import DataDirs
-from broker_gateway.gateway import Gateway, GatewayUnavailable, reply_ok, reply_server
+from broker_gateway.gateway import (
+    Gateway,
+    GatewayUnavailable,
+    parse_reply,
+    reply_ok,
+    reply_server,
+    update_acknowledged_by,
+)
 from broker_gateway.models import BrokerNode, NodeClaim
 from broker_gateway.selectors import accounts_behind_ids, healthy_nodes, running_node_urls
 from operators import services as op_services
@@ -186,35 +195,54 @@ def _claims_record(rows: Iterable[tuple[int, int, str, int]]) -> int:
 _ROW_FIELDS = ("pk", "public_key", "jwt", "jwt_jti", "jwt_iat")
 
 
-def _replies_record(rows: Sequence[tuple[int, str, str, str, int]], replies: Sequence[Sequence[dict[str, Any]]], *,
-                    nodes: Sequence[BrokerNode], report: FleetPushReport) -> list[int]:
-    """Record what each node acknowledged for (id, public key, jwt, jti, iat) rows; return ids not held by all."""
+def _replies_record(rows: Sequence[tuple[int, str, str, str, int]], replies: Sequence[Sequence[bytes]], *,
+                    nodes: Sequence[BrokerNode], held: dict[tuple[int, int], str], report: FleetPushReport) -> None:
+    """Record what each node acknowledged for (id, public key, jwt, jti, iat) rows. ``held`` is what our
+    records say each node holds; only what changed is written."""
     by_name = {n.name: n.pk for n in nodes}
+    everyone = set(by_name)
     claims: list[tuple[int, int, str, int]] = []
-    incomplete: list[int] = []
     for (pk, pub, _jwt, jti, iat), rs in zip(rows, replies, strict=True):
         acked = set()
-        for reply in rs:
-            server = reply_server(reply)
-            if reply_ok(reply) and server in by_name:
+        for raw in rs:
+            server = update_acknowledged_by(raw)
+            if server is None:  # not the plain "jwt updated": read it properly
+                reply = parse_reply(raw)
+                server = reply_server(reply)
+                if not reply_ok(reply):
+                    error = reply.get("error") or reply
+                    report.errors.append({"account": pub, "node": server, "error": error})
+                    log.warning("push refused", extra={"account": pub, "node": server, "error": error})
+                    continue
+            node_pk = by_name.get(server)
+            if node_pk is not None:
                 acked.add(server)
-                claims.append((pk, by_name[server], jti, iat))
-            elif not reply_ok(reply):
-                error = reply.get("error") or reply
-                report.errors.append({"account": pub, "node": server, "error": error})
-                log.warning("push refused", extra={"account": pub, "node": server, "error": error})
-        if acked >= set(by_name):
+                if held.get((pk, node_pk)) != jti:
+                    claims.append((pk, node_pk, jti, iat))
+                    held[(pk, node_pk)] = jti
+        if acked >= everyone:
             report.complete += 1
-        else:
-            incomplete.append(pk)
     _claims_record(claims)
-    return incomplete
 
 
 def _push_start(gateway: Gateway, rows: Sequence[tuple[int, str, str, str, int]], *, nodes: Sequence[BrokerNode],
-                timeout: float):
+                timeout: float) -> Callable[[], list[list[bytes]]]:
     return gateway.push_start([r[2] for r in rows], expect=len(nodes), timeout=timeout,
                               concurrency=settings.FLEET_PUSH_CONCURRENCY)
+
+
+def _account_pages(qs, *, batch: int):
+    """(id, public key, jwt, jti, iat) rows of ``qs``, most recently changed first, ``batch`` at a time.
+    Keyset pagination: no OFFSET and no list of ids in the query, however many accounts there are."""
+    qs = qs.order_by("-updated_at", "-pk")
+    last = None
+    while True:
+        page = qs if last is None else qs.filter(Q(updated_at__lt=last[0]) | Q(updated_at=last[0], pk__lt=last[1]))
+        rows = list(page.values_list("updated_at", *_ROW_FIELDS)[:batch])
+        if not rows:
+            return
+        last = (rows[-1][0], rows[-1][1])
+        yield [r[1:] for r in rows]
 
 
 def accounts_push(*, account_ids: Iterable[int] | None = None, timeout: float | None = None,
@@ -234,35 +262,31 @@ def accounts_push(*, account_ids: Iterable[int] | None = None, timeout: float | 
     if not nodes:
         return report
     timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
-    qs = Account.objects.exclude(jwt="").order_by("-updated_at", "-pk")
+    since = timezone.now() - timedelta(seconds=1)  # changes from here on are checked again at the end
+    qs = Account.objects.exclude(jwt="")
+    claims_qs = NodeClaim.objects.filter(node__in=nodes)
     if account_ids is not None:
-        qs = qs.filter(pk__in=list(account_ids))
-    ids = list(qs.values_list("pk", flat=True))
-    chunks = [ids[start:start + batch] for start in range(0, len(ids), batch)]
-    if not chunks:
-        report.seconds = time.monotonic() - started
-        return report
-    gateway = gateway_get()
-    rows = list(Account.objects.filter(pk__in=chunks[0]).values_list(*_ROW_FIELDS))
-    wait = _push_start(gateway, rows, nodes=nodes, timeout=timeout)
-    moved: list[tuple[int, str, str, str, int]] = []
-    for k, chunk in enumerate(chunks):
+        account_ids = list(account_ids)
+        qs, claims_qs = qs.filter(pk__in=account_ids), claims_qs.filter(account_id__in=account_ids)
+    held = {(a, n): jti for a, n, jti in claims_qs.values_list("account_id", "node_id", "jti")}
+    pushed: dict[int, str] = {}
+    gateway = None
+    waiting = None  # (rows, waiter) of the batch on the wire
+    for rows in _account_pages(qs, batch=batch):  # reading a page overlaps the batch on the wire
+        gateway = gateway or gateway_get()
+        done = (waiting[0], waiting[1]()) if waiting is not None else None
+        waiting = (rows, _push_start(gateway, rows, nodes=nodes, timeout=timeout))
+        if done is not None:  # recorded while the next batch is on the wire
+            _replies_record(*done, nodes=nodes, held=held, report=report)
         report.accounts += len(rows)
-        following = chunks[k + 1] if k + 1 < len(chunks) else []
-        next_rows = list(Account.objects.filter(pk__in=following).values_list(*_ROW_FIELDS)) if following else []
-        replies = wait()
-        if following:
-            wait = _push_start(gateway, next_rows, nodes=nodes, timeout=timeout)
-        _replies_record(rows, replies, nodes=nodes, report=report)
-        # Re-signed while in flight: push the newer version in this call rather than at the next reconcile.
-        pushed = {r[0]: r[3] for r in rows}
-        moved_ids = [pk for pk, jti in Account.objects.filter(pk__in=chunk).values_list("pk", "jwt_jti")
-                     if pushed.get(pk) != jti]
-        if moved_ids:
-            moved += Account.objects.filter(pk__in=moved_ids).values_list(*_ROW_FIELDS)
-        rows = next_rows
+        pushed.update((r[0], r[3]) for r in rows)
+    if waiting is not None:
+        _replies_record(waiting[0], waiting[1](), nodes=nodes, held=held, report=report)
+    # Re-signed (or created) while the push ran: push the newer version now, not at the next reconcile.
+    moved = [r for r in qs.filter(updated_at__gte=since).values_list(*_ROW_FIELDS) if pushed.get(r[0]) != r[3]]
     if moved:
-        _replies_record(moved, _push_start(gateway, moved, nodes=nodes, timeout=timeout)(), nodes=nodes,
+        gateway = gateway or gateway_get()
+        _replies_record(moved, _push_start(gateway, moved, nodes=nodes, timeout=timeout)(), nodes=nodes, held=held,
                         report=FleetPushReport())
     report.seconds = time.monotonic() - started
     return report
@@ -307,7 +331,8 @@ def fleet_reconcile() -> FleetPushReport:
     behind = accounts_behind_ids(nodes)
     if not behind:
         return FleetPushReport(nodes=[n.name for n in nodes])
-    report = accounts_push(account_ids=behind)
+    # Past a few thousand ids a full push costs less than a query with that many parameters.
+    report = accounts_push(account_ids=behind if len(behind) <= 5000 else None)
     log.info("reconciled", extra={"accounts": len(behind), "complete": report.complete, "nodes": report.nodes})
     return report
 
@@ -357,7 +382,7 @@ def fleet_verify(*, timeout: float | None = None, batch: int = 2000) -> VerifyRe
     if stale:
         NodeClaim.objects.filter(account_id__in=stale).delete()  # our records were wrong: forget them
         report.stale = len(stale)
-        report.repaired = accounts_push(account_ids=stale)
+        report.repaired = accounts_push(account_ids=stale if len(stale) <= 5000 else None)
         log.warning("verify found stale accounts", extra={"accounts": len(stale), "nodes": report.nodes})
     return report
 

@@ -48,6 +48,20 @@ def test_parse_reply_shapes():
     assert not reply_ok({"data": "jwt updated"}) and reply_server({}) == ""
 
 
+def test_update_acknowledged_by_reads_only_a_plain_success():
+    from broker_gateway.gateway import update_acknowledged_by
+
+    ok = (b'{"server":{"name":"node-2","host":"127.0.0.1","id":"NABC","ver":"2.15.1"},'
+          b'"data":{"account":"AAA","code":200,"message":"jwt updated"}}')
+    assert update_acknowledged_by(ok) == "node-2"
+    assert parse_reply(ok)["server"]["name"] == "node-2"  # the same answer the slow path gives
+    refused = (b'{"server":{"name":"node-2"},"error":{"account":"AAA","code":500,'
+               b'"description":"jwt update resulted in error"}}')
+    assert update_acknowledged_by(refused) is None
+    assert update_acknowledged_by(b'{"data":{"code":200}}') is None  # no server: parsed properly instead
+    assert update_acknowledged_by(b"") is None
+
+
 # ------------------------------------------------------------------------------------------------
 # Last words of a node
 # ------------------------------------------------------------------------------------------------

@@ -126,22 +126,18 @@ class LocalProcessDriver:
 
     def prime(self, name: str, jwts: dict[str, str]) -> None:
         # The full resolver keeps one file per account, <public key>.jwt, holding the raw JWT (nats-server's
-        # DirJWTStore without sharding), and indexes the directory when it starts.
+        # DirJWTStore without sharding), and indexes the directory when it starts. The node is not running
+        # while we write, so plain writes are safe; only files that differ are written.
         store = Path(self.data_dirs(name).resolver)
         store.mkdir(parents=True, exist_ok=True)
-        for path in store.glob("*.jwt"):
-            if path.stem not in jwts:
-                path.unlink(missing_ok=True)  # an account deleted while the node was down
+        present = {entry.name[:-4] for entry in os.scandir(store) if entry.name.endswith(".jwt")}
+        for pub in present - jwts.keys():
+            (store / f"{pub}.jwt").unlink(missing_ok=True)  # an account deleted while the node was down
         for pub, jwt in jwts.items():
             path = store / f"{pub}.jwt"
-            try:
-                if path.read_text() == jwt:
-                    continue
-            except OSError:
-                pass
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(jwt)
-            os.replace(tmp, path)
+            if pub in present and path.read_text() == jwt:
+                continue
+            path.write_text(jwt)
 
     def start(self, spec: NodeSpec) -> NodeStatus:
         current = self._instances.get(spec.name)
