@@ -42,6 +42,7 @@ lint: install
 
 bench: migrate
 	$(PY) bench/jwt_issue.py
+	$(PY) bench/push.py
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3*
