@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -50,46 +48,4 @@ async def connect_creds(servers: str | list[str], creds_text: str, **options: An
     return await connect(servers, user_jwt=jwt, sign_nonce=sign, **options)
 
 
-async def request_all(nc: Client, subject: str, payload: bytes, *, timeout: float, expect: int | None = None,
-                      settle: float = 0.25) -> list[dict[str, Any]]:
-    """Publish a request and gather every reply (each server answers a claims request).
-
-    Returns when ``expect`` replies arrived, or ``timeout`` passed; without ``expect``, ``settle``
-    seconds after the last reply.
-    """
-    inbox = nc.new_inbox()
-    replies: list[dict[str, Any]] = []
-    got = asyncio.Event()
-
-    async def on_reply(msg) -> None:
-        try:
-            replies.append(json.loads(msg.data) if msg.data else {})
-        except ValueError:
-            replies.append({"raw": msg.data.decode("utf-8", "replace")})
-        got.set()
-
-    sub = await nc.subscribe(inbox, cb=on_reply)
-    try:
-        await nc.publish(subject, payload, reply=inbox)
-        await nc.flush()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            if expect is not None and len(replies) >= expect:
-                break
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            wait = remaining if (expect is not None or not replies) else min(remaining, settle)
-            got.clear()
-            try:
-                await asyncio.wait_for(got.wait(), wait)
-            except TimeoutError:
-                if replies and expect is None:
-                    break
-    finally:
-        await sub.unsubscribe()
-    return replies
-
-
-__all__ = ["connect", "connect_creds", "creds_callbacks", "nats", "request_all"]
+__all__ = ["connect", "connect_creds", "creds_callbacks", "nats"]
