@@ -88,6 +88,7 @@ class Supervisor:
         self.on_healthy = on_healthy or (lambda node: None)
         self.clock = clock
         self.runtime: dict[str, _Runtime] = {}
+        self._store_jwts: dict[str, str] | None = None
 
     # -- database ---------------------------------------------------------------------------------
 
@@ -114,6 +115,7 @@ class Supervisor:
     # -- the loop ---------------------------------------------------------------------------------
 
     def tick(self) -> None:
+        self._store_jwts = None  # every account's latest JWT, read at most once a tick, when a node starts
         nodes = {n.name: n for n in BrokerNode.objects.all()}
         for name in list(self.runtime):
             if name not in nodes:
@@ -260,7 +262,9 @@ class Supervisor:
             log.error("node %s has an invalid config: %s", node.name, error, extra={"node": node.name})
             self._update(node, observed_state=Observed.FAILED, last_error=error[-2000:], pid=None)
             return
-        self.driver.prime(node.name, services.node_store_jwts())
+        if self._store_jwts is None:
+            self._store_jwts = services.node_store_jwts()
+        self.driver.prime(node.name, self._store_jwts)
         status = self.driver.start(spec)
         restart = rt.ever_started or node.consecutive_failures > 0
         rt.instance, rt.ever_started, rt.started_at = True, True, self.clock()
