@@ -9,3 +9,4 @@ class AccountsServiceConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts_service import signals  # noqa: F401  (personal team for every new Django user)
+        from accounts_service.api import schema  # noqa: F401  (bearer tokens in the OpenAPI document)

@@ -305,3 +305,56 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Audit log
+# ------------------------------------------------------------------------------------------------
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def for_team(self, team: Team) -> AuditEventQuerySet:
+        return self.filter(team=team)
+
+    def update(self, **kwargs):  # append-only: rows are never changed
+        raise TypeError("audit events are append-only")
+
+    def delete(self):
+        raise TypeError("audit events are append-only")
+
+
+class AuditEvent(models.Model):
+    """A security action (creds download, revocation, API token created or revoked, key rotation) by whom,
+    on what, when. Append-only: the model refuses updates and deletes; the team sees its own events."""
+
+    class Action(models.TextChoices):
+        CREDS_DOWNLOAD = "creds.download"
+        USER_REVOKE = "user.revoke"
+        TOKEN_CREATE = "token.create"
+        TOKEN_REVOKE = "token.revoke"
+        KEY_ROTATE = "key.rotate"
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="audit_events", null=True, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="audit_events")
+    actor_name = models.CharField(max_length=150, blank=True, help_text="kept when the actor is deleted")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    target = models.CharField(max_length=128, blank=True, help_text="public key or token prefix acted on")
+    detail = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise TypeError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("audit events are append-only")

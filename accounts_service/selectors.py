@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
+
 from accounts_service.models import Account, Activation, Export, Import, NatsUser, Revocation, Team
 from operators import claims
 from operators.errors import ApplicationError, NotFound
@@ -11,10 +13,21 @@ from operators.models import SigningKey
 from operators.subjects import is_subset
 
 
-def team_for_user_get(*, user, slug: str) -> Team:
-    team = Team.objects.for_user(user).filter(slug=slug).first()
+def account_for_user_get(*, user, public_key: str) -> Account:
+    """An account of one of ``user``'s teams. Another team's account and an unknown key give the same
+    NotFound (404), so the API never confirms that a key exists elsewhere."""
+    account = Account.objects.for_user(user).filter(public_key=public_key).first()
+    if account is None:
+        raise NotFound(f"no account {public_key}", extra={"account": public_key})
+    return account
+
+
+def team_for_user_get(*, user, team_id: int | None = None, slug: str | None = None) -> Team:
+    """One of ``user``'s teams by id or slug; another team's and an unknown one are the same NotFound."""
+    qs = Team.objects.for_user(user)
+    team = qs.filter(pk=team_id).first() if team_id is not None else qs.filter(slug=slug).first()
     if team is None:
-        raise NotFound("no such team")
+        raise NotFound(f"no team {team_id if team_id is not None else slug}", extra={"team": team_id or slug})
     return team
 
 
@@ -130,3 +143,27 @@ def account_nats_build(account: Account) -> dict[str, Any]:
         signing_keys=keys,
         description=account.description,
     )
+
+
+def export_list(*, account: Account) -> QuerySet[Export]:
+    return Export.objects.filter(account=account).order_by("subject", "id")
+
+
+def export_get(*, account: Account, export_id: int) -> Export:
+    """One export of ``account``; another account's export and an unknown id give the same NotFound."""
+    export = Export.objects.filter(account=account, pk=export_id).select_related("account").first()
+    if export is None:
+        raise NotFound(f"no export {export_id} in this account", extra={"export": export_id})
+    return export
+
+
+def import_list(*, account: Account) -> QuerySet[Import]:
+    return Import.objects.filter(account=account).select_related("export__account").order_by("local_subject", "id")
+
+
+def import_get(*, account: Account, import_id: int) -> Import:
+    """One import of ``account``; another account's import and an unknown id give the same NotFound."""
+    imp = Import.objects.filter(account=account, pk=import_id).select_related("export__account").first()
+    if imp is None:
+        raise NotFound(f"no import {import_id} in this account", extra={"import": import_id})
+    return imp

@@ -19,6 +19,7 @@ from accounts_service.models import (
     Account,
     Activation,
     ApiToken,
+    AuditEvent,
     Export,
     Import,
     NatsUser,
@@ -592,6 +593,7 @@ def api_token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+@transaction.atomic
 def api_token_create(*, user, name: str = "") -> tuple[ApiToken, str]:
     """A new API token for ``user``; the token itself is returned once and only its digest is stored."""
     if not user.is_active:
@@ -599,13 +601,18 @@ def api_token_create(*, user, name: str = "") -> tuple[ApiToken, str]:
     token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
     record = ApiToken.objects.create(user=user, name=description_check(name, field="name")[:64],
                                      prefix=token[: len(API_TOKEN_PREFIX) + 6], digest=api_token_digest(token))
+    audit_record(action=AuditEvent.Action.TOKEN_CREATE, actor=user, team=team_personal_ensure(user=user),
+                 target=record.prefix, detail={"name": record.name})
     return record, token
 
 
+@transaction.atomic
 def api_token_revoke(*, token: ApiToken) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        audit_record(action=AuditEvent.Action.TOKEN_REVOKE, actor=token.user,
+                     team=team_personal_ensure(user=token.user), target=token.prefix, detail={"name": token.name})
     return token
 
 
@@ -614,3 +621,20 @@ def django_user_get(*, username: str):
     if user is None:
         raise ApplicationError(f"no user {username!r}", status_code=404)
     return user
+
+
+# ------------------------------------------------------------------------------------------------
+# Audit log
+# ------------------------------------------------------------------------------------------------
+
+
+def audit_record(*, action: str, actor=None, team: Team | None = None, target: str = "",
+                 detail: dict[str, Any] | None = None) -> AuditEvent:
+    """Append a security action to the team's audit log (never a seed, a token or creds in ``detail``)."""
+    if action not in AuditEvent.Action.values:
+        raise ApplicationError(f"unknown audit action {action!r}")
+    return AuditEvent.objects.create(
+        action=action, team=team, actor=actor if getattr(actor, "pk", None) else None,
+        actor_name=getattr(actor, "get_username", lambda: "")() if actor is not None else "",
+        target=target[:128], detail=detail or {},
+    )

@@ -2,14 +2,21 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts_service import views
+from accounts_service.api import urls as api_urls
 from broker_gateway import urls as fleet_urls
+from broker_gateway import views as fleet_views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", fleet_views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include(api_urls.urlpatterns)),
     path("api/v1/", include(fleet_urls.api_urlpatterns)),
     path("staff/", include(fleet_urls.staff_urlpatterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

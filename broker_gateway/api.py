@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
-from rest_framework import permissions
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts_service.models import Account
-from broker_gateway.selectors import account_propagation, fleet_overview
-from operators.errors import NotFound
+from accounts_service.api.utils import paginated_response
+from accounts_service.selectors import account_for_user_get
+from broker_gateway.selectors import account_propagation, fleet_overview, running_node_urls
 
 
-def _account_for_user_get(*, user, public_key: str) -> Account:
-    # Tenant scoping goes through for_user only: another team's account and an unknown key give the
-    # same 404, so the API never confirms that a key exists elsewhere.
-    account = Account.objects.for_user(user).filter(public_key=public_key).first()
-    if account is None:
-        raise NotFound(f"no account {public_key}", extra={"account": public_key})
-    return account
+class _NodeHeldSerializer(serializers.Serializer):
+    node = serializers.CharField()
+    state = serializers.CharField()
+    healthy = serializers.BooleanField()
+    held_jti = serializers.CharField(allow_null=True)
+    held_iat = serializers.IntegerField(allow_null=True)
+    held_at = serializers.DateTimeField(allow_null=True)
+    in_sync = serializers.BooleanField()
+
+
+class _DesiredSerializer(serializers.Serializer):
+    jti = serializers.CharField()
+    iat = serializers.IntegerField()
+    version = serializers.IntegerField()
 
 
 class AccountStatusApi(APIView):
     """``GET /api/v1/accounts/{account_pk}/status``: the desired JWT against what each running node holds."""
 
+    class OutputSerializer(serializers.Serializer):
+        account = serializers.CharField()
+        desired = _DesiredSerializer()
+        nodes = _NodeHeldSerializer(many=True)
+        live_on = serializers.IntegerField()
+        healthy_nodes = serializers.IntegerField()
+        in_sync = serializers.BooleanField()
+
+    @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, account_pk: str) -> Response:
-        account = _account_for_user_get(user=request.user, public_key=account_pk)
+        account = account_for_user_get(user=request.user, public_key=account_pk)
         # account_propagation already returns JSON-ready primitives; no OutputSerializer needed.
         return Response(account_propagation(account=account))
 
@@ -37,10 +54,39 @@ class FleetNodeListApi(APIView):
     permission_classes = [permissions.IsAdminUser]
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
 
+    class OutputSerializer(serializers.Serializer):
+        name = serializers.CharField()
+        cluster = serializers.CharField()
+        desired_state = serializers.CharField()
+        state = serializers.CharField()
+        pid = serializers.IntegerField(allow_null=True)
+        client_url = serializers.CharField()
+        monitoring_url = serializers.CharField()
+        cluster_url = serializers.CharField()
+        leafnode_port = serializers.IntegerField()
+        server_id = serializers.CharField(allow_blank=True)
+        version = serializers.CharField(allow_blank=True)
+        restarts = serializers.IntegerField()
+        consecutive_failures = serializers.IntegerField()
+        last_error = serializers.CharField(allow_blank=True)
+        last_healthy_at = serializers.DateTimeField(allow_null=True)
+        synced_at = serializers.DateTimeField(allow_null=True)
+        accounts_in_sync = serializers.IntegerField()
+        accounts_total = serializers.IntegerField()
+
+    @extend_schema(responses=OutputSerializer(many=True), parameters=[
+        OpenApiParameter("limit", int, required=False), OpenApiParameter("offset", int, required=False)])
     def get(self, request: Request) -> Response:
-        rows = fleet_overview()
-        if self.pagination_class is None:
-            return Response(rows)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(page)
+        return paginated_response(queryset=fleet_overview(), serializer_class=self.OutputSerializer, request=request,
+                                  view=self)
+
+
+class ConnectApi(APIView):
+    """``GET /api/v1/connect``: every running node's client URL (a client given all of them fails over)."""
+
+    class OutputSerializer(serializers.Serializer):
+        servers = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer({"servers": running_node_urls()}).data)

@@ -7,6 +7,7 @@ from broker_gateway import api, views
 api_urlpatterns = [
     path("accounts/<str:account_pk>/status", api.AccountStatusApi.as_view(), name="api-account-status"),
     path("fleet/nodes/", api.FleetNodeListApi.as_view(), name="api-fleet-nodes"),
+    path("connect", api.ConnectApi.as_view(), name="api-connect"),
 ]
 
 staff_urlpatterns = [

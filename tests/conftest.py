@@ -19,6 +19,15 @@ def _celery_eager():
 
 
 @pytest.fixture(autouse=True)
+def _throttles_reset():
+    """API throttling counts in the cache; each test starts with a clean slate."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _gateway_closed():
     """Each test gets a fresh fleet connection (nodes differ per test)."""
     yield

@@ -1,0 +1,129 @@
+"""REST API v1: a team's NATS accounts (list, create, read, change, delete, current JWT)."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from accounts_service import services
+from accounts_service.api.utils import TEXT_RENDERERS, StrictInputSerializer, paginated_response, plain_text_response
+from accounts_service.models import LIMIT_FIELDS, Account
+from accounts_service.selectors import account_for_user_get, team_for_user_get
+from operators.errors import ApplicationError
+
+# ------------------------------------------------------------------------------------------------
+# Accounts
+# ------------------------------------------------------------------------------------------------
+
+FREE_PLAN = "free"
+
+
+class AccountOutputSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "Account"
+
+    public_key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    team = serializers.IntegerField(source="team_id")
+    limits = serializers.SerializerMethodField()
+    version = serializers.IntegerField()
+    jwt_iat = serializers.IntegerField()
+    jwt_jti = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_limits(self, account: Account) -> dict[str, int | bool]:
+        limits: dict[str, int | bool] = {field: getattr(account, field) for field in LIMIT_FIELDS}
+        limits["wildcard_exports"] = account.wildcard_exports
+        return limits
+
+
+class AccountListCreateApi(APIView):
+    """``GET/POST /api/v1/accounts/``: the caller's teams' accounts; a new one (default: the personal team)."""
+
+    class InputSerializer(StrictInputSerializer):
+        name = serializers.CharField(max_length=64)
+        description = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        team = serializers.IntegerField(required=False, allow_null=True)
+        plan = serializers.CharField(required=False, allow_null=True)
+        # Values are checked by the service (integers >= -1, wildcard_exports a boolean, known names only).
+        limits = serializers.DictField(required=False)
+
+        class Meta:
+            ref_name = "AccountCreateInput"
+
+    OutputSerializer = AccountOutputSerializer
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # also tells the OpenAPI schema the list is paged
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        accounts = Account.objects.for_user(request.user).order_by("created_at", "pk")
+        return paginated_response(queryset=accounts, serializer_class=self.OutputSerializer, request=request,
+                                  view=self)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        # Plans arrive with billing; until then only the free plan exists.
+        if data.get("plan") not in (None, FREE_PLAN):
+            raise ApplicationError("unknown plan", extra={"field": "plan"})
+        team_id = data.get("team")
+        team = (services.team_personal_ensure(user=request.user) if team_id is None
+                else team_for_user_get(user=request.user, team_id=team_id))
+        account = services.account_create(
+            team=team, name=data["name"], description=data.get("description", ""), limits=data.get("limits")
+        )
+        return Response(self.OutputSerializer(account).data, status=status.HTTP_201_CREATED)
+
+
+class AccountDetailApi(APIView):
+    """``GET/PATCH/DELETE /api/v1/accounts/{account_pk}/``: one account, by its public nkey."""
+
+    class InputSerializer(StrictInputSerializer):
+        name = serializers.CharField(required=False, max_length=64)
+        description = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        limits = serializers.DictField(required=False)
+
+        class Meta:
+            ref_name = "AccountUpdateInput"
+
+    OutputSerializer = AccountOutputSerializer
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request, account_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        return Response(self.OutputSerializer(account).data)
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def patch(self, request: Request, account_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        serializer = self.InputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        account = services.account_update(account=account, **serializer.validated_data)
+        return Response(self.OutputSerializer(account).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, account_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        services.account_delete(account=account)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AccountJwtApi(APIView):
+    """``GET /api/v1/accounts/{account_pk}/jwt``: the current account JWT, as ``text/plain``."""
+
+    renderer_classes = TEXT_RENDERERS
+
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
+    def get(self, request: Request, account_pk: str) -> HttpResponse:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        return plain_text_response(account.jwt)

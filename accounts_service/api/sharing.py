@@ -1,0 +1,181 @@
+"""REST API v1 of sharing: an account's exports, the activation tokens of its private exports, its imports."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts_service.api.utils import paginated_response
+from accounts_service.models import Export
+from accounts_service.selectors import account_for_user_get, export_get, export_list, import_get, import_list
+from accounts_service.services import activation_create, export_create, export_delete, import_create, import_delete
+from operators.errors import ApplicationError
+
+# ------------------------------------------------------------------------------------------------
+# Exports
+# ------------------------------------------------------------------------------------------------
+
+
+class ExportOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    subject = serializers.CharField()
+    type = serializers.CharField()
+    private = serializers.BooleanField(source="token_req")
+    response_type = serializers.CharField()
+    account_token_position = serializers.IntegerField()
+    advertise = serializers.BooleanField()
+    description = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ExportListCreateApi(APIView):
+    """``GET/POST /api/v1/accounts/{account_pk}/exports/``: the account's streams and services."""
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=64)
+        subject = serializers.CharField(max_length=512)
+        type = serializers.ChoiceField(choices=Export.Type.choices)
+        private = serializers.BooleanField(default=False, help_text="importers need an activation token")
+        response_type = serializers.ChoiceField(choices=Export.ResponseType.choices,
+                                                default=Export.ResponseType.SINGLETON,
+                                                help_text="services only")
+        account_token_position = serializers.IntegerField(min_value=0, default=0)
+        advertise = serializers.BooleanField(default=False)
+        description = serializers.CharField(max_length=200, allow_blank=True, default="")
+
+    OutputSerializer = ExportOutputSerializer
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request, account_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        return paginated_response(queryset=export_list(account=account), serializer_class=self.OutputSerializer,
+                                  request=request, view=self)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request: Request, account_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        export = export_create(account=account, **serializer.validated_data)
+        return Response(self.OutputSerializer(export).data, status=status.HTTP_201_CREATED)
+
+
+class ExportDetailApi(APIView):
+    """``GET/DELETE /api/v1/accounts/{account_pk}/exports/{id}/``; deleting drops every import of it."""
+
+    OutputSerializer = ExportOutputSerializer
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request, account_pk: str, export_id: int) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        return Response(self.OutputSerializer(export_get(account=account, export_id=export_id)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, account_pk: str, export_id: int) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        export_delete(export=export_get(account=account, export_id=export_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ActivationCreateApi(APIView):
+    """``POST /api/v1/accounts/{account_pk}/exports/{id}/activations/``: an activation token for one importer
+    of a private export. The route is scoped by the exporting account, so only its own teams can mint one."""
+
+    class InputSerializer(serializers.Serializer):
+        target = serializers.CharField(help_text="the importing account's public key")
+        subject = serializers.CharField(max_length=512, required=False, allow_blank=True,
+                                        help_text="the export's subject (default) or a narrower one")
+        expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="ISO 8601")
+
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField(help_text="the activation JWT")
+        target = serializers.CharField(source="target_public_key")
+        subject = serializers.CharField()
+        expires_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request: Request, account_pk: str, export_id: int) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        export = export_get(account=account, export_id=export_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        activation = activation_create(export=export, target_public_key=data["target"],
+                                       subject=data.get("subject") or None, expires_at=data.get("expires_at"))
+        return Response(self.OutputSerializer(activation).data, status=status.HTTP_201_CREATED)
+
+
+# ------------------------------------------------------------------------------------------------
+# Imports
+# ------------------------------------------------------------------------------------------------
+
+
+class ImportOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    exporter = serializers.CharField(source="export.account.public_key")
+    type = serializers.CharField(source="export.type")
+    private = serializers.BooleanField(source="export.token_req")
+    subject = serializers.CharField()
+    local_subject = serializers.CharField()
+    share = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class ImportListCreateApi(APIView):
+    """``GET/POST /api/v1/accounts/{account_pk}/imports/``: other accounts' exports brought into this one.
+    The exporter may belong to any team: the service checks the export and, if private, the token."""
+
+    class InputSerializer(serializers.Serializer):
+        exporter = serializers.CharField(help_text="the exporting account's public key")
+        subject = serializers.CharField(max_length=512)
+        local_subject = serializers.CharField(max_length=512, required=False, allow_blank=True)
+        token = serializers.CharField(required=False, allow_blank=True, help_text="activation JWT (private exports)")
+        name = serializers.CharField(max_length=64, required=False, allow_blank=True)
+        share = serializers.BooleanField(default=False)
+
+    OutputSerializer = ImportOutputSerializer
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request, account_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        return paginated_response(queryset=import_list(account=account), serializer_class=self.OutputSerializer,
+                                  request=request, view=self)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request: Request, account_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            imp = import_create(account=account, exporter_public_key=data["exporter"], subject=data["subject"],
+                                local_subject=data.get("local_subject") or None, token=data.get("token") or None,
+                                name=data.get("name") or None, share=data["share"])
+        except ApplicationError as exc:
+            # The service names the exporter field after the CLI's --from; the API's field is "exporter".
+            if exc.extra.get("field") == "from":
+                exc.extra["field"] = "exporter"
+            raise
+        return Response(self.OutputSerializer(imp).data, status=status.HTTP_201_CREATED)
+
+
+class ImportDetailApi(APIView):
+    """``GET/DELETE /api/v1/accounts/{account_pk}/imports/{id}/``."""
+
+    OutputSerializer = ImportOutputSerializer
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request, account_pk: str, import_id: int) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        return Response(self.OutputSerializer(import_get(account=account, import_id=import_id)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, account_pk: str, import_id: int) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        import_delete(imp=import_get(account=account, import_id=import_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

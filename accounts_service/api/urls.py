@@ -1,0 +1,29 @@
+"""REST API v1 routes of the tenant domain (mounted under ``api/v1/``); the contract is DESIGN.md's table.
+The fleet's routes (status, nodes, connect) are broker_gateway's.
+
+Every route that names an account resolves it through ``account_for_user_get``: another team's objects
+are a 404. tests/api/test_isolation.py walks this list, so a new route cannot miss the isolation check.
+"""
+
+from django.urls import path
+
+from accounts_service.api import accounts, sharing, users
+
+urlpatterns = [
+    path("accounts/", accounts.AccountListCreateApi.as_view(), name="api-account-list"),
+    path("accounts/<str:account_pk>/", accounts.AccountDetailApi.as_view(), name="api-account-detail"),
+    path("accounts/<str:account_pk>/jwt", accounts.AccountJwtApi.as_view(), name="api-account-jwt"),
+    path("accounts/<str:account_pk>/users/", users.UserListCreateApi.as_view(), name="api-user-list"),
+    path("accounts/<str:account_pk>/users/<str:user_pk>/", users.UserDetailApi.as_view(), name="api-user-detail"),
+    path("accounts/<str:account_pk>/users/<str:user_pk>/creds", users.UserCredsApi.as_view(), name="api-user-creds"),
+    path("accounts/<str:account_pk>/users/<str:user_pk>/revoke", users.UserRevokeApi.as_view(),
+         name="api-user-revoke"),
+    path("accounts/<str:account_pk>/exports/", sharing.ExportListCreateApi.as_view(), name="api-export-list"),
+    path("accounts/<str:account_pk>/exports/<int:export_id>/", sharing.ExportDetailApi.as_view(),
+         name="api-export-detail"),
+    path("accounts/<str:account_pk>/exports/<int:export_id>/activations/", sharing.ActivationCreateApi.as_view(),
+         name="api-activation-create"),
+    path("accounts/<str:account_pk>/imports/", sharing.ImportListCreateApi.as_view(), name="api-import-list"),
+    path("accounts/<str:account_pk>/imports/<int:import_id>/", sharing.ImportDetailApi.as_view(),
+         name="api-import-detail"),
+]

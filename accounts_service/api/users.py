@@ -1,0 +1,220 @@
+"""REST API v1: the NATS users of an account (list, create, read, change, delete, creds, revoke)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from accounts_service import services
+from accounts_service.api.utils import (
+    TEXT_RENDERERS,
+    StrictInputSerializer,
+    paginated_response,
+    plain_text_response,
+)
+from accounts_service.models import AuditEvent, NatsUser
+from accounts_service.selectors import account_for_user_get, user_get
+
+# ------------------------------------------------------------------------------------------------
+# Serializers shared by the user routes
+# ------------------------------------------------------------------------------------------------
+
+
+class _SubjectsInput(StrictInputSerializer):
+    allow = serializers.ListField(child=serializers.CharField(), required=False)
+    deny = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class _PermissionsInput(StrictInputSerializer):
+    # Subjects are validated by the service (NATS subject syntax, at most 100 each).
+    pub = _SubjectsInput(required=False)
+    sub = _SubjectsInput(required=False)
+    allow_responses = serializers.BooleanField(required=False)
+
+
+class _UserLimitsInput(StrictInputSerializer):
+    # Ranges (-1 unlimited) are checked by the service.
+    subs = serializers.IntegerField(required=False)
+    data = serializers.IntegerField(required=False)
+    payload = serializers.IntegerField(required=False)
+
+
+def _flatten(data: dict[str, Any]) -> dict[str, Any]:
+    """The API's nested ``permissions`` / ``limits`` objects as the flat keyword arguments of the services."""
+    out = {k: v for k, v in data.items() if k not in ("permissions", "limits")}
+    permissions = data.get("permissions") or {}
+    for direction in ("pub", "sub"):
+        for kind in ("allow", "deny"):
+            if kind in permissions.get(direction, {}):
+                out[f"{direction}_{kind}"] = permissions[direction][kind]
+    if "allow_responses" in permissions:
+        out["allow_responses"] = permissions["allow_responses"]
+    out.update(data.get("limits") or {})
+    return out
+
+
+class UserOutputSerializer(serializers.Serializer):
+    """A user as the API shows it: never a seed, and not the user JWT (a bearer-token JWT is a credential)."""
+
+    class Meta:
+        ref_name = "NatsUser"
+
+    public_key = serializers.CharField()
+    name = serializers.CharField()
+    account = serializers.SerializerMethodField()
+    role = serializers.SerializerMethodField()
+    permissions = serializers.SerializerMethodField()
+    limits = serializers.SerializerMethodField()
+    bearer_token = serializers.BooleanField()
+    creds_available = serializers.SerializerMethodField()
+    expires_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField()
+    jwt_iat = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+    def get_account(self, user: NatsUser) -> str:
+        return user.account.public_key
+
+    def get_role(self, user: NatsUser) -> str:
+        return user.signing_key.role
+
+    def get_permissions(self, user: NatsUser) -> dict[str, Any]:
+        return {
+            "pub": {"allow": user.pub_allow, "deny": user.pub_deny},
+            "sub": {"allow": user.sub_allow, "deny": user.sub_deny},
+            "allow_responses": user.allow_responses,
+        }
+
+    def get_limits(self, user: NatsUser) -> dict[str, int]:
+        return {"subs": user.subs, "data": user.data, "payload": user.payload}
+
+    def get_creds_available(self, user: NatsUser) -> bool:
+        return user.seed_id is not None and user.revoked_at is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Routes
+# ------------------------------------------------------------------------------------------------
+
+
+class UserListCreateApi(APIView):
+    """``GET/POST /api/v1/accounts/{account_pk}/users/``: the account's users; a new one."""
+
+    class InputSerializer(StrictInputSerializer):
+        name = serializers.CharField(max_length=64)
+        permissions = _PermissionsInput(required=False)
+        limits = _UserLimitsInput(required=False)
+        bearer_token = serializers.BooleanField(required=False)
+        expires_at = serializers.DateTimeField(required=False, allow_null=True)
+        # Given: the caller keeps the seed, we sign only; the creds route then has nothing to offer.
+        public_key = serializers.CharField(required=False, allow_blank=True)
+        role = serializers.CharField(required=False, allow_blank=True)
+
+        class Meta:
+            ref_name = "UserCreateInput"
+
+    OutputSerializer = UserOutputSerializer
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # also tells the OpenAPI schema the list is paged
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request, account_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        users = (
+            NatsUser.objects.filter(account=account).select_related("account", "signing_key")
+            .order_by("created_at", "pk")
+        )
+        return paginated_response(queryset=users, serializer_class=self.OutputSerializer, request=request, view=self)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request: Request, account_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_create(account=account, **_flatten(serializer.validated_data))
+        return Response(self.OutputSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class UserDetailApi(APIView):
+    """``GET/PATCH/DELETE .../users/{user_pk}/``: one user, by its public nkey, within the account."""
+
+    class InputSerializer(StrictInputSerializer):
+        name = serializers.CharField(max_length=64)
+        permissions = _PermissionsInput()
+        limits = _UserLimitsInput()
+        bearer_token = serializers.BooleanField()
+        expires_at = serializers.DateTimeField(allow_null=True)
+
+        class Meta:
+            ref_name = "UserUpdateInput"
+
+    OutputSerializer = UserOutputSerializer
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request, account_pk: str, user_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        return Response(self.OutputSerializer(user_get(account=account, public_key=user_pk)).data)
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def patch(self, request: Request, account_pk: str, user_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        user = user_get(account=account, public_key=user_pk)
+        serializer = self.InputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_update(user=user, **_flatten(serializer.validated_data))
+        return Response(self.OutputSerializer(user).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, account_pk: str, user_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        services.user_delete(user=user_get(account=account, public_key=user_pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _creds_filename(name: str) -> str:
+    # User names may hold quotes, slashes or non-ASCII; keep the header value plain ASCII.
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "user") + ".creds"
+
+
+class UserCredsApi(APIView):
+    """``GET .../users/{user_pk}/creds``: the ``.creds`` file (user JWT + seed); 409 if we never had the seed."""
+
+    renderer_classes = TEXT_RENDERERS
+
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
+    def get(self, request: Request, account_pk: str, user_pk: str) -> HttpResponse:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        user = user_get(account=account, public_key=user_pk)
+        text = services.user_creds_get(user=user)
+        services.audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=request.user, team=account.team,
+                              target=user.public_key, detail={"account": account.public_key, "user": user.name})
+        # The body holds a secret: never cached by browsers or proxies.
+        return plain_text_response(text, headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{_creds_filename(user.name)}"',
+        })
+
+
+class UserRevokeApi(APIView):
+    """``POST .../users/{user_pk}/revoke``: revoke the user's key in the account JWT (idempotent)."""
+
+    OutputSerializer = UserOutputSerializer
+
+    @extend_schema(request=None, responses=OutputSerializer)
+    def post(self, request: Request, account_pk: str, user_pk: str) -> Response:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        user = user_get(account=account, public_key=user_pk)
+        was_revoked = user.revoked_at is not None
+        user = services.user_revoke(user=user)
+        if not was_revoked:
+            services.audit_record(action=AuditEvent.Action.USER_REVOKE, actor=request.user, team=account.team,
+                                  target=user.public_key, detail={"account": account.public_key, "user": user.name})
+        return Response(self.OutputSerializer(user).data)

@@ -1,0 +1,72 @@
+"""/readyz against a real Redis, and the OpenAPI schema with its locally served Swagger UI."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from tests.fleet import start_redis
+from tests.natsproc import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = start_redis(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+def _healthy_node():
+    from broker_gateway.models import BrokerNode
+    from broker_gateway.services import node_add
+
+    node = node_add(name="n1", ports={"client_port": free_port(), "cluster_port": free_port(),
+                                      "monitoring_port": free_port(), "leafnode_port": free_port()})
+    BrokerNode.objects.filter(pk=node.pk).update(observed_state="healthy", last_healthy_at=timezone.now())
+
+
+def test_readyz_is_ready_with_database_redis_and_a_healthy_node(client, settings, redis_server, operator_setup):
+    settings.REDIS_URL = redis_server.url
+    _healthy_node()
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok",
+                                                             "fleet": "1/1 nodes healthy"}}
+
+
+def test_readyz_says_what_is_missing(client, settings, operator_setup):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not ready" and body["checks"]["database"] == "ok"
+    assert body["checks"]["redis"].startswith("error:")
+    assert body["checks"]["fleet"] == "error: 0/0 nodes healthy"
+
+
+def test_healthz_is_liveness_only(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_openapi_schema_lists_the_v1_contract(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    paths = set(schema["paths"])
+    for expected in ("/api/v1/accounts/", "/api/v1/accounts/{account_pk}/", "/api/v1/accounts/{account_pk}/jwt",
+                     "/api/v1/accounts/{account_pk}/status", "/api/v1/accounts/{account_pk}/users/",
+                     "/api/v1/accounts/{account_pk}/users/{user_pk}/creds",
+                     "/api/v1/accounts/{account_pk}/exports/", "/api/v1/accounts/{account_pk}/imports/",
+                     "/api/v1/fleet/nodes/", "/api/v1/connect"):
+        assert expected in paths, sorted(paths)
+
+
+def test_swagger_ui_is_served_without_a_cdn(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html and "drf_spectacular_sidecar" in html
+    assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html
