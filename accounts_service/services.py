@@ -138,7 +138,8 @@ def account_create(
     name = name_check(name)
     description = description_check(description)
     if Account.objects.filter(team=team, name=name).exists():
-        raise ApplicationError(f"the team already has an account named {name!r}", extra={"field": "name"})
+        raise ApplicationError(f"the team already has an account named {name!r}", extra={"field": "name"},
+                               status_code=409)
     operator_get()  # fail early, with the how-to, when there is no operator
     seed = identity_seed or op_services.seed_generate(key_type=KeyType.ACCOUNT)
     account = Account(team=team, name=name, description=description, public_key=seed.public_key,
@@ -172,7 +173,8 @@ def account_update(
     if name is not None:
         name = name_check(name)
         if Account.objects.filter(team=account.team, name=name).exclude(pk=account.pk).exists():
-            raise ApplicationError(f"the team already has an account named {name!r}", extra={"field": "name"})
+            raise ApplicationError(f"the team already has an account named {name!r}", extra={"field": "name"},
+                                   status_code=409)
         account.name = name
     if description is not None:
         account.description = description_check(description)
@@ -297,7 +299,8 @@ def user_create(
     account = _lock(account)
     name = name_check(name)
     if NatsUser.objects.filter(account=account, name=name).exists():
-        raise ApplicationError(f"the account already has a user named {name!r}", extra={"field": "name"})
+        raise ApplicationError(f"the account already has a user named {name!r}", extra={"field": "name"},
+                               status_code=409)
     fields: dict[str, Any] = {
         "pub_allow": subjects_check(pub_allow, field="pub_allow"),
         "pub_deny": subjects_check(pub_deny, field="pub_deny"),
@@ -324,7 +327,8 @@ def user_create(
         seed = op_services.seed_generate(key_type=KeyType.USER)
         public_key = seed.public_key
     if NatsUser.objects.filter(public_key=public_key).exists():
-        raise ApplicationError("a user with this public key already exists", extra={"field": "public_key"})
+        raise ApplicationError("a user with this public key already exists", extra={"field": "public_key"},
+                               status_code=409)
     user = NatsUser(account=account, name=name, public_key=public_key, seed=seed, signing_key=key,
                     expires_at=expires_at, **fields)
     user.jwt_iat = int(time.time())
@@ -352,7 +356,8 @@ def user_update(*, user: NatsUser, **changes: Any) -> NatsUser:
         elif field == "name":
             user.name = name_check(value)
             if NatsUser.objects.filter(account=account, name=user.name).exclude(pk=user.pk).exists():
-                raise ApplicationError(f"the account already has a user named {user.name!r}", extra={"field": "name"})
+                raise ApplicationError(f"the account already has a user named {user.name!r}", extra={"field": "name"},
+                                       status_code=409)
         elif field == "expires_at":
             if value is not None and value <= timezone.now():
                 raise ApplicationError("expires_at is in the past", extra={"field": "expires_at"})
@@ -443,7 +448,7 @@ def export_create(
                                    extra={"field": "account_token_position"})
     for other in Export.objects.filter(account=account):
         if other.name == name:
-            raise ApplicationError(f"an export named {name!r} exists", extra={"field": "name"})
+            raise ApplicationError(f"an export named {name!r} exists", extra={"field": "name"}, status_code=409)
         if overlaps(other.subject, subject):
             raise ApplicationError(f"the subject overlaps the export {other.subject!r}", extra={"field": "subject"})
     if account.exports != -1 and Export.objects.filter(account=account).count() >= account.exports:

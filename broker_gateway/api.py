@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts_service.api.utils import paginated_response
+from accounts_service.api.utils import paginated, paginated_response
 from accounts_service.selectors import account_for_user_get
 from broker_gateway.selectors import account_propagation, fleet_overview, running_node_urls
 
@@ -74,8 +74,9 @@ class FleetNodeListApi(APIView):
         accounts_in_sync = serializers.IntegerField()
         accounts_total = serializers.IntegerField()
 
-    @extend_schema(responses=OutputSerializer(many=True), parameters=[
-        OpenApiParameter("limit", int, required=False), OpenApiParameter("offset", int, required=False)])
+    @extend_schema(operation_id="v1_fleet_nodes_list", responses=paginated(OutputSerializer, "PaginatedNodeList"),
+                   parameters=[OpenApiParameter("limit", int, required=False),
+                               OpenApiParameter("offset", int, required=False)])
     def get(self, request: Request) -> Response:
         return paginated_response(queryset=fleet_overview(), serializer_class=self.OutputSerializer, request=request,
                                   view=self)

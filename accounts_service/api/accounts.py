@@ -12,7 +12,13 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts_service import services
-from accounts_service.api.utils import TEXT_RENDERERS, StrictInputSerializer, paginated_response, plain_text_response
+from accounts_service.api.utils import (
+    TEXT_RENDERERS,
+    StrictInputSerializer,
+    paginated,
+    paginated_response,
+    plain_text_response,
+)
 from accounts_service.models import LIMIT_FIELDS, Account
 from accounts_service.selectors import account_for_user_get, team_for_user_get
 from operators.errors import ApplicationError
@@ -62,7 +68,7 @@ class AccountListCreateApi(APIView):
     OutputSerializer = AccountOutputSerializer
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # also tells the OpenAPI schema the list is paged
 
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(operation_id="v1_accounts_list", responses=paginated(OutputSerializer, "PaginatedAccountList"))
     def get(self, request: Request) -> Response:
         accounts = Account.objects.for_user(request.user).order_by("created_at", "pk")
         return paginated_response(queryset=accounts, serializer_class=self.OutputSerializer, request=request,

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts_service.api.utils import paginated_response
+from accounts_service.api.utils import paginated, paginated_response
 from accounts_service.models import Export
 from accounts_service.selectors import account_for_user_get, export_get, export_list, import_get, import_list
 from accounts_service.services import activation_create, export_create, export_delete, import_create, import_delete
@@ -49,7 +49,8 @@ class ExportListCreateApi(APIView):
 
     OutputSerializer = ExportOutputSerializer
 
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(operation_id="v1_accounts_exports_list",
+                   responses=paginated(OutputSerializer, "PaginatedExportList"))
     def get(self, request: Request, account_pk: str) -> Response:
         account = account_for_user_get(user=request.user, public_key=account_pk)
         return paginated_response(queryset=export_list(account=account), serializer_class=self.OutputSerializer,
@@ -131,7 +132,7 @@ class ImportListCreateApi(APIView):
     The exporter may belong to any team: the service checks the export and, if private, the token."""
 
     class InputSerializer(serializers.Serializer):
-        exporter = serializers.CharField(help_text="the exporting account's public key")
+        exporter = serializers.RegexField(r"^A[A-Z2-7]{55}$", help_text="the exporting account's public key")
         subject = serializers.CharField(max_length=512)
         local_subject = serializers.CharField(max_length=512, required=False, allow_blank=True)
         token = serializers.CharField(required=False, allow_blank=True, help_text="activation JWT (private exports)")
@@ -140,7 +141,8 @@ class ImportListCreateApi(APIView):
 
     OutputSerializer = ImportOutputSerializer
 
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(operation_id="v1_accounts_imports_list",
+                   responses=paginated(OutputSerializer, "PaginatedImportList"))
     def get(self, request: Request, account_pk: str) -> Response:
         account = account_for_user_get(user=request.user, public_key=account_pk)
         return paginated_response(queryset=import_list(account=account), serializer_class=self.OutputSerializer,

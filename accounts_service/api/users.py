@@ -18,6 +18,7 @@ from accounts_service import services
 from accounts_service.api.utils import (
     TEXT_RENDERERS,
     StrictInputSerializer,
+    paginated,
     paginated_response,
     plain_text_response,
 )
@@ -76,8 +77,8 @@ class UserOutputSerializer(serializers.Serializer):
     limits = serializers.SerializerMethodField()
     bearer_token = serializers.BooleanField()
     creds_available = serializers.SerializerMethodField()
-    expires_at = serializers.DateTimeField()
-    revoked_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
     jwt_iat = serializers.IntegerField()
     created_at = serializers.DateTimeField()
 
@@ -125,7 +126,7 @@ class UserListCreateApi(APIView):
     OutputSerializer = UserOutputSerializer
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # also tells the OpenAPI schema the list is paged
 
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(operation_id="v1_accounts_users_list", responses=paginated(OutputSerializer, "PaginatedUserList"))
     def get(self, request: Request, account_pk: str) -> Response:
         account = account_for_user_get(user=request.user, public_key=account_pk)
         users = (

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 from django.http import HttpResponse
+from drf_spectacular.utils import inline_serializer
 from rest_framework import renderers, serializers
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -51,3 +53,35 @@ TEXT_RENDERERS = [renderers.JSONRenderer, PlainTextRenderer]
 def plain_text_response(text: str, *, headers: dict[str, str] | None = None) -> HttpResponse:
     # A JWT or a .creds file is a text document, not a JSON value, so DRF's renderers are bypassed on purpose.
     return HttpResponse(text, content_type="text/plain; charset=utf-8", headers=headers or {})
+
+
+class StrictLimitOffsetPagination(LimitOffsetPagination):
+    """LimitOffsetPagination that refuses a bad ``limit``/``offset`` with a 400 instead of ignoring it."""
+
+    max_limit = 1000
+
+    def _non_negative(self, request: Request, key: str, default: int | None) -> int | None:
+        raw = request.query_params.get(key)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise serializers.ValidationError({key: ["must be a non-negative integer"]})
+        return value
+
+    def get_offset(self, request: Request) -> int:
+        return self._non_negative(request, self.offset_query_param, 0)
+
+    def get_limit(self, request: Request) -> int | None:
+        limit = self._non_negative(request, self.limit_query_param, self.default_limit) or self.default_limit
+        return min(limit, self.max_limit) if limit else limit
+
+
+def paginated(serializer_class, name: str):
+    """The OpenAPI shape of a paginated list of ``serializer_class`` (for ``extend_schema(responses=...)``)."""
+    return inline_serializer(name=name, fields={
+        "count": serializers.IntegerField(), "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True), "results": serializer_class(many=True)})

@@ -152,8 +152,8 @@ def test_account_create_bad_input_is_400_and_writes_nothing(api, operator_setup,
     assert Account.objects.count() == before
 
 
-def test_account_create_duplicate_name_is_400(api, account, team):
-    body = _assert_error(api.post(ACCOUNTS, {"name": "app", "team": team.pk}, format="json"), 400)
+def test_account_create_duplicate_name_is_409(api, account, team):
+    body = _assert_error(api.post(ACCOUNTS, {"name": "app", "team": team.pk}, format="json"), 409)
     assert body["extra"] == {"field": "name"}
     assert Account.objects.filter(team=team).count() == 1
 
@@ -281,12 +281,13 @@ def test_user_create_from_public_key_has_no_creds(api, account):
         ({"name": "u", "public_key": "not-a-key"}, "public_key"),
         ({"name": "u", "public_key": "ABJHLOVMPA4CI6R5KLNGOB4GSLNIY7IOUPAJC4YFNDLQVIOBYQGUWVLA"}, "public_key"),
         ({"name": "u", "seed": "SU..."}, "seed"),
-        ({"name": "svc"}, "name"),  # taken by the fixture's user
+        ({"name": "svc"}, "name"),  # taken by the fixture's user: a conflict, 409
     ],
 )
 def test_user_create_bad_input_is_400_and_writes_nothing(api, account, nats_user, payload, field):
     before = (NatsUser.objects.count(), Account.objects.get(pk=account.pk).version)
-    body = _assert_error(api.post(_account_url(account, "users/"), payload, format="json"), 400)
+    expected = 409 if payload == {"name": "svc"} else 400
+    body = _assert_error(api.post(_account_url(account, "users/"), payload, format="json"), expected)
     assert field in str(body)
     assert (NatsUser.objects.count(), Account.objects.get(pk=account.pk).version) == before
 

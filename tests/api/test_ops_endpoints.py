@@ -70,3 +70,50 @@ def test_swagger_ui_is_served_without_a_cdn(client):
     html = response.content.decode()
     assert "swagger-ui" in html and "drf_spectacular_sidecar" in html
     assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html
+
+
+@pytest.fixture
+def token_client(operator_setup):
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    from accounts_service import services
+
+    owner = get_user_model().objects.create_user(username="erin", password="pw-erin-12345")
+    client = APIClient()
+    _, token = services.api_token_create(user=owner)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.mark.parametrize("query", ["offset=null", "limit=-1", "offset=-5", "limit=lots"])
+def test_bad_pagination_is_a_400_not_ignored(token_client, query):
+    response = token_client.get(f"/api/v1/accounts/?{query}")
+    assert response.status_code == 400, response.content
+    assert response.json()["message"] == "invalid input"
+
+
+def test_unmatched_api_url_answers_json_404(token_client):
+    response = token_client.get("/api/v1/accounts/AAAA/exports/not-a-number/")
+    assert response.status_code == 404
+    assert response.json() == {"message": "not found", "extra": {}}
+
+
+def test_errors_on_text_routes_are_json(token_client):
+    response = token_client.get("/api/v1/accounts/ABCD/jwt", HTTP_ACCEPT="text/plain")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert set(response.json()) == {"message", "extra"}
+
+
+def test_the_api_takes_json_only(token_client):
+    response = token_client.post("/api/v1/accounts/", {"name": "shop"}, format="multipart")
+    assert response.status_code == 415
+    assert set(response.json()) == {"message", "extra"}
+
+
+def test_error_responses_are_documented(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"]["/api/v1/accounts/{account_pk}/"]["patch"]
+    assert {"400", "401", "403", "404", "409", "415", "429"} <= set(operation["responses"])
+    assert schema["components"]["schemas"]["Error"]["required"] == ["message", "extra"]

@@ -308,7 +308,7 @@ def test_export_create_refuses_bad_input(alice, acct_a, data, field):
 def test_export_create_refuses_duplicates_and_overlaps(alice, acct_a, public_stream):
     url = EXPORTS.format(acct_a.public_key)
     before = _version(acct_a)
-    body = _error(alice.post(url, {"name": "events", "subject": "other.>", "type": "stream"}, format="json"), 400)
+    body = _error(alice.post(url, {"name": "events", "subject": "other.>", "type": "stream"}, format="json"), 409)
     assert body["extra"] == {"field": "name"}
     body = _error(alice.post(url, {"name": "e2", "subject": "orders.events.x", "type": "stream"}, format="json"), 400)
     assert body["extra"] == {"field": "subject"}
