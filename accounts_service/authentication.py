@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from accounts_service.models import ApiToken
 from accounts_service.services import api_token_digest
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -26,7 +30,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         )
         if record is None or not record.user.is_active:
             raise exceptions.AuthenticationFailed("invalid or revoked token")
-        ApiToken.objects.filter(pk=record.pk).update(last_used_at=timezone.now())
+        # last_used_at is for people ("used 3 days ago"): refresh it at most once a minute, so an API call is
+        # not also a write (and, on SQLite, a wait for the write lock).
+        now = timezone.now()
+        if record.last_used_at is None or now - record.last_used_at > LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=record.pk).update(last_used_at=now)
         return record.user, record
 
     def authenticate_header(self, request) -> str:
