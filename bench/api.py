@@ -57,6 +57,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from broker_gateway.ports import free_port  # noqa: E402  (the repository root is on sys.path only now)
+
 TARGET_RATIO = 0.5
 PERMISSIONS = {"pub": {"allow": ["orders.>"]}, "sub": {"allow": ["orders.>"]}}
 
@@ -122,12 +124,6 @@ def fixtures_create() -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 # gunicorn
 # ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +30,7 @@ from broker_gateway.gateway import (
     update_acknowledged_by,
 )
 from broker_gateway.models import BrokerNode, NodeClaim
+from broker_gateway.ports import free_port, port_free
 from broker_gateway.selectors import accounts_behind_ids, healthy_nodes, running_node_urls
 from operators import services as op_services
 from operators.errors import ApplicationError
@@ -413,15 +413,6 @@ def node_sync(*, node_id: int) -> FleetPushReport | None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _ports_allocate(host: str, index: int) -> dict[str, int]:
     """Ports for a new node: the conventional ones (4222, 6222, 8222, 7422, plus the node's index) when
     they are free and unclaimed, else free ones."""
@@ -429,13 +420,10 @@ def _ports_allocate(host: str, index: int) -> dict[str, int]:
     ports: dict[str, int] = {}
     for key, base in settings.FLEET_BASE_PORTS.items():
         port = base + index if base else 0
-        if not port or port in taken or not _port_free(host, port):
-            while True:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                    s.bind((host, 0))
-                    port = s.getsockname()[1]
-                if port not in taken:
-                    break
+        if not port or port in taken or not port_free(host, port):
+            port = free_port(host)
+            while port in taken:
+                port = free_port(host)
         taken.add(port)
         ports[key] = port
     return ports

@@ -10,13 +10,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker_gateway import ports
 from broker_gateway.fleet.local import nats_server_bin
+
+_ISSUED: set[int] = set()
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port never handed out before in this test process: tests draw several ports before
+    anything binds them, and the kernel may offer the same free port twice."""
+    while True:
+        port = ports.free_port()
+        if port not in _ISSUED:
+            _ISSUED.add(port)
+            return port
 
 
 def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:

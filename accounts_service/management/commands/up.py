@@ -22,18 +22,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from broker_gateway.fleet.local import die_with_parent
+from broker_gateway.ports import preferred_port
 from broker_gateway.services import fleet_ensure
 
 GRACE = 15.0
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
@@ -96,11 +88,8 @@ class Command(BaseCommand):
         if os.environ.get("REDIS_URL"):
             return os.environ["REDIS_URL"]
         url = urlparse(settings.REDIS_URL)
-        host, port = url.hostname or "127.0.0.1", url.port or 6379
-        if not _port_free(host, port):
-            with socket.socket() as s:
-                s.bind((host, 0))
-                port = s.getsockname()[1]
+        host = url.hostname or "127.0.0.1"
+        port = preferred_port(host, url.port or 6379)
         workdir = settings.VAR_DIR / "redis"
         workdir.mkdir(parents=True, exist_ok=True)
         proc = self._spawn("redis", [_redis_server_bin(), "--bind", host, "--port", str(port), "--dir", str(workdir),
