@@ -341,7 +341,7 @@ def fleet3(fleet):
 
 
 @pytest.mark.parametrize("killed", ["bystander", "gateway-node"])
-def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed):
+def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed, monkeypatch):
     from accounts_service.services import account_create, account_resign
     from broker_gateway import services
     from broker_gateway.models import BrokerNode
@@ -370,10 +370,24 @@ def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed
     gw = gateway_node()
     victim = gw if killed == "gateway-node" else bystander()
     result: dict[str, object] = {}
+    at_kill: dict[str, object] = {}
+    record = services._replies_record
+
+    # The kill happens inside the push, deterministically: right after the first of ten batches is recorded,
+    # while the second is on the wire (batches are pipelined) and eight more are still to be read and sent.
+    # Watching the store from another thread instead raced with the push on a loaded machine.
+    def record_then_kill(*args, **kwargs):
+        record(*args, **kwargs)
+        if not at_kill:
+            at_kill["pid"] = fleet.pid(victim)
+            os.kill(at_kill["pid"], signal.SIGKILL)
+            at_kill["held"] = stored_latest(fleet.base, victim, latest)
+
+    monkeypatch.setattr(services, "_replies_record", record_then_kill)
 
     def bulk() -> None:
         try:
-            result["report"] = services.accounts_push()
+            result["report"] = services.accounts_push(batch=accounts // 10)
         except Exception as exc:  # the fleet connection may drop with the victim: recorded, not fatal
             result["error"] = exc
         finally:
@@ -383,17 +397,11 @@ def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed
 
     pusher = threading.Thread(target=bulk, name="bulk-push")
     pusher.start()
-    try:
-        wait_for(lambda: stored_latest(fleet.base, victim, latest) >= accounts // 5, interval=0.002,
-                 timeout=CONVERGE, what=f"{victim} to store a fifth of the new versions")
-        old_pid = fleet.pid(victim)
-        held_at_kill = stored_latest(fleet.base, victim, latest)
-        pushing_at_kill = pusher.is_alive()
-        os.kill(old_pid, signal.SIGKILL)
-    finally:
-        pusher.join(timeout=CONVERGE + 10)
+    pusher.join(timeout=CONVERGE + 10)
     assert not pusher.is_alive(), "the bulk push did not return"
-    assert pushing_at_kill and held_at_kill < accounts, (pushing_at_kill, held_at_kill)
+    monkeypatch.undo()
+    old_pid, held_at_kill = at_kill["pid"], at_kill["held"]
+    assert 0 < held_at_kill < accounts, at_kill
 
     started = time.monotonic()
     wait_for(lambda: BrokerNode.objects.filter(name=victim, observed_state="healthy", restarts=1)
