@@ -102,6 +102,8 @@ class Account(models.Model):
     public_key = models.CharField(max_length=56, unique=True)
     identity_seed = models.OneToOneField(SealedSeed, on_delete=models.PROTECT, related_name="account")
     is_system = models.BooleanField(default=False)
+    plan = models.CharField(max_length=32, blank=True,
+                            help_text="the plan whose ceilings bound the limits; empty: operator-managed, no ceilings")
 
     conn = _limit("max client connections (-1 unlimited)")
     subs = _limit("max subscriptions per connection")
@@ -333,6 +335,10 @@ class AuditEvent(models.Model):
         TOKEN_CREATE = "token.create"
         TOKEN_REVOKE = "token.revoke"
         KEY_ROTATE = "key.rotate"
+        MEMBER_INVITE = "member.invite"
+        MEMBER_JOIN = "member.join"
+        MEMBER_REMOVE = "member.remove"
+        ACCOUNT_DELETE = "account.delete"
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="audit_events", null=True, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
@@ -358,3 +364,48 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("audit events are append-only")
+
+
+# ------------------------------------------------------------------------------------------------
+# Web: invitations and attempt counters
+# ------------------------------------------------------------------------------------------------
+
+
+class Invitation(models.Model):
+    """An invitation to join a team, sent by email; only the digest of its token is stored."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=TeamMembership.Role.choices, default=TeamMembership.Role.MEMBER)
+    digest = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "email"],
+                                    condition=Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                                    name="%(app_label)s_%(class)s_one_open_per_email"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.team} ({self.role})"
+
+
+class AttemptCounter(models.Model):
+    """Failed logins and sign-ups per key (an email or a client address) in a fixed window; kept in the
+    database so every web worker sees the same count."""
+
+    key = models.CharField(max_length=200, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField()
+    blocked_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts_service.models import Account, Activation, Export, Import, NatsUser, Revocation, Team
 from operators import claims
@@ -167,3 +167,12 @@ def import_get(*, account: Account, import_id: int) -> Import:
     if imp is None:
         raise NotFound(f"no import {import_id} in this account", extra={"import": import_id})
     return imp
+
+
+def export_catalog(*, q: str = "") -> QuerySet[Export]:
+    """Advertised exports of every tenant (never the system account's), with the exporting account only:
+    no team, member or private field is read. Private ones are listed too; importing them needs an activation."""
+    qs = Export.objects.filter(advertise=True, account__is_system=False).select_related("account")
+    if q:
+        qs = qs.filter(Q(name__icontains=q) | Q(subject__icontains=q) | Q(description__icontains=q))
+    return qs.order_by("account__name", "name", "id")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from accounts_service.models import (
     Team,
     TeamMembership,
 )
+from accounts_service.plans import limits_within, plan_limits
 from accounts_service.selectors import account_nats_build, export_covering_get, user_permissions
 from accounts_service.signals import account_deleted
 from accounts_service.validation import (
@@ -122,6 +124,8 @@ def _limits_apply(account: Account, limits: dict[str, Any]) -> None:
         else:
             value = limit_check(value, field=field)
         setattr(account, field, value)
+    if account.plan:
+        limits_within(plan=account.plan, limits={f: getattr(account, f) for f in limits if f in LIMIT_FIELDS})
 
 
 @transaction.atomic
@@ -133,9 +137,15 @@ def account_create(
     limits: dict[str, Any] | None = None,
     identity_seed: SealedSeed | None = None,
     is_system: bool = False,
+    plan: str | None = None,
 ) -> Account:
-    """A new account owned by ``team``, with a default signing key for its users, signed and recorded."""
+    """A new account owned by ``team``, with a default signing key for its users, signed and recorded.
+
+    A tenant's account has a ``plan``: it starts with the plan's allowance and its limits stay within the
+    plan's ceilings. Without a plan (the operator's tooling, the system account) no ceiling applies."""
     name = name_check(name)
+    if plan is not None:
+        limits = {**plan_limits(plan), **(limits or {})}
     description = description_check(description)
     if Account.objects.filter(team=team, name=name).exists():
         raise ApplicationError(f"the team already has an account named {name!r}", extra={"field": "name"},
@@ -143,7 +153,7 @@ def account_create(
     operator_get()  # fail early, with the how-to, when there is no operator
     seed = identity_seed or op_services.seed_generate(key_type=KeyType.ACCOUNT)
     account = Account(team=team, name=name, description=description, public_key=seed.public_key,
-                      identity_seed=seed, is_system=is_system)
+                      identity_seed=seed, is_system=is_system, plan=plan or "")
     _limits_apply(account, limits or {})
     account.save()
     op_services.signing_key_create(owner_public_key=account.public_key, description="signs this account's users")
@@ -376,8 +386,9 @@ def user_update(*, user: NatsUser, **changes: Any) -> NatsUser:
 
 
 @transaction.atomic
-def user_revoke(*, user: NatsUser) -> NatsUser:
-    """Revoke a user: the account JWT revokes its key, so connected clients are dropped and refused."""
+def user_revoke(*, user: NatsUser, actor=None) -> NatsUser:
+    """Revoke a user: the account JWT revokes its key, so connected clients are dropped and refused.
+    Idempotent; the first revocation by a person (``actor``) goes to the team's audit log."""
     account = _lock(user.account)
     user = NatsUser.objects.select_for_update().get(pk=user.pk)
     if user.revoked_at:
@@ -388,6 +399,9 @@ def user_revoke(*, user: NatsUser) -> NatsUser:
     user.revoked_at = now
     user.save(update_fields=["revoked_at"])
     account_resign(account=account)
+    if actor is not None:
+        audit_record(action=AuditEvent.Action.USER_REVOKE, actor=actor, team=account.team, target=user.public_key,
+                     detail={"account": account.public_key, "user": user.name})
     return user
 
 
@@ -413,6 +427,19 @@ def user_creds_get(*, user: NatsUser) -> str:
             status_code=409,
         )
     return op_services.creds_render(user_seed=user.seed, jwt=user.jwt)
+
+
+def user_creds_download(*, user: NatsUser, actor) -> str:
+    """The ``.creds`` handed to a person (``actor``, a member of the owning team): recorded in the audit log."""
+    text = user_creds_get(user=user)
+    audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=actor, team=user.account.team,
+                 target=user.public_key, detail={"account": user.account.public_key, "user": user.name})
+    return text
+
+
+def creds_filename(name: str) -> str:
+    """A safe attachment filename for a user's ``.creds``."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "user") + ".creds"
 
 
 # ------------------------------------------------------------------------------------------------

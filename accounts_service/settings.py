@@ -28,6 +28,25 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", default=_secret_file.read_text().strip() i
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# ------------------------------------------------------------------------------------------------
+# Security: production (behind TLS) sets DJANGO_SECURE=true; `manage.py check --deploy` is clean then.
+# The embedded default serves plain http on loopback, where secure-only cookies would break login.
+# https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
+# ------------------------------------------------------------------------------------------------
+SECURE = env.bool("DJANGO_SECURE", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=SECURE)
+# A TLS-terminating proxy (an Ingress) tells us the original scheme.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE else None
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = SECURE
+# Health probes come over plain http from the kubelet, not through the TLS proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -98,7 +117,28 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "/admin/login/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# ------------------------------------------------------------------------------------------------
+# Web: sign-up, login, mail
+# https://docs.djangoproject.com/en/5.2/topics/auth/default/#module-django.contrib.auth.views
+# ------------------------------------------------------------------------------------------------
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:dashboard"
+LOGOUT_REDIRECT_URL = "home"
+# Mail goes to the console unless EMAIL_URL is set (smtp://user:pass@host:587, consolemail://, filemail://...).
+# https://django-environ.readthedocs.io/en/latest/types.html#environ-env-email-url
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="natsctl <noreply@localhost>")
+PASSWORD_RESET_TIMEOUT = 60 * 60 * 24  # reset and verification links live one day
+WEB_INVITATION_DAYS = 7
+# (attempts, window seconds, block seconds): the attempt that reaches the limit starts the block.
+WEB_ATTEMPT_RULES = {
+    "login_email": (env.int("LOGIN_MAX_FAILURES", default=5), 15 * 60, 15 * 60),
+    "login_ip": (50, 15 * 60, 15 * 60),
+    "signup": (env.int("SIGNUP_PER_HOUR", default=10), 60 * 60, 60 * 60),
+    "password_reset": (10, 60 * 60, 60 * 60),
+}
 
 # ------------------------------------------------------------------------------------------------
 # Key custody: seeds are sealed with AES-GCM keys from SEED_ENCRYPTION_KEYS ("id:base64,..." newest

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts_service import views
 from accounts_service.api import urls as api_urls
+from accounts_service.web import urls as web_urls
 from broker_gateway import urls as fleet_urls
 from broker_gateway import views as fleet_views
 
@@ -17,8 +18,10 @@ urlpatterns = [
     path("api/v1/", include(api_urls.urlpatterns)),
     path("api/v1/", include(fleet_urls.api_urlpatterns)),
     path("staff/", include(fleet_urls.staff_urlpatterns)),
+    path("", include(web_urls)),
+    path("", include(fleet_urls.web_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
-handler404 = "accounts_service.api.exceptions.json_404"
+handler404 = "accounts_service.views.not_found"

@@ -1,4 +1,4 @@
-"""Web views of the tenant domain (the dashboard grows in the web/API issue)."""
+"""Project-level views: the landing page and liveness."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from accounts_service.models import Account, Team
+from accounts_service.api.exceptions import json_404
 from operators.models import Operator
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    operator = Operator.objects.order_by("id").first()
-    accounts = Account.objects.for_user(request.user).select_related("team").order_by("name")
-    return render(request, "home.html", {"operator": operator, "accounts": accounts,
-                                         "teams": Team.objects.for_user(request.user)})
+    return render(request, "home.html", {"operator": Operator.objects.order_by("id").first()})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def not_found(request: HttpRequest, exception=None) -> HttpResponse:
+    """The API answers in its one error shape; the web gets a page."""
+    if request.path.startswith("/api/"):
+        return json_404(request, exception)
+    return render(request, "404.html", status=404)

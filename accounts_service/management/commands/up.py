@@ -116,7 +116,10 @@ class Command(BaseCommand):
             f"  monitoring: {', '.join(n.monitoring_url for n in fleet)}",
             f"  redis:      {redis_url}",
             "",
-            "Get started:",
+            f"Get started in the browser: http://{host}:{port}/signup/ (the verification mail is printed here).",
+            f"API docs: http://{host}:{port}/api/docs/ (tokens: http://{host}:{port}/tokens/).",
+            "",
+            "Or from the shell:",
             f"  {py} manage.py account create --team myteam --name myapp",
             f"  {py} manage.py user create --account ACCOUNT_PUBLIC_KEY --name alice --pub '>' --sub '>' "
             "--creds-out alice.creds",
