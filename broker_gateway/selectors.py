@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts_service.models import Account
+from accounts_service.models import Account, NatsUser, Team, TeamMembership
 from broker_gateway.models import BrokerNode, NodeClaim
 from operators.errors import NotFound
 
@@ -102,17 +107,22 @@ def account_propagation(*, account: Account) -> dict[str, Any]:
     return accounts_propagation(accounts=[account])[0]
 
 
-def fleet_overview() -> list[dict[str, Any]]:
-    """Every node with its health and how many accounts it holds at their latest version."""
+def fleet_overview(*, connections: bool = False, timeout: float = 0.5) -> list[dict[str, Any]]:
+    """Every node with its health and how many accounts it holds at their latest version; with
+    ``connections``, also its current client connections (None when its monitoring port did not answer)."""
     in_sync = dict(
         BrokerNode.objects.annotate(n=Count("claims", filter=Q(claims__jti=F("claims__account__jwt_jti"))))
         .values_list("pk", "n")
     )
     total = Account.objects.exclude(jwt="").count()
+    nodes = list(BrokerNode.objects.order_by("name"))
+    live = node_connections(nodes=nodes, timeout=timeout) if connections else {}
     out = []
-    for node in BrokerNode.objects.order_by("name"):
+    for node in nodes:
         row = node_describe(node)
         row.update(accounts_in_sync=in_sync.get(node.pk, 0), accounts_total=total)
+        if connections:
+            row["connections"] = live.get(node.name)
         out.append(row)
     return out
 
@@ -124,6 +134,11 @@ def accounts_out_of_sync(*, limit: int = 100) -> tuple[list[Account], int]:
     return accounts, len(ids)
 
 
+def accounts_out_of_sync_count() -> int:
+    """How many accounts some healthy node does not hold at their latest version."""
+    return len(accounts_behind_ids(healthy_nodes()))
+
+
 def accounts_behind_ids(nodes: Sequence[BrokerNode]) -> list[int]:
     """Accounts whose latest JWT some of ``nodes`` has not acknowledged."""
     if not nodes:
@@ -131,3 +146,120 @@ def accounts_behind_ids(nodes: Sequence[BrokerNode]) -> list[int]:
     held = Count("node_claims", filter=Q(node_claims__node__in=nodes, node_claims__jti=F("jwt_jti")))
     return list(Account.objects.exclude(jwt="").annotate(held=held).filter(held__lt=len(nodes))
                 .values_list("pk", flat=True))
+
+
+# ------------------------------------------------------------------------------------------------
+# Live client connections (each node's monitoring endpoint)
+# ------------------------------------------------------------------------------------------------
+
+# Probes never go through an HTTP proxy from the environment: monitoring ports are fleet-internal.
+_VARZ_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_VARZ_MAX_BYTES = 1_000_000
+
+
+def _varz_connections(url: str, timeout: float) -> int | None:
+    try:
+        with _VARZ_OPENER.open(url, timeout=timeout) as response:
+            value = json.loads(response.read(_VARZ_MAX_BYTES)).get("connections")
+    except (OSError, ValueError, AttributeError):  # refused, timed out, not JSON, not an object
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def node_connections(*, nodes: Sequence[BrokerNode], timeout: float = 0.5) -> dict[str, int | None]:
+    """Current client connections per node name, from each node's ``/varz`` (``connections``), all nodes
+    at once; None for a node that did not answer within ``timeout``. A node that is stopped and meant to be
+    is not asked. https://docs.nats.io/running-a-nats-service/nats_admin/monitoring#general-information
+    """
+    out: dict[str, int | None] = {n.name: None for n in nodes}
+    asked = [n for n in nodes if not (n.desired_state == BrokerNode.Desired.STOPPED
+                                      and n.observed_state == BrokerNode.Observed.STOPPED)]
+    if not asked:
+        return out
+    pool = ThreadPoolExecutor(max_workers=min(64, len(asked)), thread_name_prefix="varz")
+    try:
+        futures = {pool.submit(_varz_connections, f"{n.monitoring_url}/varz", timeout): n.name for n in asked}
+        # The socket timeout bounds each connect and read; this bounds the whole probe (a server that
+        # trickles bytes would otherwise keep a read alive), so a dead node never holds up the page.
+        done, _ = wait(futures, timeout=timeout + 0.25)
+        for future in done:
+            out[futures[future]] = future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Tenants (staff)
+# ------------------------------------------------------------------------------------------------
+
+
+def _count_of(model, *, team_path: str) -> Subquery:
+    """A correlated COUNT(*) of ``model`` rows of the outer team: one subquery per column, no join fan-out."""
+    rows = model.objects.filter(**{team_path: OuterRef("pk")}).order_by().values(team_path)
+    return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")[:1]), 0)
+
+
+def tenant_list(*, q: str = "") -> QuerySet[Team]:
+    """Every tenant team (not the platform's own), newest first, with its counts annotated; ``q`` matches
+    the team's name or slug or a member's email or username."""
+    teams = Team.objects.filter(is_platform=False)
+    q = q.strip()
+    if q:
+        members = TeamMembership.objects.filter(Q(user__email__icontains=q) | Q(user__username__icontains=q))
+        teams = teams.filter(Q(name__icontains=q) | Q(slug__icontains=q) | Q(pk__in=members.values("team_id")))
+    owners = TeamMembership.objects.filter(role=TeamMembership.Role.OWNER).select_related("user").order_by("pk")
+    return (teams.annotate(members_count=_count_of(TeamMembership, team_path="team"),
+                           accounts_count=_count_of(Account, team_path="team"),
+                           users_count=_count_of(NatsUser, team_path="account__team"))
+            .prefetch_related(Prefetch("memberships", queryset=owners, to_attr="owner_memberships"))
+            .order_by("-created_at", "-pk"))
+
+
+def teams_accounts_behind(*, teams: Sequence[Team]) -> dict[int, int]:
+    """How many accounts of each of ``teams`` some healthy node does not hold at their latest version."""
+    nodes = healthy_nodes()
+    if not nodes or not teams:
+        return {}
+    held = Count("node_claims", filter=Q(node_claims__node__in=nodes, node_claims__jti=F("jwt_jti")))
+    team_ids = (Account.objects.filter(team__in=[t.pk for t in teams]).exclude(jwt="").annotate(held=held)
+                .filter(held__lt=len(nodes)).values_list("team_id", flat=True))
+    return dict(Counter(team_ids))
+
+
+def tenant_get(*, slug: str) -> Team:
+    """Any team by slug (staff only: no tenant scoping)."""
+    team = Team.objects.filter(slug=slug).first()
+    if team is None:
+        raise NotFound(f"no team {slug}", extra={"team": slug})
+    return team
+
+
+def tenant_members(*, team: Team) -> QuerySet[TeamMembership]:
+    return TeamMembership.objects.filter(team=team).select_related("user").order_by("role", "user__email", "pk")
+
+
+def tenant_accounts(*, team: Team) -> QuerySet[Account]:
+    """A team's accounts with their NATS user counts, by name."""
+    return (Account.objects.for_team(team).annotate(users_count=_count_of(NatsUser, team_path="account"))
+            .order_by("name", "pk"))
+
+
+def platform_team() -> Team | None:
+    """The operator's own team (it holds the system account), listed apart from tenants."""
+    return Team.objects.filter(is_platform=True).first()
+
+
+# ------------------------------------------------------------------------------------------------
+# The connect panel (tenant-facing: scoped to the requesting user)
+# ------------------------------------------------------------------------------------------------
+
+
+def connect_accounts(*, user) -> QuerySet[Account]:
+    """The accounts of ``user``'s teams a client can connect to (never the system account)."""
+    return Account.objects.for_user(user).filter(is_system=False).select_related("team").order_by("name", "pk")
+
+
+def connect_users(*, account: Account, limit: int = 20) -> list[NatsUser]:
+    """Active NATS users of an account the caller already holds (scoped by ``account_for_user_get``)."""
+    return list(NatsUser.objects.filter(account=account).active().order_by("name", "pk")[:limit])

@@ -1,8 +1,10 @@
-"""Routes of the fleet: REST API v1 (mounted under ``api/v1/``) and the staff pages (under ``staff/``)."""
+"""Routes of the fleet: REST API v1 (mounted under ``api/v1/``), the staff pages (under ``staff/``) and the
+tenant-facing pages (at the root)."""
 
 from django.urls import path
 
 from broker_gateway import api, views
+from broker_gateway.models import BrokerNode
 
 api_urlpatterns = [
     path("accounts/<str:account_pk>/status", api.AccountStatusApi.as_view(), name="api-account-status"),
@@ -12,4 +14,18 @@ api_urlpatterns = [
 
 staff_urlpatterns = [
     path("fleet/", views.fleet_nodes, name="fleet-nodes"),
+    path("fleet/nodes-fragment", views.fleet_nodes_fragment, name="fleet-nodes-fragment"),
+    path("fleet/nodes/<str:name>/start", views.fleet_node_desired, {"desired": BrokerNode.Desired.RUNNING},
+         name="fleet-node-start"),
+    path("fleet/nodes/<str:name>/stop", views.fleet_node_desired, {"desired": BrokerNode.Desired.STOPPED},
+         name="fleet-node-stop"),
+    path("fleet/nodes/<str:name>/remove", views.fleet_node_remove, name="fleet-node-remove"),
+    path("out-of-sync/", views.fleet_out_of_sync, name="staff-out-of-sync"),
+    path("tenants/", views.staff_tenants, name="staff-tenants"),
+    path("tenants/<slug:slug>/", views.staff_tenant, name="staff-tenant"),
+]
+
+web_urlpatterns = [
+    path("accounts/<str:account_pk>/propagation", views.account_propagation_fragment, name="account-propagation"),
+    path("connect/", views.connect, name="connect"),
 ]

@@ -183,7 +183,7 @@ def test_fleet_nodes_is_paginated(staff):
 # --- the staff page ------------------------------------------------------------------------------
 
 
-def test_fleet_page_shows_nodes_and_accounts_out_of_sync(client, account, staff):
+def test_fleet_page_shows_nodes_and_links_the_accounts_out_of_sync(client, account, staff):
     n1 = _node("n1", 1)
     _node("n2", 2)
     _node("n3", 3, state=BrokerNode.Observed.FAILED, healthy_ago=None)
@@ -194,24 +194,40 @@ def test_fleet_page_shows_nodes_and_accounts_out_of_sync(client, account, staff)
     response = client.get(PAGE_URL)
 
     assert response.status_code == 200
-    assert response["Refresh"] == "5"
+    # The node table polls its own fragment instead of reloading the whole page.
+    assert "Refresh" not in response.headers
     html = response.content.decode()
+    assert 'data-poll="/staff/fleet/nodes-fragment"' in html
     assert "n1" in html and "n2" in html and "nats://127.0.0.1:41010" in html and "http://127.0.0.1:41022" in html
     total = Account.objects.exclude(jwt="").count()
-    assert "badge-healthy" in html and f"<td>1/{total}</td>" in html and f"<td>0/{total}</td>" in html
+    assert "badge-healthy" in html and f'<td class="in-sync">1/{total}</td>' in html
+    assert f'<td class="in-sync">0/{total}</td>' in html
     assert "badge-failed" in html and "never" in html
     assert "&lt;script&gt;boom" in html and "<script>boom" not in html
     # n2 is healthy and holds nothing, so the account is behind; the system account is too.
+    assert response.context["behind_total"] == total and "/staff/out-of-sync/" in html
+
+
+def test_out_of_sync_page_lists_the_accounts_a_healthy_node_lacks(client, account, staff):
+    n1 = _node("n1", 1)
+    _node("n2", 2)
+    _hold(account, n1)
+    client.force_login(staff)
+
+    response = client.get("/staff/out-of-sync/")
+
+    assert response.status_code == 200
     assert account.pk in {b["account"].pk for b in response.context["behind"]}
+    html = response.content.decode()
     assert "Accounts out of sync" in html and "holds nothing" in html and f"v{account.version}" in html
 
 
-def test_fleet_page_with_everything_in_sync_says_so(client, account, staff):
+def test_out_of_sync_page_with_everything_in_sync_says_so(client, account, staff):
     n1 = _node("n1", 1)
     for a in Account.objects.exclude(jwt=""):
         _hold(a, n1)
     client.force_login(staff)
-    response = client.get(PAGE_URL)
+    response = client.get("/staff/out-of-sync/")
     assert response.status_code == 200 and response.context["behind"] == []
     assert "Every healthy node holds every account at its latest version." in response.content.decode()
 

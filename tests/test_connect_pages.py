@@ -1,0 +1,163 @@
+"""Tenant-facing fleet pages: an account's propagation fragment and the connect panel, scoped to the user's teams."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.shortcuts import resolve_url
+from django.utils import timezone
+
+from accounts_service import services
+from accounts_service.models import Account
+from broker_gateway.models import BrokerNode, NodeClaim
+from broker_gateway.services import node_add
+from tests.natsproc import free_port
+
+pytestmark = pytest.mark.django_db
+
+CONNECT = "/connect/"
+
+
+def _user(username: str, *, team=None):
+    user = get_user_model().objects.create_user(username=username, email=f"{username}@example.com")
+    if team is not None:
+        services.team_member_add(team=team, user=user, role="owner")
+    return user
+
+
+def _node(name: str, *, state: str = BrokerNode.Observed.HEALTHY) -> BrokerNode:
+    node = node_add(name=name, ports={"client_port": free_port(), "cluster_port": free_port(),
+                                      "monitoring_port": free_port(), "leafnode_port": free_port()})
+    BrokerNode.objects.filter(pk=node.pk).update(observed_state=state, last_healthy_at=timezone.now())
+    node.refresh_from_db()
+    return node
+
+
+def _hold(account: Account, node: BrokerNode, *, jti: str | None = None, iat: int | None = None) -> None:
+    NodeClaim.objects.update_or_create(account=account, node=node, defaults={
+        "jti": jti or account.jwt_jti, "iat": iat or account.jwt_iat, "updated_at": timezone.now()})
+
+
+@pytest.fixture
+def account(operator_setup, team) -> Account:
+    # Created before any node exists, so the on-issue push has nothing to reach.
+    return services.account_create(team=team, name="orders app")
+
+
+@pytest.fixture
+def owner_client(client, team):
+    client.force_login(_user("alice", team=team))
+    return client
+
+
+@pytest.fixture
+def stranger_client(client, other_team):
+    client.force_login(_user("mallory", team=other_team))
+    return client
+
+
+def _propagation_url(account: Account) -> str:
+    return f"/accounts/{account.public_key}/propagation"
+
+
+# --- GET /accounts/<pk>/propagation ----------------------------------------------------------------
+
+
+def test_propagation_fragment_shows_live_on_and_pending_nodes(owner_client, account):
+    n1, n2 = _node("n1"), _node("n2")
+    _node("n3", state=BrokerNode.Observed.FAILED)
+    _hold(account, n1)
+    _hold(account, n2, jti="older", iat=account.jwt_iat - 60)
+
+    response = owner_client.get(_propagation_url(account))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<html" not in html and "<header" not in html  # a fragment, not a page
+    assert '<span class="badge badge-pending">live on 1/2 nodes</span>' in html
+    assert response.context["pending"] == ["n2"] and "Pending on n2" in html
+    assert f"version {account.version}" in html and "an older version" in html
+    assert "catches up when healthy" in html  # n3 is failed: not counted, not pending
+
+
+def test_propagation_fragment_when_every_healthy_node_holds_the_account(owner_client, account):
+    for name in ("n1", "n2"):
+        _hold(account, _node(name))
+    html = owner_client.get(_propagation_url(account)).content.decode()
+    assert '<span class="badge badge-live">live on 2/2 nodes</span>' in html and "Pending" not in html
+
+
+def test_propagation_fragment_without_nodes(owner_client, account):
+    html = owner_client.get(_propagation_url(account)).content.decode()
+    assert "no healthy node" in html and "The fleet has no running node yet." in html
+
+
+def test_propagation_of_another_teams_account_is_the_same_404_as_an_unknown_key(stranger_client, account):
+    _node("n1")
+    theirs = stranger_client.get(_propagation_url(account))
+    unknown = stranger_client.get("/accounts/AUNKNOWN/propagation")
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.content == unknown.content and account.name.encode() not in theirs.content
+
+
+def test_propagation_fragment_answers_403_to_anonymous_not_a_login_page(client, account):
+    # The account page polls it: a login page pasted into that page would be worse than a failed poll.
+    assert client.get(_propagation_url(account)).status_code == 403
+
+
+# --- GET /connect/ --------------------------------------------------------------------------------
+
+
+def test_connect_shows_every_node_url_and_examples(owner_client, account):
+    n1, n2 = _node("n1"), _node("n2", state=BrokerNode.Observed.STARTING)
+
+    response = owner_client.get(CONNECT)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    for node in (n1, n2):
+        assert f"<code id=\"server-{1 if node is n1 else 2}\">{node.client_url}</code>" in html
+    both = f"{n1.client_url},{n2.client_url}"
+    assert f"nats context add natsctl --server {both} --creds ./USER.creds --select" in html
+    assert f"nats --creds ./USER.creds --server {both} pub greet.joe" in html
+    assert (f'await nats.connect(servers=["{n1.client_url}", "{n2.client_url}"], '
+            'user_credentials="USER.creds")') in html
+    assert 'data-copy="#ex-context"' in html and 'id="ex-python"' in html and 'data-copy="#server-1"' in html
+    assert f'value="{account.public_key}"' in html  # the account picker lists the user's accounts
+
+
+def test_connect_for_one_of_my_accounts_uses_its_name_and_a_user_and_shows_no_secret(owner_client, account):
+    _node("n1")
+    user = services.user_create(account=account, name="worker 1")
+    creds = services.user_creds_get(user=user)
+
+    response = owner_client.get(CONNECT, {"account": account.public_key})
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Connect to orders app" in html and "nats context add orders-app " in html
+    assert "--creds ./worker_1.creds" in html  # the name the download gets
+    assert f"/accounts/{account.public_key}/users/{user.public_key}/creds" in html  # download link and API
+    seed_lines = [line for line in creds.splitlines() if line.startswith("SU")]
+    assert seed_lines and not any(seed in html for seed in seed_lines)
+    assert user.jwt not in html and "NKEY SEED" not in html
+
+
+def test_connect_for_an_account_without_users_says_how_to_make_one(owner_client, account):
+    html = owner_client.get(CONNECT, {"account": account.public_key}).content.decode()
+    assert "orders app has no user yet" in html and "USER.creds" in html
+    assert "The fleet has no running node right now" in html
+
+
+def test_connect_for_another_teams_account_is_404(stranger_client, account):
+    response = stranger_client.get(CONNECT, {"account": account.public_key})
+    assert response.status_code == 404
+    assert account.name not in response.content.decode()
+    assert stranger_client.get(CONNECT, {"account": "AUNKNOWN"}).status_code == 404
+
+
+def test_connect_needs_login(client):
+    response = client.get(CONNECT)
+    assert response.status_code == 302
+    assert response["Location"] == f"{resolve_url(settings.LOGIN_URL)}?next={CONNECT}"
