@@ -1,0 +1,1 @@
+"""Browser tests: the web UI driven by headless Chromium (Playwright) against a live server and a real fleet."""
