@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -275,7 +275,7 @@ def _user_jwt(user: NatsUser, *, iat: int) -> str:
 
 
 def _signing_key_for(account: Account, role: str | None) -> SigningKey:
-    qs = SigningKey.objects.filter(owner_public_key=account.public_key)
+    qs = SigningKey.objects.filter(owner_public_key=account.public_key).select_related("seed")  # it signs next
     key = qs.filter(role=role).first() if role else qs.filter(role="").order_by("id").first()
     if key is None:
         if role:
@@ -306,11 +306,11 @@ def user_create(
 
     With ``role`` the user is signed by that scoped signing key and carries no permissions of its own.
     """
-    account = _lock(account)
+    # The lock orders this against the account's re-signs and deletion. On SQLite, select_for_update is a no-op
+    # and the write transaction (BEGIN IMMEDIATE) already holds the database lock: the re-read would buy nothing.
+    if connection.features.has_select_for_update:
+        account = _lock(account)
     name = name_check(name)
-    if NatsUser.objects.filter(account=account, name=name).exists():
-        raise ApplicationError(f"the account already has a user named {name!r}", extra={"field": "name"},
-                               status_code=409)
     fields: dict[str, Any] = {
         "pub_allow": subjects_check(pub_allow, field="pub_allow"),
         "pub_deny": subjects_check(pub_deny, field="pub_deny"),
@@ -336,14 +336,23 @@ def user_create(
     else:
         seed = op_services.seed_generate(key_type=KeyType.USER)
         public_key = seed.public_key
-    if NatsUser.objects.filter(public_key=public_key).exists():
-        raise ApplicationError("a user with this public key already exists", extra={"field": "public_key"},
-                               status_code=409)
     user = NatsUser(account=account, name=name, public_key=public_key, seed=seed, signing_key=key,
                     expires_at=expires_at, **fields)
     user.jwt_iat = int(time.time())
     user.jwt = _user_jwt(user, iat=user.jwt_iat)
-    user.save()
+    # The unique constraints (account + name, public key) decide; the conflict is looked up only when one fails,
+    # rather than checked with two reads on every creation. (The outer atomic drops the sealed seed with it.)
+    try:
+        with transaction.atomic():
+            user.save(force_insert=True)
+    except IntegrityError as exc:
+        if NatsUser.objects.filter(account=account, name=name).exists():
+            raise ApplicationError(f"the account already has a user named {name!r}", extra={"field": "name"},
+                                   status_code=409) from exc
+        if NatsUser.objects.filter(public_key=public_key).exists():
+            raise ApplicationError("a user with this public key already exists", extra={"field": "public_key"},
+                                   status_code=409) from exc
+        raise
     return user
 
 
@@ -417,7 +426,9 @@ def user_delete(*, user: NatsUser) -> None:
 
 def user_creds_get(*, user: NatsUser) -> str:
     """The user's `.creds` text; only for users whose key we generated."""
-    user.refresh_from_db(fields=["revoked_at", "jwt", "seed"])
+    # Re-read what decides (revoked? which JWT?) together with the sealed seed: one query, not two.
+    fresh = NatsUser.objects.select_related("seed").only("revoked_at", "jwt", "seed").get(pk=user.pk)
+    user.revoked_at, user.jwt, user.seed = fresh.revoked_at, fresh.jwt, fresh.seed
     if user.revoked_at:
         raise ApplicationError("the user is revoked", status_code=409)
     if user.seed_id is None:
@@ -660,13 +671,15 @@ def django_user_get(*, username: str):
 # ------------------------------------------------------------------------------------------------
 
 
-def audit_record(*, action: str, actor=None, team: Team | None = None, target: str = "",
+def audit_record(*, action: str, actor=None, team: Team | None = None, team_id: int | None = None, target: str = "",
                  detail: dict[str, Any] | None = None) -> AuditEvent:
-    """Append a security action to the team's audit log (never a seed, a token or creds in ``detail``)."""
+    """Append a security action to the team's audit log (never a seed, a token or creds in ``detail``).
+    ``team_id`` names the team without loading it (e.g. ``account.team_id``)."""
     if action not in AuditEvent.Action.values:
         raise ApplicationError(f"unknown audit action {action!r}")
+    by_team = {"team": team} if team is not None or team_id is None else {"team_id": team_id}
     return AuditEvent.objects.create(
-        action=action, team=team, actor=actor if getattr(actor, "pk", None) else None,
+        action=action, **by_team, actor=actor if getattr(actor, "pk", None) else None,
         actor_name=getattr(actor, "get_username", lambda: "")() if actor is not None else "",
         target=target[:128], detail=detail or {},
     )

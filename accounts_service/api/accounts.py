@@ -13,15 +13,21 @@ from rest_framework.views import APIView
 
 from accounts_service import services
 from accounts_service.api.utils import (
+    NAME_PATTERN,
     TEXT_RENDERERS,
+    AcceptHeaderNegotiation,
+    StrictBooleanField,
+    StrictCharField,
     StrictInputSerializer,
+    StrictIntegerField,
+    name_field,
     paginated,
     paginated_response,
     plain_text_response,
 )
 from accounts_service.models import LIMIT_FIELDS, Account
 from accounts_service.selectors import account_for_user_get, team_for_user_get
-from operators.errors import ApplicationError
+from accounts_service.validation import MAX_DESCRIPTION, MAX_LIMIT
 
 # ------------------------------------------------------------------------------------------------
 # Accounts
@@ -51,16 +57,47 @@ class AccountOutputSerializer(serializers.Serializer):
         return limits
 
 
+def _description_field() -> StrictCharField:
+    return StrictCharField(pattern=NAME_PATTERN, required=False, allow_blank=True, max_length=MAX_DESCRIPTION)
+
+
+def _limit() -> StrictIntegerField:
+    return StrictIntegerField(required=False, min_value=-1, max_value=MAX_LIMIT, help_text="-1: unlimited")
+
+
+class _AccountLimitsInput(StrictInputSerializer):
+    """The account's limits (models.LIMIT_FIELDS); only the ones given change."""
+
+    class Meta:
+        ref_name = "AccountLimitsInput"
+
+    conn = _limit()
+    subs = _limit()
+    data = _limit()
+    payload = _limit()
+    imports = _limit()
+    exports = _limit()
+    leaf = _limit()
+    mem_storage = _limit()
+    disk_storage = _limit()
+    streams = _limit()
+    consumer = _limit()
+    wildcard_exports = StrictBooleanField(required=False)
+
+
+assert set(_AccountLimitsInput().fields) == {*LIMIT_FIELDS, "wildcard_exports"}
+
+
 class AccountListCreateApi(APIView):
     """``GET/POST /api/v1/accounts/``: the caller's teams' accounts; a new one (default: the personal team)."""
 
     class InputSerializer(StrictInputSerializer):
-        name = serializers.CharField(max_length=64)
-        description = serializers.CharField(required=False, allow_blank=True, max_length=200)
-        team = serializers.IntegerField(required=False, allow_null=True)
-        plan = serializers.CharField(required=False, allow_null=True)
-        # Values are checked by the service (integers >= -1, wildcard_exports a boolean, known names only).
-        limits = serializers.DictField(required=False)
+        name = name_field()
+        description = _description_field()
+        team = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=2**63 - 1)
+        # Plans arrive with billing; until then only the free plan exists.
+        plan = serializers.ChoiceField(choices=[FREE_PLAN], required=False, allow_null=True)
+        limits = _AccountLimitsInput(required=False)
 
         class Meta:
             ref_name = "AccountCreateInput"
@@ -79,9 +116,6 @@ class AccountListCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        # Plans arrive with billing; until then only the free plan exists.
-        if data.get("plan") not in (None, FREE_PLAN):
-            raise ApplicationError("unknown plan", extra={"field": "plan"})
         team_id = data.get("team")
         team = (services.team_personal_ensure(user=request.user) if team_id is None
                 else team_for_user_get(user=request.user, team_id=team_id))
@@ -95,9 +129,9 @@ class AccountDetailApi(APIView):
     """``GET/PATCH/DELETE /api/v1/accounts/{account_pk}/``: one account, by its public nkey."""
 
     class InputSerializer(StrictInputSerializer):
-        name = serializers.CharField(required=False, max_length=64)
-        description = serializers.CharField(required=False, allow_blank=True, max_length=200)
-        limits = serializers.DictField(required=False)
+        name = name_field(required=False)
+        description = _description_field()
+        limits = _AccountLimitsInput(required=False)
 
         class Meta:
             ref_name = "AccountUpdateInput"
@@ -128,6 +162,7 @@ class AccountJwtApi(APIView):
     """``GET /api/v1/accounts/{account_pk}/jwt``: the current account JWT, as ``text/plain``."""
 
     renderer_classes = TEXT_RENDERERS
+    content_negotiation_class = AcceptHeaderNegotiation
 
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request: Request, account_pk: str) -> HttpResponse:

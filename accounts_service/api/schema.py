@@ -1,7 +1,23 @@
-"""OpenAPI extensions: how drf-spectacular documents our bearer tokens."""
+"""OpenAPI extensions: how drf-spectacular documents our bearer tokens, strict inputs, keys and errors."""
 
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+from accounts_service.api.utils import (
+    ACCOUNT_KEY_PATTERN,
+    USER_KEY_PATTERN,
+    AcceptHeaderNegotiation,
+    StrictInputSerializer,
+)
+
+# Path parameters by name: public nkeys (the CRC a pattern cannot check is checked by the lookup: 404), and
+# database ids (BigAutoField).
+PATH_PARAMETERS = {
+    "account_pk": {"pattern": ACCOUNT_KEY_PATTERN},
+    "user_pk": {"pattern": USER_KEY_PATTERN},
+    "export_id": {"minimum": 1, "maximum": 2**63 - 1},
+    "import_id": {"minimum": 1, "maximum": 2**63 - 1},
+}
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -22,6 +38,32 @@ class AutoSchema(openapi.AutoSchema):
         outer, _, _ = type(serializer).__qualname__.rpartition(".")
         return f"{outer.removesuffix('Api')}{name}" if outer else name
 
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        if isinstance(serializer, StrictInputSerializer):
+            schema["additionalProperties"] = False  # unknown keys are a 400 (StrictInputSerializer)
+            if schema.get("description") == StrictInputSerializer.__doc__:
+                del schema["description"]  # inherited from the base class: says nothing about this input
+        return schema
+
+    def _resolve_path_parameters(self, variables):
+        parameters = super()._resolve_path_parameters(variables)
+        for parameter in parameters:
+            parameter["schema"].update(PATH_PARAMETERS.get(parameter["name"], {}))
+        return parameters
+
+    def _get_format_parameters(self):
+        if getattr(self.view, "content_negotiation_class", None) is AcceptHeaderNegotiation:
+            return []  # ?format= is ignored on these views
+        return super()._get_format_parameters()
+
+    def _get_pagination_parameters(self):
+        # Our list views are APIViews returning a paginated envelope; drf-spectacular only sees lists of
+        # GenericAPIViews, so a GET of a view that names its paginator documents limit/offset here.
+        if self.method == "GET" and getattr(self.view, "pagination_class", None):
+            return self._get_paginator().get_schema_operation_parameters(self.view)
+        return super()._get_pagination_parameters()
+
 
 ERROR = {"type": "object", "required": ["message", "extra"],
          "properties": {"message": {"type": "string"}, "extra": {"type": "object", "additionalProperties": {}}}}
@@ -39,7 +81,7 @@ def error_responses(result, generator, request, public):
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
             codes = ["400", "401", "403", "406", "429"]
-            if "{" in path:
+            if "{" in path or method != "get":  # a path object, or one a body names (POST accounts' team)
                 codes.append("404")
             if method != "get":
                 codes.append("409")

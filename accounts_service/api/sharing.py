@@ -6,9 +6,22 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts_service.api.utils import paginated, paginated_response
+from accounts_service.api.utils import (
+    ACCOUNT_KEY_PATTERN,
+    NAME_PATTERN,
+    StrictBooleanField,
+    StrictCharField,
+    StrictDateTimeField,
+    StrictInputSerializer,
+    StrictIntegerField,
+    name_field,
+    paginated,
+    paginated_response,
+    subject_field,
+)
 from accounts_service.models import Export
 from accounts_service.selectors import account_for_user_get, export_get, export_list, import_get, import_list
 from accounts_service.services import activation_create, export_create, export_delete, import_create, import_delete
@@ -35,19 +48,21 @@ class ExportOutputSerializer(serializers.Serializer):
 class ExportListCreateApi(APIView):
     """``GET/POST /api/v1/accounts/{account_pk}/exports/``: the account's streams and services."""
 
-    class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=64)
-        subject = serializers.CharField(max_length=512)
+    class InputSerializer(StrictInputSerializer):
+        name = name_field()
+        subject = subject_field(help_text="no wildcards unless the account's wildcard_exports limit allows them")
         type = serializers.ChoiceField(choices=Export.Type.choices)
-        private = serializers.BooleanField(default=False, help_text="importers need an activation token")
+        private = StrictBooleanField(default=False, help_text="importers need an activation token")
         response_type = serializers.ChoiceField(choices=Export.ResponseType.choices,
                                                 default=Export.ResponseType.SINGLETON,
                                                 help_text="services only")
-        account_token_position = serializers.IntegerField(min_value=0, default=0)
-        advertise = serializers.BooleanField(default=False)
-        description = serializers.CharField(max_length=200, allow_blank=True, default="")
+        # A subject has at most 256 tokens (512 characters); the position must name one of its "*" tokens.
+        account_token_position = StrictIntegerField(min_value=0, max_value=256, default=0)
+        advertise = StrictBooleanField(default=False)
+        description = StrictCharField(pattern=NAME_PATTERN, max_length=200, allow_blank=True, default="")
 
     OutputSerializer = ExportOutputSerializer
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # also tells the OpenAPI schema the list is paged
 
     @extend_schema(operation_id="v1_accounts_exports_list",
                    responses=paginated(OutputSerializer, "PaginatedExportList"))
@@ -86,11 +101,11 @@ class ActivationCreateApi(APIView):
     """``POST /api/v1/accounts/{account_pk}/exports/{id}/activations/``: an activation token for one importer
     of a private export. The route is scoped by the exporting account, so only its own teams can mint one."""
 
-    class InputSerializer(serializers.Serializer):
-        target = serializers.CharField(help_text="the importing account's public key")
-        subject = serializers.CharField(max_length=512, required=False, allow_blank=True,
-                                        help_text="the export's subject (default) or a narrower one")
-        expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="ISO 8601")
+    class InputSerializer(StrictInputSerializer):
+        target = StrictCharField(pattern=ACCOUNT_KEY_PATTERN, help_text="the importing account's public key")
+        subject = subject_field(required=False, allow_blank=True,
+                                help_text="the export's subject (default) or a narrower one")
+        expires_at = StrictDateTimeField(required=False, allow_null=True, help_text="RFC 3339, in the future")
 
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField(help_text="the activation JWT")
@@ -131,15 +146,16 @@ class ImportListCreateApi(APIView):
     """``GET/POST /api/v1/accounts/{account_pk}/imports/``: other accounts' exports brought into this one.
     The exporter may belong to any team: the service checks the export and, if private, the token."""
 
-    class InputSerializer(serializers.Serializer):
-        exporter = serializers.RegexField(r"^A[A-Z2-7]{55}$", help_text="the exporting account's public key")
-        subject = serializers.CharField(max_length=512)
-        local_subject = serializers.CharField(max_length=512, required=False, allow_blank=True)
-        token = serializers.CharField(required=False, allow_blank=True, help_text="activation JWT (private exports)")
-        name = serializers.CharField(max_length=64, required=False, allow_blank=True)
-        share = serializers.BooleanField(default=False)
+    class InputSerializer(StrictInputSerializer):
+        exporter = StrictCharField(pattern=ACCOUNT_KEY_PATTERN, help_text="the exporting account's public key")
+        subject = subject_field()
+        local_subject = subject_field(required=False, allow_blank=True)
+        token = StrictCharField(required=False, allow_blank=True, help_text="activation JWT (private exports)")
+        name = name_field(required=False, allow_blank=True)
+        share = StrictBooleanField(default=False)
 
     OutputSerializer = ImportOutputSerializer
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # also tells the OpenAPI schema the list is paged
 
     @extend_schema(operation_id="v1_accounts_imports_list",
                    responses=paginated(OutputSerializer, "PaginatedImportList"))

@@ -17,36 +17,52 @@ from rest_framework.views import APIView
 from accounts_service import services
 from accounts_service.api.utils import (
     TEXT_RENDERERS,
+    USER_KEY_PATTERN,
+    AcceptHeaderNegotiation,
+    StrictBooleanField,
+    StrictCharField,
+    StrictDateTimeField,
     StrictInputSerializer,
+    StrictIntegerField,
+    name_field,
     paginated,
     paginated_response,
     plain_text_response,
+    subject_field,
 )
 from accounts_service.models import AuditEvent, NatsUser
 from accounts_service.selectors import account_for_user_get, user_get
+from accounts_service.validation import MAX_LIMIT, MAX_SUBJECTS
 
 # ------------------------------------------------------------------------------------------------
 # Serializers shared by the user routes
 # ------------------------------------------------------------------------------------------------
 
 
+def _subjects() -> serializers.ListField:
+    # The pattern documents NATS subject syntax; the service checks it (and says what is wrong).
+    return serializers.ListField(child=subject_field(), required=False, max_length=MAX_SUBJECTS)
+
+
 class _SubjectsInput(StrictInputSerializer):
-    allow = serializers.ListField(child=serializers.CharField(), required=False)
-    deny = serializers.ListField(child=serializers.CharField(), required=False)
+    allow = _subjects()
+    deny = _subjects()
 
 
 class _PermissionsInput(StrictInputSerializer):
-    # Subjects are validated by the service (NATS subject syntax, at most 100 each).
     pub = _SubjectsInput(required=False)
     sub = _SubjectsInput(required=False)
-    allow_responses = serializers.BooleanField(required=False)
+    allow_responses = StrictBooleanField(required=False)
+
+
+def _limit() -> StrictIntegerField:
+    return StrictIntegerField(required=False, min_value=-1, max_value=MAX_LIMIT, help_text="-1: unlimited")
 
 
 class _UserLimitsInput(StrictInputSerializer):
-    # Ranges (-1 unlimited) are checked by the service.
-    subs = serializers.IntegerField(required=False)
-    data = serializers.IntegerField(required=False)
-    payload = serializers.IntegerField(required=False)
+    subs = _limit()
+    data = _limit()
+    payload = _limit()
 
 
 def _flatten(data: dict[str, Any]) -> dict[str, Any]:
@@ -111,14 +127,15 @@ class UserListCreateApi(APIView):
     """``GET/POST /api/v1/accounts/{account_pk}/users/``: the account's users; a new one."""
 
     class InputSerializer(StrictInputSerializer):
-        name = serializers.CharField(max_length=64)
+        name = name_field()
         permissions = _PermissionsInput(required=False)
         limits = _UserLimitsInput(required=False)
-        bearer_token = serializers.BooleanField(required=False)
-        expires_at = serializers.DateTimeField(required=False, allow_null=True)
+        bearer_token = StrictBooleanField(required=False)
+        expires_at = StrictDateTimeField(required=False, allow_null=True, help_text="in the future")
         # Given: the caller keeps the seed, we sign only; the creds route then has nothing to offer.
-        public_key = serializers.CharField(required=False, allow_blank=True)
-        role = serializers.CharField(required=False, allow_blank=True)
+        public_key = StrictCharField(pattern=USER_KEY_PATTERN, required=False, allow_blank=True,
+                                     help_text="a user nkey whose seed you keep (its checksum must be valid)")
+        role = name_field(required=False, allow_blank=True, help_text="a scoped signing key of the account")
 
         class Meta:
             ref_name = "UserCreateInput"
@@ -148,11 +165,11 @@ class UserDetailApi(APIView):
     """``GET/PATCH/DELETE .../users/{user_pk}/``: one user, by its public nkey, within the account."""
 
     class InputSerializer(StrictInputSerializer):
-        name = serializers.CharField(max_length=64)
+        name = name_field()
         permissions = _PermissionsInput()
         limits = _UserLimitsInput()
-        bearer_token = serializers.BooleanField()
-        expires_at = serializers.DateTimeField(allow_null=True)
+        bearer_token = StrictBooleanField()
+        expires_at = StrictDateTimeField(allow_null=True, help_text="in the future")
 
         class Meta:
             ref_name = "UserUpdateInput"
@@ -189,13 +206,14 @@ class UserCredsApi(APIView):
     """``GET .../users/{user_pk}/creds``: the ``.creds`` file (user JWT + seed); 409 if we never had the seed."""
 
     renderer_classes = TEXT_RENDERERS
+    content_negotiation_class = AcceptHeaderNegotiation
 
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request: Request, account_pk: str, user_pk: str) -> HttpResponse:
         account = account_for_user_get(user=request.user, public_key=account_pk)
         user = user_get(account=account, public_key=user_pk)
         text = services.user_creds_get(user=user)
-        services.audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=request.user, team=account.team,
+        services.audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=request.user, team_id=account.team_id,
                               target=user.public_key, detail={"account": account.public_key, "user": user.name})
         # The body holds a secret: never cached by browsers or proxies.
         return plain_text_response(text, headers={

@@ -21,6 +21,7 @@ LIMIT_LABELS = {
     "streams": "JetStream streams",
     "consumer": "JetStream consumers",
 }
+BYTE_LIMITS = frozenset({"data", "payload", "mem_storage", "disk_storage"})
 
 
 def _lines(value: str) -> list[str]:

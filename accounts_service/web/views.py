@@ -239,7 +239,7 @@ def _team_by_pk(request: HttpRequest, team_id: str) -> Team:
 def account_detail(request: HttpRequest, pk: str) -> HttpResponse:
     account = _account(request, pk)
     users = account.users.order_by("revoked_at", "name")
-    limits = [(forms.LIMIT_LABELS[f], getattr(account, f)) for f in LIMIT_FIELDS]
+    limits = [(forms.LIMIT_LABELS[f], getattr(account, f), f in forms.BYTE_LIMITS) for f in LIMIT_FIELDS]
     return render(request, "web/account_detail.html", {
         "account": account, "users": users, "limits": limits, "tab": "overview",
         "is_owner": _is_owner(request, account.team),
