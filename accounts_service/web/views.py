@@ -75,11 +75,6 @@ def _team(request: HttpRequest, slug: str) -> Team:
         raise Http404("no such team") from None
 
 
-def _refused(request: HttpRequest, exc: ApplicationError, to: str) -> HttpResponse:
-    messages.error(request, exc.message)
-    return redirect(to)
-
-
 def _safe_next(request: HttpRequest, default: str) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
@@ -312,7 +307,8 @@ def user_creds(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
     try:
         text = services.user_creds_download(user=user, actor=request.user)
     except ApplicationError as exc:
-        return _refused(request, exc, reverse("web:account", kwargs={"pk": pk}))
+        messages.error(request, exc.message)
+        return redirect("web:account", pk=pk)
     response = HttpResponse(text, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{services.creds_filename(user.name)}"'
     response["Cache-Control"] = "no-store"
@@ -324,11 +320,8 @@ def user_creds(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
 def user_revoke(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
     account = _account(request, pk)
     user = _nats_user(account, upk)
-    try:
-        services.user_revoke(user=user, actor=request.user)
-    except ApplicationError as exc:
-        return _refused(request, exc, reverse("web:account", kwargs={"pk": pk}))
-    messages.success(request, f"User {user.name} revoked; every node refuses its creds once it holds the new JWT.")
+    if _attempt(request, services.user_revoke, user=user, actor=request.user):
+        messages.success(request, f"User {user.name} revoked; every node refuses its creds once it holds the new JWT.")
     return redirect("web:account", pk=pk)
 
 
@@ -386,17 +379,33 @@ def team_detail(request: HttpRequest, slug: str) -> HttpResponse:
     })
 
 
+def _one(qs, pk: int, what: str):
+    """One row of a team-scoped queryset, or a 404."""
+    found = qs.filter(pk=pk).first()
+    if found is None:
+        raise Http404(f"no such {what}")
+    return found
+
+
+def _attempt(request: HttpRequest, fn: Callable[..., Any], /, **kwargs) -> bool:
+    """Run a service for a button (no form): a refusal becomes an error message on the page it returns to."""
+    try:
+        fn(**kwargs)
+    except NotFound:
+        raise
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return False
+    return True
+
+
 @login_required
 @require_POST
 def member_remove(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
     team = _team(request, slug)
-    membership = team.memberships.select_related("user").filter(pk=membership_id).first()
-    if membership is None:
-        raise Http404("no such member")
-    try:
-        people.member_remove(team=team, membership=membership, by=request.user)
-    except ApplicationError as exc:
-        return _refused(request, exc, reverse("web:team", kwargs={"slug": slug}))
+    membership = _one(team.memberships.select_related("user"), membership_id, "member")
+    if not _attempt(request, people.member_remove, team=team, membership=membership, by=request.user):
+        return redirect("web:team", slug=slug)
     if membership.user_id == request.user.pk:
         messages.success(request, f"You left {team.name}.")
         return redirect("web:teams")
@@ -408,14 +417,10 @@ def member_remove(request: HttpRequest, slug: str, membership_id: int) -> HttpRe
 @require_POST
 def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
     team = _team(request, slug)
-    membership = team.memberships.filter(pk=membership_id).first()
-    if membership is None:
-        raise Http404("no such member")
-    try:
-        people.member_role_set(team=team, membership=membership, role=request.POST.get("role", ""), by=request.user)
-    except ApplicationError as exc:
-        return _refused(request, exc, reverse("web:team", kwargs={"slug": slug}))
-    messages.success(request, "Role changed.")
+    membership = _one(team.memberships, membership_id, "member")
+    if _attempt(request, people.member_role_set, team=team, membership=membership, role=request.POST.get("role", ""),
+                by=request.user):
+        messages.success(request, "Role changed.")
     return redirect("web:team", slug=slug)
 
 
@@ -423,14 +428,9 @@ def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResp
 @require_POST
 def invitation_revoke(request: HttpRequest, slug: str, invitation_id: int) -> HttpResponse:
     team = _team(request, slug)
-    invitation = team.invitations.filter(pk=invitation_id).first()
-    if invitation is None:
-        raise Http404("no such invitation")
-    try:
-        people.invitation_revoke(invitation=invitation, by=request.user)
-    except ApplicationError as exc:
-        return _refused(request, exc, reverse("web:team", kwargs={"slug": slug}))
-    messages.success(request, f"Invitation to {invitation.email} revoked.")
+    invitation = _one(team.invitations, invitation_id, "invitation")
+    if _attempt(request, people.invitation_revoke, invitation=invitation, by=request.user):
+        messages.success(request, f"Invitation to {invitation.email} revoked.")
     return redirect("web:team", slug=slug)
 
 
@@ -478,9 +478,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
-    token = ApiToken.objects.filter(user=request.user, pk=token_id).first()
-    if token is None:
-        raise Http404("no such token")
+    token = _one(ApiToken.objects.filter(user=request.user), token_id, "token")
     services.api_token_revoke(token=token)
     messages.success(request, f"Token {token.name or token.prefix} revoked.")
     return redirect("web:tokens")
