@@ -73,12 +73,14 @@ class FleetNodeListApi(APIView):
         synced_at = serializers.DateTimeField(allow_null=True)
         accounts_in_sync = serializers.IntegerField()
         accounts_total = serializers.IntegerField()
+        connections = serializers.IntegerField(allow_null=True, help_text="current client connections, from the "
+                                               "node's /varz; null when it did not answer within 0.5 s")
 
     @extend_schema(operation_id="v1_fleet_nodes_list", responses=paginated(OutputSerializer, "PaginatedNodeList"),
                    parameters=[OpenApiParameter("limit", int, required=False),
                                OpenApiParameter("offset", int, required=False)])
     def get(self, request: Request) -> Response:
-        return paginated_response(queryset=fleet_overview(), serializer_class=self.OutputSerializer, request=request,
+        return paginated_response(queryset=fleet_overview(connections=True), serializer_class=self.OutputSerializer, request=request,
                                   view=self)
 
 

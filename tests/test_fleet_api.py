@@ -168,6 +168,7 @@ def test_fleet_nodes_lists_every_node_with_health_and_accounts_in_sync(account, 
     assert (second["name"], second["state"], second["restarts"]) == ("n2", "failed", 3)
     assert second["last_error"] == "exited with status 1" and second["last_healthy_at"] is None
     assert (second["accounts_in_sync"], second["accounts_total"]) == (0, total)
+    assert first["connections"] is None and second["connections"] is None  # no server behind these ports
 
 
 def test_fleet_nodes_is_paginated(staff):
