@@ -23,7 +23,14 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from accounts_service.models import Account, AttemptCounter, AuditEvent, Invitation, Team, TeamMembership
 from accounts_service.plans import FREE_PLAN
-from accounts_service.services import account_create, account_delete, audit_record, team_create, team_personal_ensure
+from accounts_service.services import (
+    account_create,
+    account_delete,
+    account_signing_key_rotate,
+    audit_record,
+    team_create,
+    team_personal_ensure,
+)
 from operators.errors import ApplicationError, NotFound
 
 DEFAULT_ACCOUNT_NAME = "default"
@@ -209,6 +216,12 @@ def account_delete_by(*, account: Account, by) -> None:
     audit_record(action=AuditEvent.Action.ACCOUNT_DELETE, actor=by, team=account.team, target=account.public_key,
                  detail={"name": account.name})
     account_delete(account=account)
+
+
+def signing_key_rotate_by(*, account: Account, public_key: str, by) -> None:
+    """An owner rotates one of the account's signing keys (audit-logged by the service)."""
+    owner_required(team=account.team, user=by)
+    account_signing_key_rotate(account=account, public_key=public_key, actor=by)
 
 
 def membership_get(*, team: Team, user) -> TeamMembership:

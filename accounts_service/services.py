@@ -41,7 +41,7 @@ from accounts_service.validation import (
 )
 from operators import claims
 from operators import services as op_services
-from operators.errors import ApplicationError
+from operators.errors import ApplicationError, NotFound
 from operators.models import SealedSeed, SigningKey
 from operators.nkeys import KeyType
 from operators.selectors import operator_get
@@ -232,6 +232,39 @@ def account_signing_key_add(
     return key
 
 
+@transaction.atomic
+def account_signing_key_rotate(*, account: Account, public_key: str, actor=None) -> SigningKey:
+    """Replace one of the account's signing keys (a leaked seed, a departing admin): a new key with the same
+    role and template re-signs every active user of the old one, and the old key leaves the account JWT, so
+    JWTs it signed stop working on every node. Users must fetch their new ``.creds``. Revoked users keep
+    their old JWT: re-signing them would issue a JWT newer than their revocation, which NATS would accept.
+    """
+    account = _lock(account)
+    old = SigningKey.objects.filter(owner_public_key=account.public_key, public_key=public_key).first()
+    if old is None:
+        raise NotFound(f"no signing key {public_key} in this account", extra={"signing_key": public_key})
+    role, template, old_seed_id = old.role, old.template, old.seed_id
+    if role:  # the role is unique per account: free it for the new key first
+        SigningKey.objects.filter(pk=old.pk).update(role="", template=None)
+    new = op_services.signing_key_create(owner_public_key=account.public_key, role=role,
+                                         template=template if role else None, description=old.description)
+    now = int(time.time())
+    reissued = 0
+    for user in NatsUser.objects.filter(signing_key=old).select_related("account"):
+        user.signing_key = new
+        if user.revoked_at is None:
+            user.jwt_iat = max(now, user.jwt_iat + 1)
+            user.jwt = _user_jwt(user, iat=user.jwt_iat)
+            reissued += 1
+        user.save(update_fields=["signing_key", "jwt", "jwt_iat"])
+    SigningKey.objects.filter(pk=old.pk).delete()
+    SealedSeed.objects.filter(pk=old_seed_id).delete()
+    account_resign(account=account)
+    audit_record(action=AuditEvent.Action.KEY_ROTATE, actor=actor, team=account.team, target=new.public_key,
+                 detail={"account": account.public_key, "old": public_key, "role": role, "users_reissued": reissued})
+    return new
+
+
 def _template_check(template: dict[str, Any]) -> dict[str, Any]:
     allowed = {"pub_allow", "pub_deny", "sub_allow", "sub_deny", "allow_responses", "subs", "data", "payload"}
     unknown = set(template) - allowed
@@ -284,7 +317,6 @@ def _signing_key_for(account: Account, role: str | None) -> SigningKey:
     return key
 
 
-@transaction.atomic
 def user_create(
     *,
     account: Account,
@@ -305,11 +337,9 @@ def user_create(
     """A user of ``account``: we generate its key (and keep the seed sealed) unless ``public_key`` is given.
 
     With ``role`` the user is signed by that scoped signing key and carries no permissions of its own.
+    Checks, key generation, sealing and signing come first; only the two inserts run in the transaction (on
+    SQLite, the time it holds the database's one write lock).
     """
-    # The lock orders this against the account's re-signs and deletion. On SQLite, select_for_update is a no-op
-    # and the write transaction (BEGIN IMMEDIATE) already holds the database lock: the re-read would buy nothing.
-    if connection.features.has_select_for_update:
-        account = _lock(account)
     name = name_check(name)
     fields: dict[str, Any] = {
         "pub_allow": subjects_check(pub_allow, field="pub_allow"),
@@ -334,25 +364,33 @@ def user_create(
         if Revocation.objects.filter(public_key=public_key).exists():
             raise ApplicationError("this public key was revoked; generate a new key", extra={"field": "public_key"})
     else:
-        seed = op_services.seed_generate(key_type=KeyType.USER)
+        seed = op_services.seed_prepare(key_type=KeyType.USER)  # generated and sealed, saved below
         public_key = seed.public_key
-    user = NatsUser(account=account, name=name, public_key=public_key, seed=seed, signing_key=key,
-                    expires_at=expires_at, **fields)
+    user = NatsUser(account=account, name=name, public_key=public_key, signing_key=key, expires_at=expires_at,
+                    **fields)
     user.jwt_iat = int(time.time())
     user.jwt = _user_jwt(user, iat=user.jwt_iat)
-    # The unique constraints (account + name, public key) decide; the conflict is looked up only when one fails,
-    # rather than checked with two reads on every creation. (The outer atomic drops the sealed seed with it.)
-    try:
-        with transaction.atomic():
-            user.save(force_insert=True)
-    except IntegrityError as exc:
-        if NatsUser.objects.filter(account=account, name=name).exists():
-            raise ApplicationError(f"the account already has a user named {name!r}", extra={"field": "name"},
-                                   status_code=409) from exc
-        if NatsUser.objects.filter(public_key=public_key).exists():
-            raise ApplicationError("a user with this public key already exists", extra={"field": "public_key"},
-                                   status_code=409) from exc
-        raise
+    with transaction.atomic():
+        # The lock orders this against the account's re-signs and deletion. On SQLite select_for_update is a
+        # no-op, and the transaction (BEGIN IMMEDIATE) already holds the database lock: the re-read buys nothing.
+        if connection.features.has_select_for_update:
+            _lock(account)
+        if seed is not None:
+            seed.save(force_insert=True)
+            user.seed = seed
+        # The unique constraints (account + name, public key) decide; the conflict is looked up only when one
+        # fails, rather than checked with two reads on every creation. The sealed seed goes with the rollback.
+        try:
+            with transaction.atomic():
+                user.save(force_insert=True)
+        except IntegrityError as exc:
+            if NatsUser.objects.filter(account=account, name=name).exists():
+                raise ApplicationError(f"the account already has a user named {name!r}", extra={"field": "name"},
+                                       status_code=409) from exc
+            if NatsUser.objects.filter(public_key=public_key).exists():
+                raise ApplicationError("a user with this public key already exists", extra={"field": "public_key"},
+                                       status_code=409) from exc
+            raise
     return user
 
 

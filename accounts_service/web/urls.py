@@ -26,6 +26,7 @@ urlpatterns = [
     path("accounts/<str:pk>/", views.account_detail, name="account"),
     path("accounts/<str:pk>/edit/", views.account_edit, name="account_edit"),
     path("accounts/<str:pk>/delete/", views.account_delete, name="account_delete"),
+    path("accounts/<str:pk>/signing-keys/<str:key>/rotate", views.signing_key_rotate, name="signing_key_rotate"),
     path("accounts/<str:pk>/users/new/", views.user_create, name="user_create"),
     path("accounts/<str:pk>/users/<str:upk>/creds", views.user_creds, name="user_creds"),
     path("accounts/<str:pk>/users/<str:upk>/revoke", views.user_revoke, name="user_revoke"),

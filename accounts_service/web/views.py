@@ -30,6 +30,7 @@ from accounts_service.plans import FREE_PLAN, plan_limits
 from accounts_service.selectors import account_for_user_get, team_for_user_get, user_get
 from accounts_service.web import forms
 from operators.errors import ApplicationError, NotFound
+from operators.models import SigningKey
 
 # ------------------------------------------------------------------------------------------------
 # Helpers
@@ -40,8 +41,8 @@ def service_call(form, fn: Callable[..., Any], /, **kwargs) -> tuple[bool, Any]:
     """Run a service; an ApplicationError becomes an error on the field it names (or on the form)."""
     try:
         return True, fn(**kwargs)
-    except NotFound:
-        raise
+    except NotFound as exc:  # another team's object or an unknown one: the same 404
+        raise Http404(exc.message) from None
     except ApplicationError as exc:
         field = exc.extra.get("field")
         if field not in form.fields:
@@ -259,7 +260,21 @@ def account_edit(request: HttpRequest, pk: str) -> HttpResponse:
             messages.success(request, f"Account {account.name} saved (version {account.version}); "
                                       "pushing to the fleet.")
             return redirect("web:account", pk=account.public_key)
-    return render(request, "web/account_edit.html", {"form": form, "account": _account(request, pk), "tab": "edit"})
+    account = _account(request, pk)
+    keys = (SigningKey.objects.filter(owner_public_key=account.public_key)
+            .annotate(user_count=Count("users", filter=Q(users__revoked_at__isnull=True))).order_by("role", "id"))
+    return render(request, "web/account_edit.html", {"form": form, "account": account, "tab": "edit",
+                                                     "signing_keys": keys, "is_owner": _is_owner(request, account.team)})
+
+
+@login_required
+@require_POST
+def signing_key_rotate(request: HttpRequest, pk: str, key: str) -> HttpResponse:
+    account = _account(request, pk)
+    if _attempt(request, people.signing_key_rotate_by, account=account, public_key=key, by=request.user):
+        messages.success(request, "Signing key rotated: users were re-issued with the new key and the old key's JWTs "
+                                  "stop working once the fleet holds the new account JWT. Download fresh .creds.")
+    return redirect("web:account_edit", pk=pk)
 
 
 @login_required
@@ -391,8 +406,8 @@ def _attempt(request: HttpRequest, fn: Callable[..., Any], /, **kwargs) -> bool:
     """Run a service for a button (no form): a refusal becomes an error message on the page it returns to."""
     try:
         fn(**kwargs)
-    except NotFound:
-        raise
+    except NotFound as exc:  # another team's object or an unknown one: the same 404
+        raise Http404(exc.message) from None
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return False

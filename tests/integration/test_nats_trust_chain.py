@@ -604,3 +604,43 @@ def test_lookup_returns_exactly_the_pushed_jwt(nats_server, team):
     stored = account_lookup(account_public_key=account.public_key, url=url)
     assert stored == newer
     assert jwt_claims(stored)["nats"]["exports"][0]["subject"] == "feed.>"
+
+
+# ------------------------------------------------------------------------------------------------
+# Signing key rotation: the old key's creds are refused, the re-issued ones work
+# ------------------------------------------------------------------------------------------------
+
+
+def test_rotated_signing_key_refuses_old_creds_and_accepts_new_ones(nats_server, team):
+    from accounts_service.services import account_signing_key_rotate
+    from operators.models import SigningKey
+
+    url = nats_server.url
+    account = account_create(team=team, name="rotating")
+    user = user_create(account=account, name="svc", pub_allow=["svc.>"], sub_allow=["svc.>"])
+    push(account, url)
+    old_creds = user_creds_get(user=user)
+
+    async def works(creds_text: str) -> None:
+        conn = await open_conn(url, creds_text, name="svc")
+        try:
+            sub = await conn.nc.subscribe("svc.ping")
+            await conn.nc.publish("svc.ping", b"hi")
+            assert (await sub.next_msg(timeout=REQUEST_TIMEOUT)).data == b"hi"
+        finally:
+            await conn.close()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(works(old_creds))
+        old_key = SigningKey.objects.get(owner_public_key=account.public_key).public_key
+        account_signing_key_rotate(account=account, public_key=old_key)
+        push(account, url)
+        user.refresh_from_db()
+        new_creds = user_creds_get(user=user)
+        assert new_creds != old_creds
+        error = loop.run_until_complete(refused(url, old_creds))
+        assert "authorization violation" in error, error
+        loop.run_until_complete(works(new_creds))
+    finally:
+        loop.close()

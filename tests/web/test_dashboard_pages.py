@@ -267,3 +267,43 @@ def test_another_persons_token_cannot_be_revoked(owner_client, operator_setup):
     assert owner_client.post(f"/tokens/{record.pk}/revoke").status_code == 404
     record.refresh_from_db()
     assert record.revoked_at is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Signing key rotation
+# ------------------------------------------------------------------------------------------------
+
+
+def test_rotating_a_signing_key_reissues_active_users_and_drops_the_old_key(client, owner, shared):
+    from operators import claims
+    from operators.models import SigningKey
+
+    account = _account(shared)
+    active = services.user_create(account=account, name="active")
+    gone = services.user_revoke(user=services.user_create(account=account, name="gone"))
+    old = SigningKey.objects.get(owner_public_key=account.public_key)
+    account.refresh_from_db()
+    old_jwt, version = active.jwt, account.version
+    url = f"/accounts/{account.public_key}/signing-keys/{old.public_key}/rotate"
+
+    member = _person("member@example.com")
+    TeamMembership.objects.create(team=shared, user=member, role=TeamMembership.Role.MEMBER)
+    client.force_login(member)
+    assert client.get(url).status_code == 405
+    assert b"only the team&#x27;s owners" in client.post(url, follow=True).content
+    assert SigningKey.objects.filter(pk=old.pk).exists()
+
+    client.force_login(owner)
+    assert client.post(url)["Location"] == f"/accounts/{account.public_key}/edit/"
+    new = SigningKey.objects.get(owner_public_key=account.public_key)
+    assert new.public_key != old.public_key
+    active.refresh_from_db()
+    gone.refresh_from_db()
+    assert active.jwt != old_jwt and claims.decode(active.jwt).issuer == new.public_key
+    assert gone.jwt_iat <= gone.account.revocations.get(public_key=gone.public_key).revoked_at_ts  # still revoked
+    account.refresh_from_db()
+    assert account.version == version + 1
+    assert list(claims.decode(account.jwt).signing_keys()) == [new.public_key]
+    event = AuditEvent.objects.get(team=shared, action="key.rotate")
+    assert event.detail["old"] == old.public_key and event.detail["users_reissued"] == 1
+    assert client.post(url).status_code == 404  # the old key is gone

@@ -16,6 +16,7 @@ from accounts_service.models import Account, ApiToken, AuditEvent, Invitation, N
 from accounts_service.people import invitation_create, team_create_with_account
 from accounts_service.web import urls as web_urls
 from broker_gateway import urls as fleet_urls
+from operators.models import SigningKey
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +61,7 @@ def world(operator_setup):
         "slug": v_team.slug, "membership_id": TeamMembership.objects.get(team=v_team, user=victim).pk,
         "invitation_id": v_invitation.pk, "token_id": v_token.pk, "export_id": v_export.pk,
         "import_id": v_import.pk, "activation_id": v_activation.pk,
+        "key": SigningKey.objects.filter(owner_public_key=v_account.public_key).first().public_key,
     }
     own = {"pk": a_account.public_key, "slug": a_team.slug}
     return {"attacker": attacker, "foreign": foreign, "own": own, "victim_account": v_account}
@@ -72,6 +74,7 @@ def _snapshot(account: Account) -> tuple:
         list(NatsUser.objects.filter(account=account).values_list("public_key", "revoked_at")),
         account.account_exports.count(), account.account_imports.count(),
         list(account.account_exports.values_list("activations__revoked_at", flat=True)),
+        list(SigningKey.objects.filter(owner_public_key=account.public_key).values_list("public_key", flat=True)),
         TeamMembership.objects.filter(team=account.team).count(),
         Invitation.objects.filter(team=account.team, revoked_at__isnull=True).count(),
         ApiToken.objects.filter(revoked_at__isnull=True).count(),
@@ -90,7 +93,7 @@ def _fill(route: str, values: dict) -> str:
 def test_every_web_route_with_ids_is_covered():
     names = {param for _, _, params in routes_with_ids() for param in params}
     known = {"pk", "account_pk", "upk", "slug", "membership_id", "invitation_id", "token_id", "export_id",
-             "import_id", "activation_id"}
+             "import_id", "activation_id", "key"}
     assert names <= known, f"new id parameters {names - known}: add them to the world fixture"
     assert len(routes_with_ids()) >= 15
 
