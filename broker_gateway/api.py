@@ -80,8 +80,8 @@ class FleetNodeListApi(APIView):
                    parameters=[OpenApiParameter("limit", int, required=False),
                                OpenApiParameter("offset", int, required=False)])
     def get(self, request: Request) -> Response:
-        return paginated_response(queryset=fleet_overview(connections=True), serializer_class=self.OutputSerializer, request=request,
-                                  view=self)
+        return paginated_response(queryset=fleet_overview(connections=True), serializer_class=self.OutputSerializer,
+                                  request=request, view=self)
 
 
 class ConnectApi(APIView):

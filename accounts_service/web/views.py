@@ -263,8 +263,10 @@ def account_edit(request: HttpRequest, pk: str) -> HttpResponse:
     account = _account(request, pk)
     keys = (SigningKey.objects.filter(owner_public_key=account.public_key)
             .annotate(user_count=Count("users", filter=Q(users__revoked_at__isnull=True))).order_by("role", "id"))
-    return render(request, "web/account_edit.html", {"form": form, "account": account, "tab": "edit",
-                                                     "signing_keys": keys, "is_owner": _is_owner(request, account.team)})
+    return render(request, "web/account_edit.html", {
+        "form": form, "account": account, "tab": "edit", "signing_keys": keys,
+        "is_owner": _is_owner(request, account.team),
+    })
 
 
 @login_required
