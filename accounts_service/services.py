@@ -308,7 +308,9 @@ def _user_jwt(user: NatsUser, *, iat: int) -> str:
 
 
 def _signing_key_for(account: Account, role: str | None) -> SigningKey:
-    qs = SigningKey.objects.filter(owner_public_key=account.public_key).select_related("seed")  # it signs next
+    # With its sealed seed (it signs next), and only the columns signing reads.
+    qs = SigningKey.objects.filter(owner_public_key=account.public_key).select_related("seed").only(
+        "id", "owner_public_key", "public_key", "role", "seed__id", "seed__public_key", "seed__sealed")
     key = qs.filter(role=role).first() if role else qs.filter(role="").order_by("id").first()
     if key is None:
         if role:
@@ -337,8 +339,9 @@ def user_create(
     """A user of ``account``: we generate its key (and keep the seed sealed) unless ``public_key`` is given.
 
     With ``role`` the user is signed by that scoped signing key and carries no permissions of its own.
-    Checks, key generation, sealing and signing come first; only the two inserts run in the transaction (on
-    SQLite, the time it holds the database's one write lock).
+    Checks, key generation and sealing come first; the transaction (on SQLite, the time it holds the database's
+    one write lock) reads the signing key, signs and inserts, so a concurrent key rotation is either before it
+    (the new key signs) or after it (the rotation re-issues this user).
     """
     name = name_check(name)
     fields: dict[str, Any] = {
@@ -352,10 +355,6 @@ def user_create(
         "payload": limit_check(payload, field="payload"),
         "bearer_token": bool(bearer_token),
     }
-    key = _signing_key_for(account, role)
-    if key.scoped and any(fields[f] for f in ("pub_allow", "pub_deny", "sub_allow", "sub_deny")):
-        raise ApplicationError("a user of a scoped signing key takes its permissions from the role",
-                               extra={"field": "role"})
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError("expires_at is in the past", extra={"field": "expires_at"})
     seed = None
@@ -366,15 +365,19 @@ def user_create(
     else:
         seed = op_services.seed_prepare(key_type=KeyType.USER)  # generated and sealed, saved below
         public_key = seed.public_key
-    user = NatsUser(account=account, name=name, public_key=public_key, signing_key=key, expires_at=expires_at,
-                    **fields)
-    user.jwt_iat = int(time.time())
-    user.jwt = _user_jwt(user, iat=user.jwt_iat)
     with transaction.atomic():
-        # The lock orders this against the account's re-signs and deletion. On SQLite select_for_update is a
-        # no-op, and the transaction (BEGIN IMMEDIATE) already holds the database lock: the re-read buys nothing.
+        # The lock orders this against the account's re-signs, key rotations and deletion. On SQLite
+        # select_for_update is a no-op, and the transaction (BEGIN IMMEDIATE) already holds the database lock.
         if connection.features.has_select_for_update:
             _lock(account)
+        key = _signing_key_for(account, role)
+        if key.scoped and any(fields[f] for f in ("pub_allow", "pub_deny", "sub_allow", "sub_deny")):
+            raise ApplicationError("a user of a scoped signing key takes its permissions from the role",
+                                   extra={"field": "role"})
+        user = NatsUser(account=account, name=name, public_key=public_key, signing_key=key, expires_at=expires_at,
+                        **fields)
+        user.jwt_iat = int(time.time())
+        user.jwt = _user_jwt(user, iat=user.jwt_iat)
         if seed is not None:
             seed.save(force_insert=True)
             user.seed = seed
@@ -481,7 +484,7 @@ def user_creds_get(*, user: NatsUser) -> str:
 def user_creds_download(*, user: NatsUser, actor) -> str:
     """The ``.creds`` handed to a person (``actor``, a member of the owning team): recorded in the audit log."""
     text = user_creds_get(user=user)
-    audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=actor, team=user.account.team,
+    audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=actor, team_id=user.account.team_id,
                  target=user.public_key, detail={"account": user.account.public_key, "user": user.name})
     return text
 

@@ -23,19 +23,28 @@ from operators.signals import account_jwt_issued
 # Sealed seeds
 # ---------------------------------------------------------------------------------------------
 
+def _sealed(keypair: KeyPair) -> SealedSeed:
+    ring = keyring_get()
+    return SealedSeed(public_key=keypair.public_key, key_type=keypair.key_type.letter, key_id=ring.current,
+                      sealed=ring.seal(keypair.seed, public_key=keypair.public_key))
+
+
 def seed_seal(*, keypair: KeyPair) -> SealedSeed:
     """Store a key pair's seed encrypted, bound to its public key."""
-    return SealedSeed.objects.create(
-        public_key=keypair.public_key,
-        key_type=keypair.key_type.letter,
-        key_id=keyring_get().current,
-        sealed=keyring_get().seal(keypair.seed, public_key=keypair.public_key),
-    )
+    sealed = _sealed(keypair)
+    sealed.save(force_insert=True)
+    return sealed
 
 
 def seed_generate(*, key_type: KeyType) -> SealedSeed:
     """A new key pair of ``key_type`` whose seed is stored sealed."""
     return seed_seal(keypair=nkeys.generate(key_type))
+
+
+def seed_prepare(*, key_type: KeyType) -> SealedSeed:
+    """A new key pair of ``key_type``, its seed already sealed, not yet saved: the caller saves it in the
+    transaction that stores what it belongs to (so the generation runs outside that transaction)."""
+    return _sealed(nkeys.generate(key_type))
 
 
 def _seed_open(sealed: SealedSeed) -> KeyPair:

@@ -26,6 +26,7 @@ from accounts_service.api.utils import (
     plain_text_response,
 )
 from accounts_service.models import LIMIT_FIELDS, Account
+from accounts_service.plans import FREE_PLAN
 from accounts_service.selectors import account_for_user_get, team_for_user_get
 from accounts_service.validation import MAX_DESCRIPTION, MAX_LIMIT
 
@@ -33,7 +34,6 @@ from accounts_service.validation import MAX_DESCRIPTION, MAX_LIMIT
 # Accounts
 # ------------------------------------------------------------------------------------------------
 
-FREE_PLAN = "free"
 
 
 class AccountOutputSerializer(serializers.Serializer):
@@ -44,6 +44,7 @@ class AccountOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     team = serializers.IntegerField(source="team_id")
+    plan = serializers.CharField(help_text="the plan bounding the limits; empty for an operator-managed account")
     limits = serializers.SerializerMethodField()
     version = serializers.IntegerField()
     jwt_iat = serializers.IntegerField()
@@ -120,7 +121,8 @@ class AccountListCreateApi(APIView):
         team = (services.team_personal_ensure(user=request.user) if team_id is None
                 else team_for_user_get(user=request.user, team_id=team_id))
         account = services.account_create(
-            team=team, name=data["name"], description=data.get("description", ""), limits=data.get("limits")
+            team=team, name=data["name"], description=data.get("description", ""), limits=data.get("limits"),
+            plan=data.get("plan") or FREE_PLAN,
         )
         return Response(self.OutputSerializer(account).data, status=status.HTTP_201_CREATED)
 

@@ -7,7 +7,7 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from operators.errors import ApplicationError
 
@@ -19,6 +19,13 @@ def _json_errors(context) -> None:
         request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
 
 
+def _rollback(context) -> None:
+    # As DRF's own handler does: an error rolls back the request's transaction (ATOMIC_REQUESTS). A view that
+    # opted out (ServiceTransactionsMixin) has none, and an atomic block around it is not the request's.
+    if getattr(context.get("view"), "request_transaction", True):
+        set_rollback()
+
+
 def exception_handler(exc, context):
     _json_errors(context)
     if isinstance(exc, ApplicationError):
@@ -27,18 +34,23 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        return None
-    detail = response.data
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a server error: Django's handler answers 500
+    # DRF's exception_handler, in the one error shape.
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = f"{int(exc.wait)}"
+    detail = exc.detail if isinstance(exc.detail, list | dict) else {"detail": exc.detail}
     if isinstance(detail, dict) and "detail" in detail:
         message, extra = str(detail["detail"]), {}
     elif isinstance(exc, exceptions.ValidationError):
         message, extra = "invalid input", {"fields": detail}
     else:
         message, extra = str(detail), {}
-    response.data = {"message": message, "extra": extra}
-    return response
+    _rollback(context)
+    return Response({"message": message, "extra": extra}, status=exc.status_code, headers=headers)
 
 
 def json_404(request, exception=None) -> JsonResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.http import HttpResponse
@@ -19,6 +18,7 @@ from accounts_service.api.utils import (
     TEXT_RENDERERS,
     USER_KEY_PATTERN,
     AcceptHeaderNegotiation,
+    ServiceTransactionsMixin,
     StrictBooleanField,
     StrictCharField,
     StrictDateTimeField,
@@ -30,9 +30,10 @@ from accounts_service.api.utils import (
     plain_text_response,
     subject_field,
 )
-from accounts_service.models import AuditEvent, NatsUser
+from accounts_service.models import Account, NatsUser
 from accounts_service.selectors import account_for_user_get, user_get
 from accounts_service.validation import MAX_LIMIT, MAX_SUBJECTS
+from operators.errors import NotFound
 
 # ------------------------------------------------------------------------------------------------
 # Serializers shared by the user routes
@@ -123,7 +124,7 @@ class UserOutputSerializer(serializers.Serializer):
 # ------------------------------------------------------------------------------------------------
 
 
-class UserListCreateApi(APIView):
+class UserListCreateApi(ServiceTransactionsMixin, APIView):
     """``GET/POST /api/v1/accounts/{account_pk}/users/``: the account's users; a new one."""
 
     class InputSerializer(StrictInputSerializer):
@@ -154,7 +155,10 @@ class UserListCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        # The hot path of .creds issuance: the scoped read of only what creating a user reads (its id and key);
+        # a miss asks the selector, for its 404.
+        found = Account.objects.for_user(request.user).filter(public_key=account_pk).only("id", "public_key")
+        account = next(iter(found[:1]), None) or account_for_user_get(user=request.user, public_key=account_pk)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = services.user_create(account=account, **_flatten(serializer.validated_data))
@@ -197,12 +201,7 @@ class UserDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _creds_filename(name: str) -> str:
-    # User names may hold quotes, slashes or non-ASCII; keep the header value plain ASCII.
-    return (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "user") + ".creds"
-
-
-class UserCredsApi(APIView):
+class UserCredsApi(ServiceTransactionsMixin, APIView):
     """``GET .../users/{user_pk}/creds``: the ``.creds`` file (user JWT + seed); 409 if we never had the seed."""
 
     renderer_classes = TEXT_RENDERERS
@@ -210,15 +209,21 @@ class UserCredsApi(APIView):
 
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request: Request, account_pk: str, user_pk: str) -> HttpResponse:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
-        user = user_get(account=account, public_key=user_pk)
-        text = services.user_creds_get(user=user)
-        services.audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=request.user, team_id=account.team_id,
-                              target=user.public_key, detail={"account": account.public_key, "user": user.name})
+        # One scoped read for the account and the user (the hot path of .creds issuance); only a miss asks the
+        # selectors, so that an unknown account and an unknown user keep their own 404s.
+        found = (
+            NatsUser.objects.for_user(request.user).filter(account__public_key=account_pk, public_key=user_pk)
+            .select_related("account").only("id", "name", "public_key", "account__public_key", "account__team_id")
+        )
+        user = next(iter(found[:1]), None)  # (public keys are unique: a slice, without .first()'s ORDER BY)
+        if user is None:
+            user_get(account=account_for_user_get(user=request.user, public_key=account_pk), public_key=user_pk)
+            raise NotFound(f"no user {user_pk} in this account", extra={"user": user_pk})  # (raced a deletion)
+        text = services.user_creds_download(user=user, actor=request.user)
         # The body holds a secret: never cached by browsers or proxies.
         return plain_text_response(text, headers={
             "Cache-Control": "no-store",
-            "Content-Disposition": f'attachment; filename="{_creds_filename(user.name)}"',
+            "Content-Disposition": f'attachment; filename="{services.creds_filename(user.name)}"',
         })
 
 
@@ -231,9 +236,5 @@ class UserRevokeApi(APIView):
     def post(self, request: Request, account_pk: str, user_pk: str) -> Response:
         account = account_for_user_get(user=request.user, public_key=account_pk)
         user = user_get(account=account, public_key=user_pk)
-        was_revoked = user.revoked_at is not None
-        user = services.user_revoke(user=user)
-        if not was_revoked:
-            services.audit_record(action=AuditEvent.Action.USER_REVOKE, actor=request.user, team=account.team,
-                                  target=user.public_key, detail={"account": account.public_key, "user": user.name})
+        user = services.user_revoke(user=user, actor=request.user)
         return Response(self.OutputSerializer(user).data)

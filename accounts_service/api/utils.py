@@ -6,6 +6,7 @@ import json
 import re
 
 from django.core.validators import RegexValidator
+from django.db import transaction
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import renderers, serializers
@@ -163,6 +164,23 @@ TEXT_RENDERERS = [renderers.JSONRenderer, PlainTextRenderer]
 def plain_text_response(text: str, *, headers: dict[str, str] | None = None) -> HttpResponse:
     # A JWT or a .creds file is a text document, not a JSON value, so DRF's renderers are bypassed on purpose.
     return HttpResponse(text, content_type="text/plain; charset=utf-8", headers=headers or {})
+
+
+class ServiceTransactionsMixin:
+    """Opts an API view out of ``ATOMIC_REQUESTS``: its services open their own (short) transactions.
+
+    For views whose writes all happen inside one ``@transaction.atomic`` service call (or a single insert), so a
+    failure leaves nothing half-written either way. On SQLite every transaction is ``BEGIN IMMEDIATE`` and takes
+    the database's one write lock, which the request-wide transaction would hold through authentication,
+    parsing, lookups and rendering; the reads here run outside it (WAL readers never wait), and the lock is held
+    only while the service writes. https://docs.djangoproject.com/en/5.2/topics/db/transactions/#tying-transactions-to-http-requests
+    """
+
+    request_transaction = False  # (read by the exception handler: no request transaction to roll back)
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return transaction.non_atomic_requests(super().as_view(**initkwargs))
 
 
 class StrictLimitOffsetPagination(LimitOffsetPagination):

@@ -108,9 +108,23 @@ def test_account_create_defaults_to_the_personal_team(api, alice, operator_setup
     assert body["team"] == personal.pk
     assert body["name"] == "mine" and body["description"] == "first"
     assert body["version"] == 1 and body["jwt_iat"] > 0 and body["jwt_jti"]
-    assert set(body) == {"public_key", "name", "description", "team", "limits", "version", "jwt_iat", "jwt_jti",
-                         "created_at", "updated_at"}
+    assert set(body) == {"public_key", "name", "description", "team", "plan", "limits", "version", "jwt_iat",
+                         "jwt_jti", "created_at", "updated_at"}
+    assert body["plan"] == "free" and body["limits"]["conn"] == 50  # the free plan's allowance
     assert Account.objects.filter(public_key=body["public_key"], team=personal).exists()
+
+
+def test_account_limits_stay_within_the_plan(api, alice, operator_setup):
+    created = api.post(ACCOUNTS, {"name": "capped", "limits": {"conn": 10}}, format="json")
+    assert created.status_code == 201 and created.json()["limits"]["conn"] == 10
+    pk = created.json()["public_key"]
+    over = api.patch(f"{ACCOUNTS}{pk}/", {"limits": {"conn": 10_000, "leaf": -1}}, format="json")
+    assert over.status_code == 400
+    assert over.json()["message"] == "the free plan allows conn at most 50, leaf at most 2"
+    assert over.json()["extra"]["fields"] == ["conn", "leaf"]
+    assert api.get(f"{ACCOUNTS}{pk}/").json()["limits"]["conn"] == 10
+    refused = api.post(ACCOUNTS, {"name": "huge", "limits": {"disk_storage": -1}}, format="json")
+    assert refused.status_code == 400 and "disk_storage" in refused.json()["message"]
 
 
 def test_account_create_in_a_named_team_with_limits(api, team, operator_setup):
@@ -120,7 +134,7 @@ def test_account_create_in_a_named_team_with_limits(api, team, operator_setup):
     body = response.json()
     assert body["team"] == team.pk
     assert body["limits"]["conn"] == 10 and body["limits"]["wildcard_exports"] is False
-    assert body["limits"]["subs"] == -1
+    assert body["limits"]["subs"] == 1000  # the rest is the free plan's allowance
 
 
 def test_account_create_in_another_team_is_404(api, other_team, operator_setup):
