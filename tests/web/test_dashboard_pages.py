@@ -86,6 +86,8 @@ def test_limits_are_edited_within_the_plan(owner_client, shared):
     url = f"/accounts/{account.public_key}/edit/"
     page = owner_client.get(url)
     assert b"plan allows up to 50" in page.content
+    assert "<title>Settings · default · natsctl</title>" in page.content.decode()
+    assert page.content.decode().count("<h2>Signing keys</h2>") == 1
     form = {"name": "default", "description": "main", "conn": 10, "subs": 100, "data": -1, "payload": 65536,
             "imports": 5, "exports": 5, "leaf": 0, "mem_storage": 0, "disk_storage": 1024, "streams": 1,
             "consumer": 2}
