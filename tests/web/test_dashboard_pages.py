@@ -210,6 +210,7 @@ def test_invite_accept_and_roles(client, owner, shared, django_capture_on_commit
     assert refused.status_code == 403 and b"sent to new@example.com" in refused.content
     invitee = _person("new@example.com")
     client.force_login(invitee)
+    assert "You are invited to join <strong>Acme</strong> as member" in client.get("/dashboard/").content.decode()
     assert client.post(link)["Location"] == f"/teams/{shared.slug}/"
     assert TeamMembership.objects.get(team=shared, user=invitee).role == "member"
     assert client.get(link).status_code == 404
