@@ -157,6 +157,7 @@ def account_create(
     _limits_apply(account, limits or {})
     account.save()
     op_services.signing_key_create(owner_public_key=account.public_key, description="signs this account's users")
+    _usage_import_add(account)  # signed with everything else: version 1 already answers ngs.usage
     return account_resign(account=account)
 
 
@@ -724,3 +725,48 @@ def audit_record(*, action: str, actor=None, team: Team | None = None, team_id: 
         actor_name=getattr(actor, "get_username", lambda: "")() if actor is not None else "",
         target=target[:128], detail=detail or {},
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# The platform's ngs.usage service: a public service export every tenant account imports
+# ------------------------------------------------------------------------------------------------
+
+USAGE_ACCOUNT = "ngs"
+USAGE_LOCAL_SUBJECT = "ngs.usage"
+USAGE_EXPORT_SUBJECT = "ngs.usage.*"  # the importing account's own key in the third token
+
+
+def usage_export_get() -> Export | None:
+    return (Export.objects.select_related("account")
+            .filter(account__team__is_platform=True, subject=USAGE_EXPORT_SUBJECT).first())
+
+
+def _usage_import_add(account: Account) -> bool:
+    """Give a tenant account its ``ngs.usage`` import (once the platform offers the service). The export's
+    account token position makes the servers accept only ``ngs.usage.<the importer's own key>``."""
+    export = usage_export_get()
+    if (export is None or account.is_system or account.team.is_platform
+            or Import.objects.filter(account=account, local_subject=USAGE_LOCAL_SUBJECT).exists()):
+        return False
+    Import.objects.create(account=account, export=export, name="ngs.usage", local_subject=USAGE_LOCAL_SUBJECT,
+                          subject=f"ngs.usage.{account.public_key}")
+    return True
+
+
+@transaction.atomic
+def usage_service_ensure() -> Account:
+    """The platform account exporting ``ngs.usage.*``; every tenant account without the import gets it (and is
+    re-signed). Idempotent: ``make up``, the collector and a data migration call it."""
+    team = platform_team_get()
+    account = Account.objects.filter(team=team, name=USAGE_ACCOUNT).first() or account_create(
+        team=team, name=USAGE_ACCOUNT, description="platform services: ngs.usage"
+    )
+    if usage_export_get() is None:
+        export_create(account=account, name="ngs.usage", subject=USAGE_EXPORT_SUBJECT, type=Export.Type.SERVICE,
+                      account_token_position=3, description="your account's own usage: request ngs.usage")
+    for tenant in Account.objects.filter(is_system=False, team__is_platform=False).exclude(
+            account_imports__local_subject=USAGE_LOCAL_SUBJECT).select_related("team"):
+        locked = _lock(tenant)
+        if _usage_import_add(locked):
+            account_resign(account=locked)
+    return account

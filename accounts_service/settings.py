@@ -184,6 +184,8 @@ FLEET_HEALTH_STALE_SECONDS = env.float("FLEET_HEALTH_STALE_SECONDS", default=20.
 FLEET_PUSH_CONCURRENCY = env.int("FLEET_PUSH_CONCURRENCY", default=256)
 FLEET_RECONCILE_SECONDS = env.float("FLEET_RECONCILE_SECONDS", default=5.0)
 FLEET_VERIFY_SECONDS = env.float("FLEET_VERIFY_SECONDS", default=60.0)
+# The collector polls every node's STATZ this often; on a crash, a node's traffic since its last poll is lost.
+METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
 
 # ------------------------------------------------------------------------------------------------
 # Redis and Celery

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts_service import views
 from accounts_service.api import urls as api_urls
 from accounts_service.web import urls as web_urls
+from billing import api as billing_api
 from broker_gateway import urls as fleet_urls
 from broker_gateway import views as fleet_views
 
@@ -17,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_urls.urlpatterns)),
     path("api/v1/", include(fleet_urls.api_urlpatterns)),
+    path("api/v1/accounts/<str:account_pk>/usage", billing_api.AccountUsageApi.as_view(), name="api-account-usage"),
     path("staff/", include(fleet_urls.staff_urlpatterns)),
     path("", include(web_urls)),
     path("", include(fleet_urls.web_urlpatterns)),

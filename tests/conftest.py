@@ -38,9 +38,16 @@ def _gateway_closed():
 
 @pytest.fixture
 def operator_setup(db, tmp_path: Path):
-    """An operator (identity seed written to a 0600 file, not stored) and its system account."""
+    """An operator (identity seed written to a 0600 file, not stored) and its system account; the plans the
+    data migration seeds are put back, since transactional tests flush every table."""
+    import importlib
+
+    from django.apps import apps
+
     from accounts_service.services import system_account_ensure
     from operators.services import operator_init
+
+    importlib.import_module("billing.migrations.0002_plans").plans_create(apps, None)
 
     result = operator_init(name="test-op", identity_seed_out=tmp_path / "operator.nk")
     system_account_ensure()

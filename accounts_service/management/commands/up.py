@@ -49,7 +49,8 @@ def _redis_server_bin() -> str:
 
 
 class Command(BaseCommand):
-    help = "Run the whole product: Redis, the nats-server fleet, Celery worker and beat, and the web app."
+    help = ("Run the whole product: Redis, the nats-server fleet, the metering collector, Celery worker and beat, "
+            "and the web app.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -70,6 +71,7 @@ class Command(BaseCommand):
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             bin_dir = Path(sys.executable).parent
             self._spawn("fleet", [*manage, "fleet", "run"], env)
+            self._spawn("collector", [*manage, "collector"], env)
             self._spawn("worker", [str(bin_dir / "celery"), "-A", "accounts_service", "worker", "--loglevel", "INFO",
                                    "--concurrency", "2", "--hostname", "natsctl-worker@%h"], env)
             self._spawn("beat", [str(bin_dir / "celery"), "-A", "accounts_service", "beat", "--loglevel", "INFO",
@@ -124,6 +126,7 @@ class Command(BaseCommand):
             f"  {py} manage.py user create --account ACCOUNT_PUBLIC_KEY --name alice --pub '>' --sub '>' "
             "--creds-out alice.creds",
             f"  nats --server {urls} --creds alice.creds pub hello hi",
+            f"  nats --server {urls} --creds alice.creds req ngs.usage 24h   # the account's own usage",
             f"  {py} manage.py fleet status",
             "",
             "Ctrl-C stops everything.",

@@ -1,0 +1,121 @@
+"""Billing: plans, the usage ledger (ingested samples, per-server counters, hourly rollups)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+# ------------------------------------------------------------------------------------------------
+# Plans
+# ------------------------------------------------------------------------------------------------
+
+
+class Plan(models.Model):
+    """A plan as data (staff-editable): the limits compiled into its accounts' JWTs, and its price."""
+
+    name = models.SlugField(max_length=32, unique=True)
+    title = models.CharField(max_length=64)
+    sort_order = models.PositiveSmallIntegerField(default=0)
+    conn = models.BigIntegerField(help_text="client connections per account (-1 unlimited)")
+    payload = models.BigIntegerField(help_text="max message payload bytes")
+    subs = models.BigIntegerField(help_text="subscriptions per account")
+    leaf = models.BigIntegerField(help_text="leafnode connections")
+    imports = models.BigIntegerField(default=25)
+    exports = models.BigIntegerField(default=25)
+    mem_storage = models.BigIntegerField(default=0, help_text="JetStream memory bytes")
+    disk_storage = models.BigIntegerField(help_text="JetStream disk bytes")
+    streams = models.BigIntegerField(default=5)
+    consumer = models.BigIntegerField(default=50)
+    accounts_per_team = models.IntegerField(help_text="accounts a team may have on this plan (-1 unlimited)")
+    data_bytes = models.BigIntegerField(help_text="monthly data allowance, sent + received bytes (-1 unlimited)")
+    base_price_cents = models.PositiveIntegerField(default=0)
+    overage_cents_per_gib = models.PositiveIntegerField(default=0, help_text="0: no overage, suspend at 100%")
+
+    class Meta:
+        ordering = ["sort_order", "name"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    # The limits an account on this plan gets, by the account model's field names.
+    LIMIT_FIELDS = ("conn", "subs", "payload", "imports", "exports", "leaf", "mem_storage", "disk_storage",
+                    "streams", "consumer")
+
+    def account_limits(self) -> dict[str, int]:
+        return {field: getattr(self, field) for field in self.LIMIT_FIELDS} | {"data": -1}
+
+
+# ------------------------------------------------------------------------------------------------
+# Ledger
+# ------------------------------------------------------------------------------------------------
+
+
+class MeterSample(models.Model):
+    """One ingested observation. Its key (the server id and the server's event sequence number, unique per
+    server) is held by a constraint, so an event replayed or delivered twice counts once."""
+
+    class Kind(models.TextChoices):
+        CONNS = "conns"
+        STATZ = "statz"
+        CONNECT = "connect"
+        DISCONNECT = "disconnect"
+
+    key = models.CharField(max_length=120)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    account_public_key = models.CharField(max_length=56, db_index=True)
+    server_id = models.CharField(max_length=64)
+    observed_at = models.DateTimeField()
+    ingested_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "account_public_key"], name="%(app_label)s_%(class)s_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
+
+
+class ServerAccountCounter(models.Model):
+    """The last applied cumulative counters of one account on one server (a server id lives until restart)."""
+
+    server_id = models.CharField(max_length=64)
+    server_name = models.CharField(max_length=64, blank=True)
+    account_public_key = models.CharField(max_length=56, db_index=True)
+    seq = models.BigIntegerField()
+    observed_at = models.DateTimeField()
+    sent_msgs = models.BigIntegerField(default=0)
+    sent_bytes = models.BigIntegerField(default=0)
+    received_msgs = models.BigIntegerField(default=0)
+    received_bytes = models.BigIntegerField(default=0)
+    conns = models.IntegerField(default=0)
+    resets = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["server_id", "account_public_key"], name="%(app_label)s_%(class)s_one"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_public_key[:8]}… on {self.server_name or self.server_id[:8]}"
+
+
+class UsageHour(models.Model):
+    """An account's usage in one UTC hour, from its clients' point of view."""
+
+    account_public_key = models.CharField(max_length=56)
+    hour = models.DateTimeField()
+    sent_msgs = models.BigIntegerField(default=0)
+    sent_bytes = models.BigIntegerField(default=0)
+    received_msgs = models.BigIntegerField(default=0)
+    received_bytes = models.BigIntegerField(default=0)
+    connection_seconds = models.FloatField(default=0)
+    peak_connections = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account_public_key", "hour"], name="%(app_label)s_%(class)s_one"),
+        ]
+        indexes = [models.Index(fields=["hour"], name="billing_usagehour_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.account_public_key[:8]}… {self.hour:%Y-%m-%d %H}:00"

@@ -1,0 +1,93 @@
+"""Reads of billing: an account's usage over a window, the document ``ngs.usage`` and the REST API answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db.models import Max, Sum
+from django.utils import timezone
+
+from billing import metering
+from billing.models import Plan, ServerAccountCounter, UsageHour
+from billing.services import CONNS_FRESH
+
+WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
+           "30d": dt.timedelta(days=30)}
+DEFAULT_WINDOW = "24h"
+
+
+def window_parse(value: str | None) -> str:
+    """A window name; empty means 24h; anything else is a ValueError naming the choices."""
+    value = (value or "").strip() or DEFAULT_WINDOW
+    if value not in WINDOWS:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)} (or empty for {DEFAULT_WINDOW})")
+    return value
+
+
+def connections_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
+    now = now or timezone.now()
+    return sum(ServerAccountCounter.objects.filter(account_public_key=account_public_key,
+                                                   observed_at__gte=now - CONNS_FRESH).values_list("conns", flat=True))
+
+
+def usage_totals(*, account_public_key: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    """Sums over the hours that start in [hour of ``start``, ``end``]."""
+    agg = UsageHour.objects.filter(account_public_key=account_public_key, hour__gte=metering.hour_floor(start),
+                                   hour__lte=end).aggregate(
+        sent_msgs=Sum("sent_msgs"), sent_bytes=Sum("sent_bytes"), received_msgs=Sum("received_msgs"),
+        received_bytes=Sum("received_bytes"), connection_seconds=Sum("connection_seconds"),
+        peak=Max("peak_connections"),
+    )
+    return {key: value or 0 for key, value in agg.items()}
+
+
+def usage_document(*, account_public_key: str, window: str, plan: str, data_bytes: int, used_bytes: int,
+                   now: dt.datetime | None = None) -> dict[str, Any]:
+    """The usage document of one account (the same for ``ngs.usage`` and ``GET .../usage``)."""
+    now = now or timezone.now()
+    start = now - WINDOWS[window]
+    totals = usage_totals(account_public_key=account_public_key, start=start, end=now)
+    return {
+        "account": account_public_key,
+        "window": window,
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "end": now.isoformat().replace("+00:00", "Z"),
+        "sent": {"msgs": totals["sent_msgs"], "bytes": totals["sent_bytes"]},
+        "received": {"msgs": totals["received_msgs"], "bytes": totals["received_bytes"]},
+        "connections": {"current": connections_current(account_public_key=account_public_key, now=now),
+                        "peak": totals["peak"]},
+        "plan": plan,
+        "quota": {"data_bytes": data_bytes, "used_bytes": used_bytes},
+    }
+
+
+def plan_ceilings(name: str) -> dict[str, int] | None:
+    """The limits of the plan called ``name`` by the account model's field names, or None if there is none."""
+    plan = Plan.objects.filter(name=name).first()
+    return None if plan is None else plan.account_limits()
+
+
+def _plan_names() -> list[str]:
+    return list(Plan.objects.values_list("name", flat=True))
+
+
+plan_ceilings.names = _plan_names  # type: ignore[attr-defined]  (accounts_service.plans.plan_names)
+
+
+def period_start(now: dt.datetime | None = None) -> dt.datetime:
+    """The start of the current billing period (the calendar month, UTC)."""
+    now = now or timezone.now()
+    return now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def account_usage(*, account_public_key: str, plan_name: str, window: str,
+                  now: dt.datetime | None = None) -> dict[str, Any]:
+    """The usage document of an account on ``plan_name``: ``window``'s traffic, and the month's data against
+    the plan's allowance (sent plus received bytes; -1 for an unlimited or operator-managed account)."""
+    now = now or timezone.now()
+    plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
+    month = usage_totals(account_public_key=account_public_key, start=period_start(now), end=now)
+    return usage_document(account_public_key=account_public_key, window=window, plan=plan_name,
+                          data_bytes=plan.data_bytes if plan is not None else -1,
+                          used_bytes=month["sent_bytes"] + month["received_bytes"], now=now)

@@ -1,0 +1,105 @@
+"""Writes of billing: ingesting metering samples into the ledger, exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+
+from billing import metering
+from billing.models import MeterSample, ServerAccountCounter, UsageHour
+
+# A server's CONNS event repeats every 30 s while the account has connections: a server silent for longer
+# than this no longer counts towards the account's current connections.
+CONNS_FRESH = dt.timedelta(seconds=90)
+
+
+def _claim(*, key: str, kind: str, account: str, server_id: str, at: dt.datetime) -> bool:
+    """Record the sample's idempotency key; False if it was ingested before (the constraint decides)."""
+    try:
+        with transaction.atomic():
+            MeterSample.objects.create(key=key[:120], kind=kind, account_public_key=account, server_id=server_id,
+                                       observed_at=at)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _hour_add(*, account: str, hour: dt.datetime, **increments: float) -> None:
+    UsageHour.objects.get_or_create(account_public_key=account, hour=hour)
+    UsageHour.objects.filter(account_public_key=account, hour=hour).update(
+        **{field: F(field) + value for field, value in increments.items()}
+    )
+
+
+def _peak_note(*, account: str, at: dt.datetime) -> None:
+    """The account's connections across servers now, kept as the hour's peak if higher."""
+    current = sum(ServerAccountCounter.objects.filter(account_public_key=account, observed_at__gte=at - CONNS_FRESH)
+                  .values_list("conns", flat=True))
+    hour = metering.hour_floor(at)
+    UsageHour.objects.get_or_create(account_public_key=account, hour=hour)
+    UsageHour.objects.filter(account_public_key=account, hour=hour).update(
+        peak_connections=Greatest(F("peak_connections"), current)
+    )
+
+
+@transaction.atomic
+def counters_ingest(*, kind: str, server_id: str, server_name: str, seq: int, at: dt.datetime,
+                    stat: dict[str, Any]) -> bool:
+    """Apply one account's cumulative counters seen on one server (a CONNS event or a STATZ entry).
+
+    The delta since the last applied snapshot of the same (server id, account) lands in the hour of ``at``
+    (the server's clock), however late it is ingested. Returns False for a sample already ingested."""
+    account = stat["acc"]
+    if not _claim(key=f"{server_id}:{seq}", kind=kind, account=account, server_id=server_id, at=at):
+        return False
+    snapshot = metering.Snapshot(server_id=server_id, seq=seq, counters=metering.client_counters(stat),
+                                 conns=int(stat.get("conns") or 0), at=at)
+    row = ServerAccountCounter.objects.select_for_update().filter(server_id=server_id,
+                                                                  account_public_key=account).first()
+    previous = None if row is None else metering.Snapshot(
+        server_id=server_id, seq=row.seq, conns=row.conns, at=row.observed_at,
+        counters=metering.Counters(row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes),
+    )
+    change = metering.delta(previous, snapshot)
+    if change.stale:
+        return True
+    values = {
+        "seq": seq, "observed_at": at, "conns": snapshot.conns, "server_name": server_name,
+        "sent_msgs": snapshot.counters.sent_msgs, "sent_bytes": snapshot.counters.sent_bytes,
+        "received_msgs": snapshot.counters.received_msgs, "received_bytes": snapshot.counters.received_bytes,
+    }
+    if row is None:
+        # A new server id under a known name is that server restarted: its old counters hold no connection.
+        ServerAccountCounter.objects.filter(server_name=server_name, account_public_key=account).exclude(
+            server_id=server_id).update(conns=0)
+        ServerAccountCounter.objects.create(server_id=server_id, account_public_key=account, **values)
+    else:
+        ServerAccountCounter.objects.filter(pk=row.pk).update(**values, resets=F("resets") + int(change.reset))
+    if not change.counters.is_zero:
+        c = change.counters
+        _hour_add(account=account, hour=metering.hour_floor(at), sent_msgs=c.sent_msgs, sent_bytes=c.sent_bytes,
+                  received_msgs=c.received_msgs, received_bytes=c.received_bytes)
+    _peak_note(account=account, at=at)
+    return True
+
+
+@transaction.atomic
+def disconnect_ingest(*, event: dict[str, Any]) -> bool:
+    """A client's DISCONNECT event: its connection-seconds, split over the hours the connection spanned.
+    (Messages and bytes come from the servers' cumulative counters only, so they are never counted twice.)"""
+    server, client = event.get("server") or {}, event.get("client") or {}
+    account, server_id = client.get("acc", ""), server.get("id", "")
+    start, stop = metering.parse_time(client.get("start")), metering.parse_time(client.get("stop"))
+    at = stop or metering.parse_time(event.get("timestamp"))
+    if not account or at is None:
+        return False
+    if not _claim(key=f"{server_id}:{server.get('seq')}:{event.get('id', '')}", kind=MeterSample.Kind.DISCONNECT,
+                  account=account, server_id=server_id, at=at):
+        return False
+    for hour, seconds in metering.split_by_hour(start or at, at):
+        _hour_add(account=account, hour=hour, connection_seconds=seconds)
+    return True

@@ -1,0 +1,234 @@
+"""The metering collector: system events and STATZ polls from every node, into billing's ledger.
+
+It connects as a system-account user of its own that may only subscribe to the account events it meters and
+ask for STATZ. Messages are queued by the NATS client's callbacks and written by one thread, so a slow
+database never stalls the connection. See ../shared/NATS_FACTS.md ("System events for metering").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import close_old_connections
+
+from accounts_service.models import Account, NatsUser
+from accounts_service.services import USAGE_EXPORT_SUBJECT, system_account_ensure, usage_service_ensure, user_create
+from billing import metering
+from billing import services as ledger
+from billing.models import MeterSample
+from billing.selectors import account_usage, window_parse
+from broker_gateway import nats_client
+from operators import services as op_services
+
+log = logging.getLogger(__name__)
+
+COLLECTOR_USER = "natsctl-collector"
+COLLECTOR_SUB = ["$SYS.ACCOUNT.*.CONNECT", "$SYS.ACCOUNT.*.DISCONNECT", "$SYS.ACCOUNT.*.SERVER.CONNS", "_INBOX.>"]
+COLLECTOR_PUB = ["$SYS.REQ.ACCOUNT.PING.STATZ"]
+STATZ_SUBJECT = "$SYS.REQ.ACCOUNT.PING.STATZ"
+EVENT_SUBJECTS = ("$SYS.ACCOUNT.*.CONNECT", "$SYS.ACCOUNT.*.DISCONNECT", "$SYS.ACCOUNT.*.SERVER.CONNS")
+
+
+def collector_user_ensure() -> NatsUser:
+    system = system_account_ensure()
+    user = NatsUser.objects.filter(account=system, name=COLLECTOR_USER, revoked_at__isnull=True).first()
+    return user or user_create(account=system, name=COLLECTOR_USER, pub_allow=COLLECTOR_PUB, sub_allow=COLLECTOR_SUB)
+
+
+# ------------------------------------------------------------------------------------------------
+# Ingest (sync: runs on the writer thread, or directly in tests and replays)
+# ------------------------------------------------------------------------------------------------
+
+
+def event_ingest(subject: str, data: bytes) -> bool:
+    """One system event; False if it was a duplicate or not something we meter."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        log.warning("metering: unreadable event on %s", subject)
+        return False
+    server = event.get("server") or {}
+    if subject.endswith(".SERVER.CONNS"):
+        at = metering.parse_time(event.get("timestamp")) or metering.parse_time(server.get("time"))
+        return ledger.counters_ingest(kind=MeterSample.Kind.CONNS, server_id=server.get("id", ""),
+                                      server_name=server.get("name", ""), seq=int(server.get("seq") or 0), at=at,
+                                      stat=event)
+    if subject.endswith(".DISCONNECT"):
+        return ledger.disconnect_ingest(event=event)
+    return False  # CONNECT: its CONNS event carries the numbers
+
+
+def statz_ingest(data: bytes) -> int:
+    """One server's reply to a STATZ poll: every account's counters on that server. Returns how many were new."""
+    reply = json.loads(data)
+    server, body = reply.get("server") or {}, reply.get("data") or {}
+    at = metering.parse_time(body.get("now")) or metering.parse_time(server.get("time"))
+    new = 0
+    for stat in body.get("account_statz") or []:
+        new += ledger.counters_ingest(kind=MeterSample.Kind.STATZ, server_id=server.get("id", ""),
+                                      server_name=server.get("name", ""), seq=int(server.get("seq") or 0), at=at,
+                                      stat=stat)
+    return new
+
+
+# ------------------------------------------------------------------------------------------------
+# ngs.usage: each account's own usage, over NATS
+# ------------------------------------------------------------------------------------------------
+
+USAGE_RESPONDER = "natsctl-usage"
+USAGE_QUEUE = "ngs-usage"
+
+
+def usage_responder_user_ensure() -> NatsUser:
+    account = usage_service_ensure()
+    user = NatsUser.objects.filter(account=account, name=USAGE_RESPONDER, revoked_at__isnull=True).first()
+    return user or user_create(account=account, name=USAGE_RESPONDER, sub_allow=[USAGE_EXPORT_SUBJECT],
+                               allow_responses=True)
+
+
+def usage_answer(subject: str, payload: bytes) -> dict[str, Any]:
+    """The answer to a request on ``ngs.usage.<account>``. The account token comes from the subject, which the
+    servers only let an account import with its own key, so an account can only ever learn its own usage."""
+    tokens = subject.split(".")
+    account = Account.objects.filter(public_key=tokens[2]).only("public_key", "plan").first() if len(
+        tokens) == 3 else None
+    if account is None:
+        return {"error": "unknown account"}
+    try:
+        window = window_parse(payload.decode("utf-8", errors="replace"))
+    except ValueError as exc:
+        return {"error": str(exc)}
+    return account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window)
+
+
+# ------------------------------------------------------------------------------------------------
+# The long-running collector
+# ------------------------------------------------------------------------------------------------
+
+
+class Collector:
+    """Subscribes to the events, polls STATZ every ``poll_seconds`` and writes on its own thread."""
+
+    def __init__(self, urls: Sequence[str], *, poll_seconds: float = 5.0, statz_timeout: float = 1.0):
+        user = collector_user_ensure()
+        self.urls, self.poll_seconds, self.statz_timeout = list(urls), poll_seconds, statz_timeout
+        self._jwt, self._sign = user.jwt, op_services.nonce_signer_get(user_seed=user.seed)
+        responder = usage_responder_user_ensure()
+        self._usage_jwt = responder.jwt
+        self._usage_sign = op_services.nonce_signer_get(user_seed=responder.seed)
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="metering-writer", daemon=True)
+        self.ingested = 0
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            subject, data = item
+            try:
+                close_old_connections()
+                if subject == STATZ_SUBJECT:
+                    self.ingested += statz_ingest(data)
+                else:
+                    self.ingested += int(event_ingest(subject, data))
+            except Exception:  # one bad message must not stop metering; it is logged with its subject
+                log.exception("metering: could not ingest a message on %s", subject)
+            finally:
+                self._queue.task_done()
+
+    async def _usage_responder(self):
+        """A platform-account connection answering ``ngs.usage.*`` in a queue group (run several collectors)."""
+        nc = await nats_client.connect(self.urls, user_jwt=self._usage_jwt, sign_nonce=self._usage_sign,
+                                       name="natsctl-usage", allow_reconnect=True, max_reconnect_attempts=-1,
+                                       reconnect_time_wait=0.5)
+
+        async def answer(msg) -> None:
+            document = await asyncio.to_thread(_usage_answer_db, msg.subject, msg.data)
+            await msg.respond(json.dumps(document).encode())
+
+        await nc.subscribe(USAGE_EXPORT_SUBJECT, queue=USAGE_QUEUE, cb=answer)
+        await nc.flush()
+        return nc
+
+    def drain(self) -> None:
+        """Wait until every queued message is written."""
+        self._queue.join()
+
+    async def poll(self, nc) -> int:
+        """Ask every server for every account's STATZ (with unused accounts) and queue the replies."""
+        inbox = nc.new_inbox()
+        replies: list[bytes] = []
+
+        async def collect(msg) -> None:
+            replies.append(msg.data)
+
+        sub = await nc.subscribe(inbox, cb=collect)
+        await nc.publish(STATZ_SUBJECT, json.dumps({"include_unused": True}).encode(), reply=inbox)
+        await asyncio.sleep(self.statz_timeout)
+        await sub.unsubscribe()
+        for data in replies:
+            self._queue.put((STATZ_SUBJECT, data))
+        return len(replies)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._writer.start()
+        nc = None
+        while nc is None and not stop.is_set():
+            try:
+                nc = await nats_client.connect(self.urls, user_jwt=self._jwt, sign_nonce=self._sign,
+                                               name="natsctl-collector", allow_reconnect=True,
+                                               max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+            except Exception as exc:  # nodes still starting: try again, the fleet supervisor brings them up
+                log.warning("collector: cannot connect yet (%s); retrying", exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
+        if nc is None:
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+            return
+        usage_nc = None
+        try:
+            async def queued(msg) -> None:
+                self._queue.put((msg.subject, msg.data))
+
+            for subject in EVENT_SUBJECTS:
+                await nc.subscribe(subject, cb=queued)
+            usage_nc = await self._usage_responder()
+            while not stop.is_set():
+                if nc.is_connected:
+                    await self.poll(nc)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            if nc.is_connected:  # a last poll: what the nodes counted up to now reaches the ledger
+                try:
+                    await self.poll(nc)
+                except Exception as exc:
+                    log.warning("collector: final poll failed: %s", exc)
+            if usage_nc is not None:
+                await usage_nc.drain() if usage_nc.is_connected else await usage_nc.close()
+            await nc.drain() if nc.is_connected else await nc.close()
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+
+
+def _usage_answer_db(subject: str, payload: bytes) -> dict[str, Any]:
+    close_old_connections()
+    try:
+        return usage_answer(subject, payload)
+    except Exception:  # an answer, never silence: the requester gets an error document
+        log.exception("ngs.usage: could not answer %s", subject)
+        return {"error": "usage is unavailable right now"}
+    finally:
+        close_old_connections()

@@ -1,0 +1,197 @@
+"""Metering against ground truth: real clustered nodes, real clients, the real collector."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from tests.fleet import SupervisorThread, nodes_add, nodes_healthy, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+N, M = 200, 100  # messages, bytes each
+
+
+@pytest.fixture
+def fleet2(operator_setup, tmp_path):
+    nodes = nodes_add(2)
+    sup = SupervisorThread(tmp_path / "fleet").start()
+    try:
+        wait_for(lambda: nodes_healthy([n.name for n in nodes]), what="2 healthy nodes")
+        yield nodes
+    finally:
+        sup.stop()
+
+
+class CollectorThread:
+    """The collector on its own event loop and thread, as ``manage.py collector`` runs it."""
+
+    def __init__(self, urls, poll_seconds=0.5):
+        from broker_gateway.collector import Collector
+
+        self.collector = Collector(urls, poll_seconds=poll_seconds, statz_timeout=0.3)
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, name="collector", daemon=True)
+
+    def _run(self):
+        async def main():
+            self.stop_event = asyncio.Event()
+            await self.collector.run(self.stop_event)
+
+        self.loop.run_until_complete(main())
+
+    def start(self):
+        self.thread.start()
+        wait_for(lambda: self.stop_event is not None, what="collector loop")
+        return self
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(timeout=30)
+        from django.db import connection
+
+        connection.close()
+
+
+def _route_has_interest(monitoring_url: str, subject: str) -> bool:
+    """The publisher's node knows the remote subscription (it came over the route), from its /routez."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{monitoring_url}/routez?subs=1", timeout=1) as response:
+        routes = json.load(response).get("routes") or []
+    return any(subject in (r.get("subscriptions_list") or []) for r in routes)
+
+
+def _traffic(pub_node, sub_node, creds: str, *, n: int = N, m: int = M) -> int:
+    """A subscriber on one node and a publisher on another exchange n messages of m bytes; returns how many
+    the subscriber got. Nothing else is published in the account, so the ground truth is exactly n and n*m."""
+    from broker_gateway import nats_client
+
+    async def main() -> int:
+        sub_nc = await nats_client.connect_creds(sub_node.client_url, creds, name="sub")
+        got = 0
+        done = asyncio.Event()
+
+        async def cb(msg):
+            nonlocal got
+            got += 1
+            if got == n:
+                done.set()
+
+        await sub_nc.subscribe("metered.x", cb=cb)
+        await sub_nc.flush()
+        for _ in range(200):
+            if await asyncio.to_thread(_route_has_interest, pub_node.monitoring_url, "metered.x"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the subscription never reached the publisher's node")
+        pub_nc = await nats_client.connect_creds(pub_node.client_url, creds, name="pub")
+        payload = b"x" * m
+        for _ in range(n):
+            await pub_nc.publish("metered.x", payload)
+        await pub_nc.flush()
+        await asyncio.wait_for(done.wait(), 10)
+        await pub_nc.close()
+        await sub_nc.close()
+        return got
+
+    return asyncio.run(main())
+
+
+def _usage_requests(url: str, creds: str, nosy_creds: str, target: str):
+    import json
+
+    import nats.errors
+
+    from broker_gateway import nats_client
+
+    async def main():
+        nc = await nats_client.connect_creds(url, creds, name="asker")
+        own = json.loads((await nc.request("ngs.usage", b"", timeout=5)).data)
+        bad = json.loads((await nc.request("ngs.usage", b"2h", timeout=5)).data)
+        await nc.close()
+        nosy = await nats_client.connect_creds(url, nosy_creds, name="nosy")
+        nosy_own = json.loads((await nosy.request("ngs.usage", b"1h", timeout=5)).data)
+        try:
+            await nosy.request(f"ngs.usage.{target}", b"", timeout=1)
+            peek = "answered"
+        except nats.errors.NoRespondersError:
+            peek = "refused: no responders (the account imports nothing under that subject)"
+        except nats.errors.TimeoutError:
+            peek = "refused: unanswered"
+        finally:
+            await nosy.close()
+        return own, bad, nosy_own, peek
+
+    return asyncio.run(main())
+
+
+def test_route_traffic_is_counted_once_as_sent_and_received(fleet2, team):
+    from django.utils import timezone
+
+    from accounts_service.services import account_create, usage_service_ensure, user_create, user_creds_get
+    from billing.selectors import usage_totals
+    from broker_gateway.services import fleet_reconcile, running_node_urls
+
+    usage_service_ensure()  # the platform's ngs.usage export: new accounts import it at creation
+    account = account_create(team=team, name="metered", plan="free")
+    other = account_create(team=team, name="nosy", plan="free")
+    fleet_reconcile()
+    user = user_create(account=account, name="app")
+    creds = user_creds_get(user=user)
+    collector = CollectorThread(running_node_urls()).start()
+    try:
+        assert _traffic(fleet2[0], fleet2[1], creds) == N
+
+        def counted():
+            totals = usage_totals(account_public_key=account.public_key, start=timezone.now().replace(minute=0),
+                                  end=timezone.now())
+            return totals if totals["sent_msgs"] >= N and totals["received_msgs"] >= N else None
+
+        totals = wait_for(counted, timeout=15, what="the ledger to count the traffic")
+        # Over NATS: the account's own creds ask ngs.usage and get the same numbers; asking for another
+        # account's usage by its key is refused by the servers (no import covers it).
+        nosy_creds = user_creds_get(user=user_create(account=other, name="nosy"))
+        answers = _usage_requests(fleet2[1].client_url, creds, nosy_creds, account.public_key)
+    finally:
+        collector.stop()
+    own, bad_window, nosy_own, nosy_peek = answers
+    assert own["account"] == account.public_key and own["window"] == "24h" and own["plan"] == "free"
+    # ngs.usage requests and their answers are the account's traffic too: a poll may already have seen the
+    # first request (0 bytes) and its answer when the answer is computed.
+    assert N <= own["sent"]["msgs"] <= N + 1 and own["sent"]["bytes"] == N * M
+    assert N <= own["received"]["msgs"] <= N + 1 and own["received"]["bytes"] >= N * M
+    assert own["quota"]["data_bytes"] == 1024**3 and own["quota"]["used_bytes"] >= 2 * N * M
+    assert set(own["connections"]) == {"current", "peak"} and own["connections"]["peak"] >= 1
+    assert "error" in bad_window and "window must be one of" in bad_window["error"]
+    assert nosy_own["account"] == other.public_key and nosy_own["sent"]["msgs"] == 0
+    assert nosy_peek.startswith("refused")
+    assert (totals["sent_msgs"], totals["sent_bytes"]) == (N, N * M)
+    assert (totals["received_msgs"], totals["received_bytes"]) == (N, N * M)
+
+    # The REST API answers the same numbers to a member of the team, and a 404 to anyone else.
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    from accounts_service.services import team_member_add
+
+    member = get_user_model().objects.create_user(username="m@example.com", email="m@example.com", password="x")
+    team_member_add(team=team, user=member)
+    api = APIClient()
+    api.force_authenticate(member)
+    doc = api.get(f"/api/v1/accounts/{account.public_key}/usage?window=1h").json()
+    assert doc["account"] == account.public_key and doc["window"] == "1h" and doc["plan"] == "free"
+    # The collector polls once more as it stops, so the ledger now also holds the account's two ngs.usage
+    # requests (0 and 2 bytes) and the two answers delivered to it.
+    assert doc["sent"] == {"msgs": N + 2, "bytes": N * M + 2}
+    assert doc["received"]["msgs"] == N + 2 and doc["received"]["bytes"] > N * M
+    assert doc["quota"] == {"data_bytes": 1024**3, "used_bytes": doc["sent"]["bytes"] + doc["received"]["bytes"]}
+    assert api.get(f"/api/v1/accounts/{account.public_key}/usage?window=2h").status_code == 400
+    stranger = get_user_model().objects.create_user(username="s@example.com", email="s@example.com", password="x")
+    api.force_authenticate(stranger)
+    assert api.get(f"/api/v1/accounts/{account.public_key}/usage").status_code == 404

@@ -1,0 +1,135 @@
+"""Metering arithmetic and the ledger: client-side counters, deltas, resets, replays, late data, hour splits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing import metering
+from billing.metering import Counters, Snapshot
+
+T0 = dt.datetime(2026, 11, 22, 10, 59, 30, tzinfo=dt.UTC)
+ACC = "A" + "B" * 55
+
+
+def _stat(*, pub_msgs, pub_bytes, del_msgs, del_bytes, route_in=(0, 0), route_out=(0, 0), conns=1, acc=ACC):
+    """A server's view: received = from its clients plus over routes; sent = to its clients plus over routes."""
+    return {
+        "acc": acc, "conns": conns,
+        "received": {"msgs": pub_msgs + route_in[0], "bytes": pub_bytes + route_in[1],
+                     "routes": {"msgs": route_in[0], "bytes": route_in[1]}, "gateways": {}, "leafs": {}},
+        "sent": {"msgs": del_msgs + route_out[0], "bytes": del_bytes + route_out[1],
+                 "routes": {"msgs": route_out[0], "bytes": route_out[1]}, "gateways": {}, "leafs": {}},
+    }
+
+
+def test_client_counters_leave_route_traffic_out():
+    stat = _stat(pub_msgs=10, pub_bytes=1000, del_msgs=3, del_bytes=300, route_in=(7, 700), route_out=(10, 1000))
+    assert metering.client_counters(stat) == Counters(10, 1000, 3, 300)
+
+
+def test_delta_first_next_stale_and_reset():
+    first = Snapshot("S1", 5, Counters(10, 100, 4, 40), 1, T0)
+    assert metering.delta(None, first).counters == Counters(10, 100, 4, 40)
+    nxt = Snapshot("S1", 9, Counters(15, 150, 4, 40), 1, T0)
+    assert metering.delta(first, nxt).counters == Counters(5, 50, 0, 0)
+    assert metering.delta(nxt, first).stale and metering.delta(nxt, first).counters.is_zero
+    assert metering.delta(nxt, nxt).stale
+    reset = Snapshot("S1", 12, Counters(2, 20, 1, 10), 1, T0)
+    assert metering.delta(nxt, reset) == metering.Delta(Counters(2, 20, 1, 10), reset=True)
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 5000)), min_size=1, max_size=30),
+       st.randoms(use_true_random=False))
+def test_deltas_sum_to_the_last_cumulative_value_whatever_the_order_and_duplicates(steps, rnd):
+    """Snapshots of one server id applied in any order, some twice: never negative, never more than the truth."""
+    cumulative, snaps = Counters(), []
+    for seq, (msgs, size) in enumerate(steps, start=1):
+        cumulative = cumulative + Counters(msgs, size, msgs, size)
+        snaps.append(Snapshot("S", seq, cumulative, 1, T0))
+    delivered = snaps + rnd.sample(snaps, k=len(snaps) // 2)
+    rnd.shuffle(delivered)
+    applied, total = None, Counters()
+    for snap in delivered:
+        d = metering.delta(applied, snap)
+        assert not d.counters.any_negative and not d.reset
+        if not d.stale:
+            applied, total = snap, total + d.counters
+    assert total.sent_msgs <= cumulative.sent_msgs
+    assert total == applied.counters  # exactly what the newest applied snapshot says
+    # And in order, it is exactly the truth.
+    applied, total = None, Counters()
+    for snap in snaps:
+        total, applied = total + metering.delta(applied, snap).counters, snap
+    assert total == cumulative
+
+
+def test_split_by_hour():
+    start = dt.datetime(2026, 1, 1, 10, 59, 30, tzinfo=dt.UTC)
+    parts = metering.split_by_hour(start, start + dt.timedelta(minutes=61))
+    assert [(h.hour, s) for h, s in parts] == [(10, 30.0), (11, 3600.0), (12, 30.0)]
+    assert metering.split_by_hour(start, start) == []
+
+
+def test_parse_time_keeps_microseconds_of_nanosecond_timestamps():
+    assert metering.parse_time("2026-11-22T07:30:16.963034934Z") == dt.datetime(2026, 11, 22, 7, 30, 16, 963034,
+                                                                                 tzinfo=dt.UTC)
+    assert metering.parse_time("2026-11-22T07:30:16Z").second == 16
+
+
+# ------------------------------------------------------------------------------------------------
+# The ledger (database)
+# ------------------------------------------------------------------------------------------------
+
+
+def _conns_event(server_id, seq, at, stat, name="n1"):
+    return json.dumps({"type": "io.nats.server.advisory.v1.account_connections", "id": f"e{seq}",
+                       "timestamp": at.isoformat().replace("+00:00", "Z"),
+                       "server": {"name": name, "id": server_id, "seq": seq}, **stat}).encode()
+
+
+@pytest.mark.django_db
+def test_ledger_counts_replays_once_detects_restarts_and_files_late_data_by_hour():
+    from billing.models import MeterSample, UsageHour
+    from broker_gateway.collector import event_ingest
+
+    subject = f"$SYS.ACCOUNT.{ACC}.SERVER.CONNS"
+    e1 = _conns_event("S1", 1, T0, _stat(pub_msgs=10, pub_bytes=100, del_msgs=5, del_bytes=50))
+    e2 = _conns_event("S1", 2, T0 + dt.timedelta(seconds=40), _stat(pub_msgs=30, pub_bytes=300, del_msgs=5,
+                                                                        del_bytes=50))
+    assert event_ingest(subject, e1) and event_ingest(subject, e2)
+    assert not event_ingest(subject, e1) and not event_ingest(subject, e2)  # replayed: counted once
+    # The server restarted: a new server id whose counters start from zero.
+    e3 = _conns_event("S2", 1, T0 + dt.timedelta(seconds=50), _stat(pub_msgs=4, pub_bytes=40, del_msgs=0,
+                                                                        del_bytes=0))
+    assert event_ingest(subject, e3)
+    # Late data: an event from 10:59 ingested after 11:00's is filed under 10:00.
+    late = _conns_event("S3", 7, T0, _stat(pub_msgs=1, pub_bytes=10, del_msgs=1, del_bytes=10), name="n2")
+    assert event_ingest(subject, late)
+
+    hours = {h.hour.hour: h for h in UsageHour.objects.filter(account_public_key=ACC)}
+    # 10:00: the first snapshot (10:59:30) and the late one; 11:00: the second (11:00:10) and the restarted server's.
+    assert (hours[10].sent_msgs, hours[10].sent_bytes, hours[10].received_msgs) == (10 + 1, 100 + 10, 5 + 1)
+    assert (hours[11].sent_msgs, hours[11].sent_bytes, hours[11].received_msgs) == (20 + 4, 200 + 40, 0)
+    assert MeterSample.objects.filter(account_public_key=ACC).count() == 4
+
+
+@pytest.mark.django_db
+def test_disconnect_gives_connection_seconds_by_hour_once():
+    from billing.models import UsageHour
+    from broker_gateway.collector import event_ingest
+
+    start, stop = T0, T0 + dt.timedelta(seconds=90)
+    event = json.dumps({"type": "io.nats.server.advisory.v1.client_disconnect", "id": "d1",
+                        "server": {"id": "S1", "name": "n1", "seq": 44},
+                        "client": {"acc": ACC, "start": start.isoformat(), "stop": stop.isoformat()},
+                        "sent": {"msgs": 1, "bytes": 1}, "received": {"msgs": 1, "bytes": 1}}).encode()
+    subject = f"$SYS.ACCOUNT.{ACC}.DISCONNECT"
+    assert event_ingest(subject, event) and not event_ingest(subject, event)
+    seconds = {h.hour.hour: h.connection_seconds for h in UsageHour.objects.filter(account_public_key=ACC)}
+    assert seconds == {10: 30.0, 11: 60.0}
+    assert UsageHour.objects.get(account_public_key=ACC, hour__hour=10).sent_msgs == 0  # bytes come from counters
