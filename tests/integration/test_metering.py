@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import threading
 
 import pytest
@@ -195,3 +196,34 @@ def test_route_traffic_is_counted_once_as_sent_and_received(fleet2, team):
     stranger = get_user_model().objects.create_user(username="s@example.com", email="s@example.com", password="x")
     api.force_authenticate(stranger)
     assert api.get(f"/api/v1/accounts/{account.public_key}/usage").status_code == 404
+
+
+def test_collector_restarts_and_gaps_lose_nothing(fleet2, team):
+    """Traffic while the collector runs, while it is down, and after a new one starts: exactly all of it,
+    because the ledger keeps each node's last counters and the next poll bills the difference."""
+    from django.utils import timezone
+
+    from accounts_service.services import account_create, user_create, user_creds_get
+    from billing.selectors import usage_totals
+    from broker_gateway.services import fleet_reconcile, running_node_urls
+
+    account = account_create(team=team, name="steady", plan="free")
+    fleet_reconcile()
+    creds = user_creds_get(user=user_create(account=account, name="app"))
+    urls = running_node_urls()
+
+    first = CollectorThread(urls).start()
+    try:
+        assert _traffic(fleet2[0], fleet2[1], creds, n=100) == 100
+    finally:
+        first.stop()
+    assert _traffic(fleet2[1], fleet2[0], creds, n=100) == 100  # no collector at all
+    second = CollectorThread(urls).start()
+    try:
+        assert _traffic(fleet2[0], fleet2[1], creds, n=100) == 100
+    finally:
+        second.stop()  # its last poll bills everything counted so far
+    now = timezone.now()
+    totals = usage_totals(account_public_key=account.public_key, start=now - datetime.timedelta(hours=1), end=now)
+    assert (totals["sent_msgs"], totals["sent_bytes"]) == (300, 300 * M)
+    assert (totals["received_msgs"], totals["received_bytes"]) == (300, 300 * M)
