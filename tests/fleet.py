@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -140,6 +141,19 @@ def nodes_healthy(names: list[str] | None = None) -> list:
     if names is not None and {n.name for n in healthy} != set(names):
         return []
     return healthy
+
+
+@contextlib.contextmanager
+def running_fleet(count: int, base_dir: Path, *, timeout: float = 15.0):
+    """``count`` new nodes under the real supervisor, healthy before the body runs; yields the BrokerNode rows
+    and stops every process afterwards."""
+    nodes = nodes_add(count)
+    sup = SupervisorThread(base_dir).start()
+    try:
+        wait_for(lambda: nodes_healthy([n.name for n in nodes]), timeout=timeout, what=f"{count} healthy nodes")
+        yield nodes, sup
+    finally:
+        sup.stop()
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

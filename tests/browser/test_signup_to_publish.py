@@ -14,7 +14,7 @@ import nats
 import pytest
 
 from broker_gateway.nats_client import connect_creds
-from tests.fleet import SupervisorThread, nodes_add, nodes_healthy, wait_for
+from tests.fleet import running_fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -27,13 +27,8 @@ PASSWORD = "correct horse battery"
 def fleet(operator_setup, tmp_path: Path) -> Iterator[list[str]]:
     """Three supervised nats-server nodes on free loopback ports, healthy before the browser opens; their client
     URLs. Request it before ``page`` so it starts first and stops last (see the ``browser`` fixture)."""
-    nodes = nodes_add(NODES)
-    sup = SupervisorThread(tmp_path / "fleet").start()
-    try:
-        wait_for(lambda: nodes_healthy([n.name for n in nodes]), timeout=30, what=f"{NODES} healthy nodes")
+    with running_fleet(NODES, tmp_path / "fleet", timeout=30) as (nodes, _):
         yield [n.client_url for n in nodes]
-    finally:
-        sup.stop()
 
 
 def in_thread(fn: Callable[[], Any], *, timeout: float = 30) -> Any:

@@ -7,20 +7,15 @@ import signal
 
 import pytest
 
-from tests.fleet import SupervisorThread, nodes_add, nodes_healthy, wait_for
+from tests.fleet import running_fleet, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def fleet3(operator_setup, tmp_path):
-    nodes = nodes_add(3)
-    sup = SupervisorThread(tmp_path / "fleet").start()
-    try:
-        wait_for(lambda: nodes_healthy([n.name for n in nodes]), what="3 healthy nodes")
+    with running_fleet(3, tmp_path / "fleet") as (_, sup):
         yield sup
-    finally:
-        sup.stop()
 
 
 def test_change_reaches_every_node_and_killed_node_returns(fleet3, team):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.fleet import SupervisorThread, nodes_add, nodes_healthy, wait_for
+from tests.fleet import running_fleet, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -17,13 +17,8 @@ N, M = 200, 100  # messages, bytes each
 
 @pytest.fixture
 def fleet2(operator_setup, tmp_path):
-    nodes = nodes_add(2)
-    sup = SupervisorThread(tmp_path / "fleet").start()
-    try:
-        wait_for(lambda: nodes_healthy([n.name for n in nodes]), what="2 healthy nodes")
+    with running_fleet(2, tmp_path / "fleet") as (nodes, _):
         yield nodes
-    finally:
-        sup.stop()
 
 
 class CollectorThread:
