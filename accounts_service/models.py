@@ -104,6 +104,9 @@ class Account(models.Model):
     is_system = models.BooleanField(default=False)
     plan = models.CharField(max_length=32, blank=True,
                             help_text="the plan whose ceilings bound the limits; empty: operator-managed, no ceilings")
+    suspended_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="suspended: the JWT allows no connection until resumed")
+    suspended_reason = models.CharField(max_length=200, blank=True)
 
     conn = _limit("max client connections (-1 unlimited)")
     subs = _limit("max subscriptions per connection")

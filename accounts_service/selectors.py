@@ -56,6 +56,8 @@ def export_covering_get(*, account: Account, subject: str) -> Export:
 
 
 def account_limits(account: Account) -> claims.AccountLimits:
+    # A suspended account keeps its settings, but its JWT admits no client and no leafnode connection.
+    suspended = account.suspended_at is not None
     return claims.AccountLimits(
         subs=account.subs,
         data=account.data,
@@ -63,8 +65,8 @@ def account_limits(account: Account) -> claims.AccountLimits:
         imports=account.imports,
         exports=account.exports,
         wildcards=account.wildcard_exports,
-        conn=account.conn,
-        leaf=account.leaf,
+        conn=0 if suspended else account.conn,
+        leaf=0 if suspended else account.leaf,
         jetstream=claims.JetStreamLimits(
             mem_storage=account.mem_storage,
             disk_storage=account.disk_storage,

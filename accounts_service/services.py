@@ -196,6 +196,41 @@ def account_update(
 
 
 @transaction.atomic
+def account_plan_set(*, account: Account, plan: str) -> Account:
+    """Move a tenant account to ``plan`` (billing calls this): its limits become the plan's allowance, and the
+    account is re-signed and pushed. Called by billing, which owns plans (accounts_service never imports it)."""
+    account = _lock(account)
+    limits = plan_limits(plan)  # an unknown plan is a 400 naming the field
+    account.plan = plan
+    _limits_apply(account, {k: v for k, v in limits.items() if k in LIMIT_FIELDS})
+    account.save()
+    return account_resign(account=account)
+
+
+@transaction.atomic
+def account_suspend(*, account: Account, reason: str) -> Account:
+    """Refuse the account's new connections (its JWT allows none) until ``account_resume``. Idempotent."""
+    account = _lock(account)
+    if account.is_system:
+        raise ApplicationError("the system account cannot be suspended", status_code=409)
+    if account.suspended_at is not None:
+        return account
+    account.suspended_at, account.suspended_reason = timezone.now(), reason[:200]
+    account.save(update_fields=["suspended_at", "suspended_reason", "updated_at"])
+    return account_resign(account=account)
+
+
+@transaction.atomic
+def account_resume(*, account: Account) -> Account:
+    account = _lock(account)
+    if account.suspended_at is None:
+        return account
+    account.suspended_at, account.suspended_reason = None, ""
+    account.save(update_fields=["suspended_at", "suspended_reason", "updated_at"])
+    return account_resign(account=account)
+
+
+@transaction.atomic
 def account_delete(*, account: Account) -> list[Account]:
     """Delete an account; importers of its exports lose those imports and are re-signed. Returns them."""
     account = _lock(account)

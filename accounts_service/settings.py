@@ -210,6 +210,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "fleet-reconcile": {"task": "broker_gateway.tasks.fleet_reconcile", "schedule": FLEET_RECONCILE_SECONDS},
     "fleet-verify": {"task": "broker_gateway.tasks.fleet_verify", "schedule": FLEET_VERIFY_SECONDS},
+    "quotas-enforce": {"task": "billing.tasks.quotas_enforce", "schedule": env.float("QUOTA_SECONDS", default=60.0)},
 }
 
 # ------------------------------------------------------------------------------------------------

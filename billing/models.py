@@ -119,3 +119,29 @@ class UsageHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_public_key[:8]}… {self.hour:%Y-%m-%d %H}:00"
+
+
+# ------------------------------------------------------------------------------------------------
+# Quotas
+# ------------------------------------------------------------------------------------------------
+
+
+class QuotaNotice(models.Model):
+    """A threshold (80, 90 or 100 % of the plan's monthly data) an account crossed in a billing period; the
+    constraint makes each warning go out once per period."""
+
+    account_public_key = models.CharField(max_length=56)
+    period_start = models.DateTimeField()
+    threshold = models.PositiveSmallIntegerField()
+    used_bytes = models.BigIntegerField()
+    data_bytes = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account_public_key", "period_start", "threshold"],
+                                    name="%(app_label)s_%(class)s_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_public_key[:8]}… {self.threshold}% ({self.period_start:%Y-%m})"

@@ -222,3 +222,54 @@ def test_collector_restarts_and_gaps_lose_nothing(fleet2, team):
     totals = usage_totals(account_public_key=account.public_key, start=now - datetime.timedelta(hours=1), end=now)
     assert (totals["sent_msgs"], totals["sent_bytes"]) == (300, 300 * M)
     assert (totals["received_msgs"], totals["received_bytes"]) == (300, 300 * M)
+
+
+def test_quota_cycle_warns_suspends_and_an_upgrade_restores(fleet2, team):
+    """Warn at 80/90/100 %, suspend past the allowance of a plan without overage (new connections refused on
+    the real nodes), and restore on upgrade."""
+    import nats.errors
+    from django.contrib.auth import get_user_model
+    from django.core import mail
+
+    from accounts_service.models import TeamMembership
+    from accounts_service.services import account_create, user_create, user_creds_get
+    from billing.models import Plan, QuotaNotice
+    from billing.quotas import plan_change, quota_evaluate
+    from broker_gateway import nats_client
+    from broker_gateway.services import fleet_reconcile, running_node_urls
+
+    Plan.objects.filter(name="free").update(data_bytes=30_000)  # the traffic below is 40,000 bytes
+    owner = get_user_model().objects.create_user(username="o@example.com", email="o@example.com", password="x")
+    TeamMembership.objects.create(team=team, user=owner, role=TeamMembership.Role.OWNER)
+    account = account_create(team=team, name="chatty", plan="free")
+    fleet_reconcile()
+    creds = user_creds_get(user=user_create(account=account, name="app"))
+    collector = CollectorThread(running_node_urls()).start()
+    try:
+        assert _traffic(fleet2[0], fleet2[1], creds) == N
+    finally:
+        collector.stop()
+
+    result = quota_evaluate(account=account)
+    assert result["notices"] == [80, 90, 100] and result["suspended"] is True
+    assert quota_evaluate(account=account)["notices"] == []  # once per period
+    assert QuotaNotice.objects.filter(account_public_key=account.public_key).count() == 3
+    assert [m.to for m in mail.outbox[-3:]] == [["o@example.com"]] * 3
+    assert "100% of its monthly data" in mail.outbox[-1].subject
+    fleet_reconcile()
+
+    async def try_connect() -> str:
+        try:
+            nc = await nats_client.connect_creds(fleet2[0].client_url, creds)
+        except (nats.errors.Error, OSError) as exc:
+            return f"refused: {exc}"
+        await nc.close()
+        return "connected"
+
+    refused = asyncio.run(try_connect())
+    assert "maximum account active connections exceeded" in refused, refused
+
+    account = plan_change(account=account, plan_name="developer")
+    assert account.suspended_at is None and account.plan == "developer" and account.conn == 250
+    fleet_reconcile()
+    assert asyncio.run(try_connect()) == "connected"

@@ -310,3 +310,11 @@ def test_rotating_a_signing_key_reissues_active_users_and_drops_the_old_key(clie
     event = AuditEvent.objects.get(team=shared, action="key.rotate")
     assert event.detail["old"] == old.public_key and event.detail["users_reissued"] == 1
     assert client.post(url).status_code == 404  # the old key is gone
+
+
+def test_a_suspended_account_says_so_on_its_pages(owner_client, shared):
+    account = services.account_suspend(account=_account(shared), reason="monthly data allowance used up")
+    page = owner_client.get(f"/accounts/{account.public_key}/").content.decode()
+    assert "This account is suspended" in page and "monthly data allowance used up" in page
+    services.account_resume(account=account)
+    assert "suspended" not in owner_client.get(f"/accounts/{account.public_key}/").content.decode()

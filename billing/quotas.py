@@ -1,0 +1,98 @@
+"""Quota enforcement: the servers do not enforce the monthly data allowance, so the control plane does.
+
+Warnings at 80, 90 and 100 % (mail to the team's owners, once per period); past 100 % on a plan without
+overage the account is suspended (its JWT admits no connection), and it is resumed when it fits again: an
+upgrade, or the next period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts_service.models import Account, TeamMembership
+from accounts_service.services import account_plan_set, account_resume, account_suspend
+from billing.models import Plan, QuotaNotice
+from billing.selectors import period_start, usage_totals
+
+log = logging.getLogger(__name__)
+
+THRESHOLDS = (80, 90, 100)
+SUSPEND_REASON = "monthly data allowance used up"
+
+
+def _month_used(account: Account, now: dt.datetime) -> int:
+    month = usage_totals(account_public_key=account.public_key, start=period_start(now), end=now)
+    return month["sent_bytes"] + month["received_bytes"]
+
+
+def _owners_mail(account: Account, subject: str, body: str) -> None:
+    emails = list(TeamMembership.objects.filter(team=account.team, role=TeamMembership.Role.OWNER)
+                  .exclude(user__email="").values_list("user__email", flat=True))
+    if emails:
+        transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, emails))
+
+
+def _notice(account: Account, plan: Plan, threshold: int, used: int, period: dt.datetime) -> bool:
+    try:
+        with transaction.atomic():
+            QuotaNotice.objects.create(account_public_key=account.public_key, period_start=period,
+                                       threshold=threshold, used_bytes=used, data_bytes=plan.data_bytes)
+    except IntegrityError:
+        return False
+    gib = plan.data_bytes / 1024**3
+    action = ("New connections are refused until you upgrade or the next month starts."
+              if threshold >= 100 and not plan.overage_cents_per_gib else
+              "Traffic past the allowance is billed as overage." if threshold >= 100 else
+              "Consider upgrading before it runs out.")
+    _owners_mail(account, f"natsctl: account {account.name} used {threshold}% of its monthly data",
+                 f"The account {account.name} ({account.public_key}) on the {plan.title} plan has used "
+                 f"{used:,} of its {plan.data_bytes:,} bytes ({gib:g} GiB) this month. {action}\n")
+    return True
+
+
+def quota_evaluate(*, account: Account, now: dt.datetime | None = None) -> dict[str, object]:
+    """Warn, suspend or resume one account; returns what it found."""
+    now = now or timezone.now()
+    plan = Plan.objects.filter(name=account.plan).first() if account.plan else None
+    used = _month_used(account, now)
+    out: dict[str, object] = {"used_bytes": used, "notices": [], "suspended": account.suspended_at is not None}
+    if plan is None or plan.data_bytes < 0:
+        over = False
+    else:
+        period = period_start(now)
+        for threshold in THRESHOLDS:
+            if used * 100 >= plan.data_bytes * threshold and _notice(account, plan, threshold, used, period):
+                out["notices"].append(threshold)
+        over = used >= plan.data_bytes and not plan.overage_cents_per_gib
+    if over and account.suspended_at is None:
+        account_suspend(account=account, reason=SUSPEND_REASON)
+        out["suspended"] = True
+    elif not over and account.suspended_at is not None and account.suspended_reason == SUSPEND_REASON:
+        account_resume(account=account)
+        out["suspended"] = False
+    return out
+
+
+def quotas_enforce(*, now: dt.datetime | None = None) -> int:
+    """Every tenant account on a plan (the beat task); returns how many changed state or got a notice."""
+    changed = 0
+    for account in Account.objects.exclude(plan="").filter(is_system=False).select_related("team"):
+        before = account.suspended_at is not None
+        result = quota_evaluate(account=account, now=now)
+        changed += bool(result["notices"]) or result["suspended"] != before
+    return changed
+
+
+def plan_change(*, account: Account, plan_name: str) -> Account:
+    """Move an account to another plan: re-signed with the plan's limits and pushed; a quota suspension ends if
+    the account fits the new plan."""
+    account = account_plan_set(account=account, plan=plan_name)
+    quota_evaluate(account=account)
+    account.refresh_from_db()
+    return account
