@@ -1,9 +1,9 @@
 """Plan ceilings for the limits a tenant may set on an account.
 
-``accounts_service`` never imports ``billing`` (DESIGN.md: imports point one way), so billing hands its
-plans in through :func:`plan_provider_set`; until a provider is registered, the built-in free plan is the
-only plan. A ceiling of -1 means unlimited; a tenant's limit must be within the ceiling (and may not be -1
-when the ceiling is finite). The system account and operator tooling are not bound by plans.
+``accounts_service`` never imports ``billing`` (DESIGN.md: imports point one way), so billing, which keeps
+plans as data, hands them in through :func:`plan_provider_set` when it loads. A ceiling of -1 means
+unlimited; a tenant's limit must be within the ceiling (and may not be -1 when the ceiling is finite). The
+system account and the operator's tooling are not bound by plans.
 """
 
 from __future__ import annotations
@@ -14,22 +14,6 @@ from typing import Any
 from operators.errors import ApplicationError
 
 FREE_PLAN = "free"
-MIB = 1024 * 1024
-
-# Ceilings and the defaults a new account on the plan gets (the same numbers: a plan's allowance).
-FREE_LIMITS: dict[str, int] = {
-    "conn": 50,
-    "subs": 1_000,
-    "data": -1,  # the monthly data allowance is metered by the control plane, not a per-connection cap
-    "payload": 1 * MIB,
-    "imports": 25,
-    "exports": 25,
-    "leaf": 2,
-    "mem_storage": 0,
-    "disk_storage": 256 * MIB,
-    "streams": 5,
-    "consumer": 50,
-}
 
 _provider: Callable[[str], Mapping[str, int] | None] | None = None
 
@@ -41,15 +25,11 @@ def plan_provider_set(provider: Callable[[str], Mapping[str, int] | None] | None
 
 
 def plan_limits(plan: str) -> dict[str, int]:
-    """The ceilings of ``plan``; an unknown plan is a 400 naming the field."""
-    ceilings = _provider(plan) if _provider is not None else (FREE_LIMITS if plan == FREE_PLAN else None)
+    """The ceilings of ``plan`` (also the allowance a new account on it gets); an unknown plan is a 400."""
+    ceilings = _provider(plan) if _provider is not None else None
     if ceilings is None:
         raise ApplicationError(f"unknown plan {plan!r}", extra={"field": "plan"})
     return dict(ceilings)
-
-
-def plan_names() -> list[str]:
-    return [FREE_PLAN] if _provider is None else list(getattr(_provider, "names", lambda: [FREE_PLAN])())
 
 
 def limits_within(*, plan: str, limits: Mapping[str, Any]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from accounts_service.models import LIMIT_FIELDS
+
 # ------------------------------------------------------------------------------------------------
 # Plans
 # ------------------------------------------------------------------------------------------------
@@ -36,12 +38,10 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return self.title
 
-    # The limits an account on this plan gets, by the account model's field names.
-    LIMIT_FIELDS = ("conn", "subs", "payload", "imports", "exports", "leaf", "mem_storage", "disk_storage",
-                    "streams", "consumer")
-
     def account_limits(self) -> dict[str, int]:
-        return {field: getattr(self, field) for field in self.LIMIT_FIELDS} | {"data": -1}
+        """The limits an account on this plan gets, by the account model's field names. The JWT's ``data`` limit
+        stays -1: the monthly allowance (``data_bytes``) is metered and enforced by the control plane."""
+        return {field: -1 if field == "data" else getattr(self, field) for field in LIMIT_FIELDS}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,17 +18,12 @@ from django.utils import timezone
 from accounts_service.models import Account, TeamMembership
 from accounts_service.services import account_plan_set, account_resume, account_suspend
 from billing.models import Plan, QuotaNotice
-from billing.selectors import period_start, usage_totals
+from billing.selectors import month_used_bytes, period_start
 
 log = logging.getLogger(__name__)
 
 THRESHOLDS = (80, 90, 100)
 SUSPEND_REASON = "monthly data allowance used up"
-
-
-def _month_used(account: Account, now: dt.datetime) -> int:
-    month = usage_totals(account_public_key=account.public_key, start=period_start(now), end=now)
-    return month["sent_bytes"] + month["received_bytes"]
 
 
 def _owners_mail(account: Account, subject: str, body: str) -> None:
@@ -60,7 +55,7 @@ def quota_evaluate(*, account: Account, now: dt.datetime | None = None) -> dict[
     """Warn, suspend or resume one account; returns what it found."""
     now = now or timezone.now()
     plan = Plan.objects.filter(name=account.plan).first() if account.plan else None
-    used = _month_used(account, now)
+    used = month_used_bytes(account_public_key=account.public_key, now=now)
     out: dict[str, object] = {"used_bytes": used, "notices": [], "suspended": account.suspended_at is not None}
     if plan is None or plan.data_bytes < 0:
         over = False

@@ -10,7 +10,10 @@ from django.utils import timezone
 
 from billing import metering
 from billing.models import Plan, ServerAccountCounter, UsageHour
-from billing.services import CONNS_FRESH
+
+# A server's CONNS event repeats every 30 s while the account has connections: a server silent for longer
+# than this no longer counts towards the account's current connections.
+CONNS_FRESH = dt.timedelta(seconds=90)
 
 WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
            "30d": dt.timedelta(days=30)}
@@ -68,12 +71,6 @@ def plan_ceilings(name: str) -> dict[str, int] | None:
     return None if plan is None else plan.account_limits()
 
 
-def _plan_names() -> list[str]:
-    return list(Plan.objects.values_list("name", flat=True))
-
-
-plan_ceilings.names = _plan_names  # type: ignore[attr-defined]  (accounts_service.plans.plan_names)
-
 
 def period_start(now: dt.datetime | None = None) -> dt.datetime:
     """The start of the current billing period (the calendar month, UTC)."""
@@ -87,7 +84,13 @@ def account_usage(*, account_public_key: str, plan_name: str, window: str,
     the plan's allowance (sent plus received bytes; -1 for an unlimited or operator-managed account)."""
     now = now or timezone.now()
     plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
-    month = usage_totals(account_public_key=account_public_key, start=period_start(now), end=now)
     return usage_document(account_public_key=account_public_key, window=window, plan=plan_name,
                           data_bytes=plan.data_bytes if plan is not None else -1,
-                          used_bytes=month["sent_bytes"] + month["received_bytes"], now=now)
+                          used_bytes=month_used_bytes(account_public_key=account_public_key, now=now), now=now)
+
+
+def month_used_bytes(*, account_public_key: str, now: dt.datetime | None = None) -> int:
+    """What counts against the monthly data allowance: sent plus received bytes since the period started."""
+    now = now or timezone.now()
+    month = usage_totals(account_public_key=account_public_key, start=period_start(now), end=now)
+    return month["sent_bytes"] + month["received_bytes"]

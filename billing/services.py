@@ -11,10 +11,7 @@ from django.db.models.functions import Greatest
 
 from billing import metering
 from billing.models import MeterSample, ServerAccountCounter, UsageHour
-
-# A server's CONNS event repeats every 30 s while the account has connections: a server silent for longer
-# than this no longer counts towards the account's current connections.
-CONNS_FRESH = dt.timedelta(seconds=90)
+from billing.selectors import connections_current
 
 
 def _claim(*, key: str, kind: str, account: str, server_id: str, at: dt.datetime) -> bool:
@@ -28,22 +25,14 @@ def _claim(*, key: str, kind: str, account: str, server_id: str, at: dt.datetime
     return True
 
 
-def _hour_add(*, account: str, hour: dt.datetime, **increments: float) -> None:
-    UsageHour.objects.get_or_create(account_public_key=account, hour=hour)
-    UsageHour.objects.filter(account_public_key=account, hour=hour).update(
-        **{field: F(field) + value for field, value in increments.items()}
-    )
-
-
-def _peak_note(*, account: str, at: dt.datetime) -> None:
-    """The account's connections across servers now, kept as the hour's peak if higher."""
-    current = sum(ServerAccountCounter.objects.filter(account_public_key=account, observed_at__gte=at - CONNS_FRESH)
-                  .values_list("conns", flat=True))
-    hour = metering.hour_floor(at)
-    UsageHour.objects.get_or_create(account_public_key=account, hour=hour)
-    UsageHour.objects.filter(account_public_key=account, hour=hour).update(
-        peak_connections=Greatest(F("peak_connections"), current)
-    )
+def _hour_add(*, account: str, hour: dt.datetime, peak: int | None = None, **increments: float) -> None:
+    """Add to an hour's counters (and raise its peak of connections to ``peak``) in one UPDATE."""
+    updates: dict[str, Any] = {field: F(field) + value for field, value in increments.items()}
+    if peak is not None:
+        updates["peak_connections"] = Greatest(F("peak_connections"), peak)
+    if not UsageHour.objects.filter(account_public_key=account, hour=hour).update(**updates):
+        UsageHour.objects.get_or_create(account_public_key=account, hour=hour)  # the hour's first sample
+        UsageHour.objects.filter(account_public_key=account, hour=hour).update(**updates)
 
 
 @transaction.atomic
@@ -79,11 +68,11 @@ def counters_ingest(*, kind: str, server_id: str, server_name: str, seq: int, at
         ServerAccountCounter.objects.create(server_id=server_id, account_public_key=account, **values)
     else:
         ServerAccountCounter.objects.filter(pk=row.pk).update(**values, resets=F("resets") + int(change.reset))
-    if not change.counters.is_zero:
-        c = change.counters
-        _hour_add(account=account, hour=metering.hour_floor(at), sent_msgs=c.sent_msgs, sent_bytes=c.sent_bytes,
-                  received_msgs=c.received_msgs, received_bytes=c.received_bytes)
-    _peak_note(account=account, at=at)
+    c = change.counters
+    _hour_add(account=account, hour=metering.hour_floor(at),
+              peak=connections_current(account_public_key=account, now=at),  # across servers, now
+              sent_msgs=c.sent_msgs, sent_bytes=c.sent_bytes, received_msgs=c.received_msgs,
+              received_bytes=c.received_bytes)
     return True
 
 

@@ -35,7 +35,6 @@ from accounts_service.validation import MAX_DESCRIPTION, MAX_LIMIT
 # ------------------------------------------------------------------------------------------------
 
 
-
 class AccountOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "Account"
