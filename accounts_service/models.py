@@ -146,6 +146,25 @@ class Account(models.Model):
         return f"{self.name} ({self.public_key[:8]}…)"
 
 
+class PlanSpan(models.Model):
+    """An account's plan from ``at`` on (``plan`` empty: the account was deleted or left the plans). Written by
+    the services on every plan an account takes, and kept after the account is gone, so a period's invoice
+    knows which accounts the team held on which plan."""
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="plan_spans")
+    account_public_key = models.CharField(max_length=56)
+    account_name = models.CharField(max_length=64)
+    plan = models.CharField(max_length=32, blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["team", "at"], name="accounts_planspan_team_at")]
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.account_name}: {self.plan or '(none)'} from {self.at:%Y-%m-%d %H:%M}"
+
+
 class NatsUserQuerySet(AccountChildQuerySet):
     def active(self) -> NatsUserQuerySet:
         return self.filter(revoked_at__isnull=True)
@@ -342,6 +361,7 @@ class AuditEvent(models.Model):
         MEMBER_JOIN = "member.join"
         MEMBER_REMOVE = "member.remove"
         ACCOUNT_DELETE = "account.delete"
+        PLAN_CHANGE = "account.plan"
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="audit_events", null=True, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,

@@ -26,6 +26,7 @@ from accounts_service.plans import FREE_PLAN
 from accounts_service.services import (
     account_create,
     account_delete,
+    account_plan_set,
     account_signing_key_rotate,
     audit_record,
     team_create,
@@ -216,6 +217,19 @@ def account_delete_by(*, account: Account, by) -> None:
     audit_record(action=AuditEvent.Action.ACCOUNT_DELETE, actor=by, team=account.team, target=account.public_key,
                  detail={"name": account.name})
     account_delete(account=account)
+
+
+@transaction.atomic
+def account_plan_change_by(*, account: Account, plan: str, by) -> Account:
+    """An owner moves one of the team's accounts to another plan (re-signed and pushed; recorded in the audit
+    log). Billing re-evaluates the account's quota when the change commits."""
+    owner_required(team=account.team, user=by)
+    previous = account.plan
+    account = account_plan_set(account=account, plan=plan)
+    if previous != plan:
+        audit_record(action=AuditEvent.Action.PLAN_CHANGE, actor=by, team=account.team, target=account.public_key,
+                     detail={"name": account.name, "from": previous, "to": plan})
+    return account
 
 
 def signing_key_rotate_by(*, account: Account, public_key: str, by) -> None:

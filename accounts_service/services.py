@@ -24,13 +24,14 @@ from accounts_service.models import (
     Export,
     Import,
     NatsUser,
+    PlanSpan,
     Revocation,
     Team,
     TeamMembership,
 )
-from accounts_service.plans import limits_within, plan_limits
+from accounts_service.plans import limits_within, plan_limits, team_room_check
 from accounts_service.selectors import account_nats_build, export_covering_get, user_permissions
-from accounts_service.signals import account_deleted
+from accounts_service.signals import account_deleted, account_plan_changed
 from accounts_service.validation import (
     description_check,
     limit_check,
@@ -146,6 +147,7 @@ def account_create(
     name = name_check(name)
     if plan is not None:
         limits = {**plan_limits(plan), **(limits or {})}
+        _team_room_check(team=team, plan=plan)
     description = description_check(description)
     if Account.objects.filter(team=team, name=name).exists():
         raise ApplicationError(f"the team already has an account named {name!r}", extra={"field": "name"},
@@ -158,7 +160,16 @@ def account_create(
     account.save()
     op_services.signing_key_create(owner_public_key=account.public_key, description="signs this account's users")
     _usage_import_add(account)  # signed with everything else: version 1 already answers ngs.usage
+    if account.plan:
+        _plan_span(account)
     return account_resign(account=account)
+
+
+def _plan_span(account: Account, *, plan: str | None = None) -> None:
+    """Record that ``account`` is on ``plan`` (default: its own) from now on (the history invoices read)."""
+    PlanSpan.objects.create(team_id=account.team_id, account_public_key=account.public_key,
+                            account_name=account.name, plan=account.plan if plan is None else plan,
+                            at=timezone.now())
 
 
 def system_account_ensure() -> Account:
@@ -201,10 +212,26 @@ def account_plan_set(*, account: Account, plan: str) -> Account:
     account is re-signed and pushed. Called by billing, which owns plans (accounts_service never imports it)."""
     account = _lock(account)
     limits = plan_limits(plan)  # an unknown plan is a 400 naming the field
-    account.plan = plan
+    if account.is_system:
+        raise ApplicationError("the system account is not on a plan", status_code=409)
+    if plan != account.plan:
+        _team_room_check(team=account.team, plan=plan)
+    previous, account.plan = account.plan, plan
     _limits_apply(account, {k: v for k, v in limits.items() if k in LIMIT_FIELDS})
     account.save()
-    return account_resign(account=account)
+    account = account_resign(account=account)
+    if previous != plan:
+        _plan_span(account)
+        transaction.on_commit(lambda: account_plan_changed.send(sender=Account, account_id=account.pk,
+                                                                previous=previous, plan=plan))
+    return account
+
+
+def _team_room_check(*, team: Team, plan: str) -> None:
+    """A 409 when ``team`` already holds as many accounts on ``plan`` as the plan allows (the team row is locked,
+    so two concurrent creations cannot both take the last place)."""
+    Team.objects.select_for_update().filter(pk=team.pk).first()
+    team_room_check(plan=plan, accounts_on_plan=Account.objects.filter(team=team, plan=plan).count())
 
 
 @transaction.atomic
@@ -241,6 +268,8 @@ def account_delete(*, account: Account) -> list[Account]:
     seeds = [account.identity_seed_id, *NatsUser.objects.filter(account=account).values_list("seed_id", flat=True)]
     keys = list(SigningKey.objects.filter(owner_public_key=account.public_key))
     NatsUser.objects.filter(account=account).delete()
+    if account.plan:
+        _plan_span(account, plan="")  # its period's invoice still bills it
     account.delete()
     for key in keys:
         seeds.append(key.seed_id)

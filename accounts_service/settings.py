@@ -186,6 +186,10 @@ FLEET_RECONCILE_SECONDS = env.float("FLEET_RECONCILE_SECONDS", default=5.0)
 FLEET_VERIFY_SECONDS = env.float("FLEET_VERIFY_SECONDS", default=60.0)
 # The collector polls every node's STATZ this often; on a crash, a node's traffic since its last poll is lost.
 METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
+# A period is invoiced once it has been over this long (late metering data lands first); its invoice is final.
+INVOICE_GRACE_SECONDS = env.float("INVOICE_GRACE_SECONDS", default=3600.0)
+# The payment provider (billing/payments.py): a dotted path to a class; the default needs no network.
+BILLING_PAYMENT_PROVIDER = env("BILLING_PAYMENT_PROVIDER", default="billing.payments.ManualProvider")
 
 # ------------------------------------------------------------------------------------------------
 # Redis and Celery
@@ -211,6 +215,8 @@ CELERY_BEAT_SCHEDULE = {
     "fleet-reconcile": {"task": "broker_gateway.tasks.fleet_reconcile", "schedule": FLEET_RECONCILE_SECONDS},
     "fleet-verify": {"task": "broker_gateway.tasks.fleet_verify", "schedule": FLEET_VERIFY_SECONDS},
     "quotas-enforce": {"task": "billing.tasks.quotas_enforce", "schedule": env.float("QUOTA_SECONDS", default=60.0)},
+    "invoices-generate": {"task": "billing.tasks.invoices_generate",
+                          "schedule": env.float("INVOICE_SECONDS", default=3600.0)},
 }
 
 # ------------------------------------------------------------------------------------------------

@@ -16,3 +16,7 @@ def _personal_team(sender, instance, created, raw=False, **kwargs):
 # Sent on commit after an account was deleted; kwargs: account_public_key. The broker gateway sends the
 # operator-signed delete claim to every node.
 account_deleted = Signal()
+
+# Sent on commit after an account moved to another plan; kwargs: account_id, previous, plan. Billing re-evaluates
+# the account's quota (an upgrade ends a quota suspension at once).
+account_plan_changed = Signal()

@@ -145,3 +145,69 @@ class QuotaNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_public_key[:8]}… {self.threshold}% ({self.period_start:%Y-%m})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Invoices
+# ------------------------------------------------------------------------------------------------
+
+
+class Invoice(models.Model):
+    """A team's monthly invoice, billed in arrears: one per team and period (the constraint makes generating it
+    twice give one invoice). Immutable once issued, except for its payment status."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"  # issued, awaiting payment through the provider
+        PAID = "paid"
+        VOID = "void"
+
+    team = models.ForeignKey("accounts_service.Team", on_delete=models.PROTECT, related_name="invoices")
+    number = models.CharField(max_length=32, unique=True)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    currency = models.CharField(max_length=3, default="USD")
+    total_cents = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    provider = models.CharField(max_length=32, blank=True)
+    provider_reference = models.CharField(max_length=128, blank=True)
+    issued_at = models.DateTimeField(auto_now_add=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "period_start"], name="%(app_label)s_%(class)s_one"),
+        ]
+        ordering = ["-period_start", "team_id"]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class InvoiceLine(models.Model):
+    """One line: an account's base price on its plan, or its data past the plan's allowance (per GiB)."""
+
+    class Kind(models.TextChoices):
+        BASE = "base"
+        OVERAGE = "overage"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    account_public_key = models.CharField(max_length=56)
+    account_name = models.CharField(max_length=64)
+    plan = models.CharField(max_length=32)
+    description = models.CharField(max_length=200)
+    quantity = models.DecimalField(max_digits=16, decimal_places=3, help_text="months, or GiB past the allowance")
+    unit_cents = models.PositiveIntegerField()
+    amount_cents = models.BigIntegerField()
+    used_bytes = models.BigIntegerField(help_text="the account's sent plus received bytes in the period")
+    allowance_bytes = models.BigIntegerField(help_text="the plan's monthly data (-1 unlimited)")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "position"], name="%(app_label)s_%(class)s_position"),
+        ]
+        ordering = ["invoice", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.invoice.number} #{self.position}"

@@ -86,8 +86,15 @@ def quotas_enforce(*, now: dt.datetime | None = None) -> int:
 
 def plan_change(*, account: Account, plan_name: str) -> Account:
     """Move an account to another plan: re-signed with the plan's limits and pushed; a quota suspension ends if
-    the account fits the new plan."""
+    the account fits the new plan (evaluated here at once, and again, harmlessly, by the signal on commit)."""
     account = account_plan_set(account=account, plan=plan_name)
     quota_evaluate(account=account)
     account.refresh_from_db()
     return account
+
+
+def on_plan_changed(sender, *, account_id: int, **_) -> None:
+    """accounts_service's ``account_plan_changed`` (the web and API change plans there): re-evaluate the quota."""
+    account = Account.objects.filter(pk=account_id).select_related("team").first()
+    if account is not None:
+        quota_evaluate(account=account)

@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Max, Sum
 from django.utils import timezone
 
+from accounts_service.plans import PlanTerms
 from billing import metering
 from billing.models import Plan, ServerAccountCounter, UsageHour
 
@@ -65,11 +66,20 @@ def usage_document(*, account_public_key: str, window: str, plan: str, data_byte
     }
 
 
-def plan_ceilings(name: str) -> dict[str, int] | None:
-    """The limits of the plan called ``name`` by the account model's field names, or None if there is none."""
-    plan = Plan.objects.filter(name=name).first()
-    return None if plan is None else plan.account_limits()
+def _terms(plan: Plan) -> PlanTerms:
+    return PlanTerms(name=plan.name, title=plan.title, ceilings=plan.account_limits(),
+                     accounts_per_team=plan.accounts_per_team, data_bytes=plan.data_bytes,
+                     base_price_cents=plan.base_price_cents, overage_cents_per_gib=plan.overage_cents_per_gib)
 
+
+def plan_terms_get(name: str) -> PlanTerms | None:
+    """The terms of the plan called ``name`` (what accounts_service's plan hook asks), or None if none."""
+    plan = Plan.objects.filter(name=name).first()
+    return None if plan is None else _terms(plan)
+
+
+def plan_terms_all() -> list[PlanTerms]:
+    return [_terms(plan) for plan in Plan.objects.all()]
 
 
 def period_start(now: dt.datetime | None = None) -> dt.datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -11,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts_service import services
+from accounts_service import people, services
 from accounts_service.api.utils import (
     NAME_PATTERN,
     TEXT_RENDERERS,
@@ -88,6 +89,11 @@ class _AccountLimitsInput(StrictInputSerializer):
 assert set(_AccountLimitsInput().fields) == {*LIMIT_FIELDS, "wildcard_exports"}
 
 
+def _plan_field() -> StrictCharField:
+    return StrictCharField(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", required=False, allow_null=True, max_length=32,
+                           help_text="a plan's name (see the plans page); default free on creation")
+
+
 class AccountListCreateApi(APIView):
     """``GET/POST /api/v1/accounts/``: the caller's teams' accounts; a new one (default: the personal team)."""
 
@@ -95,8 +101,7 @@ class AccountListCreateApi(APIView):
         name = name_field()
         description = _description_field()
         team = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=2**63 - 1)
-        # Plans arrive with billing; until then only the free plan exists.
-        plan = serializers.ChoiceField(choices=[FREE_PLAN], required=False, allow_null=True)
+        plan = _plan_field()
         limits = _AccountLimitsInput(required=False)
 
         class Meta:
@@ -132,6 +137,7 @@ class AccountDetailApi(APIView):
     class InputSerializer(StrictInputSerializer):
         name = name_field(required=False)
         description = _description_field()
+        plan = _plan_field()
         limits = _AccountLimitsInput(required=False)
 
         class Meta:
@@ -149,7 +155,13 @@ class AccountDetailApi(APIView):
         account = account_for_user_get(user=request.user, public_key=account_pk)
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        account = services.account_update(account=account, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        plan = data.pop("plan", None)
+        with transaction.atomic():  # a plan change and the other fields land together or not at all
+            if plan:  # owners only; the limits that follow are checked against the new plan
+                account = people.account_plan_change_by(account=account, plan=plan, by=request.user)
+            if data or not plan:
+                account = services.account_update(account=account, **data)
         return Response(self.OutputSerializer(account).data)
 
     @extend_schema(responses={204: None})

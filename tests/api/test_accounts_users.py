@@ -149,7 +149,8 @@ def test_account_create_in_another_team_is_404(api, other_team, operator_setup):
         ({}, "name"),
         ({"name": ""}, "name"),
         ({"name": "x" * 65}, "name"),
-        ({"name": "ok", "plan": "pro"}, "plan"),
+        ({"name": "ok", "plan": "platinum"}, "plan"),
+        ({"name": "ok", "plan": "Pro!"}, "plan"),
         ({"name": "ok", "limits": {"conn": -5}}, "conn"),
         ({"name": "ok", "limits": {"conn": "many"}}, "conn"),
         ({"name": "ok", "limits": {"bogus": 1}}, "bogus"),
@@ -191,9 +192,10 @@ def test_account_patch(api, account):
 
 def test_account_patch_bad_input_changes_nothing(api, account):
     _assert_error(api.patch(_account_url(account), {"name": "renamed", "limits": {"subs": -9}}, format="json"), 400)
-    _assert_error(api.patch(_account_url(account), {"plan": "free"}, format="json"), 400)
+    _assert_error(api.patch(_account_url(account), {"plan": "Free!"}, format="json"), 400)
+    _assert_error(api.patch(_account_url(account), {"plan": "free"}, format="json"), 403)  # owners only
     fresh = Account.objects.get(pk=account.pk)
-    assert (fresh.name, fresh.subs, fresh.version) == ("app", -1, account.version)
+    assert (fresh.name, fresh.subs, fresh.version, fresh.plan) == ("app", -1, account.version, "")
 
 
 def test_account_delete(api, account, nats_user):

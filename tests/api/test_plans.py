@@ -1,0 +1,107 @@
+"""Plans over the REST API: choosing one at creation, changing it (owners only, audited, re-signed), and the
+accounts-per-team allowance of each plan."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from accounts_service import services
+from accounts_service.models import Account, AuditEvent, TeamMembership
+from accounts_service.plans import plans_all
+from billing.models import Plan
+
+ACCOUNTS = "/api/v1/accounts/"
+
+
+def _client(team, username: str, role: str) -> APIClient:
+    person = get_user_model().objects.create_user(username=username, password="pw-" + username)
+    services.team_member_add(team=team, user=person, role=role)
+    client = APIClient()
+    _, token = services.api_token_create(user=person)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def owner(team) -> APIClient:
+    return _client(team, "olivia", TeamMembership.Role.OWNER)
+
+
+@pytest.fixture
+def member(team) -> APIClient:
+    return _client(team, "max", TeamMembership.Role.MEMBER)
+
+
+def _create(client, team, name: str, plan: str | None = None):
+    body = {"name": name, "team": team.pk} | ({"plan": plan} if plan else {})
+    return client.post(ACCOUNTS, body, format="json")
+
+
+def test_the_plans_are_data_from_billing(operator_setup):
+    names = [terms.name for terms in plans_all()]
+    assert names == ["free", "developer", "pro", "business"]
+    Plan.objects.filter(name="pro").update(accounts_per_team=7)
+    assert {t.name: t.accounts_per_team for t in plans_all()}["pro"] == 7
+
+
+def test_create_on_a_plan_gets_its_allowance(owner, team, operator_setup):
+    response = _create(owner, team, "big", "pro")
+    assert response.status_code == 201, response.content
+    pro = Plan.objects.get(name="pro")
+    assert response.json()["plan"] == "pro" and response.json()["limits"]["conn"] == pro.conn
+    assert Account.objects.get(name="big").disk_storage == pro.disk_storage
+
+
+def test_a_team_holds_only_as_many_accounts_on_a_plan_as_it_allows(owner, team, operator_setup):
+    free = Plan.objects.get(name="free")
+    for i in range(free.accounts_per_team):
+        assert _create(owner, team, f"a{i}").status_code == 201
+    refused = _create(owner, team, "one-too-many")
+    assert refused.status_code == 409
+    assert refused.json()["message"].startswith("the Free plan allows 2 accounts per team")
+    assert refused.json()["extra"] == {"field": "plan", "accounts_per_team": 2}
+    assert not Account.objects.filter(name="one-too-many").exists()
+    # another plan has room of its own
+    assert _create(owner, team, "one-too-many", "developer").status_code == 201
+
+
+def test_owner_changes_the_plan_resigned_and_audited(owner, team, operator_setup):
+    account = services.account_create(team=team, name="app", plan="free")
+    response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": "pro"}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    pro = Plan.objects.get(name="pro")
+    assert body["plan"] == "pro" and body["limits"]["conn"] == pro.conn
+    assert body["version"] == account.version + 1
+    event = AuditEvent.objects.get(action=AuditEvent.Action.PLAN_CHANGE)
+    assert event.target == account.public_key and event.detail == {"name": "app", "from": "free", "to": "pro"}
+
+
+def test_plan_change_and_limits_land_together_or_not_at_all(owner, team, operator_setup):
+    account = services.account_create(team=team, name="app", plan="pro")
+    response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": "free", "limits": {"conn": 51}},
+                           format="json")
+    assert response.status_code == 400 and response.json()["message"] == "the free plan allows conn at most 50"
+    fresh = Account.objects.get(pk=account.pk)
+    assert (fresh.plan, fresh.version, fresh.conn) == ("pro", account.version, account.conn)
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.PLAN_CHANGE).exists()
+
+
+@pytest.mark.parametrize(("plan", "status"), [("platinum", 400), ("", 400), ("free", 409)])
+def test_plan_change_refusals(owner, team, operator_setup, plan, status):
+    services.account_create(team=team, name="a", plan="free")
+    services.account_create(team=team, name="b", plan="free")
+    account = services.account_create(team=team, name="c", plan="developer")
+    response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": plan}, format="json")
+    assert response.status_code == status, response.content
+    assert set(response.json()) == {"message", "extra"}
+    assert Account.objects.get(pk=account.pk).plan == "developer"
+
+
+def test_members_cannot_change_plans(member, team, operator_setup):
+    account = services.account_create(team=team, name="app", plan="free")
+    response = member.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": "business"}, format="json")
+    assert response.status_code == 403
+    assert Account.objects.get(pk=account.pk).plan == "free"
