@@ -8,6 +8,7 @@ from accounts_service import views
 from accounts_service.api import urls as api_urls
 from accounts_service.web import urls as web_urls
 from billing import api as billing_api
+from billing import urls as billing_urls
 from broker_gateway import urls as fleet_urls
 from broker_gateway import views as fleet_views
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("api/v1/accounts/<str:account_pk>/usage", billing_api.AccountUsageApi.as_view(), name="api-account-usage"),
     path("staff/", include(fleet_urls.staff_urlpatterns)),
     path("", include(web_urls)),
+    path("", include(billing_urls)),
     path("", include(fleet_urls.web_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

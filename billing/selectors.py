@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts_service.plans import PlanTerms
 from billing import metering
-from billing.models import Plan, ServerAccountCounter, UsageHour
+from billing.models import Plan, QuotaNotice, ServerAccountCounter, UsageHour
 
 # A server's CONNS event repeats every 30 s while the account has connections: a server silent for longer
 # than this no longer counts towards the account's current connections.
@@ -104,3 +104,38 @@ def month_used_bytes(*, account_public_key: str, now: dt.datetime | None = None)
     now = now or timezone.now()
     month = usage_totals(account_public_key=account_public_key, start=period_start(now), end=now)
     return month["sent_bytes"] + month["received_bytes"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Charts and banners (the dashboard)
+# ------------------------------------------------------------------------------------------------
+
+CHARTS = {"24h": (24, dt.timedelta(hours=1)), "7d": (7 * 24, dt.timedelta(hours=1)), "30d": (30, dt.timedelta(days=1))}
+
+
+def usage_series(*, account_public_key: str, chart: str, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Zero-filled buckets for a chart, oldest first: the last 24 or 168 hours (hourly), or 30 days (daily, UTC);
+    each with sent and received msgs and bytes. The current bucket is the last one."""
+    now = now or timezone.now()
+    count, step = CHARTS[chart]
+    last = metering.hour_floor(now)
+    if step == dt.timedelta(days=1):
+        last = last.replace(hour=0)
+    first = last - step * (count - 1)
+    buckets = {first + step * i: {"start": first + step * i, "sent_msgs": 0, "sent_bytes": 0, "received_msgs": 0,
+                                  "received_bytes": 0} for i in range(count)}
+    rows = UsageHour.objects.filter(account_public_key=account_public_key, hour__gte=first, hour__lt=last + step)
+    for row in rows.values("hour", "sent_msgs", "sent_bytes", "received_msgs", "received_bytes"):
+        hour = row.pop("hour").astimezone(dt.UTC)
+        key = hour.replace(hour=0) if step == dt.timedelta(days=1) else hour
+        bucket = buckets.get(key)
+        if bucket is not None:
+            for field, value in row.items():
+                bucket[field] += value
+    return list(buckets.values())
+
+
+def quota_notice_latest(*, account_public_key: str, now: dt.datetime | None = None) -> QuotaNotice | None:
+    """The highest threshold the account crossed this period (80, 90 or 100 %), or None."""
+    return (QuotaNotice.objects.filter(account_public_key=account_public_key, period_start=period_start(now))
+            .order_by("-threshold").first())

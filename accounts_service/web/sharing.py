@@ -2,7 +2,7 @@
 advertised exports across the platform.
 
 Thin like ``views``: a form checks shapes, a sharing service does the work inside its own transaction (so bad
-input creates nothing) and its ApplicationError becomes a form error. Every account comes from ``_account``,
+input creates nothing) and its ApplicationError becomes a form error. Every account comes from ``account_or_404``,
 so another team's account, export, activation or import is the same 404 as an unknown one.
 """
 
@@ -24,7 +24,7 @@ from accounts_service import services
 from accounts_service.models import Account, Activation, Export
 from accounts_service.selectors import export_catalog, export_get, export_list, import_get, import_list
 from accounts_service.web import sharing_forms as forms
-from accounts_service.web.views import _account, service_call
+from accounts_service.web.views import account_or_404, service_call
 from operators.errors import NotFound
 
 CATALOG_PAGE_SIZE = 25
@@ -60,7 +60,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 @login_required
 def exports(request: HttpRequest, pk: str) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     form = forms.ExportForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         ok, export = service_call(form, services.export_create, account=account, **form.service_kwargs())
@@ -78,7 +78,7 @@ def exports(request: HttpRequest, pk: str) -> HttpResponse:
 @login_required
 @require_POST
 def export_delete(request: HttpRequest, pk: str, export_id: int) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     export = _export(account, export_id)
     services.export_delete(export=export)
     messages.success(request, f"Export {export.name} ({export.subject}) withdrawn; its importers lost it.")
@@ -88,7 +88,7 @@ def export_delete(request: HttpRequest, pk: str, export_id: int) -> HttpResponse
 @login_required
 def activation_create(request: HttpRequest, pk: str, export_id: int) -> HttpResponse:
     """GET: the form; POST: issue the token and show it in this response only (it is a bearer credential)."""
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     export = _export(account, export_id)
     form = forms.ActivationForm(request.POST or None, initial={"target": request.GET.get("target", "")})
     if request.method == "POST" and form.is_valid():
@@ -105,7 +105,7 @@ def activation_create(request: HttpRequest, pk: str, export_id: int) -> HttpResp
 @login_required
 @require_POST
 def activation_revoke(request: HttpRequest, pk: str, export_id: int, activation_id: int) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     export = _export(account, export_id)
     activation = Activation.objects.filter(export=export, pk=activation_id).first()
     if activation is None:
@@ -123,7 +123,7 @@ def activation_revoke(request: HttpRequest, pk: str, export_id: int, activation_
 
 @login_required
 def imports(request: HttpRequest, pk: str) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     # The catalog's "Import into…" lands here with ?from=&subject=&name= to pre-fill the form.
     prefill = {k: request.GET.get(k, "") for k in ("from", "subject", "local_subject", "name")}
     form = forms.ImportForm(request.POST or None, initial=prefill)
@@ -142,7 +142,7 @@ def imports(request: HttpRequest, pk: str) -> HttpResponse:
 @login_required
 @require_POST
 def import_delete(request: HttpRequest, pk: str, import_id: int) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     try:
         imp = import_get(account=account, import_id=import_id)
     except NotFound:
@@ -177,7 +177,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
 def catalog_import(request: HttpRequest) -> HttpResponse:
     """"Import into…": from a catalog entry to the chosen account's import form, pre-filled. An export with an
     account token position gets the importer's own key in that position, as NATS requires of such imports."""
-    account = _account(request, request.GET.get("account", ""))
+    account = account_or_404(request, request.GET.get("account", ""))
     try:
         export = export_catalog().get(pk=int(request.GET.get("export", "")))
     except (Export.DoesNotExist, ValueError):

@@ -62,14 +62,14 @@ def base_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/").rstrip("/")
 
 
-def _account(request: HttpRequest, pk: str) -> Account:
+def account_or_404(request: HttpRequest, pk: str) -> Account:
     try:
         return account_for_user_get(user=request.user, public_key=pk)
     except NotFound:
         raise Http404("no such account") from None
 
 
-def _team(request: HttpRequest, slug: str) -> Team:
+def team_or_404(request: HttpRequest, slug: str) -> Team:
     try:
         return team_for_user_get(user=request.user, slug=slug)
     except NotFound:
@@ -233,7 +233,7 @@ def _team_by_pk(request: HttpRequest, team_id: str) -> Team:
 
 @login_required
 def account_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     users = account.users.order_by("revoked_at", "name")
     limits = [(forms.LIMIT_LABELS[f], getattr(account, f), f in forms.BYTE_LIMITS) for f in LIMIT_FIELDS]
     return render(request, "web/account_detail.html", {
@@ -248,7 +248,7 @@ def _is_owner(request: HttpRequest, team: Team) -> bool:
 
 @login_required
 def account_edit(request: HttpRequest, pk: str) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     ceilings = plan_limits(account.plan) if account.plan else None
     initial = {"name": account.name, "description": account.description,
                **{f: getattr(account, f) for f in LIMIT_FIELDS}}
@@ -260,7 +260,7 @@ def account_edit(request: HttpRequest, pk: str) -> HttpResponse:
             messages.success(request, f"Account {account.name} saved (version {account.version}); "
                                       "pushing to the fleet.")
             return redirect("web:account", pk=account.public_key)
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     keys = (SigningKey.objects.filter(owner_public_key=account.public_key)
             .annotate(user_count=Count("users", filter=Q(users__revoked_at__isnull=True))).order_by("role", "id"))
     return render(request, "web/account_edit.html", {
@@ -272,8 +272,8 @@ def account_edit(request: HttpRequest, pk: str) -> HttpResponse:
 @login_required
 @require_POST
 def signing_key_rotate(request: HttpRequest, pk: str, key: str) -> HttpResponse:
-    account = _account(request, pk)
-    if _attempt(request, people.signing_key_rotate_by, account=account, public_key=key, by=request.user):
+    account = account_or_404(request, pk)
+    if attempt(request, people.signing_key_rotate_by, account=account, public_key=key, by=request.user):
         messages.success(request, "Signing key rotated: users were re-issued with the new key and the old key's JWTs "
                                   "stop working once the fleet holds the new account JWT. Download fresh .creds.")
     return redirect("web:account_edit", pk=pk)
@@ -281,7 +281,7 @@ def signing_key_rotate(request: HttpRequest, pk: str, key: str) -> HttpResponse:
 
 @login_required
 def account_delete(request: HttpRequest, pk: str) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     form = forms.ConfirmNameForm(request.POST or None, expected=account.name)
     if request.method == "POST" and form.is_valid():
         ok, _ = service_call(form, people.account_delete_by, account=account, by=request.user)
@@ -305,7 +305,7 @@ def _nats_user(account: Account, upk: str) -> NatsUser:
 
 @login_required
 def user_create(request: HttpRequest, pk: str) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     form = forms.NatsUserForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         ok, user = service_call(form, services.user_create, account=account, **form.service_kwargs())
@@ -319,7 +319,7 @@ def user_create(request: HttpRequest, pk: str) -> HttpResponse:
 @login_required
 @require_POST
 def user_creds(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     user = _nats_user(account, upk)
     try:
         text = services.user_creds_download(user=user, actor=request.user)
@@ -335,9 +335,9 @@ def user_creds(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
 @login_required
 @require_POST
 def user_revoke(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     user = _nats_user(account, upk)
-    if _attempt(request, services.user_revoke, user=user, actor=request.user):
+    if attempt(request, services.user_revoke, user=user, actor=request.user):
         messages.success(request, f"User {user.name} revoked; every node refuses its creds once it holds the new JWT.")
     return redirect("web:account", pk=pk)
 
@@ -345,7 +345,7 @@ def user_revoke(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
 @login_required
 @require_POST
 def user_delete(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
-    account = _account(request, pk)
+    account = account_or_404(request, pk)
     user = _nats_user(account, upk)
     services.user_delete(user=user)
     messages.success(request, f"User {user.name} deleted (and revoked).")
@@ -376,7 +376,7 @@ def teams(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def team_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    team = _team(request, slug)
+    team = team_or_404(request, slug)
     is_owner = _is_owner(request, team)
     form = forms.InviteForm(request.POST or None)
     if request.method == "POST" and is_owner and form.is_valid():
@@ -404,7 +404,7 @@ def _one(qs, pk: int, what: str):
     return found
 
 
-def _attempt(request: HttpRequest, fn: Callable[..., Any], /, **kwargs) -> bool:
+def attempt(request: HttpRequest, fn: Callable[..., Any], /, **kwargs) -> bool:
     """Run a service for a button (no form): a refusal becomes an error message on the page it returns to."""
     try:
         fn(**kwargs)
@@ -419,9 +419,9 @@ def _attempt(request: HttpRequest, fn: Callable[..., Any], /, **kwargs) -> bool:
 @login_required
 @require_POST
 def member_remove(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
-    team = _team(request, slug)
+    team = team_or_404(request, slug)
     membership = _one(team.memberships.select_related("user"), membership_id, "member")
-    if not _attempt(request, people.member_remove, team=team, membership=membership, by=request.user):
+    if not attempt(request, people.member_remove, team=team, membership=membership, by=request.user):
         return redirect("web:team", slug=slug)
     if membership.user_id == request.user.pk:
         messages.success(request, f"You left {team.name}.")
@@ -433,9 +433,9 @@ def member_remove(request: HttpRequest, slug: str, membership_id: int) -> HttpRe
 @login_required
 @require_POST
 def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
-    team = _team(request, slug)
+    team = team_or_404(request, slug)
     membership = _one(team.memberships, membership_id, "member")
-    if _attempt(request, people.member_role_set, team=team, membership=membership, role=request.POST.get("role", ""),
+    if attempt(request, people.member_role_set, team=team, membership=membership, role=request.POST.get("role", ""),
                 by=request.user):
         messages.success(request, "Role changed.")
     return redirect("web:team", slug=slug)
@@ -444,9 +444,9 @@ def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResp
 @login_required
 @require_POST
 def invitation_revoke(request: HttpRequest, slug: str, invitation_id: int) -> HttpResponse:
-    team = _team(request, slug)
+    team = team_or_404(request, slug)
     invitation = _one(team.invitations, invitation_id, "invitation")
-    if _attempt(request, people.invitation_revoke, invitation=invitation, by=request.user):
+    if attempt(request, people.invitation_revoke, invitation=invitation, by=request.user):
         messages.success(request, f"Invitation to {invitation.email} revoked.")
     return redirect("web:team", slug=slug)
 

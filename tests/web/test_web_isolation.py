@@ -15,6 +15,9 @@ from accounts_service import services
 from accounts_service.models import Account, ApiToken, AuditEvent, Invitation, NatsUser, TeamMembership
 from accounts_service.people import invitation_create, team_create_with_account
 from accounts_service.web import urls as web_urls
+from billing.invoices import invoice_generate
+from billing.selectors import period_start
+from billing import urls as billing_urls
 from broker_gateway import urls as fleet_urls
 from operators.models import SigningKey
 
@@ -34,7 +37,8 @@ def _patterns(patterns, prefix=""):
 
 
 def routes_with_ids() -> list[tuple[str, str, list[str]]]:
-    found = list(_patterns(web_urls.urlpatterns)) + list(_patterns(fleet_urls.web_urlpatterns))
+    found = [*_patterns(web_urls.urlpatterns), *_patterns(fleet_urls.web_urlpatterns),
+             *_patterns(billing_urls.urlpatterns)]
     return [r for r in found if r[2] and not set(r[2]) & PUBLIC_PARAMS]
 
 
@@ -56,12 +60,14 @@ def world(operator_setup):
     v_invitation = invitation_create(team=v_team, email="friend@example.com", role="member", invited_by=victim,
                                      base_url="http://testserver")
     v_token, _ = services.api_token_create(user=victim, name="victim's")
+    v_invoice, _ = invoice_generate(team=v_team, start=period_start())
     foreign = {
         "pk": v_account.public_key, "account_pk": v_account.public_key, "upk": v_user.public_key,
         "slug": v_team.slug, "membership_id": TeamMembership.objects.get(team=v_team, user=victim).pk,
         "invitation_id": v_invitation.pk, "token_id": v_token.pk, "export_id": v_export.pk,
         "import_id": v_import.pk, "activation_id": v_activation.pk,
         "key": SigningKey.objects.filter(owner_public_key=v_account.public_key).first().public_key,
+        "number": v_invoice.number, "fmt": "csv",
     }
     own = {"pk": a_account.public_key, "slug": a_team.slug}
     return {"attacker": attacker, "foreign": foreign, "own": own, "victim_account": v_account}
@@ -93,7 +99,7 @@ def _fill(route: str, values: dict) -> str:
 def test_every_web_route_with_ids_is_covered():
     names = {param for _, _, params in routes_with_ids() for param in params}
     known = {"pk", "account_pk", "upk", "slug", "membership_id", "invitation_id", "token_id", "export_id",
-             "import_id", "activation_id", "key"}
+             "import_id", "activation_id", "key", "number", "fmt"}
     assert names <= known, f"new id parameters {names - known}: add them to the world fixture"
     assert len(routes_with_ids()) >= 15
 

@@ -1,0 +1,111 @@
+"""Billing's pages in the dashboard: an account's usage charts and quota, its plan, and the team's invoices."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+
+from accounts_service import people
+from accounts_service.models import TeamMembership
+from accounts_service.web.views import account_or_404, attempt, team_or_404
+from billing import invoices as invoice_docs
+from billing.models import Invoice, Plan
+from billing.selectors import account_usage, quota_notice_latest, usage_series
+
+CHART_HEIGHT = 120
+CHARTS = (("24h", "Last 24 hours, hourly"), ("7d", "Last 7 days, hourly"), ("30d", "Last 30 days, daily"))
+
+
+def chart_bars(series: list[dict[str, Any]], *, step_label: str) -> dict[str, Any]:
+    """An SVG bar chart of bytes per bucket (sent below, received stacked on top), scaled to the tallest."""
+    peak = max((b["sent_bytes"] + b["received_bytes"] for b in series), default=0) or 1
+    bars = []
+    for i, bucket in enumerate(series):
+        sent = bucket["sent_bytes"] * CHART_HEIGHT / peak
+        received = bucket["received_bytes"] * CHART_HEIGHT / peak
+        bars.append({"x": i * 10, "sent_y": CHART_HEIGHT - sent, "sent_h": sent,
+                     "received_y": CHART_HEIGHT - sent - received, "received_h": received,
+                     "title": f"{bucket['start']:{step_label}} UTC: sent {bucket['sent_msgs']:,} msgs / "
+                              f"{bucket['sent_bytes']:,} B, received {bucket['received_msgs']:,} msgs / "
+                              f"{bucket['received_bytes']:,} B"})
+    return {"width": len(series) * 10, "height": CHART_HEIGHT, "bars": bars, "peak": peak,
+            "total_bytes": sum(b["sent_bytes"] + b["received_bytes"] for b in series)}
+
+
+@login_required
+def account_usage_page(request: HttpRequest, pk: str) -> HttpResponse:
+    account = account_or_404(request, pk)
+    now = timezone.now()
+    document = account_usage(account_public_key=account.public_key, plan_name=account.plan, window="30d", now=now)
+    charts = [{"key": key, "title": title,
+               "chart": chart_bars(usage_series(account_public_key=account.public_key, chart=key, now=now),
+                                   step_label="%Y-%m-%d" if key == "30d" else "%Y-%m-%d %H:00")}
+              for key, title in CHARTS]
+    quota = document["quota"]
+    percent = (quota["used_bytes"] * 100 / quota["data_bytes"]) if quota["data_bytes"] > 0 else None
+    return render(request, "billing/usage.html", {
+        "account": account, "tab": "usage", "document": document, "charts": charts, "percent": percent,
+        "notice": quota_notice_latest(account_public_key=account.public_key, now=now),
+    })
+
+
+@login_required
+def account_plan_page(request: HttpRequest, pk: str) -> HttpResponse:
+    account = account_or_404(request, pk)
+    if request.method == "POST":
+        plan = request.POST.get("plan", "")
+        if attempt(request, people.account_plan_change_by, account=account, plan=plan, by=request.user):
+            messages.success(request, f"Account {account.name} is now on the {plan} plan; its new limits are being "
+                                      "pushed to the fleet.")
+        return redirect("billing:account_plan", pk=pk)
+    held = dict(account.team.accounts.values_list("plan").annotate(n=Count("pk")).values_list("plan", "n"))
+    plans = [{"plan": plan, "held": held.get(plan.name, 0),
+              "full": 0 <= plan.accounts_per_team <= held.get(plan.name, 0) and plan.name != account.plan}
+             for plan in Plan.objects.all()]
+    return render(request, "billing/plan.html", {
+        "account": account, "tab": "plan", "plans": plans,
+        "is_owner": people.membership_get(team=account.team, user=request.user).role == TeamMembership.Role.OWNER,
+    })
+
+
+def _invoice(request: HttpRequest, slug: str, number: str) -> Invoice:
+    team = team_or_404(request, slug)
+    invoice = Invoice.objects.filter(team=team, number=number).select_related("team").first()
+    if invoice is None:
+        raise Http404("no such invoice")
+    return invoice
+
+
+@login_required
+def invoices_page(request: HttpRequest, slug: str) -> HttpResponse:
+    team = team_or_404(request, slug)
+    return render(request, "billing/invoices.html", {"team": team, "invoices": team.invoices.all()})
+
+
+@login_required
+def invoice_page(request: HttpRequest, slug: str, number: str) -> HttpResponse:
+    invoice = _invoice(request, slug, number)
+    return render(request, "billing/invoice.html", {"team": invoice.team, "invoice": invoice,
+                                                    "lines": invoice.lines.all()})
+
+
+@login_required
+def invoice_download(request: HttpRequest, slug: str, number: str, fmt: str) -> HttpResponse:
+    invoice = _invoice(request, slug, number)
+    if fmt not in ("csv", "json"):
+        raise Http404("invoices download as .csv or .json")
+    if fmt == "json":
+        body, content_type = json.dumps(invoice_docs.invoice_document(invoice), indent=2), "application/json"
+    else:
+        body, content_type = invoice_docs.invoice_csv(invoice), "text/csv; charset=utf-8"
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{invoice.number}.{fmt}"'
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -1,0 +1,153 @@
+"""Billing in the dashboard: usage charts (hourly for 24 h and 7 d, daily for 30 d), the quota meter and the
+80/90/100 % banners, choosing a plan, and the team's invoices with their CSV and JSON downloads."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from accounts_service import services
+from accounts_service.models import Account, AuditEvent, TeamMembership
+from accounts_service.people import team_create_with_account
+from billing import metering
+from billing.invoices import invoice_generate
+from billing.models import Plan, QuotaNotice, UsageHour
+from billing.quotas import quota_evaluate
+from billing.selectors import period_start, usage_series
+
+pytestmark = pytest.mark.django_db
+
+
+def _person(email: str):
+    return get_user_model().objects.create_user(username=email, email=email, password="a good pass 42!")
+
+
+@pytest.fixture
+def owner(operator_setup):
+    return _person("owner@example.com")
+
+
+@pytest.fixture
+def shared(owner):
+    return team_create_with_account(name="Acme", owner=owner)
+
+
+@pytest.fixture
+def account(shared) -> Account:
+    return Account.objects.get(team=shared)
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
+
+
+def _hour(hours_ago: int) -> dt.datetime:
+    return metering.hour_floor(timezone.now()) - dt.timedelta(hours=hours_ago)
+
+
+def test_series_are_zero_filled_hourly_and_daily(account):
+    now = timezone.now()
+    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(0), sent_msgs=3, sent_bytes=300)
+    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(30), received_msgs=2,
+                             received_bytes=50)
+    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(24 * 40), sent_bytes=9)  # too old
+    day = usage_series(account_public_key=account.public_key, chart="24h", now=now)
+    week = usage_series(account_public_key=account.public_key, chart="7d", now=now)
+    month = usage_series(account_public_key=account.public_key, chart="30d", now=now)
+    assert (len(day), len(week), len(month)) == (24, 168, 30)
+    assert day[-1]["sent_bytes"] == 300 and sum(b["received_bytes"] for b in day) == 0  # 30 h ago is outside
+    assert sum(b["received_bytes"] for b in week) == 50 and sum(b["sent_bytes"] for b in week) == 300
+    assert sum(b["sent_bytes"] + b["received_bytes"] for b in month) == 350
+    assert all(b["start"].hour == 0 for b in month) and month[-1]["start"].date() == now.date()
+
+
+def test_usage_page_shows_the_charts_and_the_quota_meter(owner_client, account):
+    Plan.objects.filter(name="free").update(data_bytes=1000)
+    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(1), sent_msgs=7, sent_bytes=400,
+                             received_msgs=7, received_bytes=450)
+    page = owner_client.get(f"/accounts/{account.public_key}/usage/").content.decode()
+    for chart in ("24h", "7d", "30d"):
+        assert f'id="chart-{chart}"' in page
+    assert len(re.findall(r'<rect class="sent"', page)) == 24 + 168 + 30
+    assert "sent 7 msgs / 400 B, received 7 msgs / 450 B" in page  # the bar's tooltip
+    assert "(85.0%)" in page and 'class="meter warn"' in page
+    assert 'id="conns-current">0<' in page
+
+
+def test_banners_at_80_90_and_100_percent(owner_client, account):
+    Plan.objects.filter(name="free").update(data_bytes=1000)
+    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(1), sent_bytes=820)
+    quota_evaluate(account=account)
+    page = owner_client.get(f"/accounts/{account.public_key}/").content.decode()
+    assert "This account has used 80% of its monthly data" in page
+    assert "80% data" in owner_client.get("/dashboard/").content.decode()
+    UsageHour.objects.filter(account_public_key=account.public_key).update(sent_bytes=1000)
+    quota_evaluate(account=account)
+    page = owner_client.get(f"/accounts/{account.public_key}/usage/").content.decode()
+    assert "This account has used all of its monthly data" in page
+    assert "New connections are refused until you upgrade" in page  # the free plan has no overage
+    assert QuotaNotice.objects.filter(account_public_key=account.public_key).count() == 3
+
+
+def test_owner_switches_plan_and_the_suspension_ends(owner_client, account, django_capture_on_commit_callbacks):
+    Plan.objects.filter(name="free").update(data_bytes=1000)
+    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(1), sent_bytes=5000)
+    quota_evaluate(account=account)
+    account.refresh_from_db()
+    assert account.suspended_at is not None
+    page = owner_client.get(f"/accounts/{account.public_key}/plan/").content.decode()
+    assert 'id="plan-free" class="current-plan"' in page and "Switch to Pro" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_client.post(f"/accounts/{account.public_key}/plan/", {"plan": "pro"})
+    assert response.status_code == 302
+    account.refresh_from_db()
+    assert account.plan == "pro" and account.suspended_at is None  # billing re-evaluated on commit
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.PLAN_CHANGE, target=account.public_key).exists()
+
+
+def test_members_see_plans_but_cannot_switch(client, shared, account):
+    member = _person("member@example.com")
+    services.team_member_add(team=shared, user=member, role=TeamMembership.Role.MEMBER)
+    client.force_login(member)
+    page = client.get(f"/accounts/{account.public_key}/plan/").content.decode()
+    assert "Only the team's owners change plans" in page and "Switch to" not in page
+    response = client.post(f"/accounts/{account.public_key}/plan/", {"plan": "pro"}, follow=True)
+    assert "only the team&#x27;s owners may do this" in response.content.decode()
+    assert Account.objects.get(pk=account.pk).plan == "free"
+
+
+def test_a_full_plan_is_refused_with_the_reason(owner_client, shared, account):
+    services.account_create(team=shared, name="second", plan="free")
+    dev = services.account_create(team=shared, name="dev", plan="developer")
+    page = owner_client.get(f"/accounts/{dev.public_key}/plan/").content.decode()
+    assert "team is full" in page
+    response = owner_client.post(f"/accounts/{dev.public_key}/plan/", {"plan": "free"}, follow=True)
+    assert "the Free plan allows 2 accounts per team" in response.content.decode()
+    assert Account.objects.get(pk=dev.pk).plan == "developer"
+
+
+def test_invoices_list_detail_and_downloads(owner_client, shared, account):
+    Plan.objects.filter(name="free").update(base_price_cents=250)
+    invoice, _ = invoice_generate(team=shared, start=period_start())
+    listing = owner_client.get(f"/teams/{shared.slug}/invoices/").content.decode()
+    assert invoice.number in listing and "USD 2.50" in listing
+    detail = owner_client.get(f"/teams/{shared.slug}/invoices/{invoice.number}/").content.decode()
+    assert 'id="invoice-total">2.50<' in detail and "Free plan, account default" in detail
+    got = owner_client.get(f"/teams/{shared.slug}/invoices/{invoice.number}/download.csv")
+    assert got["Content-Type"].startswith("text/csv")
+    assert got["Content-Disposition"] == f'attachment; filename="{invoice.number}.csv"'
+    rows = list(csv.DictReader(io.StringIO(got.content.decode())))
+    assert [(r["kind"], r["amount_cents"]) for r in rows] == [("base", "250"), ("total", "250")]
+    doc = json.loads(owner_client.get(f"/teams/{shared.slug}/invoices/{invoice.number}/download.json").content)
+    assert doc["number"] == invoice.number and doc["total_cents"] == 250 and len(doc["lines"]) == 1
+    assert owner_client.get(f"/teams/{shared.slug}/invoices/{invoice.number}/download.pdf").status_code == 404
+    assert owner_client.get(f"/teams/{shared.slug}/invoices/NC-000000-000000/").status_code == 404
