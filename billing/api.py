@@ -28,6 +28,11 @@ class _Quota(serializers.Serializer):
     used_bytes = serializers.IntegerField(help_text="sent plus received bytes this calendar month (UTC)")
 
 
+class _JetStream(serializers.Serializer):
+    storage_bytes = serializers.IntegerField(help_text="JetStream bytes stored now, every replica counted")
+    gib_hours = serializers.FloatField(help_text="JetStream storage over the window, in GiB-hours")
+
+
 class AccountUsageApi(APIView):
     """``GET /api/v1/accounts/{account_pk}/usage?window=24h``: the account's own usage, as ``ngs.usage`` answers."""
 
@@ -44,6 +49,7 @@ class AccountUsageApi(APIView):
         connections = _Connections()
         plan = serializers.CharField(allow_blank=True)
         quota = _Quota()
+        jetstream = _JetStream()
 
     @extend_schema(responses=OutputSerializer, parameters=[
         OpenApiParameter("window", str, enum=list(WINDOWS), required=False, description="default 24h"),

@@ -58,6 +58,7 @@ class MeterSample(models.Model):
         STATZ = "statz"
         CONNECT = "connect"
         DISCONNECT = "disconnect"
+        JSZ = "jsz"
 
     key = models.CharField(max_length=120)
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -99,6 +100,19 @@ class ServerAccountCounter(models.Model):
         return f"{self.account_public_key[:8]}… on {self.server_name or self.server_id[:8]}"
 
 
+class AccountStorage(models.Model):
+    """The JetStream bytes an account stores (memory plus file, every replica) at the last JSZ observation. Each
+    clustered server reports the account's usage cluster-wide, so this is kept per account, not per server."""
+
+    account_public_key = models.CharField(max_length=56, unique=True)
+    bytes = models.BigIntegerField()
+    observed_at = models.DateTimeField()
+    server_name = models.CharField(max_length=64, blank=True, help_text="the server that reported it last")
+
+    def __str__(self) -> str:
+        return f"{self.account_public_key[:8]}… {self.bytes} B"
+
+
 class UsageHour(models.Model):
     """An account's usage in one UTC hour, from its clients' point of view."""
 
@@ -110,6 +124,8 @@ class UsageHour(models.Model):
     received_bytes = models.BigIntegerField(default=0)
     connection_seconds = models.FloatField(default=0)
     peak_connections = models.IntegerField(default=0)
+    storage_byte_seconds = models.BigIntegerField(default=0, help_text="JetStream bytes stored (every replica) "
+                                                                      "times seconds")
 
     class Meta:
         constraints = [

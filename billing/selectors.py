@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts_service.plans import PlanTerms
 from billing import metering
-from billing.models import Plan, QuotaNotice, ServerAccountCounter, UsageHour
+from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageHour
 
 # A server's CONNS event repeats every 30 s while the account has connections: a server silent for longer
 # than this no longer counts towards the account's current connections.
@@ -19,6 +19,7 @@ CONNS_FRESH = dt.timedelta(seconds=90)
 WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
            "30d": dt.timedelta(days=30)}
 DEFAULT_WINDOW = "24h"
+GIB_HOUR = 1024**3 * 3600  # byte-seconds in a GiB-hour
 
 
 def window_parse(value: str | None) -> str:
@@ -35,13 +36,21 @@ def connections_current(*, account_public_key: str, now: dt.datetime | None = No
                                                    observed_at__gte=now - CONNS_FRESH).values_list("conns", flat=True))
 
 
+def storage_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
+    """JetStream bytes the account stores now (every replica), if a server reported them recently."""
+    now = now or timezone.now()
+    row = AccountStorage.objects.filter(account_public_key=account_public_key,
+                                        observed_at__gte=now - CONNS_FRESH).first()
+    return row.bytes if row is not None else 0
+
+
 def usage_totals(*, account_public_key: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     """Sums over the hours that start in [hour of ``start``, ``end``]."""
     agg = UsageHour.objects.filter(account_public_key=account_public_key, hour__gte=metering.hour_floor(start),
                                    hour__lte=end).aggregate(
         sent_msgs=Sum("sent_msgs"), sent_bytes=Sum("sent_bytes"), received_msgs=Sum("received_msgs"),
         received_bytes=Sum("received_bytes"), connection_seconds=Sum("connection_seconds"),
-        peak=Max("peak_connections"),
+        peak=Max("peak_connections"), storage_byte_seconds=Sum("storage_byte_seconds"),
     )
     return {key: value or 0 for key, value in agg.items()}
 
@@ -63,6 +72,8 @@ def usage_document(*, account_public_key: str, window: str, plan: str, data_byte
                         "peak": totals["peak"]},
         "plan": plan,
         "quota": {"data_bytes": data_bytes, "used_bytes": used_bytes},
+        "jetstream": {"storage_bytes": storage_current(account_public_key=account_public_key, now=now),
+                      "gib_hours": round(totals["storage_byte_seconds"] / GIB_HOUR, 9)},
     }
 
 

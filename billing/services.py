@@ -10,7 +10,7 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 
 from billing import metering
-from billing.models import MeterSample, ServerAccountCounter, UsageHour
+from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageHour
 from billing.selectors import connections_current
 
 
@@ -91,4 +91,31 @@ def disconnect_ingest(*, event: dict[str, Any]) -> bool:
         return False
     for hour, seconds in metering.split_by_hour(start or at, at):
         _hour_add(account=account, hour=hour, connection_seconds=seconds)
+    return True
+
+
+@transaction.atomic
+def storage_ingest(*, server_id: str, server_name: str, seq: int, at: dt.datetime, account: str,
+                   stored_bytes: int) -> bool:
+    """One account's JetStream bytes (cluster-wide, as any server of the cluster reports them) from a JSZ poll.
+    The interval since the account's previous observation, from whichever server, is billed at the smaller of
+    the two (never more than was stored), split over the hours it spans. False for a sample already ingested."""
+    if not _claim(key=f"{server_id}:{seq}", kind=MeterSample.Kind.JSZ, account=account, server_id=server_id, at=at):
+        return False
+    row = AccountStorage.objects.select_for_update().filter(account_public_key=account).first()
+    if row is None:
+        try:
+            with transaction.atomic():
+                AccountStorage.objects.create(account_public_key=account, bytes=stored_bytes, observed_at=at,
+                                              server_name=server_name)
+            return True
+        except IntegrityError:  # another writer created it first: apply this one on top of it
+            row = AccountStorage.objects.select_for_update().get(account_public_key=account)
+    if at <= row.observed_at:  # late: an older observation adds nothing once a newer one was applied
+        return True
+    billed = min(row.bytes, stored_bytes)
+    if billed > 0:
+        for hour, seconds in metering.split_by_hour(row.observed_at, at):
+            _hour_add(account=account, hour=hour, storage_byte_seconds=int(billed * seconds))
+    AccountStorage.objects.filter(pk=row.pk).update(bytes=stored_bytes, observed_at=at, server_name=server_name)
     return True

@@ -18,7 +18,13 @@ from typing import Any
 from django.db import close_old_connections
 
 from accounts_service.models import Account, NatsUser
-from accounts_service.services import USAGE_EXPORT_SUBJECT, system_account_ensure, usage_service_ensure, user_create
+from accounts_service.services import (
+    USAGE_EXPORT_SUBJECT,
+    system_account_ensure,
+    usage_service_ensure,
+    user_create,
+    user_update,
+)
 from billing import metering
 from billing import services as ledger
 from billing.models import MeterSample
@@ -30,15 +36,20 @@ log = logging.getLogger(__name__)
 
 COLLECTOR_USER = "natsctl-collector"
 COLLECTOR_SUB = ["$SYS.ACCOUNT.*.CONNECT", "$SYS.ACCOUNT.*.DISCONNECT", "$SYS.ACCOUNT.*.SERVER.CONNS", "_INBOX.>"]
-COLLECTOR_PUB = ["$SYS.REQ.ACCOUNT.PING.STATZ"]
+COLLECTOR_PUB = ["$SYS.REQ.ACCOUNT.PING.STATZ", "$SYS.REQ.SERVER.PING.JSZ"]
 STATZ_SUBJECT = "$SYS.REQ.ACCOUNT.PING.STATZ"
+JSZ_SUBJECT = "$SYS.REQ.SERVER.PING.JSZ"  # with {"accounts": true}: each server's JetStream bytes per account
 EVENT_SUBJECTS = ("$SYS.ACCOUNT.*.CONNECT", "$SYS.ACCOUNT.*.DISCONNECT", "$SYS.ACCOUNT.*.SERVER.CONNS")
 
 
 def collector_user_ensure() -> NatsUser:
     system = system_account_ensure()
     user = NatsUser.objects.filter(account=system, name=COLLECTOR_USER, revoked_at__isnull=True).first()
-    return user or user_create(account=system, name=COLLECTOR_USER, pub_allow=COLLECTOR_PUB, sub_allow=COLLECTOR_SUB)
+    if user is None:
+        return user_create(account=system, name=COLLECTOR_USER, pub_allow=COLLECTOR_PUB, sub_allow=COLLECTOR_SUB)
+    if list(user.pub_allow) != COLLECTOR_PUB or list(user.sub_allow) != COLLECTOR_SUB:  # an older release's user
+        user = user_update(user=user, pub_allow=COLLECTOR_PUB, sub_allow=COLLECTOR_SUB)
+    return user
 
 
 # ------------------------------------------------------------------------------------------------
@@ -62,6 +73,22 @@ def event_ingest(subject: str, data: bytes) -> bool:
     if subject.endswith(".DISCONNECT"):
         return ledger.disconnect_ingest(event=event)
     return False  # CONNECT: its CONNS event carries the numbers
+
+
+def jsz_ingest(data: bytes) -> int:
+    """One server's reply to a JSZ poll: every account's JetStream bytes there (memory plus file)."""
+    reply = json.loads(data)
+    server, body = reply.get("server") or {}, reply.get("data") or {}
+    at = metering.parse_time(body.get("now")) or metering.parse_time(server.get("time"))
+    new = 0
+    for detail in body.get("account_details") or []:
+        account = detail.get("id") or detail.get("name") or ""
+        if not account:
+            continue
+        new += ledger.storage_ingest(server_id=server.get("id", ""), server_name=server.get("name", ""),
+                                     seq=int(server.get("seq") or 0), at=at, account=account,
+                                     stored_bytes=int(detail.get("memory") or 0) + int(detail.get("storage") or 0))
+    return new
 
 
 def statz_ingest(data: bytes) -> int:
@@ -136,6 +163,8 @@ class Collector:
                 close_old_connections()
                 if subject == STATZ_SUBJECT:
                     self.ingested += statz_ingest(data)
+                elif subject == JSZ_SUBJECT:
+                    self.ingested += jsz_ingest(data)
                 else:
                     self.ingested += int(event_ingest(subject, data))
             except Exception:  # one bad message must not stop metering; it is logged with its subject
@@ -162,20 +191,25 @@ class Collector:
         self._queue.join()
 
     async def poll(self, nc) -> int:
-        """Ask every server for every account's STATZ (with unused accounts) and queue the replies."""
-        inbox = nc.new_inbox()
-        replies: list[bytes] = []
+        """Ask every server for every account's STATZ (with unused accounts) and JetStream bytes (JSZ), and
+        queue the replies. Returns how many STATZ replies came."""
+        replies: dict[str, list[bytes]] = {STATZ_SUBJECT: [], JSZ_SUBJECT: []}
+        subs = []
+        for subject, body in ((STATZ_SUBJECT, {"include_unused": True}), (JSZ_SUBJECT, {"accounts": True})):
+            inbox = nc.new_inbox()
 
-        async def collect(msg) -> None:
-            replies.append(msg.data)
+            async def collect(msg, into=replies[subject]) -> None:
+                into.append(msg.data)
 
-        sub = await nc.subscribe(inbox, cb=collect)
-        await nc.publish(STATZ_SUBJECT, json.dumps({"include_unused": True}).encode(), reply=inbox)
+            subs.append(await nc.subscribe(inbox, cb=collect))
+            await nc.publish(subject, json.dumps(body).encode(), reply=inbox)
         await asyncio.sleep(self.statz_timeout)
-        await sub.unsubscribe()
-        for data in replies:
-            self._queue.put((STATZ_SUBJECT, data))
-        return len(replies)
+        for sub in subs:
+            await sub.unsubscribe()
+        for subject, datas in replies.items():
+            for data in datas:
+                self._queue.put((subject, data))
+        return len(replies[STATZ_SUBJECT])
 
     async def run(self, stop: asyncio.Event) -> None:
         self._writer.start()

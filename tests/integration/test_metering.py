@@ -273,3 +273,66 @@ def test_quota_cycle_warns_suspends_and_an_upgrade_restores(fleet2, team):
     assert account.suspended_at is None and account.plan == "developer" and account.conn == 250
     fleet_reconcile()
     assert asyncio.run(try_connect()) == "connected"
+
+
+def test_jetstream_storage_is_metered_from_the_nodes(fleet2, team):
+    """A replicated stream on the real clustered nodes: the collector's JSZ polls see every replica's bytes
+    (the stream's own state times its replicas; each server reports the account's cluster-wide usage, so it is
+    counted once, not once per server) and bill GiB-hours over time; ngs.usage reports both."""
+    import json
+
+    from django.db.models import Sum
+
+    from accounts_service.services import account_create, usage_service_ensure, user_create, user_creds_get
+    from billing.models import AccountStorage, UsageHour
+    from broker_gateway import nats_client
+    from broker_gateway.services import fleet_reconcile, running_node_urls
+
+    usage_service_ensure()
+    account = account_create(team=team, name="streams", plan="free")  # the free plan has 256 MiB of disk
+    fleet_reconcile()
+    creds = user_creds_get(user=user_create(account=account, name="app"))
+
+    async def fill() -> int:
+        nc = await nats_client.connect_creds(fleet2[0].client_url, creds, name="js")
+        js = nc.jetstream()
+        for _ in range(100):  # the new account's JetStream may take a moment to be enabled cluster-wide
+            try:
+                await js.add_stream(name="ORDERS", subjects=["orders.>"], num_replicas=2)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        for i in range(50):
+            await js.publish("orders.new", b"o" * 1000)
+        info = await js.stream_info("ORDERS")
+        await nc.close()
+        return info.state.bytes
+
+    stream_bytes = asyncio.run(fill())
+    assert stream_bytes > 50 * 1000
+    collector = CollectorThread(running_node_urls(), poll_seconds=0.3).start()
+    try:
+        def stored():
+            row = AccountStorage.objects.filter(account_public_key=account.public_key).first()
+            return row if row is not None and row.bytes == 2 * stream_bytes else None
+
+        wait_for(stored, timeout=20, what="both replicas' bytes in the ledger")
+
+        def billed():
+            seconds = UsageHour.objects.filter(account_public_key=account.public_key).aggregate(
+                n=Sum("storage_byte_seconds"))["n"] or 0
+            return seconds if seconds >= 2 * stream_bytes else None  # at least a second of both replicas
+
+        wait_for(billed, timeout=20, what="storage byte-seconds")
+
+        async def ask():
+            nc = await nats_client.connect_creds(fleet2[1].client_url, creds, name="asker")
+            answer = json.loads((await nc.request("ngs.usage", b"1h", timeout=5)).data)
+            await nc.close()
+            return answer
+
+        doc = asyncio.run(ask())
+    finally:
+        collector.stop()
+    assert doc["jetstream"]["storage_bytes"] == 2 * stream_bytes
+    assert doc["jetstream"]["gib_hours"] > 0

@@ -133,3 +133,42 @@ def test_disconnect_gives_connection_seconds_by_hour_once():
     seconds = {h.hour.hour: h.connection_seconds for h in UsageHour.objects.filter(account_public_key=ACC)}
     assert seconds == {10: 30.0, 11: 60.0}
     assert UsageHour.objects.get(account_public_key=ACC, hour__hour=10).sent_msgs == 0  # bytes come from counters
+
+
+# ------------------------------------------------------------------------------------------------
+# JetStream storage (GiB-hours), from JSZ replies shaped as nats-server 2.15 sends them
+# ------------------------------------------------------------------------------------------------
+
+
+def _jsz(server_id: str, seq: int, now: str, details: list[tuple[str, int, int]]) -> bytes:
+    return json.dumps({
+        "server": {"name": "n1", "id": server_id, "seq": seq, "time": now},
+        "data": {"server_id": server_id, "now": now, "memory": 0, "storage": 0,
+                 "account_details": [{"name": acc, "id": acc, "memory": mem, "storage": disk}
+                                     for acc, mem, disk in details]},
+    }).encode()
+
+
+@pytest.mark.django_db
+def test_jsz_storage_is_billed_per_interval_at_the_smaller_observation_and_split_by_hour():
+    from billing.models import UsageHour
+    from billing.selectors import GIB_HOUR, usage_document
+    from broker_gateway.collector import jsz_ingest
+
+    acc = "A" + "B" * 55
+    # Each clustered server reports the account's cluster-wide bytes; the intervals between observations, from
+    # whichever server, are billed once at the smaller of their two ends.
+    replies = [
+        _jsz("S1", 10, "2026-11-29T10:59:00Z", [(acc, 0, 1000)]),
+        _jsz("S2", 3, "2026-11-29T10:59:00.5Z", [(acc, 0, 1000)]),  # the same bytes, seen by another server
+        _jsz("S1", 11, "2026-11-29T11:01:00Z", [(acc, 24, 2000)]),  # ~120 s at min(1000, 2024) = 1000
+        _jsz("S1", 12, "2026-11-29T11:02:00Z", [(acc, 0, 500)]),  # 60 s at 500
+    ]
+    assert sum(jsz_ingest(r) for r in replies) == 4
+    assert sum(jsz_ingest(r) for r in replies) == 0  # replayed: nothing counts twice
+    assert jsz_ingest(_jsz("S2", 4, "2026-11-29T11:01:30Z", [(acc, 0, 10**9)])) == 1  # late and older: adds nothing
+    hours = dict(UsageHour.objects.filter(account_public_key=acc).values_list("hour__hour", "storage_byte_seconds"))
+    assert hours == {10: 60 * 1000, 11: 60 * 1000 + 60 * 500}
+    doc = usage_document(account_public_key=acc, window="24h", plan="", data_bytes=-1, used_bytes=0,
+                         now=dt.datetime(2026, 11, 29, 11, 3, 0, tzinfo=dt.UTC))
+    assert doc["jetstream"] == {"storage_bytes": 500, "gib_hours": round((120 * 1000 + 60 * 500) / GIB_HOUR, 9)}
