@@ -1,4 +1,4 @@
-"""REST API v1: an account's usage (``GET /api/v1/accounts/{account_pk}/usage``), the document ngs.usage answers."""
+"""REST API v1 of billing: an account's usage (the document ngs.usage answers), the plans, the teams' invoices."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts_service.api.utils import paginated, paginated_response
+from accounts_service.models import Team
 from accounts_service.selectors import account_for_user_get
+from billing.invoices import invoice_document
+from billing.models import Invoice, InvoiceLine, Plan
 from billing.selectors import WINDOWS, account_usage, window_parse
-from operators.errors import ApplicationError
+from operators.errors import ApplicationError, NotFound
 
 
 class _MsgsBytes(serializers.Serializer):
@@ -61,3 +66,116 @@ class AccountUsageApi(APIView):
         except ValueError as exc:
             raise ApplicationError(str(exc), extra={"field": "window"}) from None
         return Response(account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window))
+
+
+# ------------------------------------------------------------------------------------------------
+# Plans and invoices
+# ------------------------------------------------------------------------------------------------
+
+
+class PlanListApi(APIView):
+    """``GET /api/v1/plans/``: every plan, cheapest first: its limits, its data allowance and its price."""
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "Plan"
+
+        name = serializers.CharField()
+        title = serializers.CharField()
+        limits = serializers.SerializerMethodField()
+        accounts_per_team = serializers.IntegerField(help_text="-1 unlimited")
+        data_bytes = serializers.IntegerField(help_text="monthly data allowance, sent plus received; -1 unlimited")
+        base_price_cents = serializers.IntegerField()
+        overage_cents_per_gib = serializers.IntegerField(help_text="0: no overage; the account is suspended at 100%")
+
+        def get_limits(self, plan: Plan) -> dict[str, int]:
+            return plan.account_limits()
+
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
+    @extend_schema(operation_id="v1_plans_list", responses=paginated(OutputSerializer, "PaginatedPlanList"))
+    def get(self, request: Request) -> Response:
+        return paginated_response(queryset=Plan.objects.all(), serializer_class=self.OutputSerializer,
+                                  request=request, view=self)
+
+
+class _InvoiceLine(serializers.Serializer):
+    position = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=InvoiceLine.Kind.choices)
+    description = serializers.CharField()
+    account = serializers.CharField()
+    account_name = serializers.CharField()
+    plan = serializers.CharField()
+    quantity = serializers.CharField(help_text="months, or GiB past the allowance (decimal string)")
+    unit_cents = serializers.IntegerField()
+    amount_cents = serializers.IntegerField()
+    used_bytes = serializers.IntegerField()
+    allowance_bytes = serializers.IntegerField()
+
+
+class _Period(serializers.Serializer):
+    start = serializers.CharField()
+    end = serializers.CharField()
+
+
+class _TeamRef(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class _Payment(serializers.Serializer):
+    provider = serializers.CharField(allow_blank=True)
+    reference = serializers.CharField(allow_blank=True)
+
+
+class InvoiceDocumentSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "Invoice"
+
+    number = serializers.CharField()
+    team = _TeamRef()
+    period = _Period()
+    currency = serializers.CharField()
+    total_cents = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Invoice.Status.choices)
+    issued_at = serializers.CharField()
+    paid_at = serializers.CharField(allow_null=True)
+    payment = _Payment()
+    lines = _InvoiceLine(many=True)
+
+
+class InvoiceListApi(APIView):
+    """``GET /api/v1/invoices/``: the invoices of the caller's teams, newest period first."""
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "InvoiceSummary"
+
+        number = serializers.CharField()
+        team = serializers.IntegerField(source="team_id")
+        period_start = serializers.DateTimeField()
+        period_end = serializers.DateTimeField()
+        currency = serializers.CharField()
+        total_cents = serializers.IntegerField()
+        status = serializers.ChoiceField(choices=Invoice.Status.choices)
+
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
+    @extend_schema(operation_id="v1_invoices_list", responses=paginated(OutputSerializer, "PaginatedInvoiceList"))
+    def get(self, request: Request) -> Response:
+        invoices = Invoice.objects.filter(team__in=Team.objects.for_user(request.user)).order_by("-period_start",
+                                                                                                  "pk")
+        return paginated_response(queryset=invoices, serializer_class=self.OutputSerializer, request=request,
+                                  view=self)
+
+
+class InvoiceDetailApi(APIView):
+    """``GET /api/v1/invoices/{number}``: one invoice with its line items (the JSON download)."""
+
+    @extend_schema(responses=InvoiceDocumentSerializer)
+    def get(self, request: Request, number: str) -> Response:
+        invoice = (Invoice.objects.filter(team__in=Team.objects.for_user(request.user), number=number)
+                   .select_related("team").first())
+        if invoice is None:
+            raise NotFound(f"no invoice {number}")
+        return Response(invoice_document(invoice))

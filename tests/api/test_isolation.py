@@ -13,12 +13,14 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from accounts_service import services
+from billing.invoices import invoice_generate
+from billing.selectors import period_start
 
 pytestmark = pytest.mark.django_db
 
 METHODS = ("get", "post", "put", "patch", "delete")
 # Routes that name no tenant object: scoping there is by the caller's own teams or by staff permission.
-UNSCOPED = {"api-account-list", "api-connect", "api-fleet-nodes"}
+UNSCOPED = {"api-account-list", "api-connect", "api-fleet-nodes", "api-plan-list", "api-invoice-list"}
 
 
 def _api_routes() -> list[tuple[str, str, type]]:
@@ -48,8 +50,10 @@ def first_team_objects(operator_setup):
     user = services.user_create(account=account, name="app", pub_allow=["orders.>"])
     export = services.export_create(account=feed, name="prices", subject="prices.>", type="stream")
     imp = services.import_create(account=account, exporter_public_key=feed.public_key, subject="prices.>")
+    services.account_plan_set(account=account, plan="free")
+    invoice, _ = invoice_generate(team=team, start=period_start())
     return {"owner": owner, "account_pk": account.public_key, "user_pk": user.public_key, "export_id": export.pk,
-            "import_id": imp.pk, "export_account_pk": feed.public_key}
+            "import_id": imp.pk, "export_account_pk": feed.public_key, "number": invoice.number}
 
 
 def _client(user) -> APIClient:

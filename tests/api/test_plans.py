@@ -105,3 +105,29 @@ def test_members_cannot_change_plans(member, team, operator_setup):
     response = member.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": "business"}, format="json")
     assert response.status_code == 403
     assert Account.objects.get(pk=account.pk).plan == "free"
+
+
+def test_plans_are_listed_with_limits_and_prices(member, operator_setup):
+    body = member.get("/api/v1/plans/").json()
+    assert [p["name"] for p in body["results"]] == ["free", "developer", "pro", "business"]
+    free = body["results"][0]
+    assert free["limits"]["conn"] == 50 and free["limits"]["data"] == -1  # data is metered, not in the JWT
+    assert (free["accounts_per_team"], free["data_bytes"], free["base_price_cents"]) == (2, 1024**3, 0)
+
+
+def test_invoices_of_the_callers_teams_only(member, team, other_team, operator_setup):
+    from billing.invoices import invoice_generate
+    from billing.selectors import period_start
+
+    Plan.objects.filter(name="developer").update(base_price_cents=900)
+    services.account_create(team=team, name="app", plan="developer")
+    services.account_create(team=other_team, name="theirs", plan="developer")
+    mine, _ = invoice_generate(team=team, start=period_start())
+    theirs, _ = invoice_generate(team=other_team, start=period_start())
+    listing = member.get("/api/v1/invoices/").json()
+    assert [i["number"] for i in listing["results"]] == [mine.number]
+    assert listing["results"][0]["total_cents"] == 900 and listing["results"][0]["status"] == "open"
+    doc = member.get(f"/api/v1/invoices/{mine.number}").json()
+    assert doc["number"] == mine.number and doc["lines"][0]["description"] == "Developer plan, account app"
+    refused = member.get(f"/api/v1/invoices/{theirs.number}")
+    assert refused.status_code == 404 and set(refused.json()) == {"message", "extra"}

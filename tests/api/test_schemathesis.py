@@ -30,6 +30,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from accounts_service import services
 from accounts_service.api.utils import NAME_PATTERN, SUBJECT_PATTERN
 from accounts_service.validation import name_check
+from billing.invoices import invoice_generate
+from billing.selectors import period_start
 from operators.errors import ApplicationError
 from operators.subjects import SubjectError, validate_subject
 
@@ -111,7 +113,8 @@ def _connections_kept_open():
 
 @pytest.fixture
 def api_objects(operator_setup, _connections_kept_open):
-    """A person who owns a team with two accounts: one with a user and an import of the other's private export."""
+    """A person who owns a team with two accounts: one (on the free plan, with this month's invoice) with a user and
+    an import of the other's private export."""
     owner = get_user_model().objects.create_user(username="alice", password="pw-alice-123")
     team = services.team_create(name="acme", owner=owner)
     account = services.account_create(team=team, name="shop")
@@ -121,10 +124,12 @@ def api_objects(operator_setup, _connections_kept_open):
     activation = services.activation_create(export=export, target_public_key=account.public_key)
     imp = services.import_create(account=account, exporter_public_key=feed.public_key, subject="prices.>",
                                  token=activation.token)
+    services.account_plan_set(account=account, plan="free")
+    invoice, _ = invoice_generate(team=team, start=period_start())
     _, token = services.api_token_create(user=owner)
     REAL.clear()
     REAL.update(account_pk=account.public_key, user_pk=user.public_key, export_id=export.pk, import_id=imp.pk,
-                export_account_pk=feed.public_key, token=token)
+                export_account_pk=feed.public_key, token=token, number=invoice.number)
     yield
     REAL.clear()
 
