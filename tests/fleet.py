@@ -144,10 +144,10 @@ def nodes_healthy(names: list[str] | None = None) -> list:
 
 
 @contextlib.contextmanager
-def running_fleet(count: int, base_dir: Path, *, timeout: float = 15.0):
-    """``count`` new nodes under the real supervisor, healthy before the body runs; yields the BrokerNode rows
-    and stops every process afterwards."""
-    nodes = nodes_add(count)
+def running_fleet(count: int, base_dir: Path, *, timeout: float = 15.0, extra_config: str = ""):
+    """``count`` new nodes (each with ``extra_config`` appended to its config) under the real supervisor,
+    healthy before the body runs; yields the BrokerNode rows and stops every process afterwards."""
+    nodes = nodes_add(count, extra_config=extra_config)
     sup = SupervisorThread(base_dir).start()
     try:
         wait_for(lambda: nodes_healthy([n.name for n in nodes]), timeout=timeout, what=f"{count} healthy nodes")
