@@ -192,6 +192,29 @@ INVOICE_GRACE_SECONDS = env.float("INVOICE_GRACE_SECONDS", default=3600.0)
 BILLING_PAYMENT_PROVIDER = env("BILLING_PAYMENT_PROVIDER", default="billing.payments.ManualProvider")
 
 # ------------------------------------------------------------------------------------------------
+# The Kubernetes fleet driver (FLEET_DRIVER=kubernetes): nodes are the pods <K8S_STATEFULSET>-<ordinal> of the
+# chart's NATS StatefulSet, scaled through the API server. Inside a pod, the API server, token, CA and
+# namespace come from the service account; these override them (e.g. K8S_API_URL=http://127.0.0.1:8001 for
+# `kubectl proxy`). Set FLEET_NODES=0 with this driver: nodes come from the pods, not from `node-N` rows.
+# https://kubernetes.io/docs/tasks/run-application/access-api-from-pod/
+# ------------------------------------------------------------------------------------------------
+K8S_API_URL = env("K8S_API_URL", default="")  # empty: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
+K8S_TOKEN_FILE = env("K8S_TOKEN_FILE", default="")  # empty: the service account token (none: no Authorization)
+K8S_CA_FILE = env("K8S_CA_FILE", default="")  # empty: the service account's ca.crt, else the system CAs
+K8S_NAMESPACE = env("K8S_NAMESPACE", default="")  # empty: the service account's namespace
+K8S_API_TIMEOUT = env.float("K8S_API_TIMEOUT", default=5.0)
+K8S_STATEFULSET = env("K8S_STATEFULSET", default="natsctl-nats")
+K8S_CONTAINER = env("K8S_CONTAINER", default="nats")  # the nats-server container of each pod
+# A node's host for pushes and client URLs; {pod} {service} (the StatefulSet's headless serviceName)
+# {namespace} {ordinal}. The pod DNS name is stable across restarts, unlike the pod IP.
+K8S_NODE_HOST = env("K8S_NODE_HOST", default="{pod}.{service}.{namespace}.svc")
+# Where the chart mounts the resolver and JetStream volumes in the pods (for the config the supervisor checks).
+K8S_RESOLVER_DIR = env("K8S_RESOLVER_DIR", default="/data/resolver")
+K8S_JETSTREAM_DIR = env("K8S_JETSTREAM_DIR", default="/data/jetstream")
+# How often the supervisor registers pods the database lacks (a driver that can discover nodes only).
+FLEET_DISCOVER_SECONDS = env.float("FLEET_DISCOVER_SECONDS", default=30.0)
+
+# ------------------------------------------------------------------------------------------------
 # Redis and Celery
 # https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html
 # ------------------------------------------------------------------------------------------------

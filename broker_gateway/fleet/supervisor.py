@@ -44,6 +44,7 @@ class Policy:
     stop_grace: float = 10.0  # after lame duck (or SIGTERM) ends, wait this long before SIGKILL
     lame_duck: float = 30.0
     heartbeat: float = 5.0  # how often a healthy node's last_healthy_at is refreshed
+    discover_every: float = 30.0  # how often a driver that can discover nodes (Kubernetes) is asked for new ones
 
     @classmethod
     def from_settings(cls) -> Policy:
@@ -58,6 +59,7 @@ class Policy:
             stable_after=settings.FLEET_STABLE_SECONDS,
             stop_grace=settings.FLEET_STOP_GRACE,
             lame_duck=_seconds(settings.FLEET_LAME_DUCK_DURATION),
+            discover_every=settings.FLEET_DISCOVER_SECONDS,
         )
 
     def backoff(self, failures: int) -> float:
@@ -77,6 +79,7 @@ class _Runtime:
     backoff_until: float = 0.0
     stop_deadline: float | None = None
     last_beat: float = 0.0
+    refusal: str = ""  # the driver's last refusal, logged once
 
 
 class Supervisor:
@@ -89,6 +92,7 @@ class Supervisor:
         self.clock = clock
         self.runtime: dict[str, _Runtime] = {}
         self._store_jwts: dict[str, str] | None = None
+        self._next_discover = 0.0
 
     # -- database ---------------------------------------------------------------------------------
 
@@ -116,15 +120,49 @@ class Supervisor:
 
     def tick(self) -> None:
         self._store_jwts = None  # every account's latest JWT, read at most once a tick, when a node starts
+        self._discover()
         nodes = {n.name: n for n in BrokerNode.objects.all()}
         for name in list(self.runtime):
             if name not in nodes:
-                self._retire(name)
+                try:
+                    self._retire(name)
+                except ApplicationError as exc:  # refused (or the API server is away): asked again next tick
+                    self._refused(name, exc)
+                except Exception:  # a driver that talks to an API server can fail here too
+                    log.exception("retiring %s failed", name, extra={"node": name})
         for node in nodes.values():
             try:
                 self._step(node)
+            except ApplicationError as exc:
+                self._refused(node.name, exc, node)
             except Exception:  # one node's trouble must not stop the others' supervision
                 log.exception("supervising %s failed", node.name, extra={"node": node.name})
+
+    def _refused(self, name: str, exc: ApplicationError, node: BrokerNode | None = None) -> None:
+        """A driver's refusal (e.g. Kubernetes cannot stop a pod below the StatefulSet's highest ordinal, or its
+        API server is unreachable): logged once, kept as the node's last error, and tried again next tick."""
+        rt = self.runtime.setdefault(name, _Runtime())
+        if rt.refusal != exc.message:
+            rt.refusal = exc.message
+            log.warning("node %s: %s", name, exc.message, extra={"node": name})
+        if node is not None and node.last_error != exc.message[:2000]:
+            self._update(node, last_error=exc.message[:2000])
+
+    def _discover(self) -> None:
+        """Register the nodes a driver finds that the database lacks (Kubernetes: the StatefulSet's pods). A node
+        being retired is not one of them."""
+        discover = getattr(self.driver, "discover", None)
+        if discover is None or self.clock() < self._next_discover:
+            return
+        self._next_discover = self.clock() + self.policy.discover_every
+        try:
+            known = set(BrokerNode.objects.values_list("name", flat=True)) | set(self.runtime)
+            for found in discover():
+                if found.name not in known:
+                    services.node_add(name=found.name, host=found.host, ports=found.ports)
+                    log.info("node %s discovered at %s", found.name, found.host, extra={"node": found.name})
+        except Exception as exc:  # the next discovery tries again
+            log.warning("node discovery failed: %s", exc)
 
     def run(self, stop: threading.Event, *, interval: float = 0.25) -> None:
         self.adopt()
@@ -182,6 +220,7 @@ class Supervisor:
         if node.desired_state == BrokerNode.Desired.STOPPED or rt.stop_deadline is not None:
             self._step_stopping(node, rt, status.running)
         elif status.running:
+            rt.instance = True  # also an instance found running (Kubernetes adopts pods): its end is a failure
             self._step_running(node, rt)
         elif rt.instance:
             self._ended(node, rt, status.exit_code, status.error)
