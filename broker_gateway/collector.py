@@ -12,6 +12,7 @@ import json
 import logging
 import queue
 import threading
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,6 +90,43 @@ def jsz_ingest(data: bytes) -> int:
                                      seq=int(server.get("seq") or 0), at=at, account=account,
                                      stored_bytes=int(detail.get("memory") or 0) + int(detail.get("storage") or 0))
     return new
+
+
+# A node in lame duck mode sends no system message any more (nats-server queues its LAMEDUCK event as the last
+# one of its internal send loop), yet its clients keep publishing until it closes them. Their counters are read
+# over HTTP (/accstatz) while the node winds down; such a sample has no server sequence number, so it gets one
+# above any the server ever sent, ordered by the server's own clock.
+LAME_DUCK_SEQ = 2**53
+
+
+def accstatz_ingest(data: bytes, *, server_name: str) -> int:
+    """A node's HTTP ``/accstatz?unused=1`` read while it is in lame duck mode. Returns how many were new."""
+    body = json.loads(data)
+    at = metering.parse_time(body.get("now"))
+    if at is None or not body.get("server_id"):
+        return 0
+    seq = LAME_DUCK_SEQ + int(at.timestamp() * 1000)
+    return sum(ledger.counters_ingest(kind=MeterSample.Kind.STATZ, server_id=body["server_id"],
+                                      server_name=server_name, seq=seq, at=at, stat=stat)
+               for stat in body.get("account_statz") or [])
+
+
+def lame_duck_sample(node) -> int:
+    """The supervisor calls this on every tick while ``node`` winds down in lame duck mode: its clients' traffic
+    up to the last sample before it exits reaches the ledger."""
+    try:
+        with _HTTP.open(f"{node.monitoring_url}/accstatz?unused=1", timeout=0.5) as response:
+            data = response.read()
+    except OSError:  # gone already, or not listening yet
+        return 0
+    try:
+        return accstatz_ingest(data, server_name=node.name)
+    except Exception:
+        log.exception("metering: could not ingest the lame duck sample of %s", node.name)
+        return 0
+
+
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # monitoring ports: never through a proxy
 
 
 def statz_ingest(data: bytes) -> int:

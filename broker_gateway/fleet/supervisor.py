@@ -85,10 +85,14 @@ class _Runtime:
 class Supervisor:
     def __init__(self, driver: FleetDriver, *, policy: Policy | None = None,
                  on_healthy: Callable[[BrokerNode], None] | None = None,
+                 on_lame_duck: Callable[[BrokerNode], object] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.driver = driver
         self.policy = policy or Policy.from_settings()
         self.on_healthy = on_healthy or (lambda node: None)
+        if on_lame_duck is None:  # metering: a node in lame duck reports its clients' counters only over HTTP
+            from broker_gateway.collector import lame_duck_sample as on_lame_duck
+        self.on_lame_duck = on_lame_duck
         self.clock = clock
         self.runtime: dict[str, _Runtime] = {}
         self._store_jwts: dict[str, str] | None = None
@@ -237,6 +241,8 @@ class Supervisor:
             elif now >= rt.stop_deadline:
                 log.warning("node %s outlived its lame duck period; killing it", node.name, extra={"node": node.name})
                 self.driver.kill(node.name)
+            else:
+                self.on_lame_duck(node)
             return
         rt.instance, rt.stop_deadline, rt.healthy_since, rt.unhealthy_since = False, None, None, None
         if node.desired_state == BrokerNode.Desired.STOPPED and node.observed_state != Observed.STOPPED:
