@@ -155,6 +155,9 @@ NATS_SERVER_BIN = env("NATS_SERVER_BIN", default="")
 # A short resolver interval: nodes also sync among themselves, as a second path behind our pushes.
 NATS_RESOLVER_INTERVAL = env("NATS_RESOLVER_INTERVAL", default="30s")
 NATS_PUSH_TIMEOUT = env.float("NATS_PUSH_TIMEOUT", default=2.0)
+# The URLs tenants' clients use (the connect page and GET /api/v1/connect), comma separated, when they differ from
+# the nodes' own addresses (Kubernetes: the NATS Service's external name, not the pods' cluster DNS names).
+NATS_PUBLIC_URLS = env.list("NATS_PUBLIC_URLS", default=[])
 
 # ------------------------------------------------------------------------------------------------
 # The broker fleet: nodes as desired state, supervised by `manage.py fleet run`

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from accounts_service.api.utils import paginated, paginated_response
 from accounts_service.selectors import account_for_user_get
-from broker_gateway.selectors import account_propagation, fleet_overview, running_node_urls
+from broker_gateway.selectors import account_propagation, client_urls_public, fleet_overview
 
 
 class _NodeHeldSerializer(serializers.Serializer):
@@ -92,4 +92,4 @@ class ConnectApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer({"servers": running_node_urls()}).data)
+        return Response(self.OutputSerializer({"servers": client_urls_public()}).data)

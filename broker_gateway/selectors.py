@@ -39,6 +39,12 @@ def running_node_urls() -> list[str]:
     return [n.client_url for n in BrokerNode.objects.filter(desired_state=BrokerNode.Desired.RUNNING).order_by("name")]
 
 
+def client_urls_public() -> list[str]:
+    """The URLs tenants connect to: NATS_PUBLIC_URLS when set (a load balancer in front of the fleet), else every
+    running node's own client URL (a client given all of them fails over)."""
+    return list(settings.NATS_PUBLIC_URLS) or running_node_urls()
+
+
 def _fresh_since():
     return timezone.now() - timedelta(seconds=settings.FLEET_HEALTH_STALE_SECONDS)
 

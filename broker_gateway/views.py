@@ -32,6 +32,7 @@ from broker_gateway.selectors import (
     accounts_out_of_sync,
     accounts_out_of_sync_count,
     accounts_propagation,
+    client_urls_public,
     connect_accounts,
     connect_users,
     fleet_overview,
@@ -259,7 +260,7 @@ def connect(request: HttpRequest) -> HttpResponse:
         except NotFound:
             return render(request, "broker/not_found.html", {"what": "account"}, status=404)
         users = connect_users(account=account)
-    servers = running_node_urls()
+    servers = client_urls_public()
     example_user = users[0] if users else None
     return render(request, "broker/connect.html", {
         "servers": servers, "account": account, "users": users, "example_user": example_user,

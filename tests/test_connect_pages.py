@@ -127,6 +127,15 @@ def test_connect_shows_every_node_url_and_examples(owner_client, account):
     assert f'value="{account.public_key}"' in html  # the account picker lists the user's accounts
 
 
+def test_public_urls_replace_the_nodes_own_addresses(owner_client, account, settings):
+    """In Kubernetes the nodes are pods with cluster DNS names; tenants connect through the public Service."""
+    _node("n1")
+    settings.NATS_PUBLIC_URLS = ["tls://nats.example.com:4222"]
+    html = owner_client.get(CONNECT).content.decode()
+    assert '<code id="server-1">tls://nats.example.com:4222</code>' in html and "server-2" not in html
+    assert owner_client.get("/api/v1/connect").json() == {"servers": ["tls://nats.example.com:4222"]}
+
+
 def test_connect_for_one_of_my_accounts_uses_its_name_and_a_user_and_shows_no_secret(owner_client, account):
     _node("n1")
     user = services.user_create(account=account, name="worker 1")
