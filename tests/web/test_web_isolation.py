@@ -15,9 +15,9 @@ from accounts_service import services
 from accounts_service.models import Account, ApiToken, AuditEvent, Invitation, NatsUser, TeamMembership
 from accounts_service.people import invitation_create, team_create_with_account
 from accounts_service.web import urls as web_urls
+from billing import urls as billing_urls
 from billing.invoices import invoice_generate
 from billing.selectors import period_start
-from billing import urls as billing_urls
 from broker_gateway import urls as fleet_urls
 from operators.models import SigningKey
 
