@@ -10,7 +10,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["ClusterConfig", "ServerConfig", "render"]
+__all__ = [
+    "POD_NAME_REF",
+    "ClusterConfig",
+    "ServerConfig",
+    "StatefulSetLayout",
+    "chart_values",
+    "render",
+    "render_statefulset",
+    "statefulset_routes",
+    "statefulset_server_config",
+]
 
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 _SEED = re.compile(r"^\s*S[A-Z2-7]{57}\s*$")
@@ -125,3 +135,124 @@ def render(cfg: ServerConfig) -> str:
     if cfg.leafnode_port is not None:
         lines += ["leafnodes: {", f"  listen: {_q(f'{cfg.host}:{cfg.leafnode_port}')}", "}"]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# Kubernetes: the Helm chart's StatefulSet (helm/natsctl) renders the text ``render_statefulset`` returns,
+# character for character (tests/helm compare them). Every pod shares one ConfigMap, so the only per-pod
+# value, the server name, is the pod's own name read from the environment: nats-server resolves an
+# unquoted ``$NAME`` it does not define itself from the environment.
+# https://docs.nats.io/running-a-nats-service/configuration#variables
+# ------------------------------------------------------------------------------------------------
+
+POD_NAME_REF = "$POD_NAME"
+_POD_NAME_PLACEHOLDER = "natsctl-pod-name"
+
+
+@dataclass(frozen=True)
+class StatefulSetLayout:
+    """Where a chart's nodes live: StatefulSet ``name`` with pods ``name-0`` .. ``name-(replicas-1)``, routed
+    by their DNS names under the headless Service; one volume per pod at ``data_dir``."""
+
+    name: str
+    headless_service: str
+    namespace: str
+    replicas: int
+    cluster_name: str = "natsctl"
+    cluster_domain: str = "cluster.local"
+    client_port: int = 4222
+    cluster_port: int = 6222
+    monitoring_port: int = 8222
+    leafnode_port: int = 7422
+    data_dir: str = "/data"
+
+    @property
+    def resolver_dir(self) -> str:
+        return f"{self.data_dir}/resolver"
+
+    @property
+    def jetstream_store_dir(self) -> str:
+        return f"{self.data_dir}/jetstream"
+
+    def pod_name(self, index: int) -> str:
+        return f"{self.name}-{index}"
+
+
+def statefulset_routes(layout: StatefulSetLayout) -> list[str]:
+    """Every pod's route URL by its stable DNS name. One ConfigMap serves every pod, so each lists itself
+    too; nats-server recognises a route to itself and drops it."""
+    return [
+        f"nats://{layout.pod_name(i)}.{layout.headless_service}.{layout.namespace}.svc.{layout.cluster_domain}"
+        f":{layout.cluster_port}"
+        for i in range(layout.replicas)
+    ]
+
+
+def statefulset_server_config(
+    layout: StatefulSetLayout,
+    *,
+    server_name: str,
+    operator_jwt: str,
+    system_account: str,
+    system_account_jwt: str,
+    resolver_interval: str = "2m",
+    resolver_timeout: str = "1.9s",
+    allow_delete: bool = True,
+    lame_duck_duration: str | None = None,
+    max_payload: int | None = None,
+) -> ServerConfig:
+    """One pod's config: every port on all interfaces, monitoring, JetStream and the resolver on the pod's
+    volume. Like the local fleet, a lone node gets no cluster block (nats-server refuses clustered JetStream
+    without routes)."""
+    cluster = ClusterConfig(name=layout.cluster_name, port=layout.cluster_port, host="0.0.0.0",  # noqa: S104
+                            routes=statefulset_routes(layout)) if layout.replicas > 1 else None
+    return ServerConfig(
+        operator_jwt=operator_jwt,
+        system_account=system_account,
+        system_account_jwt=system_account_jwt,
+        resolver_dir=layout.resolver_dir,
+        server_name=server_name,
+        host="0.0.0.0",  # noqa: S104 - a pod listens on its own network namespace's interfaces
+        port=layout.client_port,
+        http_port=layout.monitoring_port,
+        resolver_interval=resolver_interval,
+        resolver_timeout=resolver_timeout,
+        allow_delete=allow_delete,
+        cluster=cluster,
+        jetstream_store_dir=layout.jetstream_store_dir,
+        leafnode_port=layout.leafnode_port,
+        lame_duck_duration=lame_duck_duration,
+        max_payload=max_payload,
+    )
+
+
+def render_statefulset(layout: StatefulSetLayout, *, extra_config: str = "", **kwargs) -> str:
+    """The config text every pod of the StatefulSet shares: ``render()`` of one pod's config with the server
+    name left to each pod (``$POD_NAME``), then the extra config as the local fleet appends a node's own."""
+    text = render(statefulset_server_config(layout, server_name=_POD_NAME_PLACEHOLDER, **kwargs))
+    text = text.replace(f"server_name: {_q(_POD_NAME_PLACEHOLDER)}\n", f"server_name: {POD_NAME_REF}\n", 1)
+    if extra_config.strip():
+        text += "# extra config of this node\n" + extra_config.strip() + "\n"
+    return text
+
+
+def chart_values(*, operator_jwt: str, system_account: str, system_account_jwt: str) -> str:
+    """A Helm values file (``helm install -f``) carrying the operator JWT, the system account and its JWT:
+    public material only. JSON strings are YAML scalars, so no YAML library is needed."""
+    values = {"operator_jwt": operator_jwt, "system_account": system_account,
+              "system_account_jwt": system_account_jwt}
+    for name, value in values.items():
+        if not value or not value.strip():
+            raise ValueError(f"{name} is empty")
+        if _SEED.match(value):
+            raise ValueError("a seed must never reach a server config")
+    return "\n".join([
+        "# Generated by `manage.py config chart-values`: the operator's public material for the NATS",
+        "# StatefulSet (helm install/upgrade -f this file). It holds no private key.",
+        "nats:",
+        "  operator:",
+        f"    jwt: {_q(operator_jwt.strip())}",
+        f"    systemAccount: {_q(system_account.strip())}",
+        f"    systemAccountJwt: {_q(system_account_jwt.strip())}",
+        "",
+    ])

@@ -1,4 +1,5 @@
-"""``manage.py config generate --out PATH``: a nats-server config for operator mode with the full resolver."""
+"""``manage.py config generate --out PATH``: a nats-server config for operator mode with the full resolver;
+``manage.py config chart-values --out PATH``: the same public material as a Helm values file for the chart."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ from pathlib import Path
 
 from django.conf import settings
 
+from accounts_service.services import system_account_ensure
+from broker_gateway import config as config_render
 from broker_gateway.services import server_config_build
 from operators.cli import SubcommandCommand
+from operators.errors import ApplicationError
+from operators.selectors import operator_get
 
 
 class Command(SubcommandCommand):
     help = "Render nats-server configuration."
-    subcommands = {"generate": "write a server config (public material only: no seed ever)"}
+    subcommands = {
+        "generate": "write a server config (public material only: no seed ever)",
+        "chart-values": "write the operator JWT and system account as Helm values for helm/natsctl (no seed ever)",
+    }
 
     def add_generate_arguments(self, p) -> None:
         p.add_argument("--out", type=Path, required=True)
@@ -30,3 +38,21 @@ class Command(SubcommandCommand):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         self.out(f"wrote {out}")
+
+    def add_chart_values_arguments(self, p) -> None:
+        p.add_argument("--out", required=True, help="a values file for `helm install -f`; - for stdout")
+
+    def handle_chart_values(self, *, out, **_) -> None:
+        operator, system = operator_get(), system_account_ensure()
+        try:
+            text = config_render.chart_values(operator_jwt=operator.jwt, system_account=system.public_key,
+                                              system_account_jwt=system.jwt)
+        except ValueError as exc:
+            raise ApplicationError(str(exc)) from exc
+        if out == "-":
+            self.stdout.write(text, ending="")
+            return
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        self.out(f"wrote {path} (operator {operator.public_key}, system account {system.public_key})")
