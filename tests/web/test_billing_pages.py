@@ -10,44 +10,27 @@ import json
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts_service import services
 from accounts_service.models import Account, AuditEvent, TeamMembership
-from accounts_service.people import team_create_with_account
 from billing import metering
 from billing.invoices import invoice_generate
 from billing.models import Plan, QuotaNotice, UsageHour
 from billing.quotas import quota_evaluate
 from billing.selectors import period_start, usage_series
+from tests.web.conftest import person
 
 pytestmark = pytest.mark.django_db
 
 
-def _person(email: str):
-    return get_user_model().objects.create_user(username=email, email=email, password="a good pass 42!")
 
-
-@pytest.fixture
-def owner(operator_setup):
-    return _person("owner@example.com")
-
-
-@pytest.fixture
-def shared(owner):
-    return team_create_with_account(name="Acme", owner=owner)
 
 
 @pytest.fixture
 def account(shared) -> Account:
     return Account.objects.get(team=shared)
 
-
-@pytest.fixture
-def owner_client(client, owner):
-    client.force_login(owner)
-    return client
 
 
 def _hour(hours_ago: int) -> dt.datetime:
@@ -115,7 +98,7 @@ def test_owner_switches_plan_and_the_suspension_ends(owner_client, account, djan
 
 
 def test_members_see_plans_but_cannot_switch(client, shared, account):
-    member = _person("member@example.com")
+    member = person("member@example.com")
     services.team_member_add(team=shared, user=member, role=TeamMembership.Role.MEMBER)
     client.force_login(member)
     page = client.get(f"/accounts/{account.public_key}/plan/").content.decode()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core import mail
 
 from accounts_service import services
@@ -18,33 +17,15 @@ from accounts_service.models import (
     Team,
     TeamMembership,
 )
-from accounts_service.people import team_create_with_account
 from operators import nkeys
+from tests.web.conftest import person
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "a good pass 42!"
 
 
-def _person(email: str):
-    return get_user_model().objects.create_user(username=email, email=email, password=PASSWORD)
 
 
-@pytest.fixture
-def owner(operator_setup):
-    return _person("owner@example.com")
-
-
-@pytest.fixture
-def shared(owner):
-    """A team owned by ``owner`` with its default account."""
-    return team_create_with_account(name="Acme", owner=owner)
-
-
-@pytest.fixture
-def owner_client(client, owner):
-    client.force_login(owner)
-    return client
 
 
 def _account(team: Team) -> Account:
@@ -103,7 +84,7 @@ def test_limits_are_edited_within_the_plan(owner_client, shared):
 
 
 def test_only_owners_delete_accounts_and_only_after_typing_the_name(client, owner, shared):
-    member = _person("member@example.com")
+    member = person("member@example.com")
     TeamMembership.objects.create(team=shared, user=member, role=TeamMembership.Role.MEMBER)
     account = _account(shared)
     url = f"/accounts/{account.public_key}/delete/"
@@ -204,11 +185,11 @@ def test_invite_accept_and_roles(client, owner, shared, django_capture_on_commit
     link = _invite_link()
 
     # A stranger with another email cannot use it; the invitee can, once.
-    stranger = _person("stranger@example.com")
+    stranger = person("stranger@example.com")
     client.force_login(stranger)
     refused = client.post(link)
     assert refused.status_code == 403 and b"sent to new@example.com" in refused.content
-    invitee = _person("new@example.com")
+    invitee = person("new@example.com")
     client.force_login(invitee)
     assert "You are invited to join <strong>Acme</strong> as member" in client.get("/dashboard/").content.decode()
     assert client.post(link)["Location"] == f"/teams/{shared.slug}/"
@@ -265,7 +246,7 @@ def test_api_token_is_shown_once_and_works(owner_client, owner, client):
 
 
 def test_another_persons_token_cannot_be_revoked(owner_client, operator_setup):
-    other = _person("other@example.com")
+    other = person("other@example.com")
     record, _ = services.api_token_create(user=other, name="theirs")
     assert owner_client.post(f"/tokens/{record.pk}/revoke").status_code == 404
     record.refresh_from_db()
@@ -289,7 +270,7 @@ def test_rotating_a_signing_key_reissues_active_users_and_drops_the_old_key(clie
     old_jwt, version = active.jwt, account.version
     url = f"/accounts/{account.public_key}/signing-keys/{old.public_key}/rotate"
 
-    member = _person("member@example.com")
+    member = person("member@example.com")
     TeamMembership.objects.create(team=shared, user=member, role=TeamMembership.Role.MEMBER)
     client.force_login(member)
     assert client.get(url).status_code == 405
