@@ -214,7 +214,7 @@ class Collector:
         """A platform-account connection answering ``ngs.usage.*`` in a queue group (run several collectors)."""
         nc = await nats_client.connect(self.urls, user_jwt=self._usage_jwt, sign_nonce=self._usage_sign,
                                        name="natsctl-usage", allow_reconnect=True, max_reconnect_attempts=-1,
-                                       reconnect_time_wait=0.5)
+                                       reconnect_time_wait=0.5, error_cb=_connection_trouble)
 
         async def answer(msg) -> None:
             document = await asyncio.to_thread(_usage_answer_db, msg.subject, msg.data)
@@ -256,7 +256,8 @@ class Collector:
             try:
                 nc = await nats_client.connect(self.urls, user_jwt=self._jwt, sign_nonce=self._sign,
                                                name="natsctl-collector", allow_reconnect=True,
-                                               max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+                                               max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                               error_cb=_connection_trouble)
             except Exception as exc:  # nodes still starting: try again, the fleet supervisor brings them up
                 log.warning("collector: cannot connect yet (%s); retrying", exc)
                 try:
@@ -293,6 +294,11 @@ class Collector:
             await nc.drain() if nc.is_connected else await nc.close()
             self._queue.put(None)
             self._writer.join(timeout=30)
+
+
+async def _connection_trouble(exc: Exception) -> None:
+    """A node went away or is not up yet: one line, not nats-py's traceback; the client reconnects by itself."""
+    log.warning("collector connection: %s", exc)
 
 
 def _usage_answer_db(subject: str, payload: bytes) -> dict[str, Any]:

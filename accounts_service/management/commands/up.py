@@ -146,7 +146,14 @@ class Command(BaseCommand):
         self._stopping = True
 
     def _stop_all(self) -> None:
-        # The web app and workers first, then the fleet (it stops its nodes), Redis last.
+        # The collector alone first: its last poll reaches the nodes while they still run. Then the web app and
+        # workers, the fleet (it stops its nodes), Redis last.
+        for name, proc in self.children:
+            if name == "collector" and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=GRACE)
         for _name, proc in reversed(self.children):
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
