@@ -129,3 +129,52 @@ def parse_time(value: str | None) -> dt.datetime | None:
         text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     parsed = dt.datetime.fromisoformat(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+# ------------------------------------------------------------------------------------------------
+# Samples: what the collector parses out of system events, replies and HTTP reads, for the ledger
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CountersSample:
+    """An account's cumulative counters and connections on one server (a CONNS event or a STATZ entry). ``key``
+    (with the account) identifies it for exactly-once ingestion."""
+
+    key: str
+    kind: str
+    account: str
+    server_id: str
+    server_name: str
+    seq: int
+    at: dt.datetime
+    counters: Counters
+    conns: int
+
+
+@dataclass(frozen=True)
+class ConnectionSample:
+    """A client's DISCONNECT: the connection's seconds from ``start`` to ``at``."""
+
+    key: str
+    account: str
+    server_id: str
+    start: dt.datetime
+    at: dt.datetime
+    kind: str = "disconnect"
+
+
+@dataclass(frozen=True)
+class StorageSample:
+    """An account's JetStream bytes (cluster-wide, every replica) as one server reported them at ``at``."""
+
+    key: str
+    account: str
+    server_id: str
+    server_name: str
+    at: dt.datetime
+    stored_bytes: int
+    kind: str = "jsz"
+
+
+Sample = CountersSample | ConnectionSample | StorageSample

@@ -1,121 +1,248 @@
-"""Writes of billing: ingesting metering samples into the ledger, exactly once."""
+"""Writes of billing: ingesting metering samples into the ledger, exactly once, in batches.
+
+The collector's writer hands over every sample it has queued (up to a batch); one transaction claims their
+idempotency keys (a database constraint decides what was ingested before), applies each in arrival order to
+the per-(server id, account) counters held in memory, and writes the hours it touched with one upsert. A
+concurrent writer that claimed a key first makes the batch roll back and run again, without those samples.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.db.models.functions import Greatest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from billing import metering
+from billing.metering import ConnectionSample, CountersSample, Sample, StorageSample
 from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageHour
-from billing.selectors import connections_current
+from billing.selectors import CONNS_FRESH
+
+_HOUR_FIELDS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds",
+                "storage_byte_seconds")
+_CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
+_COUNTER_FIELDS = ("seq", "observed_at", "conns", "server_name", "sent_msgs", "sent_bytes", "received_msgs",
+                   "received_bytes", "resets")
 
 
-def _claim(*, key: str, kind: str, account: str, server_id: str, at: dt.datetime) -> bool:
-    """Record the sample's idempotency key; False if it was ingested before (the constraint decides)."""
-    try:
-        with transaction.atomic():
-            MeterSample.objects.create(key=key[:120], kind=kind, account_public_key=account, server_id=server_id,
-                                       observed_at=at)
-    except IntegrityError:
-        return False
-    return True
+@dataclasses.dataclass
+class _Hour:
+    sent_msgs: int = 0
+    sent_bytes: int = 0
+    received_msgs: int = 0
+    received_bytes: int = 0
+    connection_seconds: float = 0.0
+    storage_byte_seconds: int = 0
+    peak_connections: int = 0
 
 
-def _hour_add(*, account: str, hour: dt.datetime, peak: int | None = None, **increments: float) -> None:
-    """Add to an hour's counters (and raise its peak of connections to ``peak``) in one UPDATE."""
-    updates: dict[str, Any] = {field: F(field) + value for field, value in increments.items()}
-    if peak is not None:
-        updates["peak_connections"] = Greatest(F("peak_connections"), peak)
-    if not UsageHour.objects.filter(account_public_key=account, hour=hour).update(**updates):
-        UsageHour.objects.get_or_create(account_public_key=account, hour=hour)  # the hour's first sample
-        UsageHour.objects.filter(account_public_key=account, hour=hour).update(**updates)
+@dataclasses.dataclass(slots=True)
+class _Counter:
+    """A ServerAccountCounter row as the batch works on it (plain values: model instances cost too much here)."""
+
+    pk: int | None
+    server_id: str
+    account_public_key: str
+    server_name: str
+    seq: int
+    observed_at: dt.datetime
+    conns: int
+    sent_msgs: int
+    sent_bytes: int
+    received_msgs: int
+    received_bytes: int
+    resets: int
 
 
-@transaction.atomic
-def counters_ingest(*, kind: str, server_id: str, server_name: str, seq: int, at: dt.datetime,
-                    stat: dict[str, Any]) -> bool:
-    """Apply one account's cumulative counters seen on one server (a CONNS event or a STATZ entry).
-
-    The delta since the last applied snapshot of the same (server id, account) lands in the hour of ``at``
-    (the server's clock), however late it is ingested. Returns False for a sample already ingested."""
-    account = stat["acc"]
-    if not _claim(key=f"{server_id}:{seq}", kind=kind, account=account, server_id=server_id, at=at):
-        return False
-    snapshot = metering.Snapshot(server_id=server_id, seq=seq, counters=metering.client_counters(stat),
-                                 conns=int(stat.get("conns") or 0), at=at)
-    row = ServerAccountCounter.objects.select_for_update().filter(server_id=server_id,
-                                                                  account_public_key=account).first()
-    previous = None if row is None else metering.Snapshot(
-        server_id=server_id, seq=row.seq, conns=row.conns, at=row.observed_at,
-        counters=metering.Counters(row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes),
-    )
-    change = metering.delta(previous, snapshot)
-    if change.stale:
-        return True
-    values = {
-        "seq": seq, "observed_at": at, "conns": snapshot.conns, "server_name": server_name,
-        "sent_msgs": snapshot.counters.sent_msgs, "sent_bytes": snapshot.counters.sent_bytes,
-        "received_msgs": snapshot.counters.received_msgs, "received_bytes": snapshot.counters.received_bytes,
-    }
-    if row is None:
-        # A new server id under a known name is that server restarted: its old counters hold no connection.
-        ServerAccountCounter.objects.filter(server_name=server_name, account_public_key=account).exclude(
-            server_id=server_id).update(conns=0)
-        ServerAccountCounter.objects.create(server_id=server_id, account_public_key=account, **values)
-    else:
-        ServerAccountCounter.objects.filter(pk=row.pk).update(**values, resets=F("resets") + int(change.reset))
-    c = change.counters
-    _hour_add(account=account, hour=metering.hour_floor(at),
-              peak=connections_current(account_public_key=account, now=at),  # across servers, now
-              sent_msgs=c.sent_msgs, sent_bytes=c.sent_bytes, received_msgs=c.received_msgs,
-              received_bytes=c.received_bytes)
-    return True
+_COUNTER_COLUMNS = ("id", "server_id", "account_public_key", "server_name", "seq", "observed_at", "conns",
+                    "sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "resets")
 
 
-@transaction.atomic
-def disconnect_ingest(*, event: dict[str, Any]) -> bool:
-    """A client's DISCONNECT event: its connection-seconds, split over the hours the connection spanned.
-    (Messages and bytes come from the servers' cumulative counters only, so they are never counted twice.)"""
-    server, client = event.get("server") or {}, event.get("client") or {}
-    account, server_id = client.get("acc", ""), server.get("id", "")
-    start, stop = metering.parse_time(client.get("start")), metering.parse_time(client.get("stop"))
-    at = stop or metering.parse_time(event.get("timestamp"))
-    if not account or at is None:
-        return False
-    if not _claim(key=f"{server_id}:{server.get('seq')}:{event.get('id', '')}", kind=MeterSample.Kind.DISCONNECT,
-                  account=account, server_id=server_id, at=at):
-        return False
-    for hour, seconds in metering.split_by_hour(start or at, at):
-        _hour_add(account=account, hour=hour, connection_seconds=seconds)
-    return True
+def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
 
 
-@transaction.atomic
-def storage_ingest(*, server_id: str, server_name: str, seq: int, at: dt.datetime, account: str,
-                   stored_bytes: int) -> bool:
-    """One account's JetStream bytes (cluster-wide, as any server of the cluster reports them) from a JSZ poll.
-    The interval since the account's previous observation, from whichever server, is billed at the smaller of
-    the two (never more than was stored), split over the hours it spans. False for a sample already ingested."""
-    if not _claim(key=f"{server_id}:{seq}", kind=MeterSample.Kind.JSZ, account=account, server_id=server_id, at=at):
-        return False
-    row = AccountStorage.objects.select_for_update().filter(account_public_key=account).first()
-    if row is None:
+def samples_ingest(samples: Sequence[Sample]) -> int:
+    """Apply ``samples`` to the ledger, each at most once ever; returns how many were new. A sample is new when
+    its (key, account) was never ingested; a new one older than what is applied (a stale CONNS or STATZ) counts
+    nothing but is remembered. Late data lands in the hour it belongs to."""
+    samples = [s for s in samples if s.at is not None and s.account]
+    if not samples:
+        return 0
+    for attempt in range(3):
         try:
             with transaction.atomic():
-                AccountStorage.objects.create(account_public_key=account, bytes=stored_bytes, observed_at=at,
-                                              server_name=server_name)
-            return True
-        except IntegrityError:  # another writer created it first: apply this one on top of it
-            row = AccountStorage.objects.select_for_update().get(account_public_key=account)
-    if at <= row.observed_at:  # late: an older observation adds nothing once a newer one was applied
-        return True
-    billed = min(row.bytes, stored_bytes)
+                return _ingest(samples)
+        except IntegrityError:  # another writer claimed some of these keys first: again, without them
+            if attempt == 2:
+                raise
+    return 0
+
+
+def _ingest(samples: list[Sample]) -> int:
+    fresh = _unclaimed(samples)
+    if not fresh:
+        return 0
+    accounts = {s.account for s in fresh if isinstance(s, CountersSample)}
+    counters = _counters_for(accounts)
+    storage = {r.account_public_key: r for r in _rows(AccountStorage, "account_public_key",
+                                                      sorted({s.account for s in fresh
+                                                              if isinstance(s, StorageSample)}))}
+    hours: dict[tuple[str, dt.datetime], _Hour] = defaultdict(_Hour)
+    dirty_counters: dict[int, _Counter] = {}
+    new_counters: dict[tuple[str, str], _Counter] = {}
+    dirty_storage: set[str] = set()
+    for sample in fresh:
+        if isinstance(sample, CountersSample):
+            _apply_counters(sample, counters, hours, dirty_counters, new_counters)
+        elif isinstance(sample, ConnectionSample):
+            for hour, seconds in metering.split_by_hour(sample.start, sample.at):
+                hours[(sample.account, hour)].connection_seconds += seconds
+        else:
+            _apply_storage(sample, storage, hours, dirty_storage)
+    adapt, now = connection.ops.adapt_datetimefield_value, timezone.now()
+    _executemany(MeterSample, ("key", "kind", "account_public_key", "server_id", "observed_at", "ingested_at"),
+                 [(s.key, s.kind, s.account, s.server_id, adapt(s.at), adapt(now)) for s in fresh])
+    _executemany(ServerAccountCounter, ("server_id", "account_public_key", *_COUNTER_FIELDS),
+                 [(r.server_id, r.account_public_key,
+                   *(adapt(getattr(r, f)) if f == "observed_at" else getattr(r, f) for f in _COUNTER_FIELDS))
+                  for r in new_counters.values()])
+    changed = [r for r in dirty_counters.values() if r.pk]  # rows created in this batch carry no pk
+    _executemany(ServerAccountCounter, _COUNTER_FIELDS,
+                 [(*(adapt(getattr(r, f)) if f == "observed_at" else getattr(r, f) for f in _COUNTER_FIELDS), r.pk)
+                  for r in changed], update=True)
+    for key in dirty_storage:
+        row = storage[key]
+        if row.pk is None:
+            row.save(force_insert=True)
+        else:
+            AccountStorage.objects.filter(pk=row.pk).update(bytes=row.bytes, observed_at=row.observed_at,
+                                                            server_name=row.server_name)
+    _hours_upsert(hours)
+    return len(fresh)
+
+
+def _rows(model, field: str, values: Sequence[str]) -> list:
+    rows = []
+    for chunk in _chunks(values):
+        rows += list(model.objects.select_for_update().filter(**{f"{field}__in": chunk}))
+    return rows
+
+
+def _unclaimed(samples: list[Sample]) -> list[Sample]:
+    """The samples whose (key, account) was never ingested, first occurrence only, in arrival order."""
+    keys = sorted({s.key for s in samples})
+    seen: set[tuple[str, str]] = set()
+    for chunk in _chunks(keys):
+        seen.update(MeterSample.objects.filter(key__in=chunk).values_list("key", "account_public_key"))
+    fresh = []
+    for s in samples:
+        if (s.key, s.account) not in seen:
+            seen.add((s.key, s.account))
+            fresh.append(s)
+    return fresh
+
+
+def _counters_for(accounts: set[str]) -> dict[str, list[_Counter]]:
+    """Every server's counter row of these accounts (all of them: current connections sum over servers)."""
+    by_account: dict[str, list[_Counter]] = defaultdict(list)
+    for chunk in _chunks(sorted(accounts)):
+        for values in (ServerAccountCounter.objects.select_for_update().filter(account_public_key__in=chunk)
+                       .values_list(*_COUNTER_COLUMNS)):
+            row = _Counter(*values)
+            by_account[row.account_public_key].append(row)
+    return by_account
+
+
+def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]], hours: dict,
+                    dirty: dict[int, _Counter], new: dict[tuple[str, str], _Counter]) -> None:
+    """The delta since the last applied snapshot of the same (server id, account) lands in the hour of the
+    sample's ``at`` (the server's clock); a new server id under a known name is that server restarted."""
+    rows = counters[sample.account]
+    row = next((r for r in rows if r.server_id == sample.server_id), None)
+    snapshot = metering.Snapshot(server_id=sample.server_id, seq=sample.seq, counters=sample.counters,
+                                 conns=sample.conns, at=sample.at)
+    previous = None if row is None else metering.Snapshot(
+        server_id=row.server_id, seq=row.seq, conns=row.conns, at=row.observed_at,
+        counters=metering.Counters(row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes))
+    change = metering.delta(previous, snapshot)
+    if change.stale:
+        return
+    if row is None:
+        for other in rows:  # the restarted server's old counters hold no connection
+            if other.server_name == sample.server_name and other.conns:
+                other.conns = 0
+                dirty[id(other)] = other
+        row = _Counter(None, sample.server_id, sample.account, "", 0, sample.at, 0, 0, 0, 0, 0, 0)
+        rows.append(row)
+        new[(sample.server_id, sample.account)] = row
+    else:
+        dirty[id(row)] = row
+        row.resets += int(change.reset)
+    c = sample.counters
+    row.seq, row.observed_at, row.conns, row.server_name = sample.seq, sample.at, sample.conns, sample.server_name
+    row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes = (
+        c.sent_msgs, c.sent_bytes, c.received_msgs, c.received_bytes)
+    hour = hours[(sample.account, metering.hour_floor(sample.at))]
+    d = change.counters
+    hour.sent_msgs += d.sent_msgs
+    hour.sent_bytes += d.sent_bytes
+    hour.received_msgs += d.received_msgs
+    hour.received_bytes += d.received_bytes
+    since = sample.at - CONNS_FRESH  # connections now, across servers, as the peak of the hour
+    hour.peak_connections = max(hour.peak_connections, sum(r.conns for r in rows if r.observed_at >= since))
+
+
+def _apply_storage(sample: StorageSample, storage: dict[str, AccountStorage], hours: dict, dirty: set[str]) -> None:
+    """The interval since the account's previous observation, from whichever server, is billed at the smaller
+    of the two (never more than was stored), split over the hours it spans."""
+    row = storage.get(sample.account)
+    dirty.add(sample.account)
+    if row is None:
+        storage[sample.account] = AccountStorage(account_public_key=sample.account, bytes=sample.stored_bytes,
+                                                 observed_at=sample.at, server_name=sample.server_name)
+        return
+    if sample.at <= row.observed_at:  # late: an older observation adds nothing once a newer one was applied
+        return
+    billed = min(row.bytes, sample.stored_bytes)
     if billed > 0:
-        for hour, seconds in metering.split_by_hour(row.observed_at, at):
-            _hour_add(account=account, hour=hour, storage_byte_seconds=int(billed * seconds))
-    AccountStorage.objects.filter(pk=row.pk).update(bytes=stored_bytes, observed_at=at, server_name=server_name)
-    return True
+        for hour, seconds in metering.split_by_hour(row.observed_at, sample.at):
+            hours[(sample.account, hour)].storage_byte_seconds += int(billed * seconds)
+    row.bytes, row.observed_at, row.server_name = sample.stored_bytes, sample.at, sample.server_name
+
+
+def _executemany(model, fields: Sequence[str], rows: list[tuple], *, update: bool = False) -> None:
+    """One statement for many rows (the ORM's bulk_update builds a CASE per field and row: far slower): INSERT,
+    or UPDATE ... WHERE id = %s with the id last in each row."""
+    if not rows:
+        return
+    table, columns = model._meta.db_table, [model._meta.get_field(f).column for f in fields]
+    if update:
+        sql = f"UPDATE {table} SET {', '.join(f'{c} = %s' for c in columns)} WHERE id = %s"  # noqa: S608
+    else:
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _hours_upsert(hours: dict[tuple[str, dt.datetime], _Hour]) -> None:
+    """Add to every touched hour (and raise its peak) in one statement per batch: INSERT ... ON CONFLICT DO
+    UPDATE, which SQLite and PostgreSQL both speak."""
+    if not hours:
+        return
+    table = UsageHour._meta.db_table
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    columns = ("account_public_key", "hour", *_HOUR_FIELDS, "peak_connections")
+    updates = [f"{f} = {table}.{f} + excluded.{f}" for f in _HOUR_FIELDS]
+    updates.append(f"peak_connections = {greatest}({table}.peak_connections, excluded.peak_connections)")
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "  # noqa: S608
+           f"ON CONFLICT (account_public_key, hour) DO UPDATE SET {', '.join(updates)}")  # names are the model's own
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = [(account, adapt(hour), *(getattr(h, f) for f in _HOUR_FIELDS), h.peak_connections)
+            for (account, hour), h in sorted(hours.items())]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)

@@ -54,42 +54,60 @@ def collector_user_ensure() -> NatsUser:
 
 
 # ------------------------------------------------------------------------------------------------
-# Ingest (sync: runs on the writer thread, or directly in tests and replays)
+# Parsing into samples, and ingest (sync: on the writer thread, or directly in tests and replays)
 # ------------------------------------------------------------------------------------------------
 
 
-def event_ingest(subject: str, data: bytes) -> bool:
-    """One system event; False if it was a duplicate or not something we meter."""
+def _key(*parts: object) -> str:
+    return ":".join(str(p) for p in parts)[:120]
+
+
+def _counters(kind: str, server: dict[str, Any], seq: int, at, stat: dict[str, Any]) -> metering.CountersSample:
+    return metering.CountersSample(key=_key(server.get("id", ""), seq), kind=kind, account=stat.get("acc") or "",
+                                   server_id=server.get("id", ""), server_name=server.get("name", ""), seq=seq,
+                                   at=at, counters=metering.client_counters(stat), conns=int(stat.get("conns") or 0))
+
+
+def event_samples(subject: str, data: bytes) -> list[metering.Sample]:
+    """The samples in one system event (none for a CONNECT: its CONNS event carries the numbers)."""
     try:
         event = json.loads(data)
     except ValueError:
         log.warning("metering: unreadable event on %s", subject)
-        return False
+        return []
     server = event.get("server") or {}
     if subject.endswith(".SERVER.CONNS"):
         at = metering.parse_time(event.get("timestamp")) or metering.parse_time(server.get("time"))
-        return ledger.counters_ingest(kind=MeterSample.Kind.CONNS, server_id=server.get("id", ""),
-                                      server_name=server.get("name", ""), seq=int(server.get("seq") or 0), at=at,
-                                      stat=event)
+        return [_counters(MeterSample.Kind.CONNS, server, int(server.get("seq") or 0), at, event)]
     if subject.endswith(".DISCONNECT"):
-        return ledger.disconnect_ingest(event=event)
-    return False  # CONNECT: its CONNS event carries the numbers
+        client = event.get("client") or {}
+        start, stop = metering.parse_time(client.get("start")), metering.parse_time(client.get("stop"))
+        at = stop or metering.parse_time(event.get("timestamp"))
+        return [metering.ConnectionSample(key=_key(server.get("id", ""), server.get("seq"), event.get("id", "")),
+                                          account=client.get("acc") or "", server_id=server.get("id", ""),
+                                          start=start or at, at=at)]
+    return []
 
 
-def jsz_ingest(data: bytes) -> int:
-    """One server's reply to a JSZ poll: every account's JetStream bytes there (memory plus file)."""
+def statz_samples(data: bytes) -> list[metering.Sample]:
+    """One server's reply to a STATZ poll: every account's counters on that server."""
     reply = json.loads(data)
     server, body = reply.get("server") or {}, reply.get("data") or {}
     at = metering.parse_time(body.get("now")) or metering.parse_time(server.get("time"))
-    new = 0
-    for detail in body.get("account_details") or []:
-        account = detail.get("id") or detail.get("name") or ""
-        if not account:
-            continue
-        new += ledger.storage_ingest(server_id=server.get("id", ""), server_name=server.get("name", ""),
-                                     seq=int(server.get("seq") or 0), at=at, account=account,
-                                     stored_bytes=int(detail.get("memory") or 0) + int(detail.get("storage") or 0))
-    return new
+    seq = int(server.get("seq") or 0)
+    return [_counters(MeterSample.Kind.STATZ, server, seq, at, stat) for stat in body.get("account_statz") or []]
+
+
+def jsz_samples(data: bytes) -> list[metering.Sample]:
+    """One server's reply to a JSZ poll: every account's JetStream bytes (memory plus file, cluster-wide)."""
+    reply = json.loads(data)
+    server, body = reply.get("server") or {}, reply.get("data") or {}
+    at = metering.parse_time(body.get("now")) or metering.parse_time(server.get("time"))
+    return [metering.StorageSample(key=_key(server.get("id", ""), server.get("seq") or 0),
+                                   account=detail.get("id") or detail.get("name") or "",
+                                   server_id=server.get("id", ""), server_name=server.get("name", ""), at=at,
+                                   stored_bytes=int(detail.get("memory") or 0) + int(detail.get("storage") or 0))
+            for detail in body.get("account_details") or []]
 
 
 # A node in lame duck mode sends no system message any more (nats-server queues its LAMEDUCK event as the last
@@ -99,16 +117,53 @@ def jsz_ingest(data: bytes) -> int:
 LAME_DUCK_SEQ = 2**53
 
 
-def accstatz_ingest(data: bytes, *, server_name: str) -> int:
-    """A node's HTTP ``/accstatz?unused=1`` read while it is in lame duck mode. Returns how many were new."""
+def accstatz_samples(data: bytes, *, server_name: str) -> list[metering.Sample]:
+    """A node's HTTP ``/accstatz?unused=1`` read while it is in lame duck mode."""
     body = json.loads(data)
     at = metering.parse_time(body.get("now"))
     if at is None or not body.get("server_id"):
-        return 0
+        return []
+    server = {"id": body["server_id"], "name": server_name}
     seq = LAME_DUCK_SEQ + int(at.timestamp() * 1000)
-    return sum(ledger.counters_ingest(kind=MeterSample.Kind.STATZ, server_id=body["server_id"],
-                                      server_name=server_name, seq=seq, at=at, stat=stat)
-               for stat in body.get("account_statz") or [])
+    return [_counters(MeterSample.Kind.STATZ, server, seq, at, stat) for stat in body.get("account_statz") or []]
+
+
+def event_ingest(subject: str, data: bytes) -> bool:
+    """One system event; False if it was a duplicate or not something we meter."""
+    return ledger.samples_ingest(event_samples(subject, data)) > 0
+
+
+def statz_ingest(data: bytes) -> int:
+    """One STATZ reply; returns how many of its samples were new."""
+    return ledger.samples_ingest(statz_samples(data))
+
+
+def jsz_ingest(data: bytes) -> int:
+    return ledger.samples_ingest(jsz_samples(data))
+
+
+def accstatz_ingest(data: bytes, *, server_name: str) -> int:
+    return ledger.samples_ingest(accstatz_samples(data, server_name=server_name))
+
+
+PARSERS = {STATZ_SUBJECT: statz_samples, JSZ_SUBJECT: jsz_samples}
+
+
+def message_samples(subject: str, data: bytes) -> list[metering.Sample]:
+    """What the collector's queue holds, as samples: a poll reply (by the subject it polled) or an event."""
+    parse = PARSERS.get(subject)
+    return parse(data) if parse is not None else event_samples(subject, data)
+
+
+def _parsed(subject: str, data: bytes) -> list[metering.Sample]:
+    try:
+        return message_samples(subject, data)
+    except Exception:  # unreadable: logged with its subject, the rest of the batch goes on
+        log.exception("metering: could not read a message on %s", subject)
+        return []
+
+
+BATCH_MAX = 2000  # messages a writer transaction takes at most
 
 
 def lame_duck_sample(node) -> int:
@@ -128,18 +183,6 @@ def lame_duck_sample(node) -> int:
 
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # monitoring ports: never through a proxy
 
-
-def statz_ingest(data: bytes) -> int:
-    """One server's reply to a STATZ poll: every account's counters on that server. Returns how many were new."""
-    reply = json.loads(data)
-    server, body = reply.get("server") or {}, reply.get("data") or {}
-    at = metering.parse_time(body.get("now")) or metering.parse_time(server.get("time"))
-    new = 0
-    for stat in body.get("account_statz") or []:
-        new += ledger.counters_ingest(kind=MeterSample.Kind.STATZ, server_id=server.get("id", ""),
-                                      server_name=server.get("name", ""), seq=int(server.get("seq") or 0), at=at,
-                                      stat=stat)
-    return new
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,23 +235,32 @@ class Collector:
         self.ingested = 0
 
     def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            subject, data = item
+        """Everything queued so far (up to ``BATCH_MAX`` messages) goes to the ledger in one transaction; if that
+        batch fails, its messages are tried one by one, so a bad message loses only itself (logged)."""
+        stop = False
+        while not stop:
+            items = [self._queue.get()]
+            while len(items) < BATCH_MAX:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            messages = [item for item in items if item is not None]
+            stop = len(messages) < len(items)
             try:
                 close_old_connections()
-                if subject == STATZ_SUBJECT:
-                    self.ingested += statz_ingest(data)
-                elif subject == JSZ_SUBJECT:
-                    self.ingested += jsz_ingest(data)
-                else:
-                    self.ingested += int(event_ingest(subject, data))
-            except Exception:  # one bad message must not stop metering; it is logged with its subject
-                log.exception("metering: could not ingest a message on %s", subject)
+                self.ingested += ledger.samples_ingest(
+                    [sample for subject, data in messages for sample in _parsed(subject, data)])
+            except Exception:
+                log.exception("metering: a batch of %d messages failed; ingesting them one by one", len(messages))
+                for subject, data in messages:
+                    try:
+                        self.ingested += ledger.samples_ingest(_parsed(subject, data))
+                    except Exception:  # one bad message must not stop metering; it is logged with its subject
+                        log.exception("metering: could not ingest a message on %s", subject)
             finally:
-                self._queue.task_done()
+                for _ in items:
+                    self._queue.task_done()
 
     async def _usage_responder(self):
         """A platform-account connection answering ``ngs.usage.*`` in a queue group (run several collectors)."""

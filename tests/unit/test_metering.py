@@ -172,3 +172,105 @@ def test_jsz_storage_is_billed_per_interval_at_the_smaller_observation_and_split
     doc = usage_document(account_public_key=acc, window="24h", plan="", data_bytes=-1, used_bytes=0,
                          now=dt.datetime(2026, 11, 29, 11, 3, 0, tzinfo=dt.UTC))
     assert doc["jetstream"] == {"storage_bytes": 500, "gib_hours": round((120 * 1000 + 60 * 500) / GIB_HOUR, 9)}
+
+
+def _stream(seed: int) -> list[tuple[str, bytes]]:
+    """A synthetic but server-shaped stream: CONNS events and STATZ replies of 3 servers (one restarts with a new
+    id and counters from zero), DISCONNECTs, JSZ replies, some delivered twice and some late."""
+    import random
+
+    rng = random.Random(seed)
+    accounts = ["A" + chr(ord("B") + i) * 55 for i in range(4)]
+    servers = {"n1": "S1", "n2": "S2", "n3": "S3"}
+    seq = dict.fromkeys(servers.values(), 0)
+    totals: dict[tuple[str, str], list[int]] = {}
+    out: list[tuple[str, bytes]] = []
+    t = dt.datetime(2026, 11, 29, 9, 50, tzinfo=dt.UTC)
+    for step in range(120):
+        t += dt.timedelta(seconds=rng.randint(5, 90))
+        name = rng.choice(list(servers))
+        if step == 60:
+            servers["n2"] = "S2b"  # n2 restarted: a new id, counters from zero
+            seq["S2b"] = 0
+        sid = servers[name]
+        seq[sid] += 1
+        server = {"name": name, "id": sid, "seq": seq[sid], "time": t.isoformat()}
+        stats = []
+        for acc in rng.sample(accounts, 2):
+            c = totals.setdefault((sid, acc), [0, 0, 0, 0])
+            c[0] += rng.randint(0, 50)
+            c[1] += rng.randint(0, 5000)
+            c[2] += rng.randint(0, 50)
+            c[3] += rng.randint(0, 5000)
+            stats.append({"acc": acc, "conns": rng.randint(0, 3), "received": {"msgs": c[0], "bytes": c[1]},
+                          "sent": {"msgs": c[2], "bytes": c[3]}})
+        kind = rng.random()
+        if kind < 0.4:
+            out.append((f"$SYS.ACCOUNT.{stats[0]['acc']}.SERVER.CONNS",
+                        json.dumps({**stats[0], "server": server, "timestamp": t.isoformat()}).encode()))
+        elif kind < 0.7:
+            out.append(("$SYS.REQ.ACCOUNT.PING.STATZ", json.dumps(
+                {"server": server, "data": {"now": t.isoformat(), "account_statz": stats}}).encode()))
+        elif kind < 0.85:
+            start = t - dt.timedelta(seconds=rng.randint(1, 5000))
+            out.append((f"$SYS.ACCOUNT.{stats[0]['acc']}.DISCONNECT", json.dumps(
+                {"server": server, "id": f"d{step}", "timestamp": t.isoformat(),
+                 "client": {"acc": stats[0]["acc"], "start": start.isoformat(), "stop": t.isoformat()}}).encode()))
+        else:
+            out.append(("$SYS.REQ.SERVER.PING.JSZ", json.dumps({"server": server, "data": {
+                "now": t.isoformat(), "account_details": [
+                    {"id": s["acc"], "memory": 0, "storage": rng.randint(0, 10**6)} for s in stats]}}).encode()))
+        if rng.random() < 0.15:
+            out.append(out[rng.randrange(len(out))])  # delivered twice, or late
+    return out
+
+
+def _ledger_state():
+    from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageHour
+
+    return (
+        sorted(UsageHour.objects.values_list("account_public_key", "hour", "sent_msgs", "sent_bytes",
+                                             "received_msgs", "received_bytes", "connection_seconds",
+                                             "peak_connections", "storage_byte_seconds")),
+        sorted(ServerAccountCounter.objects.values_list("server_id", "account_public_key", "seq", "sent_msgs",
+                                                        "sent_bytes", "received_msgs", "received_bytes", "conns",
+                                                        "resets")),
+        sorted(AccountStorage.objects.values_list("account_public_key", "bytes", "observed_at")),
+        MeterSample.objects.count(),
+    )
+
+
+def _ledger_clear():
+    from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageHour
+
+    for model in (AccountStorage, MeterSample, ServerAccountCounter, UsageHour):
+        model.objects.all().delete()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batches_of_any_size_make_the_same_ledger_as_one_message_at_a_time(seed):
+    """The collector's writer ingests whatever is queued in one transaction; the ledger must not depend on how
+    the stream was cut into batches (duplicates inside a batch included)."""
+    import random
+
+    from billing.services import samples_ingest
+    from broker_gateway.collector import message_samples
+
+    stream = _stream(seed)
+    one_by_one = sum(samples_ingest(message_samples(subject, data)) for subject, data in stream)
+    expected = _ledger_state()
+    assert one_by_one == expected[3] and expected[0]
+    _ledger_clear()
+    assert samples_ingest([s for subject, data in stream for s in message_samples(subject, data)]) == one_by_one
+    assert _ledger_state() == expected
+    _ledger_clear()
+    rng, i, total = random.Random(seed), 0, 0
+    while i < len(stream):
+        size = rng.randint(1, 25)
+        total += samples_ingest([s for subject, data in stream[i:i + size] for s in message_samples(subject, data)])
+        i += size
+    assert total == one_by_one and _ledger_state() == expected
+    # and all of it again, in one batch: nothing new
+    assert samples_ingest([s for subject, data in stream for s in message_samples(subject, data)]) == 0
+    assert _ledger_state() == expected
