@@ -63,6 +63,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchenv import django_setup, fmt, verdict  # noqa: E402 (bench/ is the script's own folder)
+
 from tests.fleet import nodes_add, wait_for  # noqa: E402  (the repository root is on sys.path only now)
 
 TARGET_RATIO = 0.8
@@ -74,29 +76,6 @@ NODES = 3
 # ---------------------------------------------------------------------------------------------
 # Setup: a throw-away Django environment, accounts created before any node exists
 # ---------------------------------------------------------------------------------------------
-
-
-def django_setup(var_dir: Path) -> None:
-    # Set before Django reads its settings: a benchmark must never touch var/ or a real database.
-    from operators.sealing import generate_key_spec
-
-    os.environ["DJANGO_SETTINGS_MODULE"] = "accounts_service.settings"
-    os.environ["NATSCTL_VAR_DIR"] = str(var_dir)
-    os.environ["DATABASE_URL"] = f"sqlite:///{var_dir / 'bench.sqlite3'}"
-    os.environ["FLEET_DIR"] = str(var_dir / "fleet")
-    # A throw-away seed-encryption key, kept beside the database so that --var-dir can reuse both.
-    key_file = var_dir / "bench-seed-encryption.keys"
-    if not key_file.exists():
-        key_file.write_text(generate_key_spec("bench"))
-        key_file.chmod(0o600)
-    os.environ["SEED_ENCRYPTION_KEYS"] = key_file.read_text().strip()
-    # No Redis here: a stray enqueue would run inline instead of waiting on a broker (none is expected:
-    # the accounts exist before the nodes, and nothing is re-signed while the fleet runs).
-    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
 
 
 def accounts_create(count: int) -> tuple[float, float, int]:
@@ -346,7 +325,7 @@ def bench_push(floor: Floor, payloads: list[bytes], rounds: int) -> dict:
                 product_rates.append(report.accounts / elapsed)
             else:
                 floor_rates.append(n / floor.push(payloads))
-        print(f"  round {r + 1}/{rounds}: product {_fmt(product_rates[-1])}/s, floor {_fmt(floor_rates[-1])}/s",
+        print(f"  round {r + 1}/{rounds}: product {fmt(product_rates[-1])}/s, floor {fmt(floor_rates[-1])}/s",
               flush=True)
     round_ratios = [p / f for p, f in zip(product_rates, floor_rates, strict=True)]
     return {
@@ -533,14 +512,6 @@ def bench_restart(fleet: Fleet, monitor: Monitor, victim: str, wanted: set[str],
 # ---------------------------------------------------------------------------------------------
 
 
-def _fmt(rate: float) -> str:
-    return f"{rate:,.0f}"
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, help="accounts to create and push (default 10000, --quick 2000)")
@@ -599,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
 
         migrate_s, create_s, created = accounts_create(accounts)
         print(f"Setup: migrate {migrate_s:.1f} s; {created:,} accounts through account_create in {create_s:.1f} s"
-              + (f" ({_fmt(created / create_s)}/s)" if created else "") + f", {accounts - created:,} reused; "
+              + (f" ({fmt(created / create_s)}/s)" if created else "") + f", {accounts - created:,} reused; "
               "no node existed, so nothing was pushed")
 
         # 4: fleet start
@@ -666,16 +637,16 @@ def main(argv: list[str] | None = None) -> int:
         first_s = floor.push_first_reply(payloads)
         ok_ratio, ok_rate = s["ratio"] >= TARGET_RATIO, s["product"] >= TARGET_RATE
         jwt_bytes = statistics.median(len(p) for p in payloads)
-        print(f"  product accounts_push()             {_fmt(s['product']):>8} accounts/s   "
-              f"(rounds: {', '.join(_fmt(r) for r in s['product_rates'])})")
-        print(f"  floor   nats-py, {NODES} replies/request   {_fmt(s['floor']):>8} accounts/s   "
-              f"(rounds: {', '.join(_fmt(r) for r in s['floor_rates'])})")
+        print(f"  product accounts_push()             {fmt(s['product']):>8} accounts/s   "
+              f"(rounds: {', '.join(fmt(r) for r in s['product_rates'])})")
+        print(f"  floor   nats-py, {NODES} replies/request   {fmt(s['floor']):>8} accounts/s   "
+              f"(rounds: {', '.join(fmt(r) for r in s['floor_rates'])})")
         print(f"  ratio   product/floor               {s['ratio']:>8.3f}   (median of per-round ratios: "
               f"{', '.join(f'{r:.3f}' for r in s['round_ratios'])}; ratio of medians "
               f"{s['product'] / s['floor']:.3f})")
-        print(f"  target ratio >= {TARGET_RATIO}: {_verdict(ok_ratio)}")
-        print(f"  target product >= {_fmt(TARGET_RATE)} accounts/s: {_verdict(ok_rate)}")
-        print(f"  informational: nats-py request() (first reply only), same window: {_fmt(wanted_push / first_s)}/s; "
+        print(f"  target ratio >= {TARGET_RATIO}: {verdict(ok_ratio)}")
+        print(f"  target product >= {fmt(TARGET_RATE)} accounts/s: {verdict(ok_rate)}")
+        print(f"  informational: nats-py request() (first reply only), same window: {fmt(wanted_push / first_s)}/s; "
               f"{wanted_push:,} requests of ~{jwt_bytes:,.0f}-byte JWTs (same bytes in all three), "
               f"{s['incomplete']} incomplete product rounds")
         print(flush=True)
@@ -715,12 +686,12 @@ def main(argv: list[str] | None = None) -> int:
         ok_restart = restart_s is not None and restart_s <= TARGET_RESTART_S
         if restart_results:
             print(f"  median kill -> all held: {restart_s:.2f} s; target <= {TARGET_RESTART_S:g} s: "
-                  f"{_verdict(ok_restart)}")
+                  f"{verdict(ok_restart)}")
         print()
 
-        print(f"RESULT push={_fmt(s['product'])}/s floor={_fmt(s['floor'])}/s ratio={s['ratio']:.3f} "
-              f"(>= {TARGET_RATIO}: {_verdict(ok_ratio)}; >= {_fmt(TARGET_RATE)}/s: {_verdict(ok_rate)}) "
-              + (f"restart={restart_s:.2f}s (<= {TARGET_RESTART_S:g}s: {_verdict(ok_restart)}) "
+        print(f"RESULT push={fmt(s['product'])}/s floor={fmt(s['floor'])}/s ratio={s['ratio']:.3f} "
+              f"(>= {TARGET_RATIO}: {verdict(ok_ratio)}; >= {fmt(TARGET_RATE)}/s: {verdict(ok_rate)}) "
+              + (f"restart={restart_s:.2f}s (<= {TARGET_RESTART_S:g}s: {verdict(ok_restart)}) "
                  if restart_s is not None else "")
               + f"fleet_start={start_s:.2f}s  ({accounts:,} accounts; total {time.perf_counter() - t_all:.0f} s)")
         return 0

@@ -1,0 +1,40 @@
+"""What the fleet benchmarks (push.py, metering.py) share: a throw-away Django environment, and how figures print.
+
+A benchmark must never touch var/ or a real database: everything goes under the directory it is given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def django_setup(var_dir: Path) -> None:
+    """Settings pointed at ``var_dir`` (its own SQLite file, fleet directory and seed-encryption key), then
+    ``django.setup()``. The key is kept beside the database, so that ``--var-dir`` can reuse both."""
+    from operators.sealing import generate_key_spec
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "accounts_service.settings"
+    os.environ["NATSCTL_VAR_DIR"] = str(var_dir)
+    os.environ["DATABASE_URL"] = f"sqlite:///{var_dir / 'bench.sqlite3'}"
+    os.environ["FLEET_DIR"] = str(var_dir / "fleet")
+    key_file = var_dir / "bench-seed-encryption.keys"
+    if not key_file.exists():
+        key_file.write_text(generate_key_spec("bench"))
+        key_file.chmod(0o600)
+    os.environ["SEED_ENCRYPTION_KEYS"] = key_file.read_text().strip()
+    # No Redis here: a stray enqueue runs inline instead of waiting on a broker (none is expected: the
+    # accounts exist before the nodes, and nothing is re-signed while the fleet runs).
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def fmt(rate: float) -> str:
+    return f"{rate:,.0f}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
