@@ -233,6 +233,7 @@ class Collector:
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="metering-writer", daemon=True)
         self.ingested = 0
+        self._idle: dict[tuple[str, str], metering.Counters] = {}  # (server id, account) last seen idle
 
     def _write_loop(self) -> None:
         """Everything queued so far (up to ``BATCH_MAX`` messages) goes to the ledger in one transaction; if that
@@ -249,8 +250,8 @@ class Collector:
             stop = len(messages) < len(items)
             try:
                 close_old_connections()
-                self.ingested += ledger.samples_ingest(
-                    [sample for subject, data in messages for sample in _parsed(subject, data)])
+                self.ingested += ledger.samples_ingest(self._changed(
+                    [sample for subject, data in messages for sample in _parsed(subject, data)]))
             except Exception:
                 log.exception("metering: a batch of %d messages failed; ingesting them one by one", len(messages))
                 for subject, data in messages:
@@ -261,6 +262,23 @@ class Collector:
             finally:
                 for _ in items:
                     self._queue.task_done()
+
+    def _changed(self, samples: list[metering.Sample]) -> list[metering.Sample]:
+        """Drop the STATZ entries of idle accounts whose counters have not moved since this collector last saw
+        them (no connection, same counters: they would add nothing). Each node lists every account it knows in
+        every poll; most are idle, and the ledger need not hear it every few seconds."""
+        out = []
+        for sample in samples:
+            if isinstance(sample, metering.CountersSample) and sample.kind == MeterSample.Kind.STATZ:
+                key = (sample.server_id, sample.account)
+                if sample.conns == 0 and self._idle.get(key) == sample.counters:
+                    continue
+                if sample.conns == 0:
+                    self._idle[key] = sample.counters
+                else:
+                    self._idle.pop(key, None)
+            out.append(sample)
+        return out
 
     async def _usage_responder(self):
         """A platform-account connection answering ``ngs.usage.*`` in a queue group (run several collectors)."""

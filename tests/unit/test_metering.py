@@ -274,3 +274,24 @@ def test_batches_of_any_size_make_the_same_ledger_as_one_message_at_a_time(seed)
     # and all of it again, in one batch: nothing new
     assert samples_ingest([s for subject, data in stream for s in message_samples(subject, data)]) == 0
     assert _ledger_state() == expected
+
+
+def test_the_collector_skips_idle_accounts_whose_counters_did_not_move():
+    """Every poll lists every account a node knows; an idle one (no connection, same counters) adds nothing."""
+    from billing.metering import Counters, CountersSample
+    from broker_gateway.collector import Collector
+
+    collector = Collector.__new__(Collector)  # only the filter: no connection, no database
+    collector._idle = {}
+    at = dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)
+
+    def statz(seq, conns, sent, kind="statz"):
+        return CountersSample(key=f"S1:{seq}", kind=kind, account="A1", server_id="S1", server_name="n1", seq=seq,
+                              at=at, counters=Counters(sent, sent * 10, 0, 0), conns=conns)
+
+    polls = [statz(1, 0, 5), statz(2, 0, 5), statz(3, 0, 5), statz(4, 1, 5), statz(5, 1, 5), statz(6, 0, 7),
+             statz(7, 0, 7), statz(8, 0, 7, kind="conns")]
+    kept = [s.seq for s in collector._changed(polls)]
+    # the first idle sample, every sample with a connection (it keeps the account's connections fresh), a move
+    # of the counters, and every CONNS event
+    assert kept == [1, 4, 5, 6, 8]
