@@ -38,3 +38,24 @@ def fmt(rate: float) -> str:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def sigterm_unwinds() -> None:
+    """SIGTERM unwinds like Ctrl-C, through the ``finally`` that stops every node the benchmark started."""
+    import signal
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def bench_dir(var_dir: Path | None, prefix: str) -> Path:
+    """``--var-dir`` (created, kept) or a new temporary directory."""
+    import tempfile
+
+    if var_dir:
+        var_dir = var_dir.resolve()
+        var_dir.mkdir(parents=True, exist_ok=True)
+        return var_dir
+    return Path(tempfile.mkdtemp(prefix=prefix))

@@ -64,7 +64,6 @@ import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -76,7 +75,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchenv import django_setup, fmt, verdict  # noqa: E402 (bench/ is the script's own folder)
+from benchenv import bench_dir, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
 
 TARGET_RATIO = 0.3
 TENANT_TEAM = "bench-tenants"
@@ -1081,15 +1080,8 @@ def main(argv: list[str] | None = None) -> int:
     if not do_usage:
         accounts = min(accounts, 1)  # the ingest figure needs no tenant accounts
 
-    def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C, through the finally that stops the node
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _terminate)
-    if args.var_dir:
-        var_dir = args.var_dir.resolve()
-        var_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        var_dir = Path(tempfile.mkdtemp(prefix="natsctl-meterbench-"))
+    sigterm_unwinds()
+    var_dir = bench_dir(args.var_dir, "natsctl-meterbench-")
     fleet: Fleet | None = None
     publisher: Publisher | None = None
     floor: FloorSubscriber | None = None

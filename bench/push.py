@@ -53,7 +53,6 @@ import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,7 +62,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchenv import django_setup, fmt, verdict  # noqa: E402 (bench/ is the script's own folder)
+from benchenv import bench_dir, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
 
 from tests.fleet import nodes_add, wait_for  # noqa: E402  (the repository root is on sys.path only now)
 
@@ -528,17 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (3 if args.quick else 5)
     restarts = args.restarts if args.restarts is not None else (1 if args.quick else 3)
 
-    # SIGTERM unwinds like Ctrl-C, through the finally that stops every node.
-    def _terminate(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _terminate)
-
-    if args.var_dir:
-        var_dir = args.var_dir.resolve()
-        var_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        var_dir = Path(tempfile.mkdtemp(prefix="natsctl-pushbench-"))
+    sigterm_unwinds()
+    var_dir = bench_dir(args.var_dir, "natsctl-pushbench-")
     fleet: Fleet | None = None
     floor: Floor | None = None
     monitor = None
