@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from django.db import close_old_connections
 
 from accounts_service.models import Account, NatsUser
@@ -71,7 +72,7 @@ def _counters(kind: str, server: dict[str, Any], seq: int, at, stat: dict[str, A
 def event_samples(subject: str, data: bytes) -> list[metering.Sample]:
     """The samples in one system event (none for a CONNECT: its CONNS event carries the numbers)."""
     try:
-        event = json.loads(data)
+        event = orjson.loads(data)
     except ValueError:
         log.warning("metering: unreadable event on %s", subject)
         return []
@@ -91,7 +92,7 @@ def event_samples(subject: str, data: bytes) -> list[metering.Sample]:
 
 def statz_samples(data: bytes) -> list[metering.Sample]:
     """One server's reply to a STATZ poll: every account's counters on that server."""
-    reply = json.loads(data)
+    reply = orjson.loads(data)
     server, body = reply.get("server") or {}, reply.get("data") or {}
     at = metering.parse_time(body.get("now")) or metering.parse_time(server.get("time"))
     seq = int(server.get("seq") or 0)
@@ -100,7 +101,7 @@ def statz_samples(data: bytes) -> list[metering.Sample]:
 
 def jsz_samples(data: bytes) -> list[metering.Sample]:
     """One server's reply to a JSZ poll: every account's JetStream bytes (memory plus file, cluster-wide)."""
-    reply = json.loads(data)
+    reply = orjson.loads(data)
     server, body = reply.get("server") or {}, reply.get("data") or {}
     at = metering.parse_time(body.get("now")) or metering.parse_time(server.get("time"))
     return [metering.StorageSample(key=_key(server.get("id", ""), server.get("seq") or 0),
@@ -119,7 +120,7 @@ LAME_DUCK_SEQ = 2**53
 
 def accstatz_samples(data: bytes, *, server_name: str) -> list[metering.Sample]:
     """A node's HTTP ``/accstatz?unused=1`` read while it is in lame duck mode."""
-    body = json.loads(data)
+    body = orjson.loads(data)
     at = metering.parse_time(body.get("now"))
     if at is None or not body.get("server_id"):
         return []
