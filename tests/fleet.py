@@ -156,12 +156,24 @@ def running_fleet(count: int, base_dir: Path, *, timeout: float = 15.0, extra_co
         sup.stop()
 
 
+def _database_url(db: dict) -> str:
+    """The URL of the database this test runs on (SQLite file or PostgreSQL test database), for a subprocess."""
+    from urllib.parse import quote
+
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = quote(db.get("USER") or "", safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else "")
+    host = db.get("HOST") or "localhost"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{'@' if auth else ''}{host}{port}/{db['NAME']}"
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for a manage.py / celery subprocess sharing this test's database and key file."""
     from django.conf import settings
     from django.db import connection
 
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+    env = {**os.environ, "DATABASE_URL": _database_url(connection.settings_dict),
            "NATSCTL_VAR_DIR": str(settings.VAR_DIR), "PYTHONUNBUFFERED": "1"}
     env.update(extra)
     return env

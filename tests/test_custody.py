@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from io import StringIO
@@ -34,6 +35,8 @@ def _is_seed(candidate: bytes) -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(os.environ.get("DATABASE_URL", "sqlite").split(":", 1)[0] != "sqlite",
+                    reason="it scans the SQLite database file; sealing itself is tested in tests/unit/test_sealing.py")
 def test_no_seed_appears_in_clear_in_the_database_file(operator_setup, team):
     account = services.account_create(team=team, name="app")
     users = [services.user_create(account=account, name=f"u{i}") for i in range(3)]
