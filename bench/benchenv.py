@@ -59,3 +59,21 @@ def bench_dir(var_dir: Path | None, prefix: str) -> Path:
         var_dir.mkdir(parents=True, exist_ok=True)
         return var_dir
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def bench_dir_close(var_dir: Path, *, reuse: bool, keep: bool) -> None:
+    """At the end: a reused ``--var-dir`` keeps its accounts (and ledger) for the next run, not the nodes;
+    ``--keep`` keeps everything; otherwise the directory goes."""
+    import contextlib
+    import shutil
+
+    if reuse:
+        with contextlib.suppress(Exception):
+            from broker_gateway.models import BrokerNode
+
+            BrokerNode.objects.all().delete()
+        shutil.rmtree(var_dir / "fleet", ignore_errors=True)
+    elif keep:
+        print(f"kept {var_dir}")
+    else:
+        shutil.rmtree(var_dir, ignore_errors=True)

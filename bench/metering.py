@@ -60,7 +60,6 @@ import os
 import pickle
 import platform
 import random
-import shutil
 import signal
 import statistics
 import sys
@@ -75,7 +74,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchenv import bench_dir, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
+from benchenv import bench_dir, bench_dir_close, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
 
 TARGET_RATIO = 0.3
 TENANT_TEAM = "bench-tenants"
@@ -1225,16 +1224,7 @@ def main(argv: list[str] | None = None) -> int:
             publisher.close()
         if fleet is not None:
             fleet.stop()
-        if args.var_dir:  # keep the accounts and the seeded ledger for the next run, not the node
-            with contextlib.suppress(Exception):
-                from broker_gateway.models import BrokerNode
-
-                BrokerNode.objects.all().delete()
-            shutil.rmtree(var_dir / "fleet", ignore_errors=True)
-        elif args.keep:
-            print(f"kept {var_dir}")
-        else:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        bench_dir_close(var_dir, reuse=bool(args.var_dir), keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchenv import bench_dir, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
+from benchenv import bench_dir, bench_dir_close, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
 
 from tests.fleet import nodes_add, wait_for  # noqa: E402  (the repository root is on sys.path only now)
 
@@ -692,16 +692,7 @@ def main(argv: list[str] | None = None) -> int:
             floor.close()
         if fleet is not None:
             fleet.stop()
-        if args.var_dir:  # keep the accounts for the next run, not the nodes
-            with contextlib.suppress(Exception):
-                from broker_gateway.models import BrokerNode
-
-                BrokerNode.objects.all().delete()
-            shutil.rmtree(var_dir / "fleet", ignore_errors=True)
-        elif args.keep:
-            print(f"kept {var_dir}")
-        else:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        bench_dir_close(var_dir, reuse=bool(args.var_dir), keep=args.keep)
 
 
 def _failures(name: str) -> int:
