@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts_service.models import Account, TeamMembership
-from accounts_service.services import account_plan_set, account_resume, account_suspend
+from accounts_service.services import account_resume, account_suspend
 from billing.models import Plan, QuotaNotice
 from billing.selectors import month_used_bytes, period_start
 
@@ -84,17 +84,9 @@ def quotas_enforce(*, now: dt.datetime | None = None) -> int:
     return changed
 
 
-def plan_change(*, account: Account, plan_name: str) -> Account:
-    """Move an account to another plan: re-signed with the plan's limits and pushed; a quota suspension ends if
-    the account fits the new plan (evaluated here at once, and again, harmlessly, by the signal on commit)."""
-    account = account_plan_set(account=account, plan=plan_name)
-    quota_evaluate(account=account)
-    account.refresh_from_db()
-    return account
-
-
 def on_plan_changed(sender, *, account_id: int, **_) -> None:
-    """accounts_service's ``account_plan_changed`` (the web and API change plans there): re-evaluate the quota."""
+    """accounts_service's ``account_plan_changed``, on commit of any plan change (web, API, admin, shell):
+    re-evaluate the quota, so an upgrade ends a quota suspension at once."""
     account = Account.objects.filter(pk=account_id).select_related("team").first()
     if account is not None:
         quota_evaluate(account=account)

@@ -45,21 +45,22 @@ def test_thresholds_suspend_and_the_next_period_resumes(account):
 
 
 def test_a_plan_with_overage_is_never_suspended(account):
-    from billing.quotas import plan_change, quota_evaluate
+    from accounts_service.services import account_plan_set
+    from billing.quotas import quota_evaluate
 
     Plan.objects.filter(name="pro").update(data_bytes=1000)
-    account = plan_change(account=account, plan_name="pro")
+    account = account_plan_set(account=account, plan="pro")
     _used(account, NOW - dt.timedelta(hours=1), 5000, 0)
     result = quota_evaluate(account=account, now=NOW)
     assert result["notices"] == [80, 90, 100] and not result["suspended"]
 
 
 def test_unknown_plan_is_refused_and_changes_nothing(account):
-    from billing.quotas import plan_change
+    from accounts_service.services import account_plan_set
     from operators.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="unknown plan"):
-        plan_change(account=account, plan_name="platinum")
+        account_plan_set(account=account, plan="platinum")
     account.refresh_from_db()
     assert account.plan == "free"
 

@@ -232,9 +232,9 @@ def test_quota_cycle_warns_suspends_and_an_upgrade_restores(fleet2, team):
     from django.core import mail
 
     from accounts_service.models import TeamMembership
-    from accounts_service.services import account_create, user_create, user_creds_get
+    from accounts_service.services import account_create, account_plan_set, user_create, user_creds_get
     from billing.models import Plan, QuotaNotice
-    from billing.quotas import plan_change, quota_evaluate
+    from billing.quotas import quota_evaluate
     from broker_gateway import nats_client
     from broker_gateway.services import fleet_reconcile, running_node_urls
 
@@ -269,7 +269,8 @@ def test_quota_cycle_warns_suspends_and_an_upgrade_restores(fleet2, team):
     refused = asyncio.run(try_connect())
     assert "maximum account active connections exceeded" in refused, refused
 
-    account = plan_change(account=account, plan_name="developer")
+    account_plan_set(account=account, plan="developer")  # billing re-evaluates the quota on commit
+    account.refresh_from_db()
     assert account.suspended_at is None and account.plan == "developer" and account.conn == 250
     fleet_reconcile()
     assert asyncio.run(try_connect()) == "connected"
