@@ -17,10 +17,22 @@ No Django here. The numbers come from nats-server's system events (see ../shared
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 _REMOTE = ("routes", "gateways", "leafs")
+
+# A server's CONNS event repeats every 30 s while the account has connections: a server silent for longer
+# than this no longer counts towards the account's current connections (nor its storage report).
+CONNS_FRESH = dt.timedelta(seconds=90)
+
+
+def connections_at(observations: Iterable[tuple[int, dt.datetime]], at: dt.datetime) -> int:
+    """An account's connections at ``at``: the sum over servers of their last (conns, observed_at), counting only
+    servers heard from within CONNS_FRESH."""
+    since = at - CONNS_FRESH
+    return sum(conns for conns, observed in observations if observed >= since)
 
 
 @dataclass(frozen=True)

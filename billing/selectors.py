@@ -12,10 +12,6 @@ from accounts_service.plans import PlanTerms
 from billing import metering
 from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageHour
 
-# A server's CONNS event repeats every 30 s while the account has connections: a server silent for longer
-# than this no longer counts towards the account's current connections.
-CONNS_FRESH = dt.timedelta(seconds=90)
-
 WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
            "30d": dt.timedelta(days=30)}
 DEFAULT_WINDOW = "24h"
@@ -31,16 +27,15 @@ def window_parse(value: str | None) -> str:
 
 
 def connections_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
-    now = now or timezone.now()
-    return sum(ServerAccountCounter.objects.filter(account_public_key=account_public_key,
-                                                   observed_at__gte=now - CONNS_FRESH).values_list("conns", flat=True))
+    return metering.connections_at(ServerAccountCounter.objects.filter(account_public_key=account_public_key)
+                                   .values_list("conns", "observed_at"), now or timezone.now())
 
 
 def storage_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
     """JetStream bytes the account stores now (every replica), if a server reported them recently."""
     now = now or timezone.now()
     row = AccountStorage.objects.filter(account_public_key=account_public_key,
-                                        observed_at__gte=now - CONNS_FRESH).first()
+                                        observed_at__gte=now - metering.CONNS_FRESH).first()
     return row.bytes if row is not None else 0
 
 

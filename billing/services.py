@@ -19,7 +19,6 @@ from django.utils import timezone
 from billing import metering
 from billing.metering import ConnectionSample, CountersSample, Sample, StorageSample
 from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageHour
-from billing.selectors import CONNS_FRESH
 
 _HOUR_FIELDS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds",
                 "storage_byte_seconds")
@@ -194,8 +193,8 @@ def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]],
     hour.sent_bytes += d.sent_bytes
     hour.received_msgs += d.received_msgs
     hour.received_bytes += d.received_bytes
-    since = sample.at - CONNS_FRESH  # connections now, across servers, as the peak of the hour
-    hour.peak_connections = max(hour.peak_connections, sum(r.conns for r in rows if r.observed_at >= since))
+    now = metering.connections_at(((r.conns, r.observed_at) for r in rows), sample.at)  # across servers
+    hour.peak_connections = max(hour.peak_connections, now)
 
 
 def _apply_storage(sample: StorageSample, storage: dict[str, AccountStorage], hours: dict, dirty: set[str]) -> None:
