@@ -32,7 +32,7 @@ from accounts_service.services import (
     team_create,
     team_personal_ensure,
 )
-from operators.errors import ApplicationError, NotFound
+from core.errors import ApplicationError, Conflict, Forbidden, NotFound, RateLimited
 
 DEFAULT_ACCOUNT_NAME = "default"
 
@@ -85,8 +85,7 @@ def attempt_guard(*, key: str, rule: str, message: str) -> None:
     """Refuse with a 429 while ``key`` is blocked; otherwise count the attempt (the limit-th starts a block)."""
     until = attempts_blocked_until(key=key)
     if until is not None:
-        raise ApplicationError(message, extra={"retry_after": int((until - timezone.now()).total_seconds()) + 1},
-                               status_code=429)
+        raise RateLimited(message, extra={"retry_after": int((until - timezone.now()).total_seconds()) + 1})
     attempt_record(key=key, rule=rule)
 
 
@@ -247,7 +246,7 @@ def membership_get(*, team: Team, user) -> TeamMembership:
 
 def owner_required(*, team: Team, user) -> None:
     if membership_get(team=team, user=user).role != TeamMembership.Role.OWNER:
-        raise ApplicationError("only the team's owners may do this", status_code=403)
+        raise Forbidden("only the team's owners may do this")
 
 
 def _invitation_digest(token: str) -> str:
@@ -264,7 +263,7 @@ def invitation_create(*, team: Team, email: str, role: str, invited_by, base_url
     if role not in TeamMembership.Role.values:
         raise ApplicationError(f"role must be one of {', '.join(TeamMembership.Role.values)}", extra={"field": "role"})
     if TeamMembership.objects.filter(team=team, user__email__iexact=email).exists():
-        raise ApplicationError(f"{email} is already a member", extra={"field": "email"}, status_code=409)
+        raise Conflict(f"{email} is already a member", extra={"field": "email"})
     Invitation.objects.filter(team=team, email=email, accepted_at__isnull=True, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
@@ -297,8 +296,7 @@ def invitation_get(*, token: str) -> Invitation:
 def invitation_accept(*, token: str, user) -> TeamMembership:
     invitation = invitation_get(token=token)
     if email_normalize(user.email or user.get_username()) != invitation.email:
-        raise ApplicationError(f"this invitation was sent to {invitation.email}; log in with that email to accept it",
-                               status_code=403)
+        raise Forbidden(f"this invitation was sent to {invitation.email}; log in with that email to accept it")
     membership, created = TeamMembership.objects.get_or_create(team=invitation.team, user=user,
                                                                defaults={"role": invitation.role})
     Invitation.objects.filter(pk=invitation.pk).update(accepted_at=timezone.now(), accepted_by=user)
@@ -334,7 +332,7 @@ def member_remove(*, team: Team, membership: TeamMembership, by) -> None:
         raise ApplicationError("you cannot leave your personal team")
     owners = TeamMembership.objects.select_for_update().filter(team=team, role=TeamMembership.Role.OWNER)
     if membership.role == TeamMembership.Role.OWNER and owners.count() <= 1:
-        raise ApplicationError("a team needs at least one owner: make someone else owner first", status_code=409)
+        raise Conflict("a team needs at least one owner: make someone else owner first")
     membership.delete()
     audit_record(action=AuditEvent.Action.MEMBER_REMOVE, actor=by, team=team,
                  target=membership.user.email or membership.user.get_username())
@@ -349,7 +347,7 @@ def member_role_set(*, team: Team, membership: TeamMembership, role: str, by) ->
         raise NotFound("no such member")
     owners = TeamMembership.objects.select_for_update().filter(team=team, role=TeamMembership.Role.OWNER)
     if membership.role == TeamMembership.Role.OWNER and role != TeamMembership.Role.OWNER and owners.count() <= 1:
-        raise ApplicationError("a team needs at least one owner", status_code=409)
+        raise Conflict("a team needs at least one owner")
     TeamMembership.objects.filter(pk=membership.pk).update(role=role)
     membership.role = role
     return membership

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.errors import ApplicationError
+from core.errors import ApplicationError, Conflict
 
 FREE_PLAN = "free"
 
@@ -79,8 +79,8 @@ def team_room_check(*, plan: str, accounts_on_plan: int) -> None:
     """A 409 when a team that already holds ``accounts_on_plan`` accounts on ``plan`` may not add another."""
     terms = plan_terms(plan)
     if 0 <= terms.accounts_per_team <= accounts_on_plan:
-        raise ApplicationError(
+        raise Conflict(
             f"the {terms.title} plan allows {terms.accounts_per_team} account"
             f"{'' if terms.accounts_per_team == 1 else 's'} per team; this team has {accounts_on_plan} "
             f"(upgrade an account's plan, or delete one)",
-            extra={"field": "plan", "accounts_per_team": terms.accounts_per_team}, status_code=409)
+            extra={"field": "plan", "accounts_per_team": terms.accounts_per_team})

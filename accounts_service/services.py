@@ -42,7 +42,7 @@ from accounts_service.validation import (
 )
 from operators import claims
 from operators import services as op_services
-from operators.errors import ApplicationError, NotFound
+from core.errors import ApplicationError, Conflict, NotFound
 from operators.models import SealedSeed, SigningKey
 from operators.nkeys import KeyType
 from operators.selectors import operator_get
@@ -150,8 +150,7 @@ def account_create(
         _team_room_check(team=team, plan=plan)
     description = description_check(description)
     if Account.objects.filter(team=team, name=name).exists():
-        raise ApplicationError(f"the team already has an account named {name!r}", extra={"field": "name"},
-                               status_code=409)
+        raise Conflict(f"the team already has an account named {name!r}", extra={"field": "name"})
     operator_get()  # fail early, with the how-to, when there is no operator
     seed = identity_seed or op_services.seed_generate(key_type=KeyType.ACCOUNT)
     account = Account(team=team, name=name, description=description, public_key=seed.public_key,
@@ -195,8 +194,7 @@ def account_update(
     if name is not None:
         name = name_check(name)
         if Account.objects.filter(team=account.team, name=name).exclude(pk=account.pk).exists():
-            raise ApplicationError(f"the team already has an account named {name!r}", extra={"field": "name"},
-                                   status_code=409)
+            raise Conflict(f"the team already has an account named {name!r}", extra={"field": "name"})
         account.name = name
     if description is not None:
         account.description = description_check(description)
@@ -213,7 +211,7 @@ def account_plan_set(*, account: Account, plan: str) -> Account:
     account = _lock(account)
     limits = plan_limits(plan)  # an unknown plan is a 400 naming the field
     if account.is_system:
-        raise ApplicationError("the system account is not on a plan", status_code=409)
+        raise Conflict("the system account is not on a plan")
     if plan != account.plan:
         _team_room_check(team=account.team, plan=plan)
     previous, account.plan = account.plan, plan
@@ -239,7 +237,7 @@ def account_suspend(*, account: Account, reason: str) -> Account:
     """Refuse the account's new connections (its JWT allows none) until ``account_resume``. Idempotent."""
     account = _lock(account)
     if account.is_system:
-        raise ApplicationError("the system account cannot be suspended", status_code=409)
+        raise Conflict("the system account cannot be suspended")
     if account.suspended_at is not None:
         return account
     account.suspended_at, account.suspended_reason = timezone.now(), reason[:200]
@@ -262,7 +260,7 @@ def account_delete(*, account: Account) -> list[Account]:
     """Delete an account; importers of its exports lose those imports and are re-signed. Returns them."""
     account = _lock(account)
     if account.is_system:
-        raise ApplicationError("the system account cannot be deleted", status_code=409)
+        raise Conflict("the system account cannot be deleted")
     importers = list(Account.objects.filter(account_imports__export__account=account).exclude(pk=account.pk).distinct())
     Import.objects.filter(export__account=account).delete()
     seeds = [account.identity_seed_id, *NatsUser.objects.filter(account=account).values_list("seed_id", flat=True)]
@@ -380,7 +378,7 @@ def _signing_key_for(account: Account, role: str | None) -> SigningKey:
     if key is None:
         if role:
             raise ApplicationError(f"the account has no signing key with role {role!r}", extra={"field": "role"})
-        raise ApplicationError("the account has no signing key", status_code=409)
+        raise Conflict("the account has no signing key")
     return key
 
 
@@ -453,11 +451,9 @@ def user_create(
                 user.save(force_insert=True)
         except IntegrityError as exc:
             if NatsUser.objects.filter(account=account, name=name).exists():
-                raise ApplicationError(f"the account already has a user named {name!r}", extra={"field": "name"},
-                                       status_code=409) from exc
+                raise Conflict(f"the account already has a user named {name!r}", extra={"field": "name"}) from exc
             if NatsUser.objects.filter(public_key=public_key).exists():
-                raise ApplicationError("a user with this public key already exists", extra={"field": "public_key"},
-                                       status_code=409) from exc
+                raise Conflict("a user with this public key already exists", extra={"field": "public_key"}) from exc
             raise
     return user
 
@@ -468,7 +464,7 @@ def user_update(*, user: NatsUser, **changes: Any) -> NatsUser:
     account = _lock(user.account)
     user = NatsUser.objects.select_for_update().get(pk=user.pk)
     if user.revoked_at:
-        raise ApplicationError("the user is revoked", status_code=409)
+        raise Conflict("the user is revoked")
     for field, value in changes.items():
         if field in ("pub_allow", "pub_deny", "sub_allow", "sub_deny"):
             if user.signing_key.scoped and value:
@@ -481,8 +477,7 @@ def user_update(*, user: NatsUser, **changes: Any) -> NatsUser:
         elif field == "name":
             user.name = name_check(value)
             if NatsUser.objects.filter(account=account, name=user.name).exclude(pk=user.pk).exists():
-                raise ApplicationError(f"the account already has a user named {user.name!r}", extra={"field": "name"},
-                                       status_code=409)
+                raise Conflict(f"the account already has a user named {user.name!r}", extra={"field": "name"})
         elif field == "expires_at":
             if value is not None and value <= timezone.now():
                 raise ApplicationError("expires_at is in the past", extra={"field": "expires_at"})
@@ -536,12 +531,11 @@ def user_creds_get(*, user: NatsUser) -> str:
     fresh = NatsUser.objects.select_related("seed").only("revoked_at", "jwt", "seed").get(pk=user.pk)
     user.revoked_at, user.jwt, user.seed = fresh.revoked_at, fresh.jwt, fresh.seed
     if user.revoked_at:
-        raise ApplicationError("the user is revoked", status_code=409)
+        raise Conflict("the user is revoked")
     if user.seed_id is None:
-        raise ApplicationError(
+        raise Conflict(
             "this user was created with your own public key; we never saw its seed, "
             "so pair the user JWT with your seed",
-            status_code=409,
         )
     return op_services.creds_render(user_seed=user.seed, jwt=user.jwt)
 
@@ -592,11 +586,11 @@ def export_create(
                                    extra={"field": "account_token_position"})
     for other in Export.objects.filter(account=account):
         if other.name == name:
-            raise ApplicationError(f"an export named {name!r} exists", extra={"field": "name"}, status_code=409)
+            raise Conflict(f"an export named {name!r} exists", extra={"field": "name"})
         if overlaps(other.subject, subject):
             raise ApplicationError(f"the subject overlaps the export {other.subject!r}", extra={"field": "subject"})
     if account.exports != -1 and Export.objects.filter(account=account).count() >= account.exports:
-        raise ApplicationError(f"the account allows {account.exports} exports", status_code=409)
+        raise Conflict(f"the account allows {account.exports} exports")
     export = Export.objects.create(
         account=account, name=name, subject=subject, type=type, token_req=bool(private),
         response_type=response_type if type == Export.Type.SERVICE else Export.ResponseType.SINGLETON,
@@ -713,7 +707,7 @@ def import_create(
             raise ApplicationError(f"the local subject overlaps the import of {other.local_subject!r}",
                                    extra={"field": "local_subject"})
     if account.imports != -1 and Import.objects.filter(account=account).count() >= account.imports:
-        raise ApplicationError(f"the account allows {account.imports} imports", status_code=409)
+        raise Conflict(f"the account allows {account.imports} imports")
     try:
         with transaction.atomic():
             imp = Import.objects.create(account=account, export=export, name=name_check(name or subject[:64]),
@@ -768,7 +762,7 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
 def django_user_get(*, username: str):
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
-        raise ApplicationError(f"no user {username!r}", status_code=404)
+        raise NotFound(f"no user {username!r}")
     return user
 
 

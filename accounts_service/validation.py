@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from operators import nkeys
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
 from operators.nkeys import KeyType
 from operators.subjects import SubjectError, validate_subject
 

@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from accounts_service.api.exceptions import json_404
+from core.api import json_404
 from operators.models import Operator
 
 

@@ -15,7 +15,7 @@ from accounts_service.selectors import account_for_user_get
 from billing.invoices import invoice_document
 from billing.models import Invoice, InvoiceLine, Plan
 from billing.selectors import WINDOWS, account_usage, window_parse
-from operators.errors import ApplicationError, NotFound
+from core.errors import ApplicationError, NotFound
 
 
 class _MsgsBytes(serializers.Serializer):

@@ -27,7 +27,7 @@ from billing import metering
 from billing.models import Invoice, InvoiceLine, Plan, UsageHour
 from billing.payments import provider_get
 from billing.selectors import period_start
-from operators.errors import ApplicationError
+from core.errors import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def invoice_mark_paid(*, invoice: Invoice, reference: str = "") -> Invoice:
     """Staff record a payment that arrived outside any provider (e.g. a bank transfer)."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
     if invoice.status == Invoice.Status.VOID:
-        raise ApplicationError(f"invoice {invoice.number} is void", status_code=409)
+        raise Conflict(f"invoice {invoice.number} is void")
     if invoice.status != Invoice.Status.PAID:
         invoice.status, invoice.paid_at = Invoice.Status.PAID, timezone.now()
         invoice.provider_reference = (reference or invoice.provider_reference)[:128]

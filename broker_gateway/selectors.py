@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from accounts_service.models import Account, NatsUser, Team, TeamMembership
 from broker_gateway.models import BrokerNode, NodeClaim
-from operators.errors import NotFound
+from core.errors import NotFound
 
 
 def node_get(*, name: str) -> BrokerNode:

@@ -33,7 +33,7 @@ from broker_gateway.models import BrokerNode, NodeClaim
 from broker_gateway.ports import free_port, port_free
 from broker_gateway.selectors import accounts_behind_ids, healthy_nodes, running_node_urls
 from operators import services as op_services
-from operators.errors import ApplicationError
+from core.errors import ApplicationError, Conflict, Unavailable
 from operators.selectors import operator_get
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,11 @@ def account_push(*, account: Account, url: str, timeout: float | None = None, ex
     try:
         gateway = gateway_open([url], name="natsctl-push")
     except GatewayUnavailable as exc:
-        raise ApplicationError(str(exc), status_code=503) from exc
+        raise Unavailable(str(exc)) from exc
     try:
         (replies,) = gateway.push([account.jwt], expect=expect or 10_000, timeout=timeout)
     except GatewayUnavailable as exc:
-        raise ApplicationError(str(exc), status_code=503) from exc
+        raise Unavailable(str(exc)) from exc
     finally:
         gateway.close()
     return PushResult(account=account.public_key, replies=replies)
@@ -437,7 +437,7 @@ def node_add(*, name: str, host: str = "127.0.0.1", ports: dict[str, int] | None
     if not isinstance(name, str) or not _NODE_NAME.match(name):
         raise ApplicationError("node name must be 1-64 letters, digits, '-' or '_'", extra={"field": "name"})
     if BrokerNode.objects.filter(name=name).exists():
-        raise ApplicationError(f"node {name} already exists", extra={"field": "name"}, status_code=409)
+        raise Conflict(f"node {name} already exists", extra={"field": "name"})
     if len(extra_config) > 10_000:
         raise ApplicationError("extra_config is longer than 10000 characters", extra={"field": "extra_config"})
     if ports is None:
@@ -450,8 +450,8 @@ def node_add(*, name: str, host: str = "127.0.0.1", ports: dict[str, int] | None
     clash = BrokerNode.objects.filter(host=host).exclude(name=name)
     used = {p for node in clash for p in node.ports}
     if used & set(ports.values()):
-        raise ApplicationError(f"ports {sorted(used & set(ports.values()))} are used by another node",
-                               extra={"field": "ports"}, status_code=409)
+        raise Conflict(f"ports {sorted(used & set(ports.values()))} are used by another node",
+                               extra={"field": "ports"})
     return BrokerNode.objects.create(name=name, host=host, extra_config=extra_config,
                                      cluster=cluster or settings.FLEET_CLUSTER_NAME, **ports)
 

@@ -47,7 +47,7 @@ from broker_gateway.selectors import (
     tenant_members,
 )
 from broker_gateway.services import node_add, node_desired_set, node_remove
-from operators.errors import ApplicationError, NotFound
+from core.errors import ApplicationError, NotFound
 
 log = logging.getLogger(__name__)
 

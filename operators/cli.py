@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from operators import claims, creds, nkeys, sealing
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 class SubcommandCommand(BaseCommand):

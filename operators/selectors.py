@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Max
 
-from operators.errors import ApplicationError
+from core.errors import Conflict
 from operators.models import IssuedAccountJwt, Operator, SigningKey
 
 
@@ -12,14 +12,14 @@ def operator_get() -> Operator:
     """The deployment's operator; an error that says how to create one if there is none."""
     op = Operator.objects.order_by("id").first()
     if op is None:
-        raise ApplicationError("no operator yet: run `manage.py operator init --name NAME`", status_code=409)
+        raise Conflict("no operator yet: run `manage.py operator init --name NAME`")
     return op
 
 
 def operator_signing_key_get(*, operator: Operator) -> SigningKey:
     key = SigningKey.objects.filter(owner_public_key=operator.public_key, role="").order_by("id").first()
     if key is None:
-        raise ApplicationError("the operator has no signing key", status_code=409)
+        raise Conflict("the operator has no signing key")
     return key
 
 

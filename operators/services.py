@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 
 from operators import claims, creds, nkeys
-from operators.errors import ApplicationError
+from core.errors import ApplicationError, Conflict, Internal
 from operators.keyring import keyring_get
 from operators.models import IssuedAccountJwt, Operator, SealedSeed, SigningKey
 from operators.nkeys import KeyPair, KeyType
@@ -50,7 +50,7 @@ def seed_prepare(*, key_type: KeyType) -> SealedSeed:
 def _seed_open(sealed: SealedSeed) -> KeyPair:
     keypair = nkeys.from_seed(keyring_get().open(sealed.sealed, public_key=sealed.public_key))
     if keypair.public_key != sealed.public_key:  # pragma: no cover - AEAD binding makes this unreachable
-        raise ApplicationError("a sealed seed does not match its public key", status_code=500)
+        raise Internal("a sealed seed does not match its public key")
     return keypair
 
 
@@ -98,7 +98,7 @@ def operator_init(*, name: str, identity_seed_out: Path | None, store_identity_k
     existing = Operator.objects.order_by("id").first()
     if existing is not None:
         if existing.name != name:
-            raise ApplicationError(f"an operator already exists: {existing.name!r}", status_code=409)
+            raise Conflict(f"an operator already exists: {existing.name!r}")
         return OperatorInit(operator=existing, created=False, identity_seed_path=None)
     if not name or len(name) > 64:
         raise ApplicationError("the operator name must be 1 to 64 characters")

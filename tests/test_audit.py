@@ -38,7 +38,7 @@ def test_audit_events_are_append_only():
 
 
 def test_unknown_action_is_refused():
-    from operators.errors import ApplicationError
+    from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError):
         services.audit_record(action="user.pwned")

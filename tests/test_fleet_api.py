@@ -133,7 +133,7 @@ def test_status_and_fleet_need_authentication(account):
         response = APIClient().get(url)
         assert response.status_code == 401
         assert response["WWW-Authenticate"] == "Bearer"
-        assert set(response.json()) == {"message", "extra"}
+        assert set(response.json()) == {"message", "code", "extra"}
     bad = APIClient()
     bad.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
     assert bad.get(STATUS_URL.format(account.public_key)).status_code == 401
@@ -146,7 +146,7 @@ def test_fleet_nodes_is_forbidden_to_non_staff(account, member):
     _node("n1", 1)
     response = _client(member).get(NODES_URL)
     assert response.status_code == 403
-    assert set(response.json()) == {"message", "extra"}
+    assert set(response.json()) == {"message", "code", "extra"}
 
 
 def test_fleet_nodes_lists_every_node_with_health_and_accounts_in_sync(account, staff):

@@ -57,7 +57,7 @@ def test_a_plan_with_overage_is_never_suspended(account):
 
 def test_unknown_plan_is_refused_and_changes_nothing(account):
     from accounts_service.services import account_plan_set
-    from operators.errors import ApplicationError
+    from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="unknown plan"):
         account_plan_set(account=account, plan="platinum")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts_service import services
 from accounts_service.models import Account, Export, Import, NatsUser, Revocation, Team
 from operators import claims, creds, nkeys
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
 from operators.models import IssuedAccountJwt, SealedSeed
 
 pytestmark = pytest.mark.django_db

@@ -65,8 +65,11 @@ class AutoSchema(openapi.AutoSchema):
         return super()._get_pagination_parameters()
 
 
-ERROR = {"type": "object", "required": ["message", "extra"],
-         "properties": {"message": {"type": "string"}, "extra": {"type": "object", "additionalProperties": {}}}}
+ERROR = {"type": "object", "required": ["message", "code", "extra"],
+         "properties": {"message": {"type": "string"},
+                        "code": {"type": "string", "description": "Stable and machine-readable, e.g. "
+                                 "`account_name_taken`; the kind (`invalid`, `not_found`, ...) when nothing finer."},
+                        "extra": {"type": "object", "additionalProperties": {}}}}
 _ERRORS = {"400": "Invalid input.", "401": "Missing or invalid credentials.", "403": "Not allowed.",
            "404": "No such object (or another team's).", "406": "Not acceptable.",
            "409": "Conflicts with the current state.", "415": "Unsupported media type.", "429": "Throttled."}

@@ -25,7 +25,7 @@ from accounts_service.api.utils import (
 from accounts_service.models import Export
 from accounts_service.selectors import account_for_user_get, export_get, export_list, import_get, import_list
 from accounts_service.services import activation_create, export_create, export_delete, import_create, import_delete
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
 
 # ------------------------------------------------------------------------------------------------
 # Exports

@@ -33,7 +33,7 @@ from accounts_service.api.utils import (
 from accounts_service.models import Account, NatsUser
 from accounts_service.selectors import account_for_user_get, user_get
 from accounts_service.validation import MAX_LIMIT, MAX_SUBJECTS
-from operators.errors import NotFound
+from core.errors import NotFound
 
 # ------------------------------------------------------------------------------------------------
 # Serializers shared by the user routes

@@ -25,7 +25,7 @@ from accounts_service.models import Account, Activation, Export
 from accounts_service.selectors import export_catalog, export_get, export_list, import_get, import_list
 from accounts_service.web import sharing_forms as forms
 from accounts_service.web.views import account_or_404, service_call
-from operators.errors import NotFound
+from core.errors import NotFound
 
 CATALOG_PAGE_SIZE = 25
 

@@ -29,7 +29,8 @@ from accounts_service.models import LIMIT_FIELDS, Account, ApiToken, AuditEvent,
 from accounts_service.plans import FREE_PLAN, plan_limits
 from accounts_service.selectors import account_for_user_get, team_for_user_get, user_get
 from accounts_service.web import forms
-from operators.errors import ApplicationError, NotFound
+from core.errors import ApplicationError, NotFound
+from core.http import status_for
 from operators.models import SigningKey
 
 # ------------------------------------------------------------------------------------------------
@@ -463,7 +464,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             people.invitation_accept(token=token, user=request.user)
         except ApplicationError as exc:
             return render(request, "web/invitation.html", {"invitation": invitation, "error": exc.message},
-                          status=exc.status_code)
+                          status=status_for(exc))
         messages.success(request, f"You joined {invitation.team.name} as {invitation.role}.")
         return redirect("web:team", slug=invitation.team.slug)
     return render(request, "web/invitation.html", {"invitation": invitation})

@@ -56,7 +56,7 @@ from typing import Any
 
 from broker_gateway.fleet.driver import DataDirs, Health, NodeSpec, NodeStatus
 from broker_gateway.fleet.local import nats_server_bin
-from operators.errors import ApplicationError
+from core.errors import ErrorKind, Unavailable
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_PORTS = {"client_port": 4222, "cluster_port": 6222, "monitoring_port": 8222, "leafnode_port": 7422}
@@ -64,22 +64,21 @@ DEFAULT_HOST = "{pod}.{service}.{namespace}.svc"  # the pod's DNS name under the
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class KubernetesError(ApplicationError):
+class KubernetesError(Unavailable):
     """The API server could not be reached or refused a request, or the StatefulSet cannot do what was asked."""
-
-    status_code = 503
 
 
 class KubernetesApiError(KubernetesError):
     """The API server answered with an error status (its ``Status`` object's reason and message kept)."""
 
     def __init__(self, method: str, path: str, code: int, status: dict[str, Any]) -> None:
-        self.code = code
+        self.http_status = code
         self.reason = status.get("reason", "") if isinstance(status, dict) else ""
         message = status.get("message", "") if isinstance(status, dict) else ""
         super().__init__(f"kubernetes API {method} {path}: {code} {self.reason} {message}".rstrip(),
                          extra={"code": code, "reason": self.reason},
-                         status_code=409 if code == 409 else 503)
+                         code="kubernetes_conflict" if code == 409 else "kubernetes_unavailable",
+                         kind=ErrorKind.CONFLICT if code == 409 else None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,7 +338,7 @@ class KubernetesDriver:
             try:
                 self.api.request("PATCH", path, body=body, content_type=MERGE_PATCH)
             except KubernetesApiError as exc:
-                if exc.code != 409 or attempt == 2:
+                if exc.http_status != 409 or attempt == 2:
                     raise
                 continue
             finally:
@@ -353,7 +352,7 @@ class KubernetesDriver:
         try:
             self.api.request("DELETE", self._pods_path(name), body=body)
         except KubernetesApiError as exc:
-            if exc.code not in (404, 409):  # already gone, or already replaced
+            if exc.http_status not in (404, 409):  # already gone, or already replaced
                 raise
         finally:
             self._view_cache = None
@@ -364,7 +363,8 @@ class KubernetesDriver:
         return KubernetesError(
             f"cannot {what} {name}: a StatefulSet removes only its highest ordinal, and {shown} "
             f"{'is' if len(above) == 1 else 'are'} above it (replicas={replicas}); stop or remove those first",
-            extra={"node": name, "replicas": replicas, "above": above}, status_code=409)
+            extra={"node": name, "replicas": replicas, "above": above}, code="statefulset_order",
+            kind=ErrorKind.CONFLICT)
 
     def _scale_down_from(self, name: str, ordinal: int, what: str) -> None:
         def decide(current: int) -> int | None:
@@ -406,7 +406,8 @@ class KubernetesDriver:
     def start(self, spec: NodeSpec) -> NodeStatus:
         ordinal = self.ordinal(spec.name)
         if ordinal is None:
-            raise KubernetesError(f"node {spec.name} is not a pod of StatefulSet {self.statefulset}", status_code=400)
+            raise KubernetesError(f"node {spec.name} is not a pod of StatefulSet {self.statefulset}",
+                                  kind=ErrorKind.INVALID)
         view = self._view(fresh=True)
         pod = view.pods.get(spec.name)
         if ordinal >= view.replicas:

@@ -24,7 +24,7 @@ from broker_gateway import services
 from broker_gateway.fleet.driver import FleetDriver, NodeSpec
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ def _client(person) -> APIClient:
 def _assert_error(response, status_code: int) -> dict:
     assert response.status_code == status_code, response.content
     body = response.json()
-    assert set(body) == {"message", "extra"}
+    assert set(body) == {"message", "code", "extra"} and isinstance(body["code"], str)
     assert isinstance(body["message"], str) and body["message"]
     return body
 
@@ -229,7 +229,7 @@ def test_unknown_account_is_404(api, operator_setup):
 def test_anonymous_is_refused(account):
     response = APIClient().get(ACCOUNTS)
     assert response.status_code in (401, 403)
-    assert set(response.json()) == {"message", "extra"}
+    assert set(response.json()) == {"message", "code", "extra"}
 
 
 # ------------------------------------------------------------------------------------------------

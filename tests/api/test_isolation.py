@@ -91,7 +91,7 @@ def test_another_teams_token_gets_404_with_every_method(name, route, view, first
         response = getattr(intruder, method)(path, {}, format="json")
         assert response.status_code == 404, (method, path, response.status_code, response.content[:300])
         body = response.json()
-        assert set(body) == {"message", "extra"}, body
+        assert set(body) == {"message", "code", "extra"}, body
     # The owner reaches the same object (so the 404 above is isolation, not a wrong id).
     if hasattr(view, "get"):
         assert _client(first_team_objects["owner"]).get(path).status_code == 200, path

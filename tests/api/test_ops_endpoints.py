@@ -96,24 +96,24 @@ def test_bad_pagination_is_a_400_not_ignored(token_client, query):
 def test_unmatched_api_url_answers_json_404(token_client):
     response = token_client.get("/api/v1/accounts/AAAA/exports/not-a-number/")
     assert response.status_code == 404
-    assert response.json() == {"message": "not found", "extra": {}}
+    assert response.json() == {"message": "not found", "code": "not_found", "extra": {}}
 
 
 def test_errors_on_text_routes_are_json(token_client):
     response = token_client.get("/api/v1/accounts/ABCD/jwt", HTTP_ACCEPT="text/plain")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("application/json")
-    assert set(response.json()) == {"message", "extra"}
+    assert set(response.json()) == {"message", "code", "extra"}
 
 
 def test_the_api_takes_json_only(token_client):
     response = token_client.post("/api/v1/accounts/", {"name": "shop"}, format="multipart")
     assert response.status_code == 415
-    assert set(response.json()) == {"message", "extra"}
+    assert set(response.json()) == {"message", "code", "extra"}
 
 
 def test_error_responses_are_documented(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     operation = schema["paths"]["/api/v1/accounts/{account_pk}/"]["patch"]
     assert {"400", "401", "403", "404", "409", "415", "429"} <= set(operation["responses"])
-    assert schema["components"]["schemas"]["Error"]["required"] == ["message", "extra"]
+    assert schema["components"]["schemas"]["Error"]["required"] == ["message", "code", "extra"]

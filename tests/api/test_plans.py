@@ -96,7 +96,7 @@ def test_plan_change_refusals(owner, team, operator_setup, plan, status):
     account = services.account_create(team=team, name="c", plan="developer")
     response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": plan}, format="json")
     assert response.status_code == status, response.content
-    assert set(response.json()) == {"message", "extra"}
+    assert set(response.json()) == {"message", "code", "extra"}
     assert Account.objects.get(pk=account.pk).plan == "developer"
 
 
@@ -130,4 +130,4 @@ def test_invoices_of_the_callers_teams_only(member, team, other_team, operator_s
     doc = member.get(f"/api/v1/invoices/{mine.number}").json()
     assert doc["number"] == mine.number and doc["lines"][0]["description"] == "Developer plan, account app"
     refused = member.get(f"/api/v1/invoices/{theirs.number}")
-    assert refused.status_code == 404 and set(refused.json()) == {"message", "extra"}
+    assert refused.status_code == 404 and set(refused.json()) == {"message", "code", "extra"}

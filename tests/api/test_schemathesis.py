@@ -32,7 +32,7 @@ from accounts_service.api.utils import NAME_PATTERN, SUBJECT_PATTERN
 from accounts_service.validation import name_check
 from billing.invoices import invoice_generate
 from billing.selectors import period_start
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
 from operators.subjects import SubjectError, validate_subject
 
 load_all_checks()

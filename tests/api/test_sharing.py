@@ -37,7 +37,7 @@ def _client(username: str, team) -> APIClient:
 def _error(response, status: int) -> dict:
     assert response.status_code == status, response.content
     body = response.json()
-    assert set(body) == {"message", "extra"}, body
+    assert set(body) == {"message", "code", "extra"}, body
     return body
 
 
@@ -276,7 +276,7 @@ def test_another_teams_ids_under_ones_own_account_are_404(bob, acct_a, acct_b, p
 def test_anonymous_requests_are_refused(acct_a):
     r = APIClient().get(EXPORTS.format(acct_a.public_key))
     assert r.status_code in (401, 403)
-    assert set(r.json()) == {"message", "extra"}
+    assert set(r.json()) == {"message", "code", "extra"}
 
 
 # --- refused input: 400, {message, extra}, nothing written ---------------------------------------

@@ -38,7 +38,7 @@ from accounts_service.services import (
 from broker_gateway import nats_client
 from broker_gateway.services import PushResult, account_lookup, account_push
 from operators import claims, nkeys
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 

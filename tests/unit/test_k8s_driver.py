@@ -20,7 +20,8 @@ from broker_gateway.fleet.kubernetes import (
     label_selector,
     termination_words,
 )
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
+from core.http import status_for
 from tests.k8s_fake import SCHEMA_VERSIONS, AutoKubelet, FakeKube, schema_errors
 from tests.natsproc import free_port, nats_server_bin
 
@@ -208,14 +209,14 @@ def test_a_concurrent_scale_is_retried_on_the_new_version(kube):
     kube.conflicts = 5
     with pytest.raises(KubernetesError) as caught:
         driver.start(spec(P2))
-    assert caught.value.status_code == 409 and "Conflict" in caught.value.message
+    assert status_for(caught.value) == 409 and "Conflict" in caught.value.message
 
 
 def test_stop_scales_the_highest_ordinal_away_and_refuses_a_lower_one(three):
     driver = make_driver(three)
     with pytest.raises(KubernetesError) as refused:
         driver.stop(P1, graceful=True)
-    assert refused.value.status_code == 409 and isinstance(refused.value, ApplicationError)
+    assert status_for(refused.value) == 409 and isinstance(refused.value, ApplicationError)
     assert f"cannot stop {P1}" in refused.value.message and P2 in refused.value.message
     assert three.paths("PATCH") == [] and three.replicas == 3
 
@@ -410,7 +411,7 @@ def test_api_failures_are_application_errors(three, tmp_path):
     three.outage = True
     with pytest.raises(KubernetesError) as caught:
         driver.status(P0)
-    assert caught.value.status_code == 503 and "503 ServiceUnavailable" in caught.value.message
+    assert status_for(caught.value) == 503 and "503 ServiceUnavailable" in caught.value.message
     three.outage = False
     wrong = tmp_path / "wrong-token"
     wrong.write_text("nope")

@@ -6,7 +6,7 @@ from accounts_service.models import Export
 from accounts_service.selectors import account_get
 from accounts_service.services import export_create, export_delete
 from operators.cli import SubcommandCommand
-from operators.errors import NotFound
+from core.errors import NotFound
 
 
 class Command(SubcommandCommand):

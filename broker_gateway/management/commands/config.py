@@ -11,7 +11,7 @@ from accounts_service.services import system_account_ensure
 from broker_gateway import config as config_render
 from broker_gateway.services import server_config_build
 from operators.cli import SubcommandCommand
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
 from operators.selectors import operator_get
 
 

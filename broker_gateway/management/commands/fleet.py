@@ -15,7 +15,7 @@ from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
 from broker_gateway.selectors import fleet_overview, node_get
 from operators.cli import SubcommandCommand
-from operators.errors import ApplicationError
+from core.errors import ApplicationError, Unavailable
 
 log = logging.getLogger("broker_gateway.fleet")
 
@@ -142,6 +142,6 @@ class Command(SubcommandCommand):
         try:
             return fn()
         except GatewayUnavailable as exc:
-            raise ApplicationError(str(exc), status_code=503) from exc
+            raise Unavailable(str(exc)) from exc
         finally:
             services.gateway_reset()

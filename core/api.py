@@ -1,4 +1,4 @@
-"""The one error shape of the API: ``{"message": ..., "extra": {...}}``."""
+"""The API edge of ``core.errors``: every error in the one shape ``{"message", "code", "extra"}``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from operators.errors import ApplicationError
+from core.errors import ApplicationError
+from core.http import error_body, status_for
 
 
 def _json_errors(context) -> None:
@@ -27,16 +28,17 @@ def _rollback(context) -> None:
 
 
 def exception_handler(exc, context):
+    """DRF's ``EXCEPTION_HANDLER``: an ApplicationError by its kind, DRF's own errors in the same shape."""
     _json_errors(context)
     if isinstance(exc, ApplicationError):
-        return Response({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
+        _rollback(context)
+        return Response(error_body(exc), status=status_for(exc))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
         return None  # a server error: Django's handler answers 500
-    # DRF's exception_handler, in the one error shape.
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
@@ -50,9 +52,10 @@ def exception_handler(exc, context):
     else:
         message, extra = str(detail), {}
     _rollback(context)
-    return Response({"message": message, "extra": extra}, status=exc.status_code, headers=headers)
+    return Response({"message": message, "code": exc.default_code, "extra": extra}, status=exc.status_code,
+                    headers=headers)
 
 
 def json_404(request, exception=None) -> JsonResponse:
     """A URL that matches no route (e.g. a non-numeric id) answers in the one error shape, not an HTML page."""
-    return JsonResponse({"message": "not found", "extra": {}}, status=404)
+    return JsonResponse({"message": "not found", "code": "not_found", "extra": {}}, status=404)
