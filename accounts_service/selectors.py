@@ -7,8 +7,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from accounts_service.models import Account, Activation, Export, Import, NatsUser, Revocation, Team
-from operators import claims
 from core.errors import ApplicationError, NotFound
+from operators import claims
 from operators.models import SigningKey
 from operators.subjects import is_subset
 

@@ -40,9 +40,9 @@ from accounts_service.validation import (
     subject_check,
     subjects_check,
 )
+from core.errors import ApplicationError, Conflict, NotFound
 from operators import claims
 from operators import services as op_services
-from core.errors import ApplicationError, Conflict, NotFound
 from operators.models import SealedSeed, SigningKey
 from operators.nkeys import KeyType
 from operators.selectors import operator_get

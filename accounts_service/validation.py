@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from operators import nkeys
 from core.errors import ApplicationError
+from operators import nkeys
 from operators.nkeys import KeyType
 from operators.subjects import SubjectError, validate_subject
 

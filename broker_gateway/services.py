@@ -32,8 +32,8 @@ from broker_gateway.gateway import (
 from broker_gateway.models import BrokerNode, NodeClaim
 from broker_gateway.ports import free_port, port_free
 from broker_gateway.selectors import accounts_behind_ids, healthy_nodes, running_node_urls
-from operators import services as op_services
 from core.errors import ApplicationError, Conflict, Unavailable
+from operators import services as op_services
 from operators.selectors import operator_get
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from operators import claims, creds, nkeys, sealing
 from core.errors import ApplicationError
+from operators import claims, creds, nkeys, sealing
 
 
 class SubcommandCommand(BaseCommand):

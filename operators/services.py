@@ -11,8 +11,8 @@ from typing import Any
 
 from django.db import transaction
 
-from operators import claims, creds, nkeys
 from core.errors import ApplicationError, Conflict, Internal
+from operators import claims, creds, nkeys
 from operators.keyring import keyring_get
 from operators.models import IssuedAccountJwt, Operator, SealedSeed, SigningKey
 from operators.nkeys import KeyPair, KeyType

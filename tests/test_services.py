@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from accounts_service import services
 from accounts_service.models import Account, Export, Import, NatsUser, Revocation, Team
-from operators import claims, creds, nkeys
 from core.errors import ApplicationError
+from operators import claims, creds, nkeys
 from operators.models import IssuedAccountJwt, SealedSeed
 
 pytestmark = pytest.mark.django_db

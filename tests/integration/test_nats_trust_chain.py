@@ -37,8 +37,8 @@ from accounts_service.services import (
 )
 from broker_gateway import nats_client
 from broker_gateway.services import PushResult, account_lookup, account_push
-from operators import claims, nkeys
 from core.errors import ApplicationError
+from operators import claims, nkeys
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
