@@ -362,6 +362,10 @@ class AuditEvent(models.Model):
         MEMBER_REMOVE = "member.remove"
         ACCOUNT_DELETE = "account.delete"
         PLAN_CHANGE = "account.plan"
+        USER_DELETE = "user.delete"
+        EXPORT_DELETE = "export.delete"
+        IMPORT_DELETE = "import.delete"
+        MEMBER_ROLE = "member.role"
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="audit_events", null=True, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
-from accounts_service.models import Account, Activation, Export, Import, NatsUser, Revocation, Team
+from accounts_service.models import Account, Activation, Export, Import, Invitation, NatsUser, Revocation, Team
 from core.errors import ApplicationError, NotFound
 from operators import claims
 from operators.models import SigningKey
@@ -178,3 +179,13 @@ def export_catalog(*, q: str = "") -> QuerySet[Export]:
     if q:
         qs = qs.filter(Q(name__icontains=q) | Q(subject__icontains=q) | Q(description__icontains=q))
     return qs.order_by("account__name", "name", "id")
+
+
+def invitations_open_for(*, user) -> list[Invitation]:
+    """The open invitations mailed to ``user``'s email, to teams they are not yet in."""
+    email = (user.email or "").lower()
+    if not email:
+        return []
+    return list(Invitation.objects.select_related("team")
+                .filter(email=email, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+                .exclude(team__memberships__user=user))

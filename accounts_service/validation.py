@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
+
+from django.utils import timezone
 
 from core.errors import ApplicationError
 from operators import nkeys
@@ -69,3 +72,10 @@ def public_key_check(value: object, *, key_type: KeyType, field: str) -> str:
         return nkeys.validate_public_key(value.strip(), key_type)
     except nkeys.NKeyError as exc:
         raise ApplicationError(f"{field}: {exc}", extra={"field": field}) from exc
+
+
+def future_check(value: object, *, field: str) -> dt.datetime | None:
+    """A time in the future, or None (never expires)."""
+    if value is not None and (not isinstance(value, dt.datetime) or value <= timezone.now()):
+        raise ApplicationError(f"{field} is in the past", extra={"field": field}, code="expires_in_past")
+    return value

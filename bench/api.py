@@ -53,6 +53,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accounts_service.rights import PLATFORM
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -115,8 +117,8 @@ def fixtures_create() -> tuple[str, str]:
     user = get_user_model().objects.create_user(username="bench", password=None)
     team = acc_services.team_get_or_create(name="bench-team")
     acc_services.team_member_add(team=team, user=user, role=TeamMembership.Role.OWNER)
-    account = acc_services.account_create(team=team, name="orders")
-    _, token = acc_services.api_token_create(user=user, name="bench")
+    account = acc_services.account_create(actor=PLATFORM, team=team, name="orders")
+    _, token = acc_services.api_token_create(actor=PLATFORM, user=user, name="bench")
     assert not BrokerNode.objects.exists()  # nothing is pushed on issue
     return account.public_key, token
 

@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from accounts_service.rights import PLATFORM
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -203,13 +205,14 @@ def bench_service(rounds: int, seconds: float, var_dir: Path) -> dict:
 
     op_services.operator_init(name="bench", identity_seed_out=None, store_identity_key=True)
     acc_services.system_account_ensure()
-    team = acc_services.team_create(name="bench")
-    account = acc_services.account_create(team=team, name="bench")
+    team = acc_services.team_create(actor=PLATFORM, name="bench")
+    account = acc_services.account_create(actor=PLATFORM, team=team, name="bench")
 
     counter = iter(range(10**9))
 
     def user_create(_i: int) -> object:
         return acc_services.user_create(
+            actor=PLATFORM,
             account=account, name=f"u{next(counter)}", pub_allow=["foo.>"], sub_allow=["foo.>"]
         )
 

@@ -70,6 +70,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accounts_service.rights import PLATFORM
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -95,7 +97,7 @@ def _user(account, name: str, **perms):
     from accounts_service.services import user_create
 
     return (NatsUser.objects.filter(account=account, name=name, revoked_at__isnull=True).first()
-            or user_create(account=account, name=name, **perms))
+            or user_create(actor=PLATFORM, account=account, name=name, **perms))
 
 
 @dataclass
@@ -132,7 +134,7 @@ def setup_create(accounts: int) -> Setup:
     assert not BrokerNode.objects.exists(), "a reused --var-dir must not hold nodes"
     floor_team = acc_services.team_get_or_create(name="bench-floor")
     floor_account = (Account.objects.filter(team=floor_team, name="floor").first()
-                     or acc_services.account_create(team=floor_team, name="floor", plan=TENANT_PLAN))
+                     or acc_services.account_create(actor=PLATFORM, team=floor_team, name="floor", plan=TENANT_PLAN))
     team = acc_services.team_get_or_create(name=TENANT_TEAM)
     have = team.accounts.count()
     if have > accounts:
@@ -141,7 +143,7 @@ def setup_create(accounts: int) -> Setup:
     for start in range(have, accounts, 500):
         with transaction.atomic():  # one commit per 500 accounts rather than per account
             for i in range(start, min(start + 500, accounts)):
-                acc_services.account_create(team=team, name=f"acct-{i:06d}", plan=TENANT_PLAN)
+                acc_services.account_create(actor=PLATFORM, team=team, name=f"acct-{i:06d}", plan=TENANT_PLAN)
         print(f"\r  creating accounts: {min(start + 500, accounts):,}/{accounts:,}", end="", flush=True)
     print("\r" + " " * 40 + "\r", end="")
     create_s = time.perf_counter() - t0
@@ -252,7 +254,8 @@ class Fleet:
 
     def start(self, nodes: int) -> float:
         from broker_gateway.selectors import healthy_nodes
-        from tests.fleet import nodes_add, wait_for
+        from tests.fleet import nodes_add
+        from tests.waiting import wait_for
 
         nodes_add(nodes)
         t0 = time.monotonic()
@@ -344,7 +347,7 @@ class CollectorThread:
             self.error = exc
 
     def start(self) -> CollectorThread:
-        from tests.fleet import wait_for
+        from tests.waiting import wait_for
 
         self.thread.start()
         wait_for(lambda: self.stop_event is not None or self.error, timeout=30, what="the collector's loop")
@@ -637,7 +640,7 @@ def product_ingest(env: Env, publisher: Publisher, n: int, server_ids: list[str]
 
     from billing.models import MeterSample
     from broker_gateway.collector import EVENT_SUBJECTS
-    from tests.fleet import wait_for
+    from tests.waiting import wait_for
 
     timeout = timeout or max(300.0, n / 5)
     ct = CollectorThread([env.url], poll_seconds=env.poll_seconds, collector_cls=collector_cls).start()
@@ -922,7 +925,7 @@ def bench_usage(env: Env, setup: Setup, info: SeedInfo, *, requests: int, rounds
     from accounts_service.models import Account
     from billing.models import Plan, ServerAccountCounter
     from broker_gateway.collector import _usage_answer_db
-    from tests.fleet import wait_for
+    from tests.waiting import wait_for
 
     rng = random.Random(seed + 1)
     index = {key: i for i, key in enumerate(setup.tenants)}

@@ -58,13 +58,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accounts_service.rights import PLATFORM
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchenv import bench_dir, bench_dir_close, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
 
-from tests.fleet import nodes_add, wait_for  # noqa: E402  (the repository root is on sys.path only now)
+from tests.fleet import nodes_add  # noqa: E402  (the repository root is on sys.path only now)
+from tests.waiting import wait_for  # noqa: E402
 
 TARGET_RATIO = 0.8
 TARGET_RATE = 1_000.0  # accounts/s
@@ -104,7 +107,7 @@ def accounts_create(count: int) -> tuple[float, float, int]:
     for start in range(have, count, 500):
         with transaction.atomic():  # one fsync per 500 accounts rather than per account
             for i in range(start, min(start + 500, count)):
-                acc_services.account_create(team=team, name=f"acct-{i:06d}")
+                acc_services.account_create(actor=PLATFORM, team=team, name=f"acct-{i:06d}")
         print(f"\r  creating accounts: {min(start + 500, count):,}/{count:,}", end="", flush=True)
     print("\r" + " " * 40 + "\r", end="")
     return migrate_s, time.perf_counter() - t0, count - have

@@ -9,9 +9,9 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import paginated, paginated_response
 from accounts_service.models import Team
-from accounts_service.selectors import account_for_user_get
 from billing.invoices import invoice_document
 from billing.models import Invoice, InvoiceLine, Plan
 from billing.selectors import WINDOWS, account_usage, window_parse
@@ -38,7 +38,7 @@ class _JetStream(serializers.Serializer):
     gib_hours = serializers.FloatField(help_text="JetStream storage over the window, in GiB-hours")
 
 
-class AccountUsageApi(APIView):
+class AccountUsageApi(AccountScopedApi):
     """``GET /api/v1/accounts/{account_pk}/usage?window=24h``: the account's own usage, as ``ngs.usage`` answers."""
 
     class OutputSerializer(serializers.Serializer):
@@ -60,7 +60,7 @@ class AccountUsageApi(APIView):
         OpenApiParameter("window", str, enum=list(WINDOWS), required=False, description="default 24h"),
     ])
     def get(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         try:
             window = window_parse(request.query_params.get("window"))
         except ValueError as exc:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from django.db import transaction
 
 from accounts_service.models import LIMIT_FIELDS, Account
+from accounts_service.rights import PLATFORM
 from accounts_service.services import account_update
 from billing.models import Plan
 
@@ -50,7 +51,7 @@ def plan_accounts_apply(*, plan_name: str, before: Mapping[str, int], account_id
     for account in Account.objects.filter(pk__in=account_ids, plan=plan_name):
         limits = limits_follow(current={f: getattr(account, f) for f in LIMIT_FIELDS}, before=before, after=after)
         if limits:
-            account_update(account=account, limits=limits)
+            account_update(account=account, limits=limits, actor=PLATFORM)
             changed += 1
     log.info("plan %s: %d of %d accounts re-signed with its new limits", plan_name, changed, len(account_ids))
     return changed

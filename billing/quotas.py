@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts_service.models import Account, TeamMembership
+from accounts_service.rights import PLATFORM
 from accounts_service.services import account_resume, account_suspend
 from billing.models import Plan, QuotaNotice
 from billing.selectors import month_used_bytes, period_start
@@ -66,10 +67,10 @@ def quota_evaluate(*, account: Account, now: dt.datetime | None = None) -> dict[
                 out["notices"].append(threshold)
         over = used >= plan.data_bytes and not plan.overage_cents_per_gib
     if over and account.suspended_at is None:
-        account_suspend(account=account, reason=SUSPEND_REASON)
+        account_suspend(account=account, reason=SUSPEND_REASON, actor=PLATFORM)
         out["suspended"] = True
     elif not over and account.suspended_at is not None and account.suspended_reason == SUSPEND_REASON:
-        account_resume(account=account)
+        account_resume(account=account, actor=PLATFORM)
         out["suspended"] = False
     return out
 

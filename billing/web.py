@@ -12,9 +12,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
-from accounts_service import people
-from accounts_service.models import TeamMembership
-from accounts_service.web.views import account_or_404, attempt, team_or_404
+from accounts_service import services
+from accounts_service.web.helpers import attempt, is_owner, request_account, request_team
 from billing import invoices as invoice_docs
 from billing.models import Invoice, Plan
 from billing.selectors import account_usage, quota_notice_latest, usage_series
@@ -41,7 +40,7 @@ def chart_bars(series: list[dict[str, Any]], *, step_label: str) -> dict[str, An
 
 @login_required
 def account_usage_page(request: HttpRequest, pk: str) -> HttpResponse:
-    account = account_or_404(request, pk)
+    account = request_account(request, pk)
     now = timezone.now()
     document = account_usage(account_public_key=account.public_key, plan_name=account.plan, window="30d", now=now)
     charts = [{"key": key, "title": title,
@@ -58,10 +57,10 @@ def account_usage_page(request: HttpRequest, pk: str) -> HttpResponse:
 
 @login_required
 def account_plan_page(request: HttpRequest, pk: str) -> HttpResponse:
-    account = account_or_404(request, pk)
+    account = request_account(request, pk)
     if request.method == "POST":
         plan = request.POST.get("plan", "")
-        if attempt(request, people.account_plan_change_by, account=account, plan=plan, by=request.user):
+        if attempt(request, services.account_plan_set, account=account, plan=plan, actor=request.user):
             messages.success(request, f"Account {account.name} is now on the {plan} plan; its new limits are being "
                                       "pushed to the fleet.")
         return redirect("billing:account_plan", pk=pk)
@@ -71,12 +70,12 @@ def account_plan_page(request: HttpRequest, pk: str) -> HttpResponse:
              for plan in Plan.objects.all()]
     return render(request, "billing/plan.html", {
         "account": account, "tab": "plan", "plans": plans,
-        "is_owner": people.membership_get(team=account.team, user=request.user).role == TeamMembership.Role.OWNER,
+        "is_owner": is_owner(request, account.team),
     })
 
 
 def _invoice(request: HttpRequest, slug: str, number: str) -> Invoice:
-    team = team_or_404(request, slug)
+    team = request_team(request, slug)
     invoice = Invoice.objects.filter(team=team, number=number).select_related("team").first()
     if invoice is None:
         raise Http404("no such invoice")
@@ -85,7 +84,7 @@ def _invoice(request: HttpRequest, slug: str, number: str) -> Invoice:
 
 @login_required
 def invoices_page(request: HttpRequest, slug: str) -> HttpResponse:
-    team = team_or_404(request, slug)
+    team = request_team(request, slug)
     return render(request, "billing/invoices.html", {"team": team, "invoices": team.invoices.all()})
 
 

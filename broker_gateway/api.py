@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import paginated, paginated_response
-from accounts_service.selectors import account_for_user_get
 from broker_gateway.selectors import account_propagation, client_urls_public, fleet_overview
 
 
@@ -30,7 +30,7 @@ class _DesiredSerializer(serializers.Serializer):
     version = serializers.IntegerField()
 
 
-class AccountStatusApi(APIView):
+class AccountStatusApi(AccountScopedApi):
     """``GET /api/v1/accounts/{account_pk}/status``: the desired JWT against what each running node holds."""
 
     class OutputSerializer(serializers.Serializer):
@@ -43,7 +43,7 @@ class AccountStatusApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         # account_propagation already returns JSON-ready primitives; no OutputSerializer needed.
         return Response(account_propagation(account=account))
 

@@ -22,10 +22,9 @@ from django.db import close_old_connections
 from accounts_service.models import Account, NatsUser
 from accounts_service.services import (
     USAGE_EXPORT_SUBJECT,
+    service_user_ensure,
     system_account_ensure,
     usage_service_ensure,
-    user_create,
-    user_update,
 )
 from billing import metering
 from billing import services as ledger
@@ -45,13 +44,9 @@ EVENT_SUBJECTS = ("$SYS.ACCOUNT.*.CONNECT", "$SYS.ACCOUNT.*.DISCONNECT", "$SYS.A
 
 
 def collector_user_ensure() -> NatsUser:
-    system = system_account_ensure()
-    user = NatsUser.objects.filter(account=system, name=COLLECTOR_USER, revoked_at__isnull=True).first()
-    if user is None:
-        return user_create(account=system, name=COLLECTOR_USER, pub_allow=COLLECTOR_PUB, sub_allow=COLLECTOR_SUB)
-    if list(user.pub_allow) != COLLECTOR_PUB or list(user.sub_allow) != COLLECTOR_SUB:  # an older release's user
-        user = user_update(user=user, pub_allow=COLLECTOR_PUB, sub_allow=COLLECTOR_SUB)
-    return user
+    """The system-account user the collector connects as (an older release's user gets today's permissions)."""
+    return service_user_ensure(account=system_account_ensure(), name=COLLECTOR_USER, pub_allow=COLLECTOR_PUB,
+                               sub_allow=COLLECTOR_SUB)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -195,9 +190,8 @@ USAGE_QUEUE = "ngs-usage"
 
 
 def usage_responder_user_ensure() -> NatsUser:
-    account = usage_service_ensure()
-    user = NatsUser.objects.filter(account=account, name=USAGE_RESPONDER, revoked_at__isnull=True).first()
-    return user or user_create(account=account, name=USAGE_RESPONDER, sub_allow=[USAGE_EXPORT_SUBJECT],
+    """The ``ngs`` account's user that answers ``ngs.usage.<account>`` requests."""
+    return service_user_ensure(account=usage_service_ensure(), name=USAGE_RESPONDER, sub_allow=[USAGE_EXPORT_SUBJECT],
                                allow_responses=True)
 
 

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts_service.models import Account, NatsUser
-from accounts_service.services import system_account_ensure, user_create
+from accounts_service.services import service_user_ensure, system_account_ensure
 from broker_gateway import config as config_render
 from broker_gateway.fleet.driver import DataDirs
 from broker_gateway.gateway import (
@@ -50,12 +50,9 @@ _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # ------------------------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def control_plane_user_ensure() -> NatsUser:
     """The system-account user the control plane connects as to push and look up JWTs."""
-    system = system_account_ensure()
-    user = NatsUser.objects.filter(account=system, name=CONTROL_PLANE_USER).first()
-    return user or user_create(account=system, name=CONTROL_PLANE_USER, pub_allow=CONTROL_PLANE_PUB,
+    return service_user_ensure(account=system_account_ensure(), name=CONTROL_PLANE_USER, pub_allow=CONTROL_PLANE_PUB,
                                sub_allow=CONTROL_PLANE_SUB)
 
 

@@ -17,7 +17,7 @@ from operators.keyring import keyring_get
 from operators.models import IssuedAccountJwt, Operator, SealedSeed, SigningKey
 from operators.nkeys import KeyPair, KeyType
 from operators.selectors import account_jwt_latest_iat, operator_get, operator_signing_key_get
-from operators.signals import account_jwt_issued
+from operators.signals import account_jwt_issued, operator_ready
 
 # ---------------------------------------------------------------------------------------------
 # Sealed seeds
@@ -98,7 +98,8 @@ def operator_init(*, name: str, identity_seed_out: Path | None, store_identity_k
     existing = Operator.objects.order_by("id").first()
     if existing is not None:
         if existing.name != name:
-            raise Conflict(f"an operator already exists: {existing.name!r}")
+            raise Conflict(f"an operator already exists: {existing.name!r}", code="operator_exists")
+        operator_ready.send(sender=Operator, operator=existing)
         return OperatorInit(operator=existing, created=False, identity_seed_path=None)
     if not name or len(name) > 64:
         raise ApplicationError("the operator name must be 1 to 64 characters")
@@ -142,6 +143,7 @@ def operator_init(*, name: str, identity_seed_out: Path | None, store_identity_k
         assert identity_seed_out is not None
         _write_secret_file(identity_seed_out, identity.seed + "\n")
         path = identity_seed_out
+    operator_ready.send(sender=Operator, operator=operator)
     return OperatorInit(operator=operator, created=True, identity_seed_path=path)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from accounts_service.rights import PLATFORM
 from tests.natsproc import NatsServer, free_port, start_nats_server
 
 
@@ -58,14 +59,14 @@ def operator_setup(db, tmp_path: Path):
 def team(db):
     from accounts_service.services import team_create
 
-    return team_create(name="acme")
+    return team_create(actor=PLATFORM, name="acme")
 
 
 @pytest.fixture
 def other_team(db):
     from accounts_service.services import team_create
 
-    return team_create(name="globex")
+    return team_create(actor=PLATFORM, name="globex")
 
 
 @pytest.fixture

@@ -7,31 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.natsproc import free_port, wait_for_port
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Fast supervision for tests; the defaults are for production (see settings FLEET_*).
 FAST = {"start_timeout": 10.0, "liveness_timeout": 60.0, "max_failures": 3, "backoff_base": 0.1,
         "backoff_max": 1.0, "stable_after": 5.0, "stop_grace": 5.0, "lame_duck": 30.0, "heartbeat": 1.0}
-
-
-def wait_for(predicate: Callable[[], object], *, timeout: float = 15.0, interval: float = 0.05,
-             what: str = "condition") -> object:
-    """Poll until ``predicate()`` is truthy and return it; fail after ``timeout`` seconds (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 # ------------------------------------------------------------------------------------------------

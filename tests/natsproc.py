@@ -6,12 +6,12 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from broker_gateway import ports
 from broker_gateway.fleet.local import nats_server_bin
+from tests.waiting import wait_for
 
 _ISSUED: set[int] = set()
 
@@ -26,18 +26,22 @@ def free_port() -> int:
             return port
 
 
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
-    """Poll until something accepts on 127.0.0.1:port (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until something accepts on 127.0.0.1:port; a process that exits first fails at once."""
+    def accepting() -> bool:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"nats-server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.01)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+        return port_accepts(port)
+
+    wait_for(accepting, timeout=timeout, interval=0.01, what=f"something listening on 127.0.0.1:{port}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts_service import services
 from accounts_service.models import Account
+from accounts_service.rights import PLATFORM
 from broker_gateway.models import BrokerNode, NodeClaim
 from broker_gateway.services import node_add
 from tests.natsproc import free_port
@@ -42,7 +43,7 @@ def _hold(account: Account, node: BrokerNode, *, jti: str | None = None, iat: in
 @pytest.fixture
 def account(operator_setup, team) -> Account:
     # Created before any node exists, so the on-issue push has nothing to reach.
-    return services.account_create(team=team, name="orders app")
+    return services.account_create(actor=PLATFORM, team=team, name="orders app")
 
 
 @pytest.fixture
@@ -138,7 +139,7 @@ def test_public_urls_replace_the_nodes_own_addresses(owner_client, account, sett
 
 def test_connect_for_one_of_my_accounts_uses_its_name_and_a_user_and_shows_no_secret(owner_client, account):
     _node("n1")
-    user = services.user_create(account=account, name="worker 1")
+    user = services.user_create(actor=PLATFORM, account=account, name="worker 1")
     creds = services.user_creds_get(user=user)
 
     response = owner_client.get(CONNECT, {"account": account.public_key})

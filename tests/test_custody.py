@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from accounts_service import services
+from accounts_service.rights import PLATFORM
 from operators import nkeys, sealing
 from operators.keyring import keyring_get, keyring_reset
 from operators.models import Operator, SealedSeed
@@ -38,8 +39,8 @@ def _is_seed(candidate: bytes) -> bool:
 @pytest.mark.skipif(os.environ.get("DATABASE_URL", "sqlite").split(":", 1)[0] != "sqlite",
                     reason="it scans the SQLite database file; sealing itself is tested in tests/unit/test_sealing.py")
 def test_no_seed_appears_in_clear_in_the_database_file(operator_setup, team):
-    account = services.account_create(team=team, name="app")
-    users = [services.user_create(account=account, name=f"u{i}") for i in range(3)]
+    account = services.account_create(actor=PLATFORM, team=team, name="app")
+    users = [services.user_create(actor=PLATFORM, account=account, name=f"u{i}") for i in range(3)]
     seeds = {nkeys.from_seed(s.group()).public_key for u in users
              for s in [SEED_RE.search(services.user_creds_get(user=u).encode())]}
     assert seeds == {u.public_key for u in users}  # the creds do carry the seeds...
@@ -71,9 +72,9 @@ def test_store_identity_key_keeps_it_sealed(db, tmp_path):
 
 
 def test_sealed_seed_moved_to_another_row_does_not_open(operator_setup, team):
-    account = services.account_create(team=team, name="app")
-    a = services.user_create(account=account, name="a")
-    b = services.user_create(account=account, name="b")
+    account = services.account_create(actor=PLATFORM, team=team, name="app")
+    a = services.user_create(actor=PLATFORM, account=account, name="a")
+    b = services.user_create(actor=PLATFORM, account=account, name="b")
     sa, sb = SealedSeed.objects.get(public_key=a.public_key), SealedSeed.objects.get(public_key=b.public_key)
     SealedSeed.objects.filter(pk=sa.pk).update(sealed=sb.sealed)
     sa.refresh_from_db()
@@ -82,8 +83,8 @@ def test_sealed_seed_moved_to_another_row_does_not_open(operator_setup, team):
 
 
 def test_rewrap_moves_every_seed_to_the_newest_key(operator_setup, team, settings):
-    account = services.account_create(team=team, name="app")
-    user = services.user_create(account=account, name="alice")
+    account = services.account_create(actor=PLATFORM, team=team, name="app")
+    user = services.user_create(actor=PLATFORM, account=account, name="alice")
     old_creds = services.user_creds_get(user=user)
     old = keyring_get()
     old_spec = ",".join(f"{kid}:{__import__('base64').b64encode(k).decode()}" for kid, k in old.keys.items())

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts_service import services
 from accounts_service.models import Account
+from accounts_service.rights import PLATFORM
 from broker_gateway.models import BrokerNode, NodeClaim
 from broker_gateway.selectors import healthy_nodes
 from broker_gateway.services import node_add
@@ -32,7 +33,7 @@ def _user(username: str, *, team=None, is_staff: bool = False):
 def _client(user=None) -> APIClient:
     client = APIClient()
     if user is not None:
-        _, token = services.api_token_create(user=user)
+        _, token = services.api_token_create(actor=PLATFORM, user=user)
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
 
@@ -60,7 +61,7 @@ def _hold(account: Account, node: BrokerNode, *, jti: str | None = None, iat: in
 @pytest.fixture
 def account(operator_setup, team) -> Account:
     # Created before any node exists, so the on-issue push has nothing to reach.
-    return services.account_create(team=team, name="app")
+    return services.account_create(actor=PLATFORM, team=team, name="app")
 
 
 @pytest.fixture
@@ -115,12 +116,13 @@ def test_status_of_another_teams_account_is_the_same_404_as_an_unknown_key(accou
     outsider = _client(_user("mallory", team=other_team))
     response = outsider.get(STATUS_URL.format(account.public_key))
     assert response.status_code == 404
-    assert response.json() == {"message": f"no account {account.public_key}", "extra": {"account": account.public_key}}
+    assert response.json() == {"message": f"no account {account.public_key}", "code": "not_found",
+                               "extra": {"account": account.public_key}}
 
     unknown = "A" + "B" * 55
     response = outsider.get(STATUS_URL.format(unknown))
     assert response.status_code == 404
-    assert response.json() == {"message": f"no account {unknown}", "extra": {"account": unknown}}
+    assert response.json() == {"message": f"no account {unknown}", "code": "not_found", "extra": {"account": unknown}}
 
 
 def test_status_for_staff_outside_the_team_is_404_too(account, staff):

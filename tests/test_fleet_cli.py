@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from accounts_service.rights import PLATFORM
 from broker_gateway.models import BrokerNode
 from tests.natsproc import free_port
 
@@ -262,7 +263,7 @@ def test_account_describe_shows_what_each_node_holds(operator_setup, team):
     from accounts_service.services import account_create
     from broker_gateway.models import NodeClaim
 
-    account = account_create(team=team, name="shop")  # before any node exists: nothing to push
+    account = account_create(actor=PLATFORM, team=team, name="shop")  # before any node exists: nothing to push
     run("add", "n1", *port_args(free_ports()))
     run("add", "n2", *port_args(free_ports()))
     now = timezone.now()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from accounts_service.rights import PLATFORM
 from broker_gateway.fleet.driver import NodeSpec
 from broker_gateway.fleet.local import LocalProcessDriver, last_words, nats_server_bin
 from broker_gateway.fleet.supervisor import Policy
@@ -161,14 +162,14 @@ def test_accounts_behind_are_those_some_healthy_node_has_not_acknowledged(three_
     BrokerNode.objects.filter(name__in=["n1", "n2"]).update(observed_state="healthy", last_healthy_at=timezone.now())
     nodes = healthy_nodes()
     assert [n.name for n in nodes] == ["n1", "n2"]  # n3 is not healthy: a push need not reach it
-    a, b = account_create(team=team, name="a"), account_create(team=team, name="b")
+    a, b = account_create(actor=PLATFORM, team=team, name="a"), account_create(actor=PLATFORM, team=team, name="b")
     now = timezone.now()
     for node in nodes:
         NodeClaim.objects.create(account=a, node=node, jti=a.jwt_jti, iat=a.jwt_iat, updated_at=now)
     NodeClaim.objects.create(account=b, node=nodes[0], jti=b.jwt_jti, iat=b.jwt_iat, updated_at=now)
     system = Account.objects.get(is_system=True)
     assert set(accounts_behind_ids(nodes)) == {b.pk, system.pk}
-    account_update(account=a, limits={"conn": 5})  # a newer version: acknowledged by nobody yet
+    account_update(actor=PLATFORM, account=a, limits={"conn": 5})  # a newer version: acknowledged by nobody yet
     assert a.pk in accounts_behind_ids(nodes)
     # A heartbeat older than FLEET_HEALTH_STALE_SECONDS means the supervisor stopped confirming the node.
     BrokerNode.objects.filter(name="n2").update(last_healthy_at=now - timezone.timedelta(minutes=5))

@@ -12,6 +12,7 @@ import pytest
 from django.test import override_settings
 
 from accounts_service.models import PlanSpan
+from accounts_service.rights import PLATFORM
 from billing import invoices
 from billing.models import Invoice, InvoiceLine, Plan, UsageHour
 from billing.payments import PaymentOutcome
@@ -27,7 +28,7 @@ AFTER_GRACE = DEC + dt.timedelta(hours=2)
 def _create(team, name, plan):
     from accounts_service.services import account_create
 
-    account = account_create(team=team, name=name, plan=plan)
+    account = account_create(actor=PLATFORM, team=team, name=name, plan=plan)
     PlanSpan.objects.filter(account_public_key=account.public_key).update(at=NOV + dt.timedelta(days=2))
     return account
 
@@ -86,15 +87,15 @@ def test_accounts_deleted_during_the_period_are_billed_and_later_ones_are_not(pl
     from accounts_service.services import account_create, account_delete, account_plan_set
 
     gone = _create(team, "gone", "pro")
-    account_delete(account=gone)
+    account_delete(actor=PLATFORM, account=gone)
     PlanSpan.objects.filter(account_public_key=gone.public_key, plan="").update(at=NOV + dt.timedelta(days=9))
     old = _create(team, "old", "pro")
-    account_delete(account=old)
+    account_delete(actor=PLATFORM, account=old)
     PlanSpan.objects.filter(account_public_key=old.public_key).update(at=NOV - dt.timedelta(days=5))
-    late = account_create(team=team, name="late", plan="pro")  # created in December (its span is now)
+    late = account_create(actor=PLATFORM, team=team, name="late", plan="pro")  # created in December (its span is now)
     PlanSpan.objects.filter(account_public_key=late.public_key).update(at=DEC + dt.timedelta(days=1))
     upgraded = _create(team, "upgraded", "developer")
-    account_plan_set(account=upgraded, plan="pro")  # the plan at the period's end is billed
+    account_plan_set(actor=PLATFORM, account=upgraded, plan="pro")  # the plan at the period's end is billed
     PlanSpan.objects.filter(account_public_key=upgraded.public_key, plan="pro").update(at=NOV + dt.timedelta(days=20))
     invoice, _ = invoices.invoice_generate(team=team, start=NOV)
     assert [(line.account_name, line.plan) for line in invoice.lines.all()] == [("gone", "pro"), ("upgraded", "pro")]
@@ -118,7 +119,7 @@ def test_generation_is_idempotent_and_waits_for_the_grace_period(plans, team, ot
 def test_teams_without_accounts_on_a_plan_get_no_invoice(operator_setup, team):
     from accounts_service.services import account_create
 
-    account_create(team=team, name="operator-managed")  # no plan: the operator's own tooling
+    account_create(actor=PLATFORM, team=team, name="operator-managed")  # no plan: the operator's own tooling
     assert invoices.invoices_generate(now=AFTER_GRACE) == 0
     assert not Invoice.objects.exists()
 
@@ -190,7 +191,7 @@ def test_plan_edits_reach_the_accounts_on_the_plan(plans, team):
     custom = _create(team, "custom", "pro")
     from accounts_service.services import account_update
 
-    custom = account_update(account=custom, limits={"conn": 10, "subs": 500})
+    custom = account_update(actor=PLATFORM, account=custom, limits={"conn": 10, "subs": 500})
     pro = Plan.objects.get(name="pro")
     before = pro.account_limits()
     assert limits_follow(current={**before, "conn": 10}, before=before, after={**before, "conn": 5}) == {"conn": 5}

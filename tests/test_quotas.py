@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from accounts_service.rights import PLATFORM
 from billing.models import Plan, QuotaNotice, UsageHour
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +19,7 @@ def account(operator_setup, team):
     from accounts_service.services import account_create
 
     Plan.objects.filter(name="free").update(data_bytes=1000)
-    return account_create(team=team, name="metered", plan="free")
+    return account_create(actor=PLATFORM, team=team, name="metered", plan="free")
 
 
 def _used(account, hour, sent, received):
@@ -49,7 +50,7 @@ def test_a_plan_with_overage_is_never_suspended(account):
     from billing.quotas import quota_evaluate
 
     Plan.objects.filter(name="pro").update(data_bytes=1000)
-    account = account_plan_set(account=account, plan="pro")
+    account = account_plan_set(actor=PLATFORM, account=account, plan="pro")
     _used(account, NOW - dt.timedelta(hours=1), 5000, 0)
     result = quota_evaluate(account=account, now=NOW)
     assert result["notices"] == [80, 90, 100] and not result["suspended"]
@@ -60,7 +61,7 @@ def test_unknown_plan_is_refused_and_changes_nothing(account):
     from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="unknown plan"):
-        account_plan_set(account=account, plan="platinum")
+        account_plan_set(actor=PLATFORM, account=account, plan="platinum")
     account.refresh_from_db()
     assert account.plan == "free"
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts_service import services
 from accounts_service.models import Account, Team
+from accounts_service.rights import PLATFORM
 from broker_gateway.models import BrokerNode, NodeClaim
 from broker_gateway.selectors import node_connections
 from broker_gateway.services import gateway_open, node_add
@@ -228,10 +229,10 @@ def acme(operator_setup, team) -> Team:
     """acme: an owner with an email, a member, two accounts, three NATS users."""
     _user("wile", team=team, email="wile@acme.test", role="owner")
     _user("road", team=team, email="road@acme.test")
-    app = services.account_create(team=team, name="app")
-    services.account_create(team=team, name="billing")
+    app = services.account_create(actor=PLATFORM, team=team, name="app")
+    services.account_create(actor=PLATFORM, team=team, name="billing")
     for name in ("a", "b", "c"):
-        services.user_create(account=app, name=name)
+        services.user_create(actor=PLATFORM, account=app, name=name)
     return team
 
 
@@ -285,11 +286,11 @@ def test_tenants_are_paginated_by_fifty(staff_client):
 
 def _populate(n: int, start: int) -> None:
     for i in range(start, start + n):
-        team = services.team_create(name=f"tenant {i}")
+        team = services.team_create(actor=PLATFORM, name=f"tenant {i}")
         _user(f"owner{i}", team=team, email=f"owner{i}@example.com", role="owner")
         _user(f"member{i}", team=team)
-        account = services.account_create(team=team, name="main")
-        services.user_create(account=account, name=f"u{i}")
+        account = services.account_create(actor=PLATFORM, team=team, name="main")
+        services.user_create(actor=PLATFORM, account=account, name=f"u{i}")
 
 
 def test_tenants_page_runs_a_fixed_number_of_queries(staff_client, operator_setup, django_assert_max_num_queries):

@@ -12,7 +12,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts_service import people, services
+from accounts_service import services
+from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import (
     NAME_PATTERN,
     TEXT_RENDERERS,
@@ -28,7 +29,7 @@ from accounts_service.api.utils import (
 )
 from accounts_service.models import LIMIT_FIELDS, Account
 from accounts_service.plans import FREE_PLAN
-from accounts_service.selectors import account_for_user_get, team_for_user_get
+from accounts_service.selectors import team_for_user_get
 from accounts_service.validation import MAX_DESCRIPTION, MAX_LIMIT
 
 # ------------------------------------------------------------------------------------------------
@@ -126,12 +127,12 @@ class AccountListCreateApi(APIView):
                 else team_for_user_get(user=request.user, team_id=team_id))
         account = services.account_create(
             team=team, name=data["name"], description=data.get("description", ""), limits=data.get("limits"),
-            plan=data.get("plan") or FREE_PLAN,
+            plan=data.get("plan") or FREE_PLAN, actor=request.user,
         )
         return Response(self.OutputSerializer(account).data, status=status.HTTP_201_CREATED)
 
 
-class AccountDetailApi(APIView):
+class AccountDetailApi(AccountScopedApi):
     """``GET/PATCH/DELETE /api/v1/accounts/{account_pk}/``: one account, by its public nkey."""
 
     class InputSerializer(StrictInputSerializer):
@@ -144,34 +145,35 @@ class AccountDetailApi(APIView):
             ref_name = "AccountUpdateInput"
 
     OutputSerializer = AccountOutputSerializer
+    owner_methods = frozenset({"DELETE"})  # (a plan change in a PATCH: the service asks for an owner)
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         return Response(self.OutputSerializer(account).data)
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def patch(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         plan = data.pop("plan", None)
         with transaction.atomic():  # a plan change and the other fields land together or not at all
             if plan:  # owners only; the limits that follow are checked against the new plan
-                account = people.account_plan_change_by(account=account, plan=plan, by=request.user)
+                account = services.account_plan_set(account=account, plan=plan, actor=request.user)
             if data or not plan:
-                account = services.account_update(account=account, **data)
+                account = services.account_update(account=account, actor=request.user, **data)
         return Response(self.OutputSerializer(account).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
-        services.account_delete(account=account)
+        account = self.account
+        services.account_delete(account=account, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class AccountJwtApi(APIView):
+class AccountJwtApi(AccountScopedApi):
     """``GET /api/v1/accounts/{account_pk}/jwt``: the current account JWT, as ``text/plain``."""
 
     renderer_classes = TEXT_RENDERERS
@@ -179,5 +181,5 @@ class AccountJwtApi(APIView):
 
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request: Request, account_pk: str) -> HttpResponse:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         return plain_text_response(account.jwt)

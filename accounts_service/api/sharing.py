@@ -7,8 +7,8 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import APIView
 
+from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import (
     ACCOUNT_KEY_PATTERN,
     NAME_PATTERN,
@@ -23,7 +23,7 @@ from accounts_service.api.utils import (
     subject_field,
 )
 from accounts_service.models import Export
-from accounts_service.selectors import account_for_user_get, export_get, export_list, import_get, import_list
+from accounts_service.selectors import export_get, export_list, import_get, import_list
 from accounts_service.services import activation_create, export_create, export_delete, import_create, import_delete
 from core.errors import ApplicationError
 
@@ -45,7 +45,7 @@ class ExportOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class ExportListCreateApi(APIView):
+class ExportListCreateApi(AccountScopedApi):
     """``GET/POST /api/v1/accounts/{account_pk}/exports/``: the account's streams and services."""
 
     class InputSerializer(StrictInputSerializer):
@@ -67,37 +67,37 @@ class ExportListCreateApi(APIView):
     @extend_schema(operation_id="v1_accounts_exports_list",
                    responses=paginated(OutputSerializer, "PaginatedExportList"))
     def get(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         return paginated_response(queryset=export_list(account=account), serializer_class=self.OutputSerializer,
                                   request=request, view=self)
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        export = export_create(account=account, **serializer.validated_data)
+        export = export_create(account=account, actor=request.user, **serializer.validated_data)
         return Response(self.OutputSerializer(export).data, status=status.HTTP_201_CREATED)
 
 
-class ExportDetailApi(APIView):
+class ExportDetailApi(AccountScopedApi):
     """``GET/DELETE /api/v1/accounts/{account_pk}/exports/{id}/``; deleting drops every import of it."""
 
     OutputSerializer = ExportOutputSerializer
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, account_pk: str, export_id: int) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         return Response(self.OutputSerializer(export_get(account=account, export_id=export_id)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, account_pk: str, export_id: int) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
-        export_delete(export=export_get(account=account, export_id=export_id))
+        account = self.account
+        export_delete(export=export_get(account=account, export_id=export_id), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ActivationCreateApi(APIView):
+class ActivationCreateApi(AccountScopedApi):
     """``POST /api/v1/accounts/{account_pk}/exports/{id}/activations/``: an activation token for one importer
     of a private export. The route is scoped by the exporting account, so only its own teams can mint one."""
 
@@ -115,12 +115,12 @@ class ActivationCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request, account_pk: str, export_id: int) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         export = export_get(account=account, export_id=export_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        activation = activation_create(export=export, target_public_key=data["target"],
+        activation = activation_create(export=export, actor=request.user, target_public_key=data["target"],
                                        subject=data.get("subject") or None, expires_at=data.get("expires_at"))
         return Response(self.OutputSerializer(activation).data, status=status.HTTP_201_CREATED)
 
@@ -142,7 +142,7 @@ class ImportOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class ImportListCreateApi(APIView):
+class ImportListCreateApi(AccountScopedApi):
     """``GET/POST /api/v1/accounts/{account_pk}/imports/``: other accounts' exports brought into this one.
     The exporter may belong to any team: the service checks the export and, if private, the token."""
 
@@ -160,18 +160,19 @@ class ImportListCreateApi(APIView):
     @extend_schema(operation_id="v1_accounts_imports_list",
                    responses=paginated(OutputSerializer, "PaginatedImportList"))
     def get(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         return paginated_response(queryset=import_list(account=account), serializer_class=self.OutputSerializer,
                                   request=request, view=self)
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            imp = import_create(account=account, exporter_public_key=data["exporter"], subject=data["subject"],
+            imp = import_create(account=account, actor=request.user, exporter_public_key=data["exporter"],
+                                subject=data["subject"],
                                 local_subject=data.get("local_subject") or None, token=data.get("token") or None,
                                 name=data.get("name") or None, share=data["share"])
         except ApplicationError as exc:
@@ -182,18 +183,18 @@ class ImportListCreateApi(APIView):
         return Response(self.OutputSerializer(imp).data, status=status.HTTP_201_CREATED)
 
 
-class ImportDetailApi(APIView):
+class ImportDetailApi(AccountScopedApi):
     """``GET/DELETE /api/v1/accounts/{account_pk}/imports/{id}/``."""
 
     OutputSerializer = ImportOutputSerializer
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, account_pk: str, import_id: int) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         return Response(self.OutputSerializer(import_get(account=account, import_id=import_id)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, account_pk: str, import_id: int) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
-        import_delete(imp=import_get(account=account, import_id=import_id))
+        account = self.account
+        import_delete(imp=import_get(account=account, import_id=import_id), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

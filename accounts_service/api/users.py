@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import F
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -11,9 +12,9 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import APIView
 
 from accounts_service import services
+from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import (
     TEXT_RENDERERS,
     USER_KEY_PATTERN,
@@ -31,9 +32,8 @@ from accounts_service.api.utils import (
     subject_field,
 )
 from accounts_service.models import Account, NatsUser
-from accounts_service.selectors import account_for_user_get, user_get
+from accounts_service.selectors import user_get
 from accounts_service.validation import MAX_LIMIT, MAX_SUBJECTS
-from core.errors import NotFound
 
 # ------------------------------------------------------------------------------------------------
 # Serializers shared by the user routes
@@ -124,7 +124,7 @@ class UserOutputSerializer(serializers.Serializer):
 # ------------------------------------------------------------------------------------------------
 
 
-class UserListCreateApi(ServiceTransactionsMixin, APIView):
+class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
     """``GET/POST /api/v1/accounts/{account_pk}/users/``: the account's users; a new one."""
 
     class InputSerializer(StrictInputSerializer):
@@ -146,7 +146,7 @@ class UserListCreateApi(ServiceTransactionsMixin, APIView):
 
     @extend_schema(operation_id="v1_accounts_users_list", responses=paginated(OutputSerializer, "PaginatedUserList"))
     def get(self, request: Request, account_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         users = (
             NatsUser.objects.filter(account=account).select_related("account", "signing_key")
             .order_by("created_at", "pk")
@@ -155,17 +155,13 @@ class UserListCreateApi(ServiceTransactionsMixin, APIView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request, account_pk: str) -> Response:
-        # The hot path of .creds issuance: the scoped read of only what creating a user reads (its id and key);
-        # a miss asks the selector, for its 404.
-        found = Account.objects.for_user(request.user).filter(public_key=account_pk).only("id", "public_key")
-        account = next(iter(found[:1]), None) or account_for_user_get(user=request.user, public_key=account_pk)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_create(account=account, **_flatten(serializer.validated_data))
+        user = services.user_create(account=self.account, actor=request.user, **_flatten(serializer.validated_data))
         return Response(self.OutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
-class UserDetailApi(APIView):
+class UserDetailApi(AccountScopedApi):
     """``GET/PATCH/DELETE .../users/{user_pk}/``: one user, by its public nkey, within the account."""
 
     class InputSerializer(StrictInputSerializer):
@@ -182,43 +178,50 @@ class UserDetailApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, account_pk: str, user_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         return Response(self.OutputSerializer(user_get(account=account, public_key=user_pk)).data)
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def patch(self, request: Request, account_pk: str, user_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         user = user_get(account=account, public_key=user_pk)
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        user = services.user_update(user=user, **_flatten(serializer.validated_data))
+        user = services.user_update(user=user, actor=request.user, **_flatten(serializer.validated_data))
         return Response(self.OutputSerializer(user).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, account_pk: str, user_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
-        services.user_delete(user=user_get(account=account, public_key=user_pk))
+        account = self.account
+        services.user_delete(user=user_get(account=account, public_key=user_pk), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class UserCredsApi(ServiceTransactionsMixin, APIView):
+class UserCredsApi(ServiceTransactionsMixin, AccountScopedApi):
     """``GET .../users/{user_pk}/creds``: the ``.creds`` file (user JWT + seed); 409 if we never had the seed."""
 
     renderer_classes = TEXT_RENDERERS
     content_negotiation_class = AcceptHeaderNegotiation
 
+    def scope_resolve(self, request: Request, **kwargs: Any) -> tuple[Account, str]:
+        # The hot path of .creds issuance: one scoped read for the account, the user and the caller's role; only
+        # a miss asks the selectors, so that an unknown account and an unknown user keep their own 404s.
+        found = (
+            NatsUser.objects.for_user(request.user)
+            .filter(account__public_key=kwargs["account_pk"], public_key=kwargs["user_pk"])
+            .select_related("account").only("id", "name", "public_key", "account__public_key", "account__team_id")
+            .annotate(actor_role=F("account__team__memberships__role"))
+        )
+        self.user = next(iter(found[:1]), None)  # (public keys are unique: a slice, without .first()'s ORDER BY)
+        if self.user is None:
+            account, role = super().scope_resolve(request, **kwargs)
+            self.user = user_get(account=account, public_key=kwargs["user_pk"])
+            return account, role
+        return self.user.account, self.user.actor_role
+
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request: Request, account_pk: str, user_pk: str) -> HttpResponse:
-        # One scoped read for the account and the user (the hot path of .creds issuance); only a miss asks the
-        # selectors, so that an unknown account and an unknown user keep their own 404s.
-        found = (
-            NatsUser.objects.for_user(request.user).filter(account__public_key=account_pk, public_key=user_pk)
-            .select_related("account").only("id", "name", "public_key", "account__public_key", "account__team_id")
-        )
-        user = next(iter(found[:1]), None)  # (public keys are unique: a slice, without .first()'s ORDER BY)
-        if user is None:
-            user_get(account=account_for_user_get(user=request.user, public_key=account_pk), public_key=user_pk)
-            raise NotFound(f"no user {user_pk} in this account", extra={"user": user_pk})  # (raced a deletion)
+        user = self.user
         text = services.user_creds_download(user=user, actor=request.user)
         # The body holds a secret: never cached by browsers or proxies.
         return plain_text_response(text, headers={
@@ -227,14 +230,14 @@ class UserCredsApi(ServiceTransactionsMixin, APIView):
         })
 
 
-class UserRevokeApi(APIView):
+class UserRevokeApi(AccountScopedApi):
     """``POST .../users/{user_pk}/revoke``: revoke the user's key in the account JWT (idempotent)."""
 
     OutputSerializer = UserOutputSerializer
 
     @extend_schema(request=None, responses=OutputSerializer)
     def post(self, request: Request, account_pk: str, user_pk: str) -> Response:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
+        account = self.account
         user = user_get(account=account, public_key=user_pk)
         user = services.user_revoke(user=user, actor=request.user)
         return Response(self.OutputSerializer(user).data)

@@ -1,9 +1,10 @@
 """Web views of sharing: an account's exports and their activation tokens, its imports, and the catalog of
 advertised exports across the platform.
 
-Thin like ``views``: a form checks shapes, a sharing service does the work inside its own transaction (so bad
-input creates nothing) and its ApplicationError becomes a form error. Every account comes from ``account_or_404``,
-so another team's account, export, activation or import is the same 404 as an unknown one.
+Thin like ``accounts``: a form checks shapes, a sharing service does the work inside its own transaction (so bad
+input creates nothing) and its ApplicationError becomes a form error. Every account comes from ``request_account``
+(scoped to the person's teams), so another team's account, export, activation or import is the same 404 as an
+unknown one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -24,7 +25,7 @@ from accounts_service import services
 from accounts_service.models import Account, Activation, Export
 from accounts_service.selectors import export_catalog, export_get, export_list, import_get, import_list
 from accounts_service.web import sharing_forms as forms
-from accounts_service.web.views import account_or_404, service_call
+from accounts_service.web.helpers import attempt, one, request_account, service_call
 from core.errors import NotFound
 
 CATALOG_PAGE_SIZE = 25
@@ -32,13 +33,6 @@ CATALOG_PAGE_SIZE = 25
 # ------------------------------------------------------------------------------------------------
 # Helpers
 # ------------------------------------------------------------------------------------------------
-
-
-def _export(account: Account, export_id: int) -> Export:
-    try:
-        return export_get(account=account, export_id=export_id)
-    except NotFound:
-        raise Http404("no such export") from None
 
 
 def _exports_with_activations(account: Account) -> QuerySet[Export]:
@@ -60,10 +54,11 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 @login_required
 def exports(request: HttpRequest, pk: str) -> HttpResponse:
-    account = account_or_404(request, pk)
+    account = request_account(request, pk)
     form = forms.ExportForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        ok, export = service_call(form, services.export_create, account=account, **form.service_kwargs())
+        ok, export = service_call(form, services.export_create, account=account, actor=request.user,
+                                  **form.service_kwargs())
         if ok:
             visibility = "private" if export.token_req else "public"
             messages.success(request, f"{visibility.capitalize()} {export.type} {export.name} ({export.subject}) "
@@ -78,21 +73,22 @@ def exports(request: HttpRequest, pk: str) -> HttpResponse:
 @login_required
 @require_POST
 def export_delete(request: HttpRequest, pk: str, export_id: int) -> HttpResponse:
-    account = account_or_404(request, pk)
-    export = _export(account, export_id)
-    services.export_delete(export=export)
-    messages.success(request, f"Export {export.name} ({export.subject}) withdrawn; its importers lost it.")
+    account = request_account(request, pk)
+    export = export_get(account=account, export_id=export_id)
+    if attempt(request, services.export_delete, export=export, actor=request.user):
+        messages.success(request, f"Export {export.name} ({export.subject}) withdrawn; its importers lost it.")
     return redirect("web:exports", pk=account.public_key)
 
 
 @login_required
 def activation_create(request: HttpRequest, pk: str, export_id: int) -> HttpResponse:
     """GET: the form; POST: issue the token and show it in this response only (it is a bearer credential)."""
-    account = account_or_404(request, pk)
-    export = _export(account, export_id)
+    account = request_account(request, pk)
+    export = export_get(account=account, export_id=export_id)
     form = forms.ActivationForm(request.POST or None, initial={"target": request.GET.get("target", "")})
     if request.method == "POST" and form.is_valid():
-        ok, activation = service_call(form, services.activation_create, export=export, **form.service_kwargs())
+        ok, activation = service_call(form, services.activation_create, export=export, actor=request.user,
+                                      **form.service_kwargs())
         if ok:
             return _no_store(render(request, "web/sharing/activation_created.html", {
                 "account": account, "tab": "exports", "export": export, "activation": activation,
@@ -105,14 +101,12 @@ def activation_create(request: HttpRequest, pk: str, export_id: int) -> HttpResp
 @login_required
 @require_POST
 def activation_revoke(request: HttpRequest, pk: str, export_id: int, activation_id: int) -> HttpResponse:
-    account = account_or_404(request, pk)
-    export = _export(account, export_id)
-    activation = Activation.objects.filter(export=export, pk=activation_id).first()
-    if activation is None:
-        raise Http404("no such activation")
-    services.activation_revoke(activation=activation)
-    messages.success(request, f"Activation of {activation.subject} for {activation.target_public_key} revoked; "
-                              "the importer loses access once the fleet holds the new account JWT.")
+    account = request_account(request, pk)
+    export = export_get(account=account, export_id=export_id)
+    activation = one(Activation.objects.filter(export=export), activation_id, "activation")
+    if attempt(request, services.activation_revoke, activation=activation, actor=request.user):
+        messages.success(request, f"Activation of {activation.subject} for {activation.target_public_key} revoked; "
+                                  "the importer loses access once the fleet holds the new account JWT.")
     return redirect(reverse("web:exports", kwargs={"pk": account.public_key}) + f"#export-{export.pk}")
 
 
@@ -123,12 +117,13 @@ def activation_revoke(request: HttpRequest, pk: str, export_id: int, activation_
 
 @login_required
 def imports(request: HttpRequest, pk: str) -> HttpResponse:
-    account = account_or_404(request, pk)
+    account = request_account(request, pk)
     # The catalog's "Import into…" lands here with ?from=&subject=&name= to pre-fill the form.
     prefill = {k: request.GET.get(k, "") for k in ("from", "subject", "local_subject", "name")}
     form = forms.ImportForm(request.POST or None, initial=prefill)
     if request.method == "POST" and form.is_valid():
-        ok, imp = service_call(form, services.import_create, account=account, **form.service_kwargs())
+        ok, imp = service_call(form, services.import_create, account=account, actor=request.user,
+                               **form.service_kwargs())
         if ok:
             messages.success(request, f"Imported {imp.subject} from {imp.export.account.name} as {imp.local_subject}; "
                                       "the account is re-signed and pushed to the fleet.")
@@ -142,13 +137,10 @@ def imports(request: HttpRequest, pk: str) -> HttpResponse:
 @login_required
 @require_POST
 def import_delete(request: HttpRequest, pk: str, import_id: int) -> HttpResponse:
-    account = account_or_404(request, pk)
-    try:
-        imp = import_get(account=account, import_id=import_id)
-    except NotFound:
-        raise Http404("no such import") from None
-    services.import_delete(imp=imp)
-    messages.success(request, f"Import {imp.name} ({imp.local_subject}) removed.")
+    account = request_account(request, pk)
+    imp = import_get(account=account, import_id=import_id)
+    if attempt(request, services.import_delete, imp=imp, actor=request.user):
+        messages.success(request, f"Import {imp.name} ({imp.local_subject}) removed.")
     return redirect("web:imports", pk=account.public_key)
 
 
@@ -177,11 +169,11 @@ def catalog(request: HttpRequest) -> HttpResponse:
 def catalog_import(request: HttpRequest) -> HttpResponse:
     """"Import into…": from a catalog entry to the chosen account's import form, pre-filled. An export with an
     account token position gets the importer's own key in that position, as NATS requires of such imports."""
-    account = account_or_404(request, request.GET.get("account", ""))
+    account = request_account(request, request.GET.get("account", ""))
     try:
         export = export_catalog().get(pk=int(request.GET.get("export", "")))
     except (Export.DoesNotExist, ValueError):
-        raise Http404("no such export in the catalog") from None
+        raise NotFound("no such export in the catalog") from None
     tokens = export.subject.split(".")
     position = export.account_token_position
     if position and 0 < position <= len(tokens) and tokens[position - 1] == "*":

@@ -10,7 +10,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts_service import services
-from accounts_service.models import Account, NatsUser, Revocation, Team
+from accounts_service.models import Account, AuditEvent, NatsUser, Revocation, Team, TeamMembership
+from accounts_service.rights import PLATFORM
 from operators import nkeys
 from operators.nkeys import KeyType
 
@@ -36,7 +37,7 @@ def _person(username: str, *, team: Team | None = None):
 
 def _client(person) -> APIClient:
     client = APIClient()
-    _, token = services.api_token_create(user=person)
+    _, token = services.api_token_create(actor=PLATFORM, user=person)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
 
@@ -67,12 +68,13 @@ def intruder(other_team) -> APIClient:
 @pytest.fixture
 def account(operator_setup, team) -> Account:
     # Created before any BrokerNode exists, so the on-issue push has nothing to reach.
-    return services.account_create(team=team, name="app")
+    return services.account_create(actor=PLATFORM, team=team, name="app")
 
 
 @pytest.fixture
 def nats_user(account) -> NatsUser:
-    return services.user_create(account=account, name="svc", pub_allow=["orders.>"], sub_allow=["_INBOX.>"])
+    return services.user_create(actor=PLATFORM,
+                                account=account, name="svc", pub_allow=["orders.>"], sub_allow=["_INBOX.>"])
 
 
 def _public_user_key() -> str:
@@ -85,7 +87,7 @@ def _public_user_key() -> str:
 
 
 def test_account_list_shows_only_the_callers_teams(api, account, other_team):
-    services.account_create(team=other_team, name="theirs")
+    services.account_create(actor=PLATFORM, team=other_team, name="theirs")
     response = api.get(ACCOUNTS)
     assert response.status_code == 200
     body = response.json()
@@ -95,7 +97,7 @@ def test_account_list_shows_only_the_callers_teams(api, account, other_team):
 
 def test_account_list_is_paginated(api, team, operator_setup):
     for i in range(3):
-        services.account_create(team=team, name=f"a{i}")
+        services.account_create(actor=PLATFORM, team=team, name=f"a{i}")
     body = api.get(ACCOUNTS, {"limit": 2}).json()
     assert body["count"] == 3 and len(body["results"]) == 2 and body["next"]
 
@@ -198,16 +200,24 @@ def test_account_patch_bad_input_changes_nothing(api, account):
     assert (fresh.name, fresh.subs, fresh.version, fresh.plan) == ("app", -1, account.version, "")
 
 
-def test_account_delete(api, account, nats_user):
-    assert api.delete(_account_url(account)).status_code == 204
+def test_account_delete_needs_an_owner(api, alice, account, nats_user):
+    """A member's DELETE is refused as the web refuses it (403, nothing deleted); an owner's is audited."""
+    body = _assert_error(api.delete(_account_url(account)), 403)
+    assert body["code"] == "owner_required"
+    assert Account.objects.filter(pk=account.pk).exists()
+    TeamMembership.objects.filter(user=alice).update(role=TeamMembership.Role.OWNER)
+    assert _client(alice).delete(_account_url(account)).status_code == 204
     assert not Account.objects.filter(pk=account.pk).exists()
     assert not NatsUser.objects.filter(pk=nats_user.pk).exists()
+    event = AuditEvent.objects.get(action=AuditEvent.Action.ACCOUNT_DELETE, target=account.public_key)
+    assert event.actor == alice and event.team_id == account.team_id
 
 
 def test_system_account_delete_is_refused(operator_setup):
     from accounts_service.services import platform_team_get
 
     admin = _person("root", team=platform_team_get())
+    TeamMembership.objects.filter(user=admin).update(role=TeamMembership.Role.OWNER)
     system = Account.objects.get(is_system=True)
     _assert_error(_client(admin).delete(_account_url(system)), 409)
     assert Account.objects.filter(pk=system.pk).exists()
@@ -238,7 +248,7 @@ def test_anonymous_is_refused(account):
 
 
 def test_user_list(api, account, nats_user):
-    services.user_create(account=account, name="second")
+    services.user_create(actor=PLATFORM, account=account, name="second")
     body = api.get(_account_url(account, "users/"), {"limit": 1}).json()
     assert body["count"] == 2 and len(body["results"]) == 1
     assert body["results"][0]["public_key"] == nats_user.public_key
@@ -354,7 +364,7 @@ def test_user_creds(api, nats_user):
 
 
 def test_creds_filename_is_sanitized(api, account):
-    user = services.user_create(account=account, name='we"ird/näme')
+    user = services.user_create(actor=PLATFORM, account=account, name='we"ird/näme')
     response = api.get(_user_url(user, "creds"))
     assert response["Content-Disposition"] == 'attachment; filename="we_ird_n_me.creds"'
 
@@ -374,7 +384,7 @@ def test_user_revoke(api, nats_user):
 
 
 def test_user_of_another_account_is_404_under_this_one(api, account, team, nats_user):
-    sibling = services.account_create(team=team, name="sibling")
+    sibling = services.account_create(actor=PLATFORM, team=team, name="sibling")
     wrong = f"{ACCOUNTS}{sibling.public_key}/users/{nats_user.public_key}/"
     for response in (api.get(wrong), api.get(wrong + "creds"), api.post(wrong + "revoke"), api.delete(wrong)):
         _assert_error(response, 404)

@@ -13,6 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from accounts_service import services
+from accounts_service.rights import PLATFORM
 from billing.invoices import invoice_generate
 from billing.selectors import period_start
 
@@ -44,13 +45,14 @@ ROUTES = _api_routes()
 @pytest.fixture
 def first_team_objects(operator_setup):
     owner = get_user_model().objects.create_user(username="alice", password="pw-alice-123")
-    team = services.team_create(name="acme", owner=owner)
-    account = services.account_create(team=team, name="shop")
-    feed = services.account_create(team=team, name="feed")
-    user = services.user_create(account=account, name="app", pub_allow=["orders.>"])
-    export = services.export_create(account=feed, name="prices", subject="prices.>", type="stream")
-    imp = services.import_create(account=account, exporter_public_key=feed.public_key, subject="prices.>")
-    services.account_plan_set(account=account, plan="free")
+    team = services.team_create(name="acme", actor=owner)
+    account = services.account_create(actor=PLATFORM, team=team, name="shop")
+    feed = services.account_create(actor=PLATFORM, team=team, name="feed")
+    user = services.user_create(actor=PLATFORM, account=account, name="app", pub_allow=["orders.>"])
+    export = services.export_create(actor=PLATFORM, account=feed, name="prices", subject="prices.>", type="stream")
+    imp = services.import_create(actor=PLATFORM,
+                                 account=account, exporter_public_key=feed.public_key, subject="prices.>")
+    services.account_plan_set(actor=PLATFORM, account=account, plan="free")
     invoice, _ = invoice_generate(team=team, start=period_start())
     return {"owner": owner, "account_pk": account.public_key, "user_pk": user.public_key, "export_id": export.pk,
             "import_id": imp.pk, "export_account_pk": feed.public_key, "number": invoice.number}
@@ -58,7 +60,7 @@ def first_team_objects(operator_setup):
 
 def _client(user) -> APIClient:
     client = APIClient()
-    _, token = services.api_token_create(user=user)
+    _, token = services.api_token_create(actor=PLATFORM, user=user)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
 
@@ -82,7 +84,7 @@ def test_every_api_route_is_known_to_this_test():
                          ids=[r[0] for r in ROUTES if r[0] not in UNSCOPED])
 def test_another_teams_token_gets_404_with_every_method(name, route, view, first_team_objects):
     mallory = get_user_model().objects.create_user(username="mallory", password="pw-mallory-123")
-    services.team_create(name="globex", owner=mallory)
+    services.team_create(name="globex", actor=mallory)
     intruder = _client(mallory)
     path = _fill(route, first_team_objects)
     methods = [m for m in METHODS if hasattr(view, m)]

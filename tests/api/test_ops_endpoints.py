@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from accounts_service.rights import PLATFORM
 from tests.fleet import start_redis
 from tests.natsproc import free_port
 
@@ -81,7 +82,7 @@ def token_client(operator_setup):
 
     owner = get_user_model().objects.create_user(username="erin", password="pw-erin-12345")
     client = APIClient()
-    _, token = services.api_token_create(user=owner)
+    _, token = services.api_token_create(actor=PLATFORM, user=owner)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
 

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from accounts_service import services
 from accounts_service.models import Account, AuditEvent, TeamMembership
 from accounts_service.plans import plans_all
+from accounts_service.rights import PLATFORM
 from billing.models import Plan
 
 ACCOUNTS = "/api/v1/accounts/"
@@ -19,7 +20,7 @@ def _client(team, username: str, role: str) -> APIClient:
     person = get_user_model().objects.create_user(username=username, password="pw-" + username)
     services.team_member_add(team=team, user=person, role=role)
     client = APIClient()
-    _, token = services.api_token_create(user=person)
+    _, token = services.api_token_create(actor=PLATFORM, user=person)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
 
@@ -68,7 +69,7 @@ def test_a_team_holds_only_as_many_accounts_on_a_plan_as_it_allows(owner, team, 
 
 
 def test_owner_changes_the_plan_resigned_and_audited(owner, team, operator_setup):
-    account = services.account_create(team=team, name="app", plan="free")
+    account = services.account_create(actor=PLATFORM, team=team, name="app", plan="free")
     response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": "pro"}, format="json")
     assert response.status_code == 200, response.content
     body = response.json()
@@ -80,7 +81,7 @@ def test_owner_changes_the_plan_resigned_and_audited(owner, team, operator_setup
 
 
 def test_plan_change_and_limits_land_together_or_not_at_all(owner, team, operator_setup):
-    account = services.account_create(team=team, name="app", plan="pro")
+    account = services.account_create(actor=PLATFORM, team=team, name="app", plan="pro")
     response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": "free", "limits": {"conn": 51}},
                            format="json")
     assert response.status_code == 400 and response.json()["message"] == "the free plan allows conn at most 50"
@@ -91,9 +92,9 @@ def test_plan_change_and_limits_land_together_or_not_at_all(owner, team, operato
 
 @pytest.mark.parametrize(("plan", "status"), [("platinum", 400), ("", 400), ("free", 409)])
 def test_plan_change_refusals(owner, team, operator_setup, plan, status):
-    services.account_create(team=team, name="a", plan="free")
-    services.account_create(team=team, name="b", plan="free")
-    account = services.account_create(team=team, name="c", plan="developer")
+    services.account_create(actor=PLATFORM, team=team, name="a", plan="free")
+    services.account_create(actor=PLATFORM, team=team, name="b", plan="free")
+    account = services.account_create(actor=PLATFORM, team=team, name="c", plan="developer")
     response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": plan}, format="json")
     assert response.status_code == status, response.content
     assert set(response.json()) == {"message", "code", "extra"}
@@ -101,7 +102,7 @@ def test_plan_change_refusals(owner, team, operator_setup, plan, status):
 
 
 def test_members_cannot_change_plans(member, team, operator_setup):
-    account = services.account_create(team=team, name="app", plan="free")
+    account = services.account_create(actor=PLATFORM, team=team, name="app", plan="free")
     response = member.patch(f"{ACCOUNTS}{account.public_key}/", {"plan": "business"}, format="json")
     assert response.status_code == 403
     assert Account.objects.get(pk=account.pk).plan == "free"
@@ -120,8 +121,8 @@ def test_invoices_of_the_callers_teams_only(member, team, other_team, operator_s
     from billing.selectors import period_start
 
     Plan.objects.filter(name="developer").update(base_price_cents=900)
-    services.account_create(team=team, name="app", plan="developer")
-    services.account_create(team=other_team, name="theirs", plan="developer")
+    services.account_create(actor=PLATFORM, team=team, name="app", plan="developer")
+    services.account_create(actor=PLATFORM, team=other_team, name="theirs", plan="developer")
     mine, _ = invoice_generate(team=team, start=period_start())
     theirs, _ = invoice_generate(team=other_team, start=period_start())
     listing = member.get("/api/v1/invoices/").json()

@@ -29,6 +29,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from accounts_service import services
 from accounts_service.api.utils import NAME_PATTERN, SUBJECT_PATTERN
+from accounts_service.rights import PLATFORM
 from accounts_service.validation import name_check
 from billing.invoices import invoice_generate
 from billing.selectors import period_start
@@ -116,17 +117,19 @@ def api_objects(operator_setup, _connections_kept_open):
     """A person who owns a team with two accounts: one (on the free plan, with this month's invoice) with a user and
     an import of the other's private export."""
     owner = get_user_model().objects.create_user(username="alice", password="pw-alice-123")
-    team = services.team_create(name="acme", owner=owner)
-    account = services.account_create(team=team, name="shop")
-    feed = services.account_create(team=team, name="feed")
-    user = services.user_create(account=account, name="app", pub_allow=["orders.>"])
-    export = services.export_create(account=feed, name="prices", subject="prices.>", type="stream", private=True)
-    activation = services.activation_create(export=export, target_public_key=account.public_key)
-    imp = services.import_create(account=account, exporter_public_key=feed.public_key, subject="prices.>",
+    team = services.team_create(name="acme", actor=owner)
+    account = services.account_create(actor=PLATFORM, team=team, name="shop")
+    feed = services.account_create(actor=PLATFORM, team=team, name="feed")
+    user = services.user_create(actor=PLATFORM, account=account, name="app", pub_allow=["orders.>"])
+    export = services.export_create(actor=PLATFORM,
+                                    account=feed, name="prices", subject="prices.>", type="stream", private=True)
+    activation = services.activation_create(actor=PLATFORM, export=export, target_public_key=account.public_key)
+    imp = services.import_create(actor=PLATFORM,
+                                 account=account, exporter_public_key=feed.public_key, subject="prices.>",
                                  token=activation.token)
-    services.account_plan_set(account=account, plan="free")
+    services.account_plan_set(actor=PLATFORM, account=account, plan="free")
     invoice, _ = invoice_generate(team=team, start=period_start())
-    _, token = services.api_token_create(user=owner)
+    _, token = services.api_token_create(actor=PLATFORM, user=owner)
     REAL.clear()
     REAL.update(account_pk=account.public_key, user_pk=user.public_key, export_id=export.pk, import_id=imp.pk,
                 export_account_pk=feed.public_key, token=token, number=invoice.number)

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from accounts_service import services
 from accounts_service.models import Account, Activation, Export, Import
+from accounts_service.rights import PLATFORM
 from operators import claims, nkeys
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +29,7 @@ IMPORT = "/api/v1/accounts/{}/imports/{}/"
 def _client(username: str, team) -> APIClient:
     user = get_user_model().objects.create_user(username=username, password="pw-" + username)
     services.team_member_add(team=team, user=user)
-    _, token = services.api_token_create(user=user)
+    _, token = services.api_token_create(actor=PLATFORM, user=user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
@@ -47,12 +48,12 @@ def _version(account: Account) -> int:
 
 @pytest.fixture
 def acct_a(operator_setup, team) -> Account:
-    return services.account_create(team=team, name="orders")
+    return services.account_create(actor=PLATFORM, team=team, name="orders")
 
 
 @pytest.fixture
 def acct_b(operator_setup, other_team) -> Account:
-    return services.account_create(team=other_team, name="billing")
+    return services.account_create(actor=PLATFORM, team=other_team, name="billing")
 
 
 @pytest.fixture
@@ -67,12 +68,14 @@ def bob(other_team) -> APIClient:
 
 @pytest.fixture
 def public_stream(acct_a) -> Export:
-    return services.export_create(account=acct_a, name="events", subject="orders.events.>", type="stream")
+    return services.export_create(actor=PLATFORM,
+                                  account=acct_a, name="events", subject="orders.events.>", type="stream")
 
 
 @pytest.fixture
 def private_service(acct_a) -> Export:
-    return services.export_create(account=acct_a, name="lookup", subject="orders.lookup.*", type="service",
+    return services.export_create(actor=PLATFORM,
+                                  account=acct_a, name="lookup", subject="orders.lookup.*", type="service",
                                   private=True, response_type="Stream")
 
 
@@ -108,7 +111,7 @@ def test_export_create_private_service_with_response_type_and_token_position(ali
 
 
 def test_export_list_is_paginated_and_scoped_to_the_account(alice, acct_a, acct_b, public_stream, private_service):
-    services.export_create(account=acct_b, name="theirs", subject="billing.>", type="stream")
+    services.export_create(actor=PLATFORM, account=acct_b, name="theirs", subject="billing.>", type="stream")
     r = alice.get(EXPORTS.format(acct_a.public_key))
     assert r.status_code == 200, r.content
     body = r.json()
@@ -147,7 +150,7 @@ def test_unknown_export_id_is_404(alice, acct_a):
 
 
 def test_an_export_is_addressed_only_through_its_own_account(alice, team, acct_a, public_stream):
-    sibling = services.account_create(team=team, name="sibling")
+    sibling = services.account_create(actor=PLATFORM, team=team, name="sibling")
     _error(alice.get(EXPORT.format(sibling.public_key, public_stream.pk)), 404)
     _error(alice.delete(EXPORT.format(sibling.public_key, public_stream.pk)), 404)
     assert Export.objects.filter(pk=public_stream.pk).exists()
@@ -232,9 +235,10 @@ def test_unknown_import_id_is_404(bob, acct_b):
 @pytest.fixture
 def a_import(acct_a, operator_setup, other_team) -> Import:
     """An import held by team acme's account (of a public export of a third account)."""
-    third = services.account_create(team=other_team, name="third")
-    services.export_create(account=third, name="feed", subject="feed.>", type="stream")
-    return services.import_create(account=acct_a, exporter_public_key=third.public_key, subject="feed.>")
+    third = services.account_create(actor=PLATFORM, team=other_team, name="third")
+    services.export_create(actor=PLATFORM, account=third, name="feed", subject="feed.>", type="stream")
+    return services.import_create(actor=PLATFORM,
+                                  account=acct_a, exporter_public_key=third.public_key, subject="feed.>")
 
 
 def _routes(acct_a, export, imp, acct_b):
@@ -253,7 +257,7 @@ def _routes(acct_a, export, imp, acct_b):
 
 
 def test_another_teams_token_gets_404_on_every_sharing_route(bob, acct_a, acct_b, private_service, a_import):
-    services.export_create(account=acct_b, name="billing", subject="billing.>", type="stream")
+    services.export_create(actor=PLATFORM, account=acct_b, name="billing", subject="billing.>", type="stream")
     before = (_version(acct_a), Export.objects.count(), Import.objects.count(), Activation.objects.count())
     for method, url, data in _routes(acct_a, private_service, a_import, acct_b):
         r = getattr(bob, method)(url, data, format="json") if data else getattr(bob, method)(url)
@@ -348,7 +352,7 @@ def test_activation_of_a_public_export_is_refused(alice, acct_a, acct_b, public_
 
 @pytest.fixture
 def third_acct(operator_setup, other_team) -> Account:
-    return services.account_create(team=other_team, name="third")
+    return services.account_create(actor=PLATFORM, team=other_team, name="third")
 
 
 @pytest.mark.parametrize(
@@ -371,7 +375,7 @@ def third_acct(operator_setup, other_team) -> Account:
 def test_import_create_refuses_bad_input(bob, acct_a, acct_b, third_acct, public_stream, private_service, case,
                                          field):
     def token_for(target: Account, subject: str = "orders.lookup.*") -> str:
-        return services.activation_create(export=private_service, target_public_key=target.public_key,
+        return services.activation_create(actor=PLATFORM, export=private_service, target_public_key=target.public_key,
                                           subject=subject).token
 
     a = acct_a.public_key

@@ -7,7 +7,9 @@ import signal
 
 import pytest
 
-from tests.fleet import running_fleet, wait_for
+from accounts_service.rights import PLATFORM
+from tests.fleet import running_fleet
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +26,7 @@ def test_change_reaches_every_node_and_killed_node_returns(fleet3, team):
     from broker_gateway.selectors import account_propagation
     from broker_gateway.services import fleet_reconcile
 
-    account = account_create(team=team, name="orders")  # pushed on commit (eager task)
+    account = account_create(actor=PLATFORM, team=team, name="orders")  # pushed on commit (eager task)
     status = account_propagation(account=account)
     if not status["in_sync"]:
         # A reply later than NATS_PUSH_TIMEOUT (a loaded CI machine) is not recorded: that is what the

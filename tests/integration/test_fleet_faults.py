@@ -23,15 +23,17 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nats.errors
 import pytest
 from django.db import transaction
 
-from tests.fleet import FAST, SupervisorThread, nodes_add, nodes_healthy, wait_for
+from accounts_service.rights import PLATFORM
+from tests.fleet import FAST, SupervisorThread, nodes_add, nodes_healthy
 from tests.natsproc import free_port
+from tests.waiting import Pending, pending_unless, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -52,18 +54,6 @@ def node(name: str):
     return BrokerNode.objects.get(name=name)
 
 
-def eventually(check: Callable[[], tuple[bool, object]], *, timeout: float = CONVERGE, what: str) -> None:
-    """Poll ``check`` (returning ``(ok, detail)``) until ok; on timeout fail with the last detail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ok, detail = check()
-        if ok:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}: {detail}")
-        time.sleep(0.05)
-
-
 def latest_jwts() -> dict[str, str]:
     """Every account's latest JWT as the database has it now (public key -> JWT)."""
     from accounts_service.models import Account
@@ -78,7 +68,7 @@ def lookup(public_keys: list[str], *, expect: int = 3, timeout: float = LOOKUP_T
     return gateway_get().lookup(public_keys, expect=expect, timeout=timeout)
 
 
-def lookup_behind(expected: dict[str, str], *, nodes: int = 3) -> tuple[bool, object]:
+def lookup_behind(expected: dict[str, str], *, nodes: int = 3) -> Any:
     """(every account answered by ``nodes`` nodes, all holding the expected JWT; a sample of the others)."""
     from broker_gateway.gateway import GatewayUnavailable
 
@@ -86,11 +76,12 @@ def lookup_behind(expected: dict[str, str], *, nodes: int = 3) -> tuple[bool, ob
     try:
         held = lookup(pubs, expect=nodes)
     except GatewayUnavailable as exc:  # the fleet connection is reconnecting after a node died
-        return False, f"gateway: {exc}"
+        return Pending(f"gateway: {exc}")
     behind = {pub: [("latest" if j == expected[pub] else ("none" if not j else "OTHER")) for j in jwts]
               for pub, jwts in zip(pubs, held, strict=True)
               if len(jwts) != nodes or any(j != expected[pub] for j in jwts)}
-    return not behind, {"behind": len(behind), "of": len(pubs), "sample": dict(list(behind.items())[:3])}
+    return pending_unless(not behind, {"behind": len(behind), "of": len(pubs),
+                                       "sample": dict(list(behind.items())[:3])})
 
 
 def wait_converged(*, timeout: float = CONVERGE) -> dict[str, str]:
@@ -98,14 +89,15 @@ def wait_converged(*, timeout: float = CONVERGE) -> dict[str, str]:
     from broker_gateway.selectors import accounts_behind_ids, healthy_nodes
 
     expected = latest_jwts()
-    eventually(lambda: lookup_behind(expected), timeout=timeout, what="every node to hold every latest JWT")
+    wait_for(lambda: lookup_behind(expected), timeout=timeout, what="every node to hold every latest JWT")
 
-    def claims() -> tuple[bool, object]:
+    def claims() -> Any:
         healthy = healthy_nodes()
         behind = accounts_behind_ids(healthy)
-        return len(healthy) == 3 and not behind, {"healthy": [n.name for n in healthy], "behind": len(behind)}
+        return pending_unless(len(healthy) == 3 and not behind, {"healthy": [n.name for n in healthy],
+                                                                 "behind": len(behind)})
 
-    eventually(claims, timeout=timeout, what="NodeClaim records to agree")
+    wait_for(claims, timeout=timeout, what="NodeClaim records to agree")
     assert latest_jwts() == expected, "an account changed while the test was checking"
     return expected
 
@@ -350,7 +342,7 @@ def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed
 
     accounts = 1000
     with transaction.atomic():  # no node exists yet: nothing is pushed on commit, creation stays fast
-        created = [account_create(team=team, name=f"bulk-{i:04d}") for i in range(accounts)]
+        created = [account_create(actor=PLATFORM, team=team, name=f"bulk-{i:04d}") for i in range(accounts)]
     nodes_add(3)
     fleet.start()  # nodes start with their stores primed with these versions
     wait_for(lambda: nodes_healthy(NODES), timeout=CONVERGE, what="3 healthy nodes")
@@ -431,7 +423,7 @@ def test_frozen_node_does_not_stall_push_and_catches_up(fleet3, team, settings, 
     push_timeout = 1.0
     margin = 1.5  # database work and thread scheduling on a busy 2-CPU machine
     settings.NATS_PUSH_TIMEOUT = push_timeout  # the push on commit, too
-    account = account_create(team=team, name="orders")
+    account = account_create(actor=PLATFORM, team=team, name="orders")
     wait_converged()
 
     # A bystander: freezing JetStream's meta leader would also take the others' /healthz down (see
@@ -443,7 +435,7 @@ def test_frozen_node_does_not_stall_push_and_catches_up(fleet3, team, settings, 
 
     # The tenant's change is pushed on commit: it must come back within the push deadline.
     started = time.monotonic()
-    account_update(account=account, description="changed while a node is frozen")
+    account_update(actor=PLATFORM, account=account, description="changed while a node is frozen")
     on_commit = time.monotonic() - started
     started = time.monotonic()
     report = services.accounts_push(account_ids=[account.pk], timeout=push_timeout)
@@ -455,11 +447,11 @@ def test_frozen_node_does_not_stall_push_and_catches_up(fleet3, team, settings, 
     # The two live nodes hold the new JWT (the frozen one cannot answer, so two replies are theirs).
     account.refresh_from_db()
 
-    def live_hold() -> tuple[bool, object]:
+    def live_hold() -> Any:
         (held,) = lookup_via(live[0], [account.public_key], expect=2, timeout=LOOKUP_TIMEOUT)
-        return held == [account.jwt] * 2, ["latest" if j == account.jwt else "other" for j in held]
+        return pending_unless(held == [account.jwt] * 2, ["latest" if j == account.jwt else "other" for j in held])
 
-    eventually(live_hold, timeout=3.0, what="the two live nodes to hold the new JWT")
+    wait_for(live_hold, timeout=3.0, what="the two live nodes to hold the new JWT")
 
     # The supervisor's probe (0.5 s) times out on the frozen node: it is marked unhealthy, not killed.
     wait_for(lambda: node(victim).observed_state == "unhealthy", timeout=CONVERGE, what=f"{victim} unhealthy")
@@ -495,20 +487,20 @@ def test_all_nodes_down_while_accounts_change_then_converge(fleet3, team):
     )
     from broker_gateway.services import gateway_get
 
-    kept = [account_create(team=team, name=f"kept-{i}") for i in range(5)]
-    doomed = account_create(team=team, name="doomed")
-    users = [user_create(account=kept[0], name=f"user-{i}") for i in range(3)]
+    kept = [account_create(actor=PLATFORM, team=team, name=f"kept-{i}") for i in range(5)]
+    doomed = account_create(actor=PLATFORM, team=team, name="doomed")
+    users = [user_create(actor=PLATFORM, account=kept[0], name=f"user-{i}") for i in range(3)]
     creds = [user_creds_get(user=u) for u in users]  # a revoked user has none
     wait_converged()
 
     stop_nodes(NODES)
     before = latest_jwts()
-    new = [account_create(team=team, name=f"new-{i}") for i in range(5)]
+    new = [account_create(actor=PLATFORM, team=team, name=f"new-{i}") for i in range(5)]
     for i, account in enumerate(kept[:3]):
-        account_update(account=account, description=f"changed while down {i}")
-    user_revoke(user=users[0])
-    user_revoke(user=users[1])
-    account_delete(account=doomed)
+        account_update(actor=PLATFORM, account=account, description=f"changed while down {i}")
+    user_revoke(actor=PLATFORM, user=users[0])
+    user_revoke(actor=PLATFORM, user=users[1])
+    account_delete(actor=PLATFORM, account=doomed)
     after = latest_jwts()
     assert doomed.public_key not in after
     assert {p for p in after if after[p] != before.get(p)} >= {a.public_key for a in [*new, *kept[:3]]}
@@ -520,13 +512,13 @@ def test_all_nodes_down_while_accounts_change_then_converge(fleet3, team):
     # The deleted account is gone from every node's store, not merely unlisted by us.
     system = Account.objects.get(is_system=True).public_key
 
-    def listed() -> tuple[bool, object]:
+    def listed() -> Any:
         held = gateway_get().list_claims(expect=3, timeout=LOOKUP_TIMEOUT)
         extra = {name: sorted(pubs - set(expected) - {system}) for name, pubs in held.items()}
         ok = len(held) == 3 and not any(extra.values()) and all(set(expected) <= pubs for pubs in held.values())
-        return ok, {"nodes": sorted(held), "extra": extra}
+        return pending_unless(ok, {"nodes": sorted(held), "extra": extra})
 
-    eventually(listed, what="every node's LIST to match the database")
+    wait_for(listed, what="every node's LIST to match the database")
 
     # And the revocations made while every node was down are enforced on each of them.
     for name in NODES:
@@ -547,9 +539,9 @@ def test_stale_jwt_replayed_is_detected_and_repaired_by_verify(fleet3, team):
     from broker_gateway import services
     from operators.models import IssuedAccountJwt
 
-    account = account_create(team=team, name="billing")
-    account_update(account=account, description="v2")
-    account_update(account=account, description="v3")
+    account = account_create(actor=PLATFORM, team=team, name="billing")
+    account_update(actor=PLATFORM, account=account, description="v2")
+    account_update(actor=PLATFORM, account=account, description="v3")
     account.refresh_from_db()
     wait_converged()
     history = list(IssuedAccountJwt.objects.filter(account_public_key=account.public_key).order_by("-iat"))
@@ -584,9 +576,9 @@ def test_user_revoked_while_node_down_is_refused_there_once_back(fleet3, team):
     from accounts_service.services import account_create, user_create, user_creds_get, user_revoke
     from broker_gateway.services import node_desired_set
 
-    account = account_create(team=team, name="telemetry")
-    alice = user_create(account=account, name="alice")
-    bob = user_create(account=account, name="bob")
+    account = account_create(actor=PLATFORM, team=team, name="telemetry")
+    alice = user_create(actor=PLATFORM, account=account, name="alice")
+    bob = user_create(actor=PLATFORM, account=account, name="bob")
     alice_creds, bob_creds = user_creds_get(user=alice), user_creds_get(user=bob)  # no creds once revoked
     wait_converged()
     victim = bystander()  # stopping JetStream's meta leader would disturb the other two
@@ -595,7 +587,7 @@ def test_user_revoked_while_node_down_is_refused_there_once_back(fleet3, team):
     assert connect(url, bob_creds) == "ok"
 
     stop_nodes([victim])
-    user_revoke(user=alice)
+    user_revoke(actor=PLATFORM, user=alice)
     account.refresh_from_db()
     error = connect(node(next(n for n in NODES if n != victim)).client_url, alice_creds)
     assert "authorization violation" in error, error  # the live nodes got the revocation at once

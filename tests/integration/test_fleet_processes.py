@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import ROOT, manage_py, nodes_add, start_redis, stop_process, subprocess_env, wait_for
+from accounts_service.rights import PLATFORM
+from tests.fleet import ROOT, manage_py, nodes_add, start_redis, stop_process, subprocess_env
 from tests.natsproc import free_port
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -184,7 +186,7 @@ def test_node_added_stopped_started_and_removed_while_fleet_runs(operator_setup,
     from broker_gateway.models import BrokerNode
 
     names = [n.name for n in nodes_add(3)]
-    account = account_create(team=team, name="probe")  # no supervisor yet, so nothing pushes it
+    account = account_create(actor=PLATFORM, team=team, name="probe")  # no supervisor yet, so nothing pushes it
     run, pids = fleet_up(procs, names)
     first = BrokerNode.objects.get(name="node-1")
     assert wait_for(lambda: push_replies(account, first) == set(names), what="3 nodes answer a push")
@@ -283,7 +285,7 @@ def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, p
     fleet_up(procs, names)
 
     # Each account's JWT is enqueued for a push on commit (broker_gateway.signals): ACCOUNTS messages in Redis.
-    created = [account_create(team=team, name=f"acct-{i}") for i in range(ACCOUNTS)]
+    created = [account_create(actor=PLATFORM, team=team, name=f"acct-{i}") for i in range(ACCOUNTS)]
     ids = [a.pk for a in created]
     assert broker.llen("celery") == ACCOUNTS, "the pushes were not enqueued in Redis"
 

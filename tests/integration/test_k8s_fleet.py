@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from accounts_service.rights import PLATFORM
 from broker_gateway.fleet.driver import NodeSpec
 from broker_gateway.fleet.kubernetes import ApiConfig, KubeClient, KubernetesDriver
-from tests.fleet import FAST, wait_for
+from tests.fleet import FAST
 from tests.k8s_fake import FakeKube, ProcessKubelet
 from tests.natsproc import free_port
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -55,7 +57,7 @@ def test_supervisor_runs_a_statefulset_of_real_nats_servers(operator_setup, team
             assert len(versions) == 1 and versions != {""}  # read from /varz at the pod IP
             assert all(n.server_id.startswith("N") for n in BrokerNode.objects.all())
 
-            account = account_create(team=team, name="orders")  # pushed on commit (eager task)
+            account = account_create(actor=PLATFORM, team=team, name="orders")  # pushed on commit (eager task)
             status = account_propagation(account=account)
             if not status["in_sync"]:
                 fleet_reconcile()  # a reply later than NATS_PUSH_TIMEOUT on a loaded machine

@@ -8,7 +8,9 @@ import threading
 
 import pytest
 
-from tests.fleet import running_fleet, wait_for
+from accounts_service.rights import PLATFORM
+from tests.fleet import running_fleet
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -135,10 +137,10 @@ def test_route_traffic_is_counted_once_as_sent_and_received(fleet2, team):
     from broker_gateway.services import fleet_reconcile, running_node_urls
 
     usage_service_ensure()  # the platform's ngs.usage export: new accounts import it at creation
-    account = account_create(team=team, name="metered", plan="free")
-    other = account_create(team=team, name="nosy", plan="free")
+    account = account_create(actor=PLATFORM, team=team, name="metered", plan="free")
+    other = account_create(actor=PLATFORM, team=team, name="nosy", plan="free")
     fleet_reconcile()
-    user = user_create(account=account, name="app")
+    user = user_create(actor=PLATFORM, account=account, name="app")
     creds = user_creds_get(user=user)
     collector = CollectorThread(running_node_urls()).start()
     try:
@@ -152,7 +154,7 @@ def test_route_traffic_is_counted_once_as_sent_and_received(fleet2, team):
         totals = wait_for(counted, timeout=15, what="the ledger to count the traffic")
         # Over NATS: the account's own creds ask ngs.usage and get the same numbers; asking for another
         # account's usage by its key is refused by the servers (no import covers it).
-        nosy_creds = user_creds_get(user=user_create(account=other, name="nosy"))
+        nosy_creds = user_creds_get(user=user_create(actor=PLATFORM, account=other, name="nosy"))
         answers = _usage_requests(fleet2[1].client_url, creds, nosy_creds, account.public_key)
     finally:
         collector.stop()
@@ -202,9 +204,9 @@ def test_collector_restarts_and_gaps_lose_nothing(fleet2, team):
     from billing.selectors import usage_totals
     from broker_gateway.services import fleet_reconcile, running_node_urls
 
-    account = account_create(team=team, name="steady", plan="free")
+    account = account_create(actor=PLATFORM, team=team, name="steady", plan="free")
     fleet_reconcile()
-    creds = user_creds_get(user=user_create(account=account, name="app"))
+    creds = user_creds_get(user=user_create(actor=PLATFORM, account=account, name="app"))
     urls = running_node_urls()
 
     first = CollectorThread(urls).start()
@@ -241,9 +243,9 @@ def test_quota_cycle_warns_suspends_and_an_upgrade_restores(fleet2, team):
     Plan.objects.filter(name="free").update(data_bytes=30_000)  # the traffic below is 40,000 bytes
     owner = get_user_model().objects.create_user(username="o@example.com", email="o@example.com", password="x")
     TeamMembership.objects.create(team=team, user=owner, role=TeamMembership.Role.OWNER)
-    account = account_create(team=team, name="chatty", plan="free")
+    account = account_create(actor=PLATFORM, team=team, name="chatty", plan="free")
     fleet_reconcile()
-    creds = user_creds_get(user=user_create(account=account, name="app"))
+    creds = user_creds_get(user=user_create(actor=PLATFORM, account=account, name="app"))
     collector = CollectorThread(running_node_urls()).start()
     try:
         assert _traffic(fleet2[0], fleet2[1], creds) == N
@@ -269,7 +271,7 @@ def test_quota_cycle_warns_suspends_and_an_upgrade_restores(fleet2, team):
     refused = asyncio.run(try_connect())
     assert "maximum account active connections exceeded" in refused, refused
 
-    account_plan_set(account=account, plan="developer")  # billing re-evaluates the quota on commit
+    account_plan_set(actor=PLATFORM, account=account, plan="developer")  # billing re-evaluates the quota on commit
     account.refresh_from_db()
     assert account.suspended_at is None and account.plan == "developer" and account.conn == 250
     fleet_reconcile()
@@ -290,9 +292,10 @@ def test_jetstream_storage_is_metered_from_the_nodes(fleet2, team):
     from broker_gateway.services import fleet_reconcile, running_node_urls
 
     usage_service_ensure()
-    account = account_create(team=team, name="streams", plan="free")  # the free plan has 256 MiB of disk
+    account = account_create(actor=PLATFORM,
+                             team=team, name="streams", plan="free")  # the free plan has 256 MiB of disk
     fleet_reconcile()
-    creds = user_creds_get(user=user_create(account=account, name="app"))
+    creds = user_creds_get(user=user_create(actor=PLATFORM, account=account, name="app"))
 
     async def fill() -> int:
         nc = await nats_client.connect_creds(fleet2[0].client_url, creds, name="js")

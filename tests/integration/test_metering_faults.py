@@ -29,8 +29,10 @@ import urllib.request
 
 import pytest
 
-from tests.fleet import running_fleet, wait_for
+from accounts_service.rights import PLATFORM
+from tests.fleet import running_fleet
 from tests.integration.test_metering import CollectorThread
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -254,9 +256,9 @@ def tenant(team, name: str) -> tuple:
     from accounts_service.services import account_create, user_create, user_creds_get
     from broker_gateway.services import fleet_reconcile
 
-    account = account_create(team=team, name=name, plan="developer")
+    account = account_create(actor=PLATFORM, team=team, name=name, plan="developer")
     fleet_reconcile()
-    return account, user_creds_get(user=user_create(account=account, name="app"))
+    return account, user_creds_get(user=user_create(actor=PLATFORM, account=account, name="app"))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from accounts_service.models import Account, Import
+from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_nats_build
 from accounts_service.services import (
     account_create,
@@ -39,6 +40,7 @@ from broker_gateway import nats_client
 from broker_gateway.services import PushResult, account_lookup, account_push
 from core.errors import ApplicationError
 from operators import claims, nkeys
+from tests.waiting import wait_for_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -58,16 +60,6 @@ def push(account: Account, url: str) -> PushResult:
     result = account_push(account=account, url=url, expect=1)
     assert result.ok, result.replies
     return result
-
-
-async def wait_until(predicate: Callable[[], bool], *, timeout: float = DEADLINE, what: str = "condition") -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -160,14 +152,14 @@ def jwt_claims(token: str) -> dict:
 
 def test_pub_sub_allowed_and_denied_subjects(nats_server, team):
     url = nats_server.url
-    account = account_create(team=team, name="orders")
+    account = account_create(actor=PLATFORM, team=team, name="orders")
     result = push(account, url)
     # Every server replies to an update; one server here.
     assert len(result.replies) == 1 and result.replies[0]["data"]["account"] == account.public_key
 
-    alice = user_create(account=account, name="alice", pub_allow=["orders.>"], sub_allow=["orders.>"])
+    alice = user_create(actor=PLATFORM, account=account, name="alice", pub_allow=["orders.>"], sub_allow=["orders.>"])
     # A spy that may see everything, to prove a denied publish never reaches subscribers.
-    spy_user = user_create(account=account, name="spy", pub_allow=["secret.>"], sub_allow=[">"])
+    spy_user = user_create(actor=PLATFORM, account=account, name="spy", pub_allow=["secret.>"], sub_allow=[">"])
     alice_creds, spy_creds = user_creds_get(user=alice), user_creds_get(user=spy_user)
 
     async def scenario() -> None:
@@ -183,8 +175,8 @@ def test_pub_sub_allowed_and_denied_subjects(nats_server, team):
             # Allowed: alice publishes on orders.new and receives it (and so does the spy).
             await a.nc.publish("orders.new", b"1")
             await a.nc.flush()
-            await wait_until(lambda: alice_inbox.subjects() == ["orders.new"], what="alice's own message")
-            await wait_until(lambda: "orders.new" in spy_inbox.subjects(), what="spy sees orders.new")
+            await wait_for_async(lambda: alice_inbox.subjects() == ["orders.new"], what="alice's own message")
+            await wait_for_async(lambda: "orders.new" in spy_inbox.subjects(), what="spy sees orders.new")
             assert alice_inbox.msgs[0].data == b"1"
 
             # Denied publish: the server answers -ERR 'Permissions Violation for Publish to ...'
@@ -194,8 +186,8 @@ def test_pub_sub_allowed_and_denied_subjects(nats_server, team):
             # would have reached it first had the server forwarded it.
             await a.nc.publish("orders.marker", b"m")
             await a.nc.flush()
-            await wait_until(lambda: "orders.marker" in spy_inbox.subjects(), what="marker at the spy")
-            await wait_until(
+            await wait_for_async(lambda: "orders.marker" in spy_inbox.subjects(), what="marker at the spy")
+            await wait_for_async(
                 lambda: "permissions violation for publish" in a.error_text(), what="publish permissions violation"
             )
             assert "secret.plans" in a.error_text()
@@ -206,17 +198,17 @@ def test_pub_sub_allowed_and_denied_subjects(nats_server, team):
             secret_inbox = Inbox()
             await a.nc.subscribe("secret.>", cb=secret_inbox.cb)
             await a.nc.flush()
-            await wait_until(
+            await wait_for_async(
                 lambda: "permissions violation for subscription" in a.error_text(),
                 what="subscribe permissions violation",
             )
             await spy.nc.publish("secret.plans", b"for-spies")
             await spy.nc.flush()
             # The spy receives its own publish on '>' ; alice's marker after it proves ordering.
-            await wait_until(lambda: "secret.plans" in spy_inbox.subjects(), what="spy's own secret")
+            await wait_for_async(lambda: "secret.plans" in spy_inbox.subjects(), what="spy's own secret")
             await a.nc.publish("orders.marker2", b"m")
             await a.nc.flush()
-            await wait_until(lambda: "orders.marker2" in alice_inbox.subjects(), what="alice's marker2")
+            await wait_for_async(lambda: "orders.marker2" in alice_inbox.subjects(), what="alice's marker2")
             assert secret_inbox.msgs == []
             assert a.nc.is_connected
         finally:
@@ -232,16 +224,18 @@ def test_pub_sub_allowed_and_denied_subjects(nats_server, team):
 
 def test_service_import_public_and_private_with_activation(nats_server, team, other_team):
     url = nats_server.url
-    exporter = account_create(team=team, name="weather")
-    importer = account_create(team=other_team, name="app")
-    export_create(account=exporter, name="forecast", subject="weather.forecast", type="service")
-    private = export_create(account=exporter, name="radar", subject="weather.radar", type="service", private=True)
-    activation = activation_create(export=private, target_public_key=importer.public_key)
+    exporter = account_create(actor=PLATFORM, team=team, name="weather")
+    importer = account_create(actor=PLATFORM, team=other_team, name="app")
+    export_create(actor=PLATFORM, account=exporter, name="forecast", subject="weather.forecast", type="service")
+    private = export_create(actor=PLATFORM,
+                            account=exporter, name="radar", subject="weather.radar", type="service", private=True)
+    activation = activation_create(actor=PLATFORM, export=private, target_public_key=importer.public_key)
     act = claims.decode(activation.token, expected_type=claims.ACTIVATION)
     assert act.issuer == exporter.public_key and act.subject == importer.public_key
 
-    import_create(account=importer, exporter_public_key=exporter.public_key, subject="weather.forecast")
+    import_create(actor=PLATFORM, account=importer, exporter_public_key=exporter.public_key, subject="weather.forecast")
     import_create(
+        actor=PLATFORM,
         account=importer,
         exporter_public_key=exporter.public_key,
         subject="weather.radar",
@@ -252,8 +246,9 @@ def test_service_import_public_and_private_with_activation(nats_server, team, ot
     push(exporter, url)
     push(importer, url)
 
-    responder = user_create(account=exporter, name="svc", sub_allow=["weather.>"], allow_responses=True)
+    responder = user_create(actor=PLATFORM, account=exporter, name="svc", sub_allow=["weather.>"], allow_responses=True)
     requester = user_create(
+        actor=PLATFORM,
         account=importer, name="client", pub_allow=["weather.forecast", "radar"], sub_allow=["_INBOX.>"]
     )
     responder_creds, requester_creds = user_creds_get(user=responder), user_creds_get(user=requester)
@@ -283,13 +278,14 @@ def test_service_import_public_and_private_with_activation(nats_server, team, ot
 
 def test_private_import_without_token_is_refused_and_gets_no_responders(nats_server, team, other_team):
     url = nats_server.url
-    exporter = account_create(team=team, name="vault")
-    importer = account_create(team=other_team, name="thief")
-    export = export_create(account=exporter, name="secrets", subject="vault.get", type="service", private=True)
+    exporter = account_create(actor=PLATFORM, team=team, name="vault")
+    importer = account_create(actor=PLATFORM, team=other_team, name="thief")
+    export = export_create(actor=PLATFORM,
+                           account=exporter, name="secrets", subject="vault.get", type="service", private=True)
 
     # Our service refuses a private import with no activation token.
     with pytest.raises(ApplicationError, match="activation token is required"):
-        import_create(account=importer, exporter_public_key=exporter.public_key, subject="vault.get")
+        import_create(actor=PLATFORM, account=importer, exporter_public_key=exporter.public_key, subject="vault.get")
     assert not Import.objects.filter(account=importer).exists()
 
     # The server's own behaviour: slip the token-less import in behind the service's back and sign
@@ -305,9 +301,11 @@ def test_private_import_without_token_is_refused_and_gets_no_responders(nats_ser
     push(importer, url)
 
     responder = user_create(
+        actor=PLATFORM,
         account=exporter, name="svc", pub_allow=["vault.>"], sub_allow=["vault.>", "_INBOX.>"], allow_responses=True
     )
-    requester = user_create(account=importer, name="client", pub_allow=["vault.get"], sub_allow=["_INBOX.>"])
+    requester = user_create(actor=PLATFORM,
+                            account=importer, name="client", pub_allow=["vault.get"], sub_allow=["_INBOX.>"])
     responder_creds, requester_creds = user_creds_get(user=responder), user_creds_get(user=requester)
 
     async def scenario() -> None:
@@ -343,9 +341,9 @@ def test_private_import_without_token_is_refused_and_gets_no_responders(nats_ser
 
 def test_revoked_user_is_kicked_and_refused(nats_server, team):
     url = nats_server.url
-    account = account_create(team=team, name="iot")
+    account = account_create(actor=PLATFORM, team=team, name="iot")
     push(account, url)
-    device = user_create(account=account, name="device-1", pub_allow=["iot.>"], sub_allow=["iot.>"])
+    device = user_create(actor=PLATFORM, account=account, name="device-1", pub_allow=["iot.>"], sub_allow=["iot.>"])
     creds_text = user_creds_get(user=device)  # read before revoking: a revoked user has no creds
 
     async def connect() -> Conn:
@@ -358,7 +356,7 @@ def test_revoked_user_is_kicked_and_refused(nats_server, team):
     try:
         conn = loop.run_until_complete(connect())
         # Revoke and push from outside the client's loop (services run their own loop).
-        user_revoke(user=device)
+        user_revoke(actor=PLATFORM, user=device)
         account.refresh_from_db()
         assert device.public_key in jwt_claims(account.jwt)["nats"]["revocations"]
         push(account, url)
@@ -386,10 +384,10 @@ def test_revoked_user_is_kicked_and_refused(nats_server, team):
 
 def test_account_conn_limit(nats_server, team):
     url = nats_server.url
-    account = account_create(team=team, name="small", limits={"conn": 2})
+    account = account_create(actor=PLATFORM, team=team, name="small", limits={"conn": 2})
     push(account, url)
     assert jwt_claims(account.jwt)["nats"]["limits"]["conn"] == 2
-    user = user_create(account=account, name="worker", pub_allow=["work.>"], sub_allow=["work.>"])
+    user = user_create(actor=PLATFORM, account=account, name="worker", pub_allow=["work.>"], sub_allow=["work.>"])
     creds_text = user_creds_get(user=user)
 
     async def scenario() -> None:
@@ -427,11 +425,12 @@ def test_account_conn_limit(nats_server, team):
 
 def test_expired_user_is_refused(nats_server, team):
     url = nats_server.url
-    account = account_create(team=team, name="temp")
+    account = account_create(actor=PLATFORM, team=team, name="temp")
     push(account, url)
     # exp is whole seconds: round up so the user has at least two full seconds.
     exp = math.ceil(time.time()) + 2
     user = user_create(
+        actor=PLATFORM,
         account=account,
         name="visitor",
         pub_allow=["tmp.>"],
@@ -476,8 +475,9 @@ def test_expired_user_is_refused(nats_server, team):
 
 def test_scoped_signing_key_user(nats_server, team):
     url = nats_server.url
-    account = account_create(team=team, name="scoped")
+    account = account_create(actor=PLATFORM, team=team, name="scoped")
     key = account_signing_key_add(
+        actor=PLATFORM,
         account=account,
         role="sensor",
         template={
@@ -492,7 +492,7 @@ def test_scoped_signing_key_user(nats_server, team):
         s for s in scopes if isinstance(s, dict)
     ).items()
 
-    user = user_create(account=account, name="sensor-1", role="sensor")
+    user = user_create(actor=PLATFORM, account=account, name="sensor-1", role="sensor")
     user_claims = jwt_claims(user.jwt)
     assert user_claims["iss"] == key.public_key
     assert user_claims["nats"]["issuer_account"] == account.public_key
@@ -507,24 +507,24 @@ def test_scoped_signing_key_user(nats_server, team):
             await conn.nc.flush()
             await conn.nc.publish("scoped.temp", b"21")
             await conn.nc.flush()
-            await wait_until(lambda: inbox.subjects() == ["scoped.temp"], what="scoped pub/sub")
+            await wait_for_async(lambda: inbox.subjects() == ["scoped.temp"], what="scoped pub/sub")
 
             await conn.nc.publish("other.temp", b"x")
             await conn.nc.flush()
-            await wait_until(
+            await wait_for_async(
                 lambda: "permissions violation for publish" in conn.error_text(),
                 what="publish outside the template refused",
             )
             await conn.nc.subscribe("other.>", cb=outside.cb)
             await conn.nc.flush()
-            await wait_until(
+            await wait_for_async(
                 lambda: "permissions violation for subscription" in conn.error_text(),
                 what="subscribe outside the template refused",
             )
             # Still connected and still working within the template.
             await conn.nc.publish("scoped.humidity", b"40")
             await conn.nc.flush()
-            await wait_until(lambda: "scoped.humidity" in inbox.subjects(), what="scoped pub/sub after denials")
+            await wait_for_async(lambda: "scoped.humidity" in inbox.subjects(), what="scoped pub/sub after denials")
             assert outside.msgs == []
         finally:
             await conn.close()
@@ -540,10 +540,10 @@ def test_scoped_signing_key_user(nats_server, team):
 def test_identity_signed_account_jwt_is_refused_under_strict_signing(nats_server, operator_setup, team):
     url = nats_server.url
     assert operator_setup.operator.strict_signing_key_usage
-    account = account_create(team=team, name="strict")
+    account = account_create(actor=PLATFORM, team=team, name="strict")
     push(account, url)
     good_jwt = account.jwt
-    user = user_create(account=account, name="u", pub_allow=["s.>"], sub_allow=["s.>"])
+    user = user_create(actor=PLATFORM, account=account, name="u", pub_allow=["s.>"], sub_allow=["s.>"])
     creds_text = user_creds_get(user=user)
 
     identity = nkeys.from_seed(operator_setup.identity_seed_path.read_text().strip())
@@ -592,12 +592,12 @@ def test_identity_signed_account_jwt_is_refused_under_strict_signing(nats_server
 
 def test_lookup_returns_exactly_the_pushed_jwt(nats_server, team):
     url = nats_server.url
-    account = account_create(team=team, name="lookup")
+    account = account_create(actor=PLATFORM, team=team, name="lookup")
     assert account_lookup(account_public_key=account.public_key, url=url) == ""
     push(account, url)
     assert account_lookup(account_public_key=account.public_key, url=url) == account.jwt
     # A later version replaces it (strictly higher iat, whole state).
-    export_create(account=account, name="feed", subject="feed.>", type="stream")
+    export_create(actor=PLATFORM, account=account, name="feed", subject="feed.>", type="stream")
     account.refresh_from_db()
     newer = account.jwt
     push(account, url)
@@ -616,8 +616,8 @@ def test_rotated_signing_key_refuses_old_creds_and_accepts_new_ones(nats_server,
     from operators.models import SigningKey
 
     url = nats_server.url
-    account = account_create(team=team, name="rotating")
-    user = user_create(account=account, name="svc", pub_allow=["svc.>"], sub_allow=["svc.>"])
+    account = account_create(actor=PLATFORM, team=team, name="rotating")
+    user = user_create(actor=PLATFORM, account=account, name="svc", pub_allow=["svc.>"], sub_allow=["svc.>"])
     push(account, url)
     old_creds = user_creds_get(user=user)
 
@@ -634,7 +634,7 @@ def test_rotated_signing_key_refuses_old_creds_and_accepts_new_ones(nats_server,
     try:
         loop.run_until_complete(works(old_creds))
         old_key = SigningKey.objects.get(owner_public_key=account.public_key).public_key
-        account_signing_key_rotate(account=account, public_key=old_key)
+        account_signing_key_rotate(actor=PLATFORM, account=account, public_key=old_key)
         push(account, url)
         user.refresh_from_db()
         new_creds = user_creds_get(user=user)

@@ -21,9 +21,9 @@ def owner(operator_setup):
 @pytest.fixture
 def shared(owner):
     """A team owned by ``owner`` with its default account."""
-    from accounts_service.people import team_create_with_account
+    from accounts_service.services import team_create
 
-    return team_create_with_account(name="Acme", owner=owner)
+    return team_create(name="Acme", actor=owner, default_account=True)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts_service import services
 from accounts_service.models import Account, AuditEvent, TeamMembership
+from accounts_service.rights import PLATFORM
 from billing import metering
 from billing.invoices import invoice_generate
 from billing.models import Plan, QuotaNotice, UsageHour
@@ -109,8 +110,8 @@ def test_members_see_plans_but_cannot_switch(client, shared, account):
 
 
 def test_a_full_plan_is_refused_with_the_reason(owner_client, shared, account):
-    services.account_create(team=shared, name="second", plan="free")
-    dev = services.account_create(team=shared, name="dev", plan="developer")
+    services.account_create(actor=PLATFORM, team=shared, name="second", plan="free")
+    dev = services.account_create(actor=PLATFORM, team=shared, name="dev", plan="developer")
     page = owner_client.get(f"/accounts/{dev.public_key}/plan/").content.decode()
     assert "team is full" in page
     response = owner_client.post(f"/accounts/{dev.public_key}/plan/", {"plan": "free"}, follow=True)

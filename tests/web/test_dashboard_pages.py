@@ -17,6 +17,7 @@ from accounts_service.models import (
     Team,
     TeamMembership,
 )
+from accounts_service.rights import PLATFORM
 from operators import nkeys
 from tests.web.conftest import person
 
@@ -247,7 +248,7 @@ def test_api_token_is_shown_once_and_works(owner_client, owner, client):
 
 def test_another_persons_token_cannot_be_revoked(owner_client, operator_setup):
     other = person("other@example.com")
-    record, _ = services.api_token_create(user=other, name="theirs")
+    record, _ = services.api_token_create(actor=PLATFORM, user=other, name="theirs")
     assert owner_client.post(f"/tokens/{record.pk}/revoke").status_code == 404
     record.refresh_from_db()
     assert record.revoked_at is None
@@ -263,8 +264,8 @@ def test_rotating_a_signing_key_reissues_active_users_and_drops_the_old_key(clie
     from operators.models import SigningKey
 
     account = _account(shared)
-    active = services.user_create(account=account, name="active")
-    gone = services.user_revoke(user=services.user_create(account=account, name="gone"))
+    active = services.user_create(actor=PLATFORM, account=account, name="active")
+    gone = services.user_revoke(actor=PLATFORM, user=services.user_create(actor=PLATFORM, account=account, name="gone"))
     old = SigningKey.objects.get(owner_public_key=account.public_key)
     account.refresh_from_db()
     old_jwt, version = active.jwt, account.version
@@ -294,8 +295,9 @@ def test_rotating_a_signing_key_reissues_active_users_and_drops_the_old_key(clie
 
 
 def test_a_suspended_account_says_so_on_its_pages(owner_client, shared):
-    account = services.account_suspend(account=_account(shared), reason="monthly data allowance used up")
+    account = services.account_suspend(actor=PLATFORM,
+                                       account=_account(shared), reason="monthly data allowance used up")
     page = owner_client.get(f"/accounts/{account.public_key}/").content.decode()
     assert "This account is suspended" in page and "monthly data allowance used up" in page
-    services.account_resume(account=account)
+    services.account_resume(actor=PLATFORM, account=account)
     assert "suspended" not in owner_client.get(f"/accounts/{account.public_key}/").content.decode()

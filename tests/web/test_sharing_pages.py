@@ -11,7 +11,8 @@ from django.contrib.auth import get_user_model
 
 from accounts_service import services
 from accounts_service.models import Account, Activation, Export, Import, Team
-from accounts_service.people import team_create_with_account
+from accounts_service.rights import PLATFORM
+from accounts_service.services import team_create
 from operators import claims
 
 pytestmark = pytest.mark.django_db
@@ -34,12 +35,12 @@ def bob(operator_setup):
 
 @pytest.fixture
 def acme(alice) -> Team:
-    return team_create_with_account(name="Acme", owner=alice)
+    return team_create(name="Acme", actor=alice, default_account=True)
 
 
 @pytest.fixture
 def globex(bob) -> Team:
-    return team_create_with_account(name="Globex", owner=bob)
+    return team_create(name="Globex", actor=bob, default_account=True)
 
 
 @pytest.fixture
@@ -131,8 +132,10 @@ def test_bad_export_input_is_a_field_error_and_creates_nothing(alice_client, acm
 
 
 def test_delete_export_is_post_only_and_drops_its_importers(alice_client, acme_account, globex_account):
-    export = services.export_create(account=acme_account, name="orders", subject="orders.>", type="stream")
-    services.import_create(account=globex_account, exporter_public_key=acme_account.public_key, subject="orders.>")
+    export = services.export_create(actor=PLATFORM,
+                                    account=acme_account, name="orders", subject="orders.>", type="stream")
+    services.import_create(actor=PLATFORM,
+                           account=globex_account, exporter_public_key=acme_account.public_key, subject="orders.>")
     url = f"/accounts/{acme_account.public_key}/exports/{export.pk}/delete"
     assert alice_client.get(url).status_code == 405
     assert b"1 importing account will lose it" in alice_client.get(
@@ -207,7 +210,7 @@ def test_private_export_activation_then_another_team_imports_it_with_the_token(
 
 
 def test_public_import_and_delete(client, bob, acme_account, globex_account):
-    services.export_create(account=acme_account, name="orders", subject="orders.>", type="stream")
+    services.export_create(actor=PLATFORM, account=acme_account, name="orders", subject="orders.>", type="stream")
     client.force_login(bob)
     url = f"/accounts/{globex_account.public_key}/imports/"
     bad = client.post(url, {"from": "AAAA", "subject": "orders.>"})
@@ -240,18 +243,20 @@ def test_imports_form_is_prefilled_from_query_params(alice_client, acme_account,
 def listed(acme_account, globex_account):
     """Globex advertises a public stream and a private service, and has one unadvertised export."""
     return {
-        "public": services.export_create(account=globex_account, name="weather", subject="weather.>", type="stream",
+        "public": services.export_create(actor=PLATFORM,
+                                         account=globex_account, name="weather", subject="weather.>", type="stream",
                                          advertise=True, description="hourly forecasts"),
-        "private": services.export_create(account=globex_account, name="pricing", subject="pricing.*",
+        "private": services.export_create(actor=PLATFORM, account=globex_account, name="pricing", subject="pricing.*",
                                           type="service", private=True, advertise=True, account_token_position=2),
-        "hidden": services.export_create(account=globex_account, name="internal", subject="internal.>",
+        "hidden": services.export_create(actor=PLATFORM, account=globex_account, name="internal", subject="internal.>",
                                          type="stream"),
     }
 
 
 def test_catalog_lists_advertised_exports_of_other_teams_only(alice_client, acme_account, globex_account, listed):
     system = Account.objects.get(is_system=True)
-    services.export_create(account=system, name="sys", subject="sysfeed.>", type="stream", advertise=True)
+    services.export_create(actor=PLATFORM,
+                           account=system, name="sys", subject="sysfeed.>", type="stream", advertise=True)
     page = alice_client.get("/catalog/").content.decode()
     assert "weather" in page and "hourly forecasts" in page and "pricing" in page
     assert "internal" not in page and "sysfeed" not in page
@@ -270,9 +275,10 @@ def test_catalog_search_and_pagination_without_n_plus_one(alice_client, globex_a
     assert "No advertised export matches" in alice_client.get("/catalog/?q=nope").content.decode()
 
     # 30 more across several accounts (a free account allows 25 exports): the query count does not grow.
-    feeds = [services.account_create(team=globex_account.team, name=f"feeds {k}") for k in range(3)]
+    feeds = [services.account_create(actor=PLATFORM, team=globex_account.team, name=f"feeds {k}") for k in range(3)]
     for n in range(30):
-        services.export_create(account=feeds[n % 3], name=f"feed {n:02d}", subject=f"feed{n}.>", type="stream",
+        services.export_create(actor=PLATFORM,
+                               account=feeds[n % 3], name=f"feed {n:02d}", subject=f"feed{n}.>", type="stream",
                                advertise=True)
     with django_assert_max_num_queries(8):
         first = alice_client.get("/catalog/").content.decode()
@@ -306,11 +312,12 @@ def test_import_into_from_the_catalog_prefills_the_import_form(alice_client, acm
 
 
 def test_another_teams_sharing_pages_are_404(alice_client, acme_account, globex_account):
-    export = services.export_create(account=globex_account, name="ledger", subject="ledger.>", type="stream",
+    export = services.export_create(actor=PLATFORM,
+                                    account=globex_account, name="ledger", subject="ledger.>", type="stream",
                                     private=True)
-    activation = services.activation_create(export=export, target_public_key=acme_account.public_key)
-    services.export_create(account=acme_account, name="mine", subject="mine.>", type="stream")
-    imp = services.import_create(account=globex_account, exporter_public_key=acme_account.public_key,
+    activation = services.activation_create(actor=PLATFORM, export=export, target_public_key=acme_account.public_key)
+    services.export_create(actor=PLATFORM, account=acme_account, name="mine", subject="mine.>", type="stream")
+    imp = services.import_create(actor=PLATFORM, account=globex_account, exporter_public_key=acme_account.public_key,
                                  subject="mine.>")
     g = globex_account.public_key
     version = Account.objects.get(pk=globex_account.pk).version

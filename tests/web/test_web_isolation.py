@@ -13,7 +13,8 @@ from django.urls import URLPattern, URLResolver
 
 from accounts_service import services
 from accounts_service.models import Account, ApiToken, AuditEvent, Invitation, NatsUser, TeamMembership
-from accounts_service.people import invitation_create, team_create_with_account
+from accounts_service.rights import PLATFORM
+from accounts_service.services import invitation_create, team_create
 from accounts_service.web import urls as web_urls
 from billing import urls as billing_urls
 from billing.invoices import invoice_generate
@@ -47,19 +48,21 @@ def world(operator_setup):
     User = get_user_model()
     victim = User.objects.create_user(username="victim@example.com", email="victim@example.com", password="v pass 9!x")
     attacker = User.objects.create_user(username="eve@example.com", email="eve@example.com", password="e pass 9!x")
-    v_team = team_create_with_account(name="Victim Co", owner=victim)
-    a_team = team_create_with_account(name="Eve Co", owner=attacker)
+    v_team = team_create(name="Victim Co", actor=victim, default_account=True)
+    a_team = team_create(name="Eve Co", actor=attacker, default_account=True)
     v_account, a_account = Account.objects.get(team=v_team), Account.objects.get(team=a_team)
-    v_user = services.user_create(account=v_account, name="svc")
-    services.user_create(account=a_account, name="mine")
-    v_export = services.export_create(account=v_account, name="orders", subject="orders.>", type="stream",
+    v_user = services.user_create(actor=PLATFORM, account=v_account, name="svc")
+    services.user_create(actor=PLATFORM, account=a_account, name="mine")
+    v_export = services.export_create(actor=PLATFORM,
+                                      account=v_account, name="orders", subject="orders.>", type="stream",
                                       private=True)
-    v_activation = services.activation_create(export=v_export, target_public_key=a_account.public_key)
-    services.export_create(account=a_account, name="public", subject="pub.>", type="stream")
-    v_import = services.import_create(account=v_account, exporter_public_key=a_account.public_key, subject="pub.>")
-    v_invitation = invitation_create(team=v_team, email="friend@example.com", role="member", invited_by=victim,
+    v_activation = services.activation_create(actor=PLATFORM, export=v_export, target_public_key=a_account.public_key)
+    services.export_create(actor=PLATFORM, account=a_account, name="public", subject="pub.>", type="stream")
+    v_import = services.import_create(actor=PLATFORM,
+                                      account=v_account, exporter_public_key=a_account.public_key, subject="pub.>")
+    v_invitation = invitation_create(team=v_team, email="friend@example.com", role="member", actor=victim,
                                      base_url="http://testserver")
-    v_token, _ = services.api_token_create(user=victim, name="victim's")
+    v_token, _ = services.api_token_create(actor=PLATFORM, user=victim, name="victim's")
     v_invoice, _ = invoice_generate(team=v_team, start=period_start())
     foreign = {
         "pk": v_account.public_key, "account_pk": v_account.public_key, "upk": v_user.public_key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from accounts_service.models import Account
+from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get
 from accounts_service.services import account_create, account_delete, account_update, team_get_or_create
 from broker_gateway.selectors import account_propagation
@@ -57,7 +58,8 @@ class Command(SubcommandCommand):
 
     def handle_create(self, *, team, name, description, **options) -> None:
         limits = {k: options[k] for k in LIMIT_OPTIONS if options.get(k) is not None}
-        account = account_create(team=team_get_or_create(name=team), name=name, description=description, limits=limits)
+        account = account_create(actor=PLATFORM,
+                                 team=team_get_or_create(name=team), name=name, description=description, limits=limits)
         self.out(account.public_key)
 
     def add_list_arguments(self, p) -> None:
@@ -113,7 +115,8 @@ class Command(SubcommandCommand):
 
     def handle_update(self, *, public_key, name, description, **options) -> None:
         limits = {k: options[k] for k in LIMIT_OPTIONS if options.get(k) is not None}
-        account = account_update(account=account_get(public_key=public_key), name=name, description=description,
+        account = account_update(actor=PLATFORM,
+                                 account=account_get(public_key=public_key), name=name, description=description,
                                  limits=limits)
         self.out(f"{account.public_key} v{account.version}")
 
@@ -121,7 +124,7 @@ class Command(SubcommandCommand):
         p.add_argument("public_key")
 
     def handle_delete(self, *, public_key, **_) -> None:
-        account_delete(account=account_get(public_key=public_key))
+        account_delete(actor=PLATFORM, account=account_get(public_key=public_key))
         self.out(f"deleted {public_key}")
 
     def add_push_arguments(self, p) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get, export_covering_get
 from accounts_service.services import activation_create
 from operators.cli import SubcommandCommand
@@ -23,5 +24,6 @@ class Command(SubcommandCommand):
         exporter = account_get(public_key=account)
         export = export_covering_get(account=exporter, subject=subject)
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expiry) if expiry else None
-        act = activation_create(export=export, target_public_key=target, subject=subject, expires_at=expires_at)
+        act = activation_create(actor=PLATFORM,
+                                export=export, target_public_key=target, subject=subject, expires_at=expires_at)
         self.out(act.token)

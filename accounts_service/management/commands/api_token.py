@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from accounts_service.rights import PLATFORM
 from accounts_service.services import api_token_create, django_user_get
 from operators.cli import SubcommandCommand
 
@@ -15,5 +16,5 @@ class Command(SubcommandCommand):
         p.add_argument("--name", default="cli")
 
     def handle_create(self, *, user, name, **_) -> None:
-        _, token = api_token_create(user=django_user_get(username=user), name=name)
+        _, token = api_token_create(actor=PLATFORM, user=django_user_get(username=user), name=name)
         self.out(token)

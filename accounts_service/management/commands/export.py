@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from accounts_service.models import Export
+from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get
 from accounts_service.services import export_create, export_delete
 from core.errors import NotFound
@@ -26,7 +27,8 @@ class Command(SubcommandCommand):
 
     def handle_add(self, *, account, name, subject, type, private, response_type, account_token_position,
                    advertise, description, **_) -> None:
-        export = export_create(account=account_get(public_key=account), name=name, subject=subject, type=type,
+        export = export_create(actor=PLATFORM,
+                               account=account_get(public_key=account), name=name, subject=subject, type=type,
                                private=private, response_type=response_type,
                                account_token_position=account_token_position, advertise=advertise,
                                description=description)
@@ -54,5 +56,5 @@ class Command(SubcommandCommand):
         export = Export.objects.filter(account=account_get(public_key=account), subject=subject).first()
         if export is None:
             raise NotFound(f"no export {subject!r}")
-        export_delete(export=export)
+        export_delete(actor=PLATFORM, export=export)
         self.out(f"deleted export {subject}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from accounts_service.models import Import
+from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get
 from accounts_service.services import import_create
 from operators.cli import SubcommandCommand, text_or_file
@@ -23,7 +24,8 @@ class Command(SubcommandCommand):
 
     def handle_add(self, *, account, exporter, subject, local_subject, token, name, share, **_) -> None:
         token = text_or_file(token) if token else None
-        imp = import_create(account=account_get(public_key=account), exporter_public_key=exporter, subject=subject,
+        imp = import_create(actor=PLATFORM,
+                            account=account_get(public_key=account), exporter_public_key=exporter, subject=subject,
                             local_subject=local_subject, token=token, name=name, share=share)
         self.out(f"imported {imp.export.type} {imp.subject} from {exporter} as {imp.local_subject}")
 

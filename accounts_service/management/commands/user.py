@@ -9,6 +9,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from accounts_service.models import NatsUser
+from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get, user_get
 from accounts_service.services import user_create, user_creds_get, user_delete, user_revoke
 from operators.cli import SubcommandCommand
@@ -56,7 +57,8 @@ class Command(SubcommandCommand):
                     expires_at = dt.datetime.fromisoformat(expiry)
                 except ValueError as exc:
                     raise CommandError("--expiry is seconds from now or an ISO 8601 time") from exc
-        user = user_create(account=account_get(public_key=account), name=name, pub_allow=pub, sub_allow=sub,
+        user = user_create(actor=PLATFORM,
+                           account=account_get(public_key=account), name=name, pub_allow=pub, sub_allow=sub,
                            pub_deny=deny_pub, sub_deny=deny_sub, allow_responses=allow_responses,
                            expires_at=expires_at, public_key=public_key, role=role)
         self.out(user.public_key)
@@ -99,7 +101,7 @@ class Command(SubcommandCommand):
         p.add_argument("--user", required=True)
 
     def handle_revoke(self, *, account, user, **_) -> None:
-        u = user_revoke(user=user_get(account=account_get(public_key=account), public_key=user))
+        u = user_revoke(actor=PLATFORM, user=user_get(account=account_get(public_key=account), public_key=user))
         self.out(f"revoked {u.public_key}; account {u.account.public_key} is now v{u.account.version}")
 
     def add_delete_arguments(self, p) -> None:
@@ -107,5 +109,5 @@ class Command(SubcommandCommand):
         p.add_argument("--user", required=True)
 
     def handle_delete(self, *, account, user, **_) -> None:
-        user_delete(user=user_get(account=account_get(public_key=account), public_key=user))
+        user_delete(actor=PLATFORM, user=user_get(account=account_get(public_key=account), public_key=user))
         self.out(f"deleted {user}")

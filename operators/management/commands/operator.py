@@ -6,7 +6,6 @@ from pathlib import Path
 
 from django.conf import settings
 
-from accounts_service.services import system_account_ensure
 from operators.cli import SubcommandCommand
 from operators.selectors import operator_get, operator_signing_key_get
 from operators.services import operator_init
@@ -27,7 +26,6 @@ class Command(SubcommandCommand):
         out = identity_seed_out or (settings.VAR_DIR / f"operator-{name}.nk")
         result = operator_init(name=name, identity_seed_out=None if store_identity_key else out,
                                store_identity_key=store_identity_key)
-        system = system_account_ensure()
         op = result.operator
         if result.created:
             self.out(f"created operator {op.name} {op.public_key}")
@@ -38,7 +36,7 @@ class Command(SubcommandCommand):
                 self.out("identity seed stored encrypted in the database (--store-identity-key)")
         else:
             self.out(f"operator {op.name} {op.public_key} already exists")
-        self.out(f"system account {system.public_key}")
+        self.out(f"system account {op.system_account}")
 
     def handle_describe(self, *, json=False, **_) -> None:
         op = operator_get()

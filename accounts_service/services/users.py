@@ -1,0 +1,279 @@
+"""Writes of NATS users: create, change, revoke, delete, ``.creds``; and the platform's own service users.
+
+One rule for a user's fields (``UserSpec``, checked by ``user_spec_check``) serves creation, updates and the
+templates of scoped signing keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypedDict, Unpack
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from accounts_service.models import Account, AuditEvent, NatsUser, Revocation
+from accounts_service.rights import PLATFORM, member_required
+from accounts_service.selectors import user_permissions
+from accounts_service.services.audit import audit_record
+from accounts_service.services.signing import account_lock, account_resign
+from accounts_service.validation import future_check, limit_check, name_check, public_key_check, subjects_check
+from core.errors import Conflict, Invalid
+from operators import claims
+from operators import services as op_services
+from operators.models import SealedSeed, SigningKey
+from operators.nkeys import KeyType
+
+# ------------------------------------------------------------------------------------------------
+# The one rule for a user's fields
+# ------------------------------------------------------------------------------------------------
+
+
+class UserSpec(TypedDict, total=False):
+    """What a person may set on a user; every key optional (an update names only what changes)."""
+
+    name: str
+    pub_allow: Iterable[str]
+    pub_deny: Iterable[str]
+    sub_allow: Iterable[str]
+    sub_deny: Iterable[str]
+    allow_responses: bool
+    subs: int
+    data: int
+    payload: int
+    bearer_token: bool
+    expires_at: dt.datetime | None
+
+
+PERMISSION_FIELDS = ("pub_allow", "pub_deny", "sub_allow", "sub_deny")
+USER_LIMIT_FIELDS = ("subs", "data", "payload")
+# A new user's value of each field it is not given (name has none: it is required).
+USER_DEFAULTS: dict[str, Any] = {**dict.fromkeys(PERMISSION_FIELDS, ()), "allow_responses": False,
+                                 **dict.fromkeys(USER_LIMIT_FIELDS, -1), "bearer_token": False, "expires_at": None}
+
+
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "name": lambda v, f: name_check(v, field=f),
+    **{f: (lambda v, f: subjects_check(v, field=f)) for f in PERMISSION_FIELDS},
+    **{f: (lambda v, f: limit_check(v, field=f)) for f in USER_LIMIT_FIELDS},
+    "allow_responses": lambda v, f: bool(v),
+    "bearer_token": lambda v, f: bool(v),
+    "expires_at": lambda v, f: future_check(v, field=f),
+}
+
+
+def user_spec_check(spec: Mapping[str, Any], *, allowed: Iterable[str] = _CHECKS, scoped: bool = False) -> dict:
+    """``spec`` with every value checked and normalized; an unknown field, or permissions on a user whose scoped
+    signing key decides them, is a 400 naming the field."""
+    allowed = set(allowed)
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise Invalid(f"unknown field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+                      extra={"field": unknown[0], "fields": unknown}, code="field_unknown")
+    out = {field: _CHECKS[field](value, field) for field, value in spec.items()}
+    if scoped and any(out.get(f) for f in PERMISSION_FIELDS):
+        raise Invalid("a user of a scoped signing key takes its permissions from the role", extra={"field": "role"},
+                      code="scoped_user_permissions")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Signing
+# ------------------------------------------------------------------------------------------------
+
+
+def user_jwt(user: NatsUser, *, iat: int) -> str:
+    """The user's JWT as it stands, signed by its signing key at ``iat``."""
+    key = user.signing_key
+    if key.scoped:
+        nats = claims.user_nats(scoped=True)
+    else:
+        nats = claims.user_nats(
+            permissions=user_permissions(
+                pub_allow=user.pub_allow, pub_deny=user.pub_deny, sub_allow=user.sub_allow,
+                sub_deny=user.sub_deny, allow_responses=user.allow_responses,
+            ),
+            limits=claims.UserLimits(subs=user.subs, data=user.data, payload=user.payload),
+            bearer_token=user.bearer_token,
+        )
+    return op_services.user_jwt_issue(
+        signing_key=key, account_public_key=user.account.public_key, user_public_key=user.public_key,
+        name=user.name, nats=nats, iat=iat, exp=int(user.expires_at.timestamp()) if user.expires_at else None,
+    )
+
+
+def _signing_key_for(account: Account, role: str | None) -> SigningKey:
+    # With its sealed seed (it signs next), and only the columns signing reads.
+    qs = SigningKey.objects.filter(owner_public_key=account.public_key).select_related("seed").only(
+        "id", "owner_public_key", "public_key", "role", "seed__id", "seed__public_key", "seed__sealed")
+    key = qs.filter(role=role).first() if role else qs.filter(role="").order_by("id").first()
+    if key is None:
+        if role:
+            raise Invalid(f"the account has no signing key with role {role!r}", extra={"field": "role"},
+                          code="role_unknown")
+        raise Conflict("the account has no signing key", code="no_signing_key")
+    return key
+
+
+# ------------------------------------------------------------------------------------------------
+# Writes
+# ------------------------------------------------------------------------------------------------
+
+
+def user_create(*, account: Account, actor: Any, public_key: str | None = None, role: str | None = None,
+                **spec: Unpack[UserSpec]) -> NatsUser:
+    """A user of ``account`` (any member): we generate its key (and keep the seed sealed) unless ``public_key``
+    is given. With ``role`` the user is signed by that scoped signing key and carries no permissions of its own.
+
+    Checks, key generation and sealing come first; the transaction (on SQLite, the time it holds the database's
+    one write lock) reads the signing key, signs and inserts, so a concurrent key rotation is either before it
+    (the new key signs) or after it (the rotation re-issues this user).
+    """
+    member_required(team=account.team_id, actor=actor)
+    if "name" not in spec:
+        raise Invalid("name is required", extra={"field": "name"})
+    fields = {**USER_DEFAULTS, **user_spec_check(spec)}
+    seed = None
+    if public_key:
+        public_key = public_key_check(public_key, key_type=KeyType.USER, field="public_key")
+        if Revocation.objects.filter(public_key=public_key).exists():
+            raise Conflict("this public key was revoked; generate a new key", extra={"field": "public_key"},
+                           code="public_key_revoked")
+    else:
+        seed = op_services.seed_prepare(key_type=KeyType.USER)  # generated and sealed, saved below
+        public_key = seed.public_key
+    with transaction.atomic():
+        # The lock orders this against the account's re-signs, key rotations and deletion. On SQLite
+        # select_for_update is a no-op, and the transaction (BEGIN IMMEDIATE) already holds the database lock.
+        if connection.features.has_select_for_update:
+            account_lock(account)
+        key = _signing_key_for(account, role)
+        user_spec_check({f: fields[f] for f in PERMISSION_FIELDS}, scoped=key.scoped)
+        user = NatsUser(account=account, public_key=public_key, signing_key=key, **fields)
+        user.jwt_iat = int(time.time())
+        user.jwt = user_jwt(user, iat=user.jwt_iat)
+        if seed is not None:
+            seed.save(force_insert=True)
+            user.seed = seed
+        # The unique constraints (account + name, public key) decide; the conflict is looked up only when one
+        # fails, rather than checked with two reads on every creation. The sealed seed goes with the rollback.
+        try:
+            with transaction.atomic():
+                user.save(force_insert=True)
+        except IntegrityError as exc:
+            if NatsUser.objects.filter(account=account, name=user.name).exists():
+                raise Conflict(f"the account already has a user named {user.name!r}", extra={"field": "name"},
+                               code="user_name_taken") from exc
+            if NatsUser.objects.filter(public_key=public_key).exists():
+                raise Conflict("a user with this public key already exists", extra={"field": "public_key"},
+                               code="public_key_taken") from exc
+            raise
+    return user
+
+
+@transaction.atomic
+def user_update(*, user: NatsUser, actor: Any, **changes: Unpack[UserSpec]) -> NatsUser:
+    """Change a user's name, permissions, limits or expiry (any member): a new JWT is issued and every earlier
+    one is revoked."""
+    member_required(team=user.account.team_id, actor=actor)
+    account = account_lock(user.account)
+    user = NatsUser.objects.select_for_update().get(pk=user.pk)
+    if user.revoked_at:
+        raise Conflict("the user is revoked", code="user_revoked")
+    checked = user_spec_check(changes, scoped=user.signing_key.scoped)
+    if "name" in checked and NatsUser.objects.filter(account=account, name=checked["name"]).exclude(
+            pk=user.pk).exists():
+        raise Conflict(f"the account already has a user named {checked['name']!r}", extra={"field": "name"},
+                       code="user_name_taken")
+    for field, value in checked.items():
+        setattr(user, field, value)
+    # Revoke every JWT issued so far for this key, then issue one strictly newer than that.
+    cutoff = user.jwt_iat
+    Revocation.objects.update_or_create(account=account, public_key=user.public_key,
+                                        defaults={"revoked_at_ts": cutoff})
+    user.jwt_iat = max(int(time.time()), cutoff + 1)
+    user.jwt = user_jwt(user, iat=user.jwt_iat)
+    user.save()
+    account_resign(account=account)
+    return user
+
+
+@transaction.atomic
+def user_revoke(*, user: NatsUser, actor: Any) -> NatsUser:
+    """Revoke a user (any member; audited): the account JWT revokes its key, so connected clients are dropped and
+    refused. Idempotent."""
+    member_required(team=user.account.team_id, actor=actor)
+    account = account_lock(user.account)
+    user = NatsUser.objects.select_for_update().get(pk=user.pk)
+    if user.revoked_at:
+        return user
+    now = timezone.now()
+    ts = max(int(now.timestamp()), user.jwt_iat)
+    Revocation.objects.update_or_create(account=account, public_key=user.public_key, defaults={"revoked_at_ts": ts})
+    user.revoked_at = now
+    user.save(update_fields=["revoked_at"])
+    account_resign(account=account)
+    audit_record(action=AuditEvent.Action.USER_REVOKE, actor=actor, team_id=account.team_id, target=user.public_key,
+                 detail={"account": account.public_key, "user": user.name})
+    return user
+
+
+@transaction.atomic
+def user_delete(*, user: NatsUser, actor: Any) -> None:
+    """Delete a user (any member; audited); it is revoked first, so its creds stop working everywhere."""
+    user = user_revoke(user=user, actor=actor)
+    audit_record(action=AuditEvent.Action.USER_DELETE, actor=actor, team_id=user.account.team_id,
+                 target=user.public_key, detail={"account": user.account.public_key, "user": user.name})
+    seed_id = user.seed_id
+    user.delete()
+    if seed_id:
+        SealedSeed.objects.filter(pk=seed_id).delete()
+
+
+def user_creds_get(*, user: NatsUser) -> str:
+    """The user's `.creds` text; only for users whose key we generated (callers check the actor)."""
+    # Re-read what decides (revoked? which JWT?) together with the sealed seed: one query, not two.
+    fresh = NatsUser.objects.select_related("seed").only("revoked_at", "jwt", "seed").get(pk=user.pk)
+    user.revoked_at, user.jwt, user.seed = fresh.revoked_at, fresh.jwt, fresh.seed
+    if user.revoked_at:
+        raise Conflict("the user is revoked", code="user_revoked")
+    if user.seed_id is None:
+        raise Conflict("this user was created with your own public key; we never saw its seed, "
+                       "so pair the user JWT with your seed", code="creds_seed_unknown")
+    return op_services.creds_render(user_seed=user.seed, jwt=user.jwt)
+
+
+def user_creds_download(*, user: NatsUser, actor: Any) -> str:
+    """The ``.creds`` handed to a person (a member of the owning team): recorded in the audit log."""
+    member_required(team=user.account.team_id, actor=actor)
+    text = user_creds_get(user=user)
+    audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=actor, team_id=user.account.team_id,
+                 target=user.public_key, detail={"account": user.account.public_key, "user": user.name})
+    return text
+
+
+def creds_filename(name: str) -> str:
+    """A safe attachment filename for a user's ``.creds``."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "user") + ".creds"
+
+
+@transaction.atomic
+def service_user_ensure(*, account: Account, name: str, **spec: Unpack[UserSpec]) -> NatsUser:
+    """The platform's own user ``name`` of ``account`` (the control plane, the collector, the usage responder)
+    with exactly the permissions in ``spec``: created if missing, updated if an older release made it with
+    others, made anew if it was revoked (its revocation stays in the account JWT)."""
+    user = NatsUser.objects.filter(account=account, name=name).first()
+    if user is not None and user.revoked_at is not None:
+        seed_id = user.seed_id
+        user.delete()
+        SealedSeed.objects.filter(pk=seed_id).delete()
+        user = None
+    if user is None:
+        return user_create(account=account, actor=PLATFORM, name=name, **spec)
+    wanted = {**{f: USER_DEFAULTS[f] for f in spec if f in USER_DEFAULTS}, **user_spec_check(spec)}
+    if any(getattr(user, f) != (list(v) if isinstance(v, tuple) else v) for f, v in wanted.items()):
+        user = user_update(user=user, actor=PLATFORM, **spec)
+    return user

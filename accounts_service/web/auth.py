@@ -1,0 +1,132 @@
+"""Web views of people: sign-up and email verification, login and logout, password reset.
+
+Answers never tell whether an email is known (``accounts_service.people``); attempts are counted per client
+address and per email.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from accounts_service import people
+from accounts_service.web import forms
+from accounts_service.web.helpers import base_url, client_ip
+from core.errors import ApplicationError
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return default
+
+
+SIGNUP_SENT = "signup_sent"
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("web:dashboard")
+    form = forms.SignupForm(request.POST or None)
+    if request.method == "POST":
+        try:
+            people.attempt_guard(key=f"signup:ip:{client_ip(request)}", rule="signup",
+                                 message="Too many sign-ups from your address; try again later.")
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+            return render(request, "web/signup.html", {"form": form}, status=429)
+        if form.is_valid():
+            people.signup_start(email=form.cleaned_data["email"], password=form.cleaned_data["password"],
+                                base_url=base_url(request))
+            email = people.email_normalize(form.cleaned_data["email"])
+            return render(request, "web/check_email.html", {"email": email})
+    return render(request, "web/signup.html", {"form": form})
+
+
+def resend_verification(request: HttpRequest) -> HttpResponse:
+    form = forms.ResendVerificationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            people.attempt_guard(key=f"signup:ip:{client_ip(request)}", rule="signup",
+                                 message="Too many requests from your address; try again later.")
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+            return render(request, "web/resend.html", {"form": form}, status=429)
+        people.verification_resend(email=form.cleaned_data["email"], base_url=base_url(request))
+        return render(request, "web/check_email.html", {"email": people.email_normalize(form.cleaned_data["email"])})
+    return render(request, "web/resend.html", {"form": form})
+
+
+def verify(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    # GET only shows a button: mail scanners that follow links must not activate accounts.
+    if request.method != "POST":
+        return render(request, "web/verify.html", {})
+    try:
+        user = people.signup_verify(uidb64=uidb64, token=token)
+    except ApplicationError as exc:
+        return render(request, "web/verify.html", {"error": exc.message}, status=400)
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    messages.success(request, "Your email is verified. Your team has a default account on the free plan.")
+    return redirect("web:dashboard")
+
+
+def login_view(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect(_safe_next(request, reverse("web:dashboard")))
+    form = forms.LoginForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        email, password = form.cleaned_data["email"], form.cleaned_data["password"]
+        ip = client_ip(request)
+        blocked = people.login_blocked(email=email, client_ip=ip)
+        user = None if blocked else people.login_authenticate(request=request, email=email, password=password)
+        if user is not None:
+            people.login_succeeded(email=email)
+            login(request, user)
+            return redirect(_safe_next(request, reverse("web:dashboard")))
+        if blocked is None:
+            people.login_failed(email=email, client_ip=ip)
+            blocked = people.login_blocked(email=email, client_ip=ip)
+        if blocked is not None:
+            minutes = max(1, round((blocked - timezone.now()).total_seconds() / 60))
+            plural = "s" if minutes > 1 else ""
+            form.add_error(None, f"Too many failed attempts. Try again in {minutes} minute{plural}, "
+                                 "or reset your password.")
+            status = 429
+        else:
+            # The same words for an unknown email, a wrong password and an unverified email.
+            form.add_error(None, "That email and password do not match a verified login.")
+    return render(request, "web/login.html", {"form": form, "next": _safe_next(request, "")}, status=status)
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect(settings.LOGOUT_REDIRECT_URL)
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset: the same answer for every email; limited per client address."""
+
+    template_name = "web/password_reset.html"
+    email_template_name = "emails/password_reset.txt"
+    subject_template_name = "emails/password_reset_subject.txt"
+    success_url = reverse_lazy("web:password_reset_done")
+
+    def form_valid(self, form):
+        try:
+            people.attempt_guard(key=f"reset:ip:{client_ip(self.request)}", rule="password_reset",
+                                 message="Too many reset requests from your address; try again later.")
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().form_valid(form)
