@@ -138,7 +138,7 @@ class RecordingProvider:
         return PaymentOutcome(status="paid", reference=f"ch_{invoice.number}")
 
 
-@override_settings(BILLING_PAYMENT_PROVIDER="tests.test_invoices.RecordingProvider")
+@override_settings(BILLING_PAYMENT_PROVIDER="tests.services.test_invoices.RecordingProvider")
 def test_the_payment_provider_is_asked_once_and_again_after_a_failure(plans, team):
     _create(team, "orders", "pro")
     RecordingProvider.asked, RecordingProvider.fail = [], True
