@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import transaction
 from django.utils import timezone
@@ -122,16 +123,23 @@ def signup_start(*, email: str, password: str, base_url: str) -> None:
     User = get_user_model()
     existing = User.objects.filter(username=email).first() or User.objects.filter(email__iexact=email).first()
     if existing is not None and existing.is_active:
+        # Hash the password anyway (and drop it): a known email must cost what a new one costs, or the answer's
+        # timing tells which emails have a login (~0.02 s against ~0.6 s before).
+        make_password(password)
         mail_send(to=email, subject="You already have a natsctl login", template="emails/signup_existing.txt",
-              context={"base_url": base_url, "email": email})
+                  context={"base_url": base_url, "email": email})
         return
     with transaction.atomic():
         user = existing or User(username=email, email=email, is_active=False)
         user.set_password(password)
         user.save()
+    _verification_mail(user=user, email=email, base_url=base_url)
+
+
+def _verification_mail(*, user, email: str, base_url: str) -> None:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     mail_send(to=email, subject="Verify your email for natsctl", template="emails/verify.txt",
-          context={"base_url": base_url, "email": email, "uid": uid, "token": verification_tokens.make_token(user)})
+              context={"base_url": base_url, "email": email, "uid": uid, "token": verification_tokens.make_token(user)})
 
 
 def verification_resend(*, email: str, base_url: str) -> None:
@@ -140,9 +148,7 @@ def verification_resend(*, email: str, base_url: str) -> None:
     user = get_user_model().objects.filter(username=email, is_active=False).first()
     if user is None:
         return
-    uid = urlsafe_base64_encode(force_bytes(user.pk))
-    mail_send(to=email, subject="Verify your email for natsctl", template="emails/verify.txt",
-          context={"base_url": base_url, "email": email, "uid": uid, "token": verification_tokens.make_token(user)})
+    _verification_mail(user=user, email=email, base_url=base_url)
 
 
 def login_authenticate(*, request, email: str, password: str):

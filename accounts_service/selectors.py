@@ -173,9 +173,12 @@ def import_get(*, account: Account, import_id: int) -> Import:
 
 
 def export_catalog(*, q: str = "") -> QuerySet[Export]:
-    """Advertised exports of every tenant (never the system account's), with the exporting account only:
-    no team, member or private field is read. Private ones are listed too; importing them needs an activation."""
-    qs = Export.objects.filter(advertise=True, account__is_system=False).select_related("account")
+    """Advertised exports of every account (never the system account's), with the exporting account and its team's
+    name (each export is attributed; only the platform's team is shown as the platform): no member or private
+    field is read. Private ones are listed too; importing them needs an activation."""
+    qs = (Export.objects.filter(advertise=True, account__is_system=False).select_related("account__team")
+          .only("id", "name", "description", "subject", "type", "response_type", "token_req", "account_token_position",
+                "account__name", "account__public_key", "account__team__name", "account__team__is_platform"))
     if q:
         qs = qs.filter(Q(name__icontains=q) | Q(subject__icontains=q) | Q(description__icontains=q))
     return qs.order_by("account__name", "name", "id")

@@ -258,7 +258,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "accounts_service.api.utils.StrictLimitOffsetPagination",
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],  # the API is JSON only
+    "DEFAULT_PARSER_CLASSES": ["core.api.JSONParser"],  # the API is JSON only
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "accounts_service.api.schema.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 
 from django.utils import timezone
@@ -17,6 +18,23 @@ MAX_DESCRIPTION = 200
 MAX_LIMIT = 2**53  # far beyond any real limit, and exact in JSON numbers everywhere
 MAX_SUBJECTS = 100
 
+# What a name (of a team, an account, a user, an export, ...) may hold, as regex character classes the API's
+# OpenAPI patterns reuse (JSON Schema patterns are ECMA-262; ``\uXXXX`` means the same there and in ``re``).
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"  # C0, DEL and C1
+# Bidi marks, embeddings, overrides and isolates: they make text read in another order than it is stored
+# ("Trojan Source"), so a catalog entry could pass for another.
+BIDI_CHARS = r"\u200e\u200f\u202a-\u202e\u2066-\u2069"
+SPACE_CHARS = r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"  # str.isspace() beyond the controls
+# Shown as nothing (zero-width characters, fillers, variation selectors): allowed inside a name, never alone.
+INVISIBLE_CHARS = (r"\xad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200d\u2060-\u2064\u3164"
+                   r"\ufe00-\ufe0f\ufeff\uffa0")
+# A name: no control or bidi character, and at least one visible character (the services strip white space).
+NAME_PATTERN = (rf"^[^{CONTROL_CHARS}{BIDI_CHARS}]*[^{CONTROL_CHARS}{BIDI_CHARS}{SPACE_CHARS}{INVISIBLE_CHARS}]"
+                rf"[^{CONTROL_CHARS}{BIDI_CHARS}]*$")
+_CONTROL_RE = re.compile(f"[{CONTROL_CHARS}]")
+_BIDI_RE = re.compile(f"[{BIDI_CHARS}]")
+_VISIBLE_RE = re.compile(f"[^{CONTROL_CHARS}{BIDI_CHARS}{SPACE_CHARS}{INVISIBLE_CHARS}]")
+
 
 def name_check(value: object, *, field: str = "name", max_length: int = MAX_NAME) -> str:
     if not isinstance(value, str) or not value.strip():
@@ -24,8 +42,13 @@ def name_check(value: object, *, field: str = "name", max_length: int = MAX_NAME
     value = value.strip()
     if len(value) > max_length:
         raise ApplicationError(f"{field} is longer than {max_length} characters", extra={"field": field})
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ApplicationError(f"{field} contains a control character", extra={"field": field})
+    if _CONTROL_RE.search(value):
+        raise ApplicationError(f"{field} contains a control character", extra={"field": field}, code="name_control")
+    if _BIDI_RE.search(value):
+        raise ApplicationError(f"{field} contains a bidirectional control character (it would make the name read "
+                               "differently from what it is): remove it", extra={"field": field}, code="name_bidi")
+    if not _VISIBLE_RE.search(value):
+        raise ApplicationError(f"{field} has no visible character", extra={"field": field}, code="name_invisible")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

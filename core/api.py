@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions
+from rest_framework import exceptions, parsers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -59,3 +59,14 @@ def exception_handler(exc, context):
 def json_404(request, exception=None) -> JsonResponse:
     """A URL that matches no route (e.g. a non-numeric id) answers in the one error shape, not an HTML page."""
     return JsonResponse({"message": "not found", "code": "not_found", "extra": {}}, status=404)
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, except that a body nested too deeply for Python's parser (``json`` recurses) is the 400
+    every other malformed body gets, not a server error."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply") from None

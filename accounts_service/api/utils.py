@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts_service.validation import NAME_PATTERN
 from operators.subjects import MAX_SUBJECT_LENGTH
 
 # ------------------------------------------------------------------------------------------------
@@ -25,10 +26,6 @@ from operators.subjects import MAX_SUBJECT_LENGTH
 
 # JSON Schema patterns are ECMA-262 (``$`` is the end of the string), so the server matches them in full
 # rather than with ``re.search``, whose ``$`` also matches before a final newline.
-_CONTROL = r"\x00-\x1f\x7f-\x9f"  # C0, DEL and C1
-_SPACE = r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"  # str.isspace() beyond the controls
-# A name: no control character, and something besides white space (the services strip it).
-NAME_PATTERN = rf"^[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*$"
 _TOKEN = r"(?:[^\x00-\x20\x7f.*>]+|\*)"
 # operators.subjects.validate_subject as a pattern: tokens split by ".", "*" a whole token, ">" only last.
 SUBJECT_PATTERN = rf"^(?:{_TOKEN}\.)*(?:{_TOKEN}|>)$"

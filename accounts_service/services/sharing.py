@@ -21,6 +21,10 @@ from operators.models import SigningKey
 from operators.nkeys import KeyType
 from operators.subjects import has_wildcards, is_subset, overlaps
 
+# First tokens only the platform's accounts export: the system account's subjects and the platform's own services
+# (ngs.usage), so no tenant can offer a look-alike of either.
+RESERVED_NAMESPACES = ("$SYS", "ngs")
+
 
 @transaction.atomic
 def export_create(
@@ -46,6 +50,9 @@ def export_create(
     if type == Export.Type.SERVICE and response_type not in Export.ResponseType.values:
         raise Invalid("response_type must be Singleton, Stream or Chunked", extra={"field": "response_type"})
     tokens = subject.split(".")
+    if tokens[0] in RESERVED_NAMESPACES and not account.team.is_platform:
+        raise Invalid(f"subjects under {tokens[0]}. are the platform's: choose another first token",
+                      extra={"field": "subject"}, code="subject_reserved")
     if account_token_position:
         if not 0 < account_token_position <= len(tokens) or tokens[account_token_position - 1] != "*":
             raise Invalid("account_token_position must point at a '*' token of the subject",
@@ -163,7 +170,15 @@ def import_create(
     if exporter is None:
         raise Invalid("no account with that public key exports anything", extra={"field": "from"})
     export = export_covering_get(account=exporter, subject=subject)
-    if export.type == Export.Type.SERVICE and has_wildcards(subject) and not export.account_token_position:
+    position = export.account_token_position
+    if position and (len(subject.split(".")) < position or subject.split(".")[position - 1] != account.public_key):
+        # nats-server admits such an import only with the importer's own key there (accounts.go, checkAuth): any
+        # other key would be signed into the JWT and silently ignored by every node.
+        own = export.subject.split(".")
+        own[position - 1] = account.public_key
+        raise Invalid(f"the export {export.subject!r} admits only the importing account's own key in token {position}:"
+                      f" import {'.'.join(own)!r}", extra={"field": "subject"}, code="account_token_mismatch")
+    if export.type == Export.Type.SERVICE and has_wildcards(subject) and not position:
         raise Invalid("a service import names a literal subject", extra={"field": "subject"})
     if export.token_req:
         if not token:

@@ -46,15 +46,25 @@ def api_token_create(*, user, actor: Any, name: str = "") -> tuple[ApiToken, str
 
 
 @transaction.atomic
-def api_token_revoke(*, token: ApiToken, actor: Any) -> ApiToken:
+def api_token_revoke(*, token: ApiToken, actor: Any, reason: str = "") -> ApiToken:
     """Revoke a token (its person's, or the operator CLI's for them). Idempotent."""
     _self_or_platform(user=token.user, actor=actor)
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
         audit_record(action=AuditEvent.Action.TOKEN_REVOKE, actor=actor, team=team_personal_ensure(user=token.user),
-                     target=token.prefix, detail={"name": token.name})
+                     target=token.prefix, detail={"name": token.name, **({"reason": reason} if reason else {})})
     return token
+
+
+@transaction.atomic
+def api_tokens_revoke_all(*, user, actor: Any, reason: str) -> int:
+    """Revoke every active token of ``user`` (a password reset does: whoever knew the old password may have made
+    one). Each revocation is audited; returns how many."""
+    tokens = list(ApiToken.objects.select_for_update().filter(user=user, revoked_at__isnull=True))
+    for token in tokens:
+        api_token_revoke(token=token, actor=actor, reason=reason)
+    return len(tokens)
 
 
 def django_user_get(*, username: str):

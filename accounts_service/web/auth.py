@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from accounts_service import people
+from accounts_service import people, services
 from accounts_service.web import forms
 from accounts_service.web.helpers import base_url, client_ip
 from core.errors import ApplicationError
@@ -130,3 +130,16 @@ class PasswordResetView(auth_views.PasswordResetView):
             form.add_error(None, exc.message)
             return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().form_valid(form)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's reset link; setting the new password also revokes the person's API tokens (whoever knew the old
+    password may have made one), as the reset mail says."""
+
+    template_name = "web/password_reset_confirm.html"
+    success_url = reverse_lazy("web:password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.api_tokens_revoke_all(user=form.user, actor=form.user, reason="password reset")
+        return response

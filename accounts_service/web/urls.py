@@ -1,7 +1,7 @@
 """Routes of the web UI (namespace ``web``)."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path, reverse_lazy
+from django.urls import path
 
 from accounts_service.web import accounts, auth, sharing_urls, teams
 
@@ -16,9 +16,8 @@ urlpatterns = [
     path("password-reset/", auth.PasswordResetView.as_view(), name="password_reset"),
     path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(template_name="web/password_reset_done.html"),
          name="password_reset_done"),
-    path("password-reset/<str:uidb64>/<str:token>/", auth_views.PasswordResetConfirmView.as_view(
-        template_name="web/password_reset_confirm.html", success_url=reverse_lazy("web:password_reset_complete"),
-    ), name="password_reset_confirm"),
+    path("password-reset/<str:uidb64>/<str:token>/", auth.PasswordResetConfirmView.as_view(),
+         name="password_reset_confirm"),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(
         template_name="web/password_reset_complete.html"), name="password_reset_complete"),
     path("dashboard/", accounts.dashboard, name="dashboard"),

@@ -261,7 +261,8 @@ def test_catalog_lists_advertised_exports_of_other_teams_only(alice_client, acme
     assert "weather" in page and "hourly forecasts" in page and "pricing" in page
     assert "internal" not in page and "sysfeed" not in page
     assert globex_account.public_key in page and globex_account.name in page
-    assert "bob@example.com" not in page and "Globex" not in page  # the exporter's team and people stay private
+    assert "bob@example.com" not in page  # the exporter's people stay private
+    assert "team <strong>Globex" in page  # every export is attributed to its team (only the platform's are "platform")
     assert "private: ask the owner for an activation" in page
     assert f'<option value="{acme_account.public_key}"' in page
     assert 'data-copy' not in page

@@ -1,0 +1,27 @@
+"""Fixtures of the API tests."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from accounts_service import services
+from accounts_service.rights import PLATFORM
+from billing.invoices import invoice_generate
+from billing.selectors import period_start
+
+
+@pytest.fixture
+def first_team_objects(operator_setup):
+    owner = get_user_model().objects.create_user(username="alice", password="pw-alice-123")
+    team = services.team_create(name="acme", actor=owner)
+    account = services.account_create(actor=PLATFORM, team=team, name="shop")
+    feed = services.account_create(actor=PLATFORM, team=team, name="feed")
+    user = services.user_create(actor=PLATFORM, account=account, name="app", pub_allow=["orders.>"])
+    export = services.export_create(actor=PLATFORM, account=feed, name="prices", subject="prices.>", type="stream")
+    imp = services.import_create(actor=PLATFORM,
+                                 account=account, exporter_public_key=feed.public_key, subject="prices.>")
+    services.account_plan_set(actor=PLATFORM, account=account, plan="free")
+    invoice, _ = invoice_generate(team=team, start=period_start())
+    return {"owner": owner, "account_pk": account.public_key, "user_pk": user.public_key, "export_id": export.pk,
+            "import_id": imp.pk, "export_account_pk": feed.public_key, "number": invoice.number}

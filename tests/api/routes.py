@@ -1,0 +1,49 @@
+"""The API's routes read from the URL conf, with the objects to fill them in (isolation and role walks)."""
+
+from __future__ import annotations
+
+import re
+
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from accounts_service import services
+from accounts_service.rights import PLATFORM
+
+METHODS = ("get", "post", "put", "patch", "delete")
+# Routes that name no tenant object: scoping there is by the caller's own teams or by staff permission.
+UNSCOPED = {"api-account-list", "api-connect", "api-fleet-nodes", "api-plan-list", "api-invoice-list"}
+
+
+def api_routes() -> list[tuple[str, str, type]]:
+    """(name, route with <converters>, view class) of every route under api/v1/."""
+    routes: list[tuple[str, str, type]] = []
+
+    def walk(patterns, prefix: str) -> None:
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, prefix + str(p.pattern))
+            elif isinstance(p, URLPattern) and (prefix + str(p.pattern)).startswith("api/v1/"):
+                routes.append((p.name, prefix + str(p.pattern), p.callback.view_class))
+
+    walk(get_resolver().url_patterns, "")
+    return routes
+
+
+ROUTES = api_routes()
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    _, token = services.api_token_create(actor=PLATFORM, user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def fill(route: str, objects: dict) -> str:
+    values = dict(objects)
+    if "<int:export_id>" in route:  # an export is addressed under its own (exporting) account
+        values["account_pk"] = objects["export_account_pk"]
+    path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m.group(1)]), route)
+    assert "<" not in path, f"cannot fill {route}: add its parameter to first_team_objects"
+    return "/" + path
