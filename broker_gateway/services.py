@@ -32,6 +32,7 @@ from broker_gateway.gateway import (
 from broker_gateway.models import BrokerNode, NodeClaim
 from broker_gateway.ports import free_port, port_free
 from broker_gateway.selectors import accounts_behind_ids, healthy_nodes, running_node_urls
+from core.db import Merge, rows_upsert
 from core.errors import ApplicationError, Conflict, Unavailable
 from operators import services as op_services
 from operators.selectors import operator_get
@@ -166,26 +167,21 @@ class FleetPushReport:
 def _claims_record(rows: Iterable[tuple[int, int, str, int]]) -> int:
     """Upsert NodeClaim rows (account id, node id, jti, iat); accounts deleted meanwhile are skipped.
 
-    One ``INSERT ... ON CONFLICT DO UPDATE`` statement run with executemany (SQLite and PostgreSQL): a full
-    sync writes one row per account and node, and building that many model instances for ``bulk_create``
-    cost a quarter of a push's wall time.
+    One statement run with executemany: a full sync writes one row per account and node, and building that
+    many model instances for ``bulk_create`` cost a quarter of a push's wall time.
     """
     rows = list(rows)
     if not rows:
         return 0
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    table = connection.ops.quote_name(NodeClaim._meta.db_table)
-    # The table name is our model's, quoted; every value is a parameter.
-    sql = (f"INSERT INTO {table} (account_id, node_id, jti, iat, updated_at) VALUES (%s, %s, %s, %s, %s) "  # noqa: S608
-           "ON CONFLICT (account_id, node_id) DO UPDATE SET jti = excluded.jti, iat = excluded.iat, "
-           "updated_at = excluded.updated_at")
     for attempt in range(2):
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
+            with transaction.atomic():
                 existing = set(Account.objects.filter(pk__in={r[0] for r in rows}).values_list("pk", flat=True))
-                params = [(a, n, j, i, now) for a, n, j, i in rows if a in existing]
-                cursor.executemany(sql, params)
-                return len(params)
+                return rows_upsert(NodeClaim, ("account", "node", "jti", "iat", "updated_at"),
+                                   [(a, n, j, i, now) for a, n, j, i in rows if a in existing],
+                                   conflict=("account", "node"), merge=dict.fromkeys(("jti", "iat", "updated_at"),
+                                                                                   Merge.NEW))
         except IntegrityError:  # an account or node deleted between the check and the write
             if attempt:
                 raise

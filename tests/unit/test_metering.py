@@ -295,16 +295,3 @@ def test_the_collector_skips_idle_accounts_whose_counters_did_not_move():
     # the first idle sample, every sample with a connection (it keeps the account's connections fresh), a move
     # of the counters, and every CONNS event
     assert kept == [1, 4, 5, 6, 8]
-
-
-@pytest.mark.django_db
-def test_the_fast_datetime_adapter_stores_what_django_stores():
-    from django.db import connection
-
-    from billing.services import db_datetime
-
-    adapt = db_datetime()
-    for value in (dt.datetime(2026, 11, 29, 18, 0, tzinfo=dt.UTC), dt.datetime(2026, 11, 29, 18, 2, 27, 898686,
-                                                                              tzinfo=dt.UTC),
-                  dt.datetime(2026, 11, 29, 19, 2, 27, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))):
-        assert adapt(value) == connection.ops.adapt_datetimefield_value(value)
