@@ -115,12 +115,13 @@ def test_status_of_another_teams_account_is_the_same_404_as_an_unknown_key(accou
     outsider = _client(_user("mallory", team=other_team))
     response = outsider.get(STATUS_URL.format(account.public_key))
     assert response.status_code == 404
-    assert response.json() == {"message": f"no account {account.public_key}", "extra": {"account": account.public_key}}
+    assert response.json() == {"message": f"no account {account.public_key}", "code": "not_found",
+                               "extra": {"account": account.public_key}}
 
     unknown = "A" + "B" * 55
     response = outsider.get(STATUS_URL.format(unknown))
     assert response.status_code == 404
-    assert response.json() == {"message": f"no account {unknown}", "extra": {"account": unknown}}
+    assert response.json() == {"message": f"no account {unknown}", "code": "not_found", "extra": {"account": unknown}}
 
 
 def test_status_for_staff_outside_the_team_is_404_too(account, staff):
