@@ -36,6 +36,7 @@ from accounts_service.tenants import (
     tenant_members,
 )
 from broker_gateway.models import BrokerNode
+from broker_gateway.nodes import node_add, node_desired_set, node_remove
 from broker_gateway.selectors import (
     account_propagation,
     accounts_out_of_sync,
@@ -48,7 +49,6 @@ from broker_gateway.selectors import (
     running_node_urls,
     teams_accounts_behind,
 )
-from broker_gateway.services import node_add, node_desired_set, node_remove
 from core.errors import ApplicationError, NotFound
 
 log = logging.getLogger(__name__)

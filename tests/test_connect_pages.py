@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts_service import services
 from accounts_service.models import Account
 from broker_gateway.models import BrokerNode, NodeClaim
-from broker_gateway.services import node_add
+from broker_gateway.nodes import node_add
 from tests.natsproc import free_port
 
 pytestmark = pytest.mark.django_db

@@ -253,7 +253,7 @@ def kill_and_wait_restarted(sup, name: str) -> str:
 def tenant(team, name: str) -> tuple:
     """A metered account pushed to every node, and a user's creds."""
     from accounts_service.services import account_create, user_create, user_creds_get
-    from broker_gateway.services import fleet_reconcile
+    from broker_gateway.propagation import fleet_reconcile
 
     account = account_create(team=team, name=name, plan="developer")
     fleet_reconcile()
@@ -523,7 +523,7 @@ def test_lame_duck_restart_is_exact(fleet2, loop, collector, team):
     connection-seconds of the clients it closes are lost (no DISCONNECT event comes)."""
     from billing.metering import SampleKind
     from billing.models import MeterSample, ServerAccountCounter
-    from broker_gateway.services import node_desired_set
+    from broker_gateway.nodes import node_desired_set
 
     account, creds = tenant(team, "lame")
     acc = account.public_key
