@@ -276,8 +276,9 @@ def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, p
 
     broker = redis_py.Redis.from_url(redis_broker.url)
     worker_env = {"REDIS_URL": redis_broker.url, "CELERY_TASK_ALWAYS_EAGER": "false"}
+    # The pushes go to the propagation queue (broker_gateway.tasks); these workers consume every queue there is.
     worker_args = ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle",
-                   "--without-heartbeat"]
+                   "--without-heartbeat", "-Q", "celery,propagation,billing,mail"]
 
     names = [n.name for n in nodes_add(3)]
     fleet_up(procs, names)
@@ -285,21 +286,21 @@ def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, p
     # Each account's JWT is enqueued for a push on commit (broker_gateway.signals): ACCOUNTS messages in Redis.
     created = [account_create(team=team, name=f"acct-{i}") for i in range(ACCOUNTS)]
     ids = [a.pk for a in created]
-    assert broker.llen("celery") == ACCOUNTS, "the pushes were not enqueued in Redis"
+    assert broker.llen("propagation") == ACCOUNTS, "the pushes were not enqueued in Redis"
 
     first = procs.celery(*worker_args, "-n", "first@%h", log="worker-1", **worker_env)
-    wait_for(lambda: first.poll() is not None or broker.llen("celery") <= ACCOUNTS - 20, timeout=30,
+    wait_for(lambda: first.poll() is not None or broker.llen("propagation") <= ACCOUNTS - 20, timeout=30,
              interval=0.005, what="the worker pushing")
     os.killpg(first.pid, signal.SIGKILL)
     assert first.wait(timeout=10) == -signal.SIGKILL, procs.log(first)
-    backlog, parked = broker.llen("celery"), broker.hlen("unacked")
+    backlog, parked = broker.llen("propagation"), broker.hlen("unacked")
     assert backlog > 0, "the worker finished every push before it was killed: nothing was tested"
 
     # A new worker takes the backlog (the messages the dead worker never received). The message it was working
     # on is not lost either: with acks_late it stays in Redis's "unacked" hash, but kombu restores it only after
     # the visibility timeout (CELERY_VISIBILITY_TIMEOUT, 300s), so here it is not what brings that account back.
     second = procs.celery(*worker_args, "-n", "second@%h", log="worker-2", **worker_env)
-    wait_for(lambda: second.poll() is not None or broker.llen("celery") == 0, timeout=30, what="backlog taken")
+    wait_for(lambda: second.poll() is not None or broker.llen("propagation") == 0, timeout=30, what="backlog taken")
     stop_process(second)  # warm shutdown: it finishes (and acks) the push in hand, so what follows is settled
     assert second.returncode == 0, procs.log(second)
     nodes = healthy_nodes()
