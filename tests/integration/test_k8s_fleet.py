@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from broker_gateway.fleet.driver import NodeSpec
-from broker_gateway.fleet.kubernetes import ApiConfig, KubeClient, KubernetesDriver
+from broker_gateway.fleet.kube_api import ApiConfig, KubeClient
+from broker_gateway.fleet.kubernetes import KubernetesDriver
 from tests.fleet import FAST, wait_for
 from tests.k8s_fake import FakeKube, ProcessKubelet
 from tests.natsproc import free_port

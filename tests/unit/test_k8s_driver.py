@@ -12,14 +12,8 @@ import kubernetes_validate
 import pytest
 
 from broker_gateway.fleet.driver import NodeSpec
-from broker_gateway.fleet.kubernetes import (
-    ApiConfig,
-    KubeClient,
-    KubernetesDriver,
-    KubernetesError,
-    label_selector,
-    termination_words,
-)
+from broker_gateway.fleet.kube_api import ApiConfig, KubeClient, KubernetesError, label_selector, termination_words
+from broker_gateway.fleet.kubernetes import KubernetesDriver
 from core.errors import ApplicationError
 from core.http import status_for
 from tests.k8s_fake import SCHEMA_VERSIONS, AutoKubelet, FakeKube, schema_errors
