@@ -96,7 +96,7 @@ class ServerAccountCounter(models.Model):
 
 
 class AccountStorage(models.Model):
-    """The JetStream bytes an account stores (memory plus file, every replica) at the last JSZ observation. Each
+    """The JetStream bytes an account stores (memory plus file, every replica) at the last observation. Each
     clustered server reports the account's usage cluster-wide, so this is kept per account, not per server."""
 
     account_public_key = models.CharField(max_length=56, unique=True)

@@ -68,7 +68,7 @@ def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
 
 def samples_ingest(samples: Sequence[Sample]) -> int:
     """Apply ``samples`` to the ledger, each at most once ever; returns how many were new. A sample is new when
-    its (key, account) was never ingested; a new one older than what is applied (a stale CONNS or STATZ) counts
+    its (key, account) was never ingested; a new one older than what is applied (stale counters) counts
     nothing but is remembered. Late data lands in the hour it belongs to."""
     samples = [s for s in samples if s.at is not None and s.account]
     if not samples:
