@@ -575,7 +575,7 @@ class FloorSubscriber:
         self.count, self.t_last, self.subs = 0, 0.0, []
 
     async def _arm(self, n: int) -> None:
-        from broker_gateway.collector import EVENT_SUBJECTS
+        from broker_gateway.events import EVENT_SUBJECTS
 
         self.count, self.t_last = 0, 0.0
         self.done.clear()
@@ -639,7 +639,7 @@ def product_ingest(env: Env, publisher: Publisher, n: int, server_ids: list[str]
     from django.db.models import Max
 
     from billing.models import MeterSample
-    from broker_gateway.collector import EVENT_SUBJECTS
+    from broker_gateway.events import EVENT_SUBJECTS
     from tests.waiting import wait_for
 
     timeout = timeout or max(300.0, n / 5)

@@ -18,7 +18,7 @@ ports). Every node process is stopped at the end, also on Ctrl-C, SIGTERM and er
 
 Four figures:
 
-1. product: ``broker_gateway.services.accounts_push()`` of every account to the 3 healthy nodes,
+1. product: ``broker_gateway.propagation.accounts_push()`` of every account to the 3 healthy nodes,
    in accounts/s, wall time of the whole call (DB reads, the pipelined UPDATE requests through the
    long-lived gateway, reply parsing, the NodeClaim upserts, the re-signed-meanwhile check);
 2. floor, same run: a raw nats-py loop sending the same N ``$SYS.REQ.CLAIMS.UPDATE`` requests (the
@@ -152,7 +152,7 @@ class EventLog(logging.Handler):
             return next((s for s in self.syncs if s[0] >= after), None)
 
     def attach(self) -> None:
-        for name in ("broker_gateway.fleet.supervisor", "broker_gateway.services"):
+        for name in ("broker_gateway.fleet.supervisor", "broker_gateway.propagation"):
             logger = logging.getLogger(name)
             logger.setLevel(logging.INFO)
             logger.propagate = False  # ours to print (warnings and up), not the root's INFO noise
@@ -304,7 +304,7 @@ class Floor:
 
 
 def product_push() -> tuple[float, object]:
-    from broker_gateway.services import accounts_push
+    from broker_gateway.propagation import accounts_push
 
     t0 = time.perf_counter()
     report = accounts_push()
@@ -545,8 +545,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from accounts_service.models import Account
         from broker_gateway.fleet.local import nats_server_bin
+        from broker_gateway.propagation import fleet_reconcile
         from broker_gateway.selectors import healthy_nodes
-        from broker_gateway.services import fleet_reconcile, gateway_get
+        from broker_gateway.services import gateway_get
 
         concurrency = settings.FLEET_PUSH_CONCURRENCY
         server_bin = nats_server_bin(settings.NATS_SERVER_BIN)

@@ -1,17 +1,9 @@
-"""Pure metering arithmetic: server counters to client-side usage, deltas with reset detection, hour splits.
+"""Pure metering arithmetic: usage counters, deltas with reset detection, hour splits, and the samples billed.
 
-No Django here. The numbers come from nats-server's system events (see ../shared/NATS_FACTS.md):
-
-- ``$SYS.ACCOUNT.<acc>.SERVER.CONNS`` events and the ``account_statz`` entries of ``$SYS.REQ.ACCOUNT.PING.STATZ``
-  carry per (server, account) **cumulative** counters from the server's point of view: ``received`` is what
-  the server took in for the account, ``sent`` what it sent out, each with the part that crossed routes,
-  gateways and leafnodes.
-- From the clients' point of view, what the account's clients published on this server (**sent**) is the
-  server's ``received`` minus what came in over routes/gateways/leafs, and what was delivered to them
-  (**received**) is the server's ``sent`` minus what went out over them. Summed over servers, a message
-  crossing a route is counted once, on the server its client used.
-- Counters live in server memory and start from zero whenever a server starts (it gets a new server id),
-  so usage is billed as deltas per (server id, account), ordered by the server's event sequence number.
+No Django and no transport here: the collector (broker_gateway.events) reads the brokers' messages into the
+samples below. A counters sample is one server's **cumulative** client-side counters of an account, which
+start again from zero when that server restarts under a new server id; so usage is billed as deltas per
+(server id, account), ordered by the server's sequence number.
 """
 
 from __future__ import annotations
@@ -19,19 +11,27 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
 
-_REMOTE = ("routes", "gateways", "leafs")
+# An observation of an account's connections (or stored bytes) on a server counts as current for this long: the
+# feed refreshes it well within (broker_gateway.events.CONNS_EVERY), so a server silent for longer no longer
+# counts towards the account's current connections (nor its storage report).
+OBSERVATION_FRESH = dt.timedelta(seconds=90)
 
-# A server's CONNS event repeats every 30 s while the account has connections: a server silent for longer
-# than this no longer counts towards the account's current connections (nor its storage report).
-CONNS_FRESH = dt.timedelta(seconds=90)
+
+class SampleKind(StrEnum):
+    """What a sample observed. The values are what the ledger stores (MeterSample.kind) since its first schema."""
+
+    COUNTERS_EVENT = "conns"  # counters a server sent when the account's connections changed, or periodically
+    COUNTERS_POLL = "statz"  # counters a server gave when asked
+    CONNECTION_END = "disconnect"  # one client connection's lifetime, when it ended
+    STORAGE_POLL = "jsz"  # the account's stored bytes, when asked
 
 
 def connections_at(observations: Iterable[tuple[int, dt.datetime]], at: dt.datetime) -> int:
     """An account's connections at ``at``: the sum over servers of their last (conns, observed_at), counting only
-    servers heard from within CONNS_FRESH."""
-    since = at - CONNS_FRESH
+    servers heard from within OBSERVATION_FRESH."""
+    since = at - OBSERVATION_FRESH
     return sum(conns for conns, observed in observations if observed >= since)
 
 
@@ -59,24 +59,6 @@ class Counters:
     @property
     def any_negative(self) -> bool:
         return min(self.sent_msgs, self.sent_bytes, self.received_msgs, self.received_bytes) < 0
-
-
-def _local(side: dict[str, Any] | None, unit: str) -> int:
-    """The part of a server-side counter that was exchanged with the server's own clients."""
-    side = side or {}
-    total = int(side.get(unit) or 0)
-    return max(0, total - sum(int((side.get(r) or {}).get(unit) or 0) for r in _REMOTE))
-
-
-def client_counters(stat: dict[str, Any]) -> Counters:
-    """Client-side cumulative counters of one account on one server, from a CONNS event or a STATZ entry."""
-    received, sent = stat.get("received"), stat.get("sent")
-    return Counters(
-        sent_msgs=_local(received, "msgs"),
-        sent_bytes=_local(received, "bytes"),
-        received_msgs=_local(sent, "msgs"),
-        received_bytes=_local(sent, "bytes"),
-    )
 
 
 @dataclass(frozen=True)
@@ -129,32 +111,18 @@ def split_by_hour(start: dt.datetime, stop: dt.datetime) -> list[tuple[dt.dateti
     return out
 
 
-def parse_time(value: str | None) -> dt.datetime | None:
-    """nats-server's RFC 3339 timestamps carry nanoseconds; Python keeps microseconds."""
-    if not value:
-        return None
-    text = value.replace("Z", "+00:00")
-    if "." in text:
-        head, rest = text.split(".", 1)
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        zone = rest[len(digits):]
-        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
-    parsed = dt.datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 # ------------------------------------------------------------------------------------------------
-# Samples: what the collector parses out of system events, replies and HTTP reads, for the ledger
+# Samples: what the collector hands the ledger
 # ------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CountersSample:
-    """An account's cumulative counters and connections on one server (a CONNS event or a STATZ entry). ``key``
-    (with the account) identifies it for exactly-once ingestion."""
+    """An account's cumulative counters and connections on one server. ``key`` (with the account) identifies it
+    for exactly-once ingestion."""
 
     key: str
-    kind: str
+    kind: SampleKind
     account: str
     server_id: str
     server_name: str
@@ -166,14 +134,14 @@ class CountersSample:
 
 @dataclass(frozen=True)
 class ConnectionSample:
-    """A client's DISCONNECT: the connection's seconds from ``start`` to ``at``."""
+    """A client connection that ended: its seconds from ``start`` to ``at``."""
 
     key: str
     account: str
     server_id: str
     start: dt.datetime
     at: dt.datetime
-    kind: str = "disconnect"
+    kind: SampleKind = SampleKind.CONNECTION_END
 
 
 @dataclass(frozen=True)
@@ -186,7 +154,7 @@ class StorageSample:
     server_name: str
     at: dt.datetime
     stored_bytes: int
-    kind: str = "jsz"
+    kind: SampleKind = SampleKind.STORAGE_POLL
 
 
 Sample = CountersSample | ConnectionSample | StorageSample

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from accounts_service.models import LIMIT_FIELDS
+from billing.metering import SampleKind
 
 # ------------------------------------------------------------------------------------------------
 # Plans
@@ -53,15 +54,9 @@ class MeterSample(models.Model):
     """One ingested observation. Its key (the server id and the server's event sequence number, unique per
     server) is held by a constraint, so an event replayed or delivered twice counts once."""
 
-    class Kind(models.TextChoices):
-        CONNS = "conns"
-        STATZ = "statz"
-        CONNECT = "connect"
-        DISCONNECT = "disconnect"
-        JSZ = "jsz"
-
     key = models.CharField(max_length=120)
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    kind = models.CharField(max_length=10, choices=[(kind.value, kind.name.replace("_", " ").capitalize())
+                                                    for kind in SampleKind])
     account_public_key = models.CharField(max_length=56, db_index=True)
     server_id = models.CharField(max_length=64)
     observed_at = models.DateTimeField()
@@ -101,7 +96,7 @@ class ServerAccountCounter(models.Model):
 
 
 class AccountStorage(models.Model):
-    """The JetStream bytes an account stores (memory plus file, every replica) at the last JSZ observation. Each
+    """The JetStream bytes an account stores (memory plus file, every replica) at the last observation. Each
     clustered server reports the account's usage cluster-wide, so this is kept per account, not per server."""
 
     account_public_key = models.CharField(max_length=56, unique=True)

@@ -35,7 +35,7 @@ def storage_current(*, account_public_key: str, now: dt.datetime | None = None) 
     """JetStream bytes the account stores now (every replica), if a server reported them recently."""
     now = now or timezone.now()
     row = AccountStorage.objects.filter(account_public_key=account_public_key,
-                                        observed_at__gte=now - metering.CONNS_FRESH).first()
+                                        observed_at__gte=now - metering.OBSERVATION_FRESH).first()
     return row.bytes if row is not None else 0
 
 

@@ -13,12 +13,13 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import metering
 from billing.metering import ConnectionSample, CountersSample, Sample, StorageSample
 from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageHour
+from core.db import Merge, datetime_adapter, rows_upsert
 
 _HOUR_FIELDS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds",
                 "storage_byte_seconds")
@@ -67,7 +68,7 @@ def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
 
 def samples_ingest(samples: Sequence[Sample]) -> int:
     """Apply ``samples`` to the ledger, each at most once ever; returns how many were new. A sample is new when
-    its (key, account) was never ingested; a new one older than what is applied (a stale CONNS or STATZ) counts
+    its (key, account) was never ingested; a new one older than what is applied (stale counters) counts
     nothing but is remembered. Late data lands in the hour it belongs to."""
     samples = [s for s in samples if s.at is not None and s.account]
     if not samples:
@@ -103,18 +104,19 @@ def _ingest(samples: list[Sample]) -> int:
                 hours[(sample.account, hour)].connection_seconds += seconds
         else:
             _apply_storage(sample, storage, hours, dirty_storage)
-    adapt = db_datetime()
+    adapt = datetime_adapter()
     now = adapt(timezone.now())
-    _executemany(MeterSample, ("key", "kind", "account_public_key", "server_id", "observed_at", "ingested_at"),
-                 [(s.key, s.kind, s.account, s.server_id, adapt(s.at), now) for s in fresh])
-    _executemany(ServerAccountCounter, ("server_id", "account_public_key", *_COUNTER_FIELDS),
-                 [(r.server_id, r.account_public_key,
-                   *(adapt(getattr(r, f)) if f == "observed_at" else getattr(r, f) for f in _COUNTER_FIELDS))
-                  for r in new_counters.values()])
+    rows_upsert(MeterSample, ("key", "kind", "account_public_key", "server_id", "observed_at", "ingested_at"),
+                [(s.key, s.kind, s.account, s.server_id, adapt(s.at), now) for s in fresh])
+    # Counter rows new in this batch go in with a plain INSERT: one a concurrent writer created meanwhile is an
+    # IntegrityError, and the batch runs again on that writer's counters. Rows read (and locked) here are
+    # written back by primary key.
+    rows_upsert(ServerAccountCounter, ("server_id", "account_public_key", *_COUNTER_FIELDS),
+                [_counter_values(r, adapt) for r in new_counters.values()])
     changed = [r for r in dirty_counters.values() if r.pk]  # rows created in this batch carry no pk
-    _executemany(ServerAccountCounter, _COUNTER_FIELDS,
-                 [(*(adapt(getattr(r, f)) if f == "observed_at" else getattr(r, f) for f in _COUNTER_FIELDS), r.pk)
-                  for r in changed], update=True)
+    rows_upsert(ServerAccountCounter, ("id", "server_id", "account_public_key", *_COUNTER_FIELDS),
+                [(r.pk, *_counter_values(r, adapt)) for r in changed], conflict=("id",),
+                merge=dict.fromkeys(_COUNTER_FIELDS, Merge.NEW))
     for key in dirty_storage:
         row = storage[key]
         if row.pk is None:
@@ -215,43 +217,16 @@ def _apply_storage(sample: StorageSample, storage: dict[str, AccountStorage], ho
     row.bytes, row.observed_at, row.server_name = sample.stored_bytes, sample.at, sample.server_name
 
 
-def db_datetime():
-    """What the database stores for an aware datetime, as Django's ``adapt_datetimefield_value`` gives it, fast:
-    that costs ~10 µs a call on SQLite, and a batch adapts several per sample (a test holds them equal)."""
-    if connection.vendor == "sqlite":
-        tz = connection.timezone
-        return lambda value: str(value.astimezone(tz).replace(tzinfo=None))
-    return connection.ops.adapt_datetimefield_value
-
-
-def _executemany(model, fields: Sequence[str], rows: list[tuple], *, update: bool = False) -> None:
-    """One statement for many rows (the ORM's bulk_update builds a CASE per field and row: far slower): INSERT,
-    or UPDATE ... WHERE id = %s with the id last in each row."""
-    if not rows:
-        return
-    table, columns = model._meta.db_table, [model._meta.get_field(f).column for f in fields]
-    if update:
-        sql = f"UPDATE {table} SET {', '.join(f'{c} = %s' for c in columns)} WHERE id = %s"  # noqa: S608
-    else:
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+def _counter_values(row: _Counter, adapt) -> tuple:
+    return (row.server_id, row.account_public_key,
+            *(adapt(getattr(row, f)) if f == "observed_at" else getattr(row, f) for f in _COUNTER_FIELDS))
 
 
 def _hours_upsert(hours: dict[tuple[str, dt.datetime], _Hour]) -> None:
-    """Add to every touched hour (and raise its peak) in one statement per batch: INSERT ... ON CONFLICT DO
-    UPDATE, which SQLite and PostgreSQL both speak."""
-    if not hours:
-        return
-    table = UsageHour._meta.db_table
-    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
-    columns = ("account_public_key", "hour", *_HOUR_FIELDS, "peak_connections")
-    updates = [f"{f} = {table}.{f} + excluded.{f}" for f in _HOUR_FIELDS]
-    updates.append(f"peak_connections = {greatest}({table}.peak_connections, excluded.peak_connections)")
-    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "  # noqa: S608
-           f"ON CONFLICT (account_public_key, hour) DO UPDATE SET {', '.join(updates)}")  # names are the model's own
-    adapt = db_datetime()
-    rows = [(account, adapt(hour), *(getattr(h, f) for f in _HOUR_FIELDS), h.peak_connections)
-            for (account, hour), h in sorted(hours.items())]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    """Add to every touched hour (and raise its peak) in one statement per batch."""
+    adapt = datetime_adapter()
+    rows_upsert(UsageHour, ("account_public_key", "hour", *_HOUR_FIELDS, "peak_connections"),
+                [(account, adapt(hour), *(getattr(h, f) for f in _HOUR_FIELDS), h.peak_connections)
+                 for (account, hour), h in sorted(hours.items())],
+                conflict=("account_public_key", "hour"),
+                merge={**dict.fromkeys(_HOUR_FIELDS, Merge.ADD), "peak_connections": Merge.MAX})

@@ -2,7 +2,8 @@
 
 It connects as a system-account user of its own that may only subscribe to the account events it meters and
 ask for STATZ. Messages are queued by the NATS client's callbacks and written by one thread, so a slow
-database never stalls the connection. See ../shared/NATS_FACTS.md ("System events for metering").
+database never stalls the connection; broker_gateway.events reads them into billing's samples. See
+../shared/NATS_FACTS.md ("System events for metering").
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from django.db import close_old_connections
 
 from accounts_service.models import Account, NatsUser
@@ -26,11 +26,11 @@ from accounts_service.services import (
     system_account_ensure,
     usage_service_ensure,
 )
-from billing import metering
 from billing import services as ledger
-from billing.models import MeterSample
+from billing.metering import Counters, CountersSample, Sample, SampleKind
 from billing.selectors import account_usage, window_parse
-from broker_gateway import nats_client
+from broker_gateway import events, nats_client
+from broker_gateway.events import EVENT_SUBJECTS, JSZ_SUBJECT, STATZ_SUBJECT
 from operators import services as op_services
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,6 @@ log = logging.getLogger(__name__)
 COLLECTOR_USER = "natsctl-collector"
 COLLECTOR_SUB = ["$SYS.ACCOUNT.*.CONNECT", "$SYS.ACCOUNT.*.DISCONNECT", "$SYS.ACCOUNT.*.SERVER.CONNS", "_INBOX.>"]
 COLLECTOR_PUB = ["$SYS.REQ.ACCOUNT.PING.STATZ", "$SYS.REQ.SERVER.PING.JSZ"]
-STATZ_SUBJECT = "$SYS.REQ.ACCOUNT.PING.STATZ"
-JSZ_SUBJECT = "$SYS.REQ.SERVER.PING.JSZ"  # with {"accounts": true}: each server's JetStream bytes per account
-EVENT_SUBJECTS = ("$SYS.ACCOUNT.*.CONNECT", "$SYS.ACCOUNT.*.DISCONNECT", "$SYS.ACCOUNT.*.SERVER.CONNS")
 
 
 def collector_user_ensure() -> NatsUser:
@@ -50,113 +47,26 @@ def collector_user_ensure() -> NatsUser:
 
 
 # ------------------------------------------------------------------------------------------------
-# Parsing into samples, and ingest (sync: on the writer thread, or directly in tests and replays)
+# Ingest (sync: on the writer thread, or directly in tests and replays); events.py reads the messages
 # ------------------------------------------------------------------------------------------------
-
-
-def _key(*parts: object) -> str:
-    return ":".join(str(p) for p in parts)[:120]
-
-
-def _counters(kind: str, server: dict[str, Any], seq: int, at, stat: dict[str, Any]) -> metering.CountersSample:
-    return metering.CountersSample(key=_key(server.get("id", ""), seq), kind=kind, account=stat.get("acc") or "",
-                                   server_id=server.get("id", ""), server_name=server.get("name", ""), seq=seq,
-                                   at=at, counters=metering.client_counters(stat), conns=int(stat.get("conns") or 0))
-
-
-def event_samples(subject: str, data: bytes) -> list[metering.Sample]:
-    """The samples in one system event (none for a CONNECT: its CONNS event carries the numbers)."""
-    try:
-        event = orjson.loads(data)
-    except ValueError:
-        log.warning("metering: unreadable event on %s", subject)
-        return []
-    server = event.get("server") or {}
-    if subject.endswith(".SERVER.CONNS"):
-        at = metering.parse_time(event.get("timestamp")) or metering.parse_time(server.get("time"))
-        return [_counters(MeterSample.Kind.CONNS, server, int(server.get("seq") or 0), at, event)]
-    if subject.endswith(".DISCONNECT"):
-        client = event.get("client") or {}
-        start, stop = metering.parse_time(client.get("start")), metering.parse_time(client.get("stop"))
-        at = stop or metering.parse_time(event.get("timestamp"))
-        return [metering.ConnectionSample(key=_key(server.get("id", ""), server.get("seq"), event.get("id", "")),
-                                          account=client.get("acc") or "", server_id=server.get("id", ""),
-                                          start=start or at, at=at)]
-    return []
-
-
-def statz_samples(data: bytes) -> list[metering.Sample]:
-    """One server's reply to a STATZ poll: every account's counters on that server."""
-    reply = orjson.loads(data)
-    server, body = reply.get("server") or {}, reply.get("data") or {}
-    at = metering.parse_time(body.get("now")) or metering.parse_time(server.get("time"))
-    seq = int(server.get("seq") or 0)
-    return [_counters(MeterSample.Kind.STATZ, server, seq, at, stat) for stat in body.get("account_statz") or []]
-
-
-def jsz_samples(data: bytes) -> list[metering.Sample]:
-    """One server's reply to a JSZ poll: every account's JetStream bytes (memory plus file, cluster-wide)."""
-    reply = orjson.loads(data)
-    server, body = reply.get("server") or {}, reply.get("data") or {}
-    at = metering.parse_time(body.get("now")) or metering.parse_time(server.get("time"))
-    return [metering.StorageSample(key=_key(server.get("id", ""), server.get("seq") or 0),
-                                   account=detail.get("id") or detail.get("name") or "",
-                                   server_id=server.get("id", ""), server_name=server.get("name", ""), at=at,
-                                   stored_bytes=int(detail.get("memory") or 0) + int(detail.get("storage") or 0))
-            for detail in body.get("account_details") or []]
-
-
-# A node in lame duck mode sends no system message any more (nats-server queues its LAMEDUCK event as the last
-# one of its internal send loop), yet its clients keep publishing until it closes them. Their counters are read
-# over HTTP (/accstatz) while the node winds down; such a sample has no server sequence number, so it gets one
-# above any the server ever sent, ordered by the server's own clock.
-LAME_DUCK_SEQ = 2**53
-
-
-def accstatz_samples(data: bytes, *, server_name: str) -> list[metering.Sample]:
-    """A node's HTTP ``/accstatz?unused=1`` read while it is in lame duck mode."""
-    body = orjson.loads(data)
-    at = metering.parse_time(body.get("now"))
-    if at is None or not body.get("server_id"):
-        return []
-    server = {"id": body["server_id"], "name": server_name}
-    seq = LAME_DUCK_SEQ + int(at.timestamp() * 1000)
-    return [_counters(MeterSample.Kind.STATZ, server, seq, at, stat) for stat in body.get("account_statz") or []]
 
 
 def event_ingest(subject: str, data: bytes) -> bool:
     """One system event; False if it was a duplicate or not something we meter."""
-    return ledger.samples_ingest(event_samples(subject, data)) > 0
+    return ledger.samples_ingest(events.event_samples(subject, data)) > 0
 
 
 def statz_ingest(data: bytes) -> int:
     """One STATZ reply; returns how many of its samples were new."""
-    return ledger.samples_ingest(statz_samples(data))
+    return ledger.samples_ingest(events.statz_samples(data))
 
 
 def jsz_ingest(data: bytes) -> int:
-    return ledger.samples_ingest(jsz_samples(data))
+    return ledger.samples_ingest(events.jsz_samples(data))
 
 
 def accstatz_ingest(data: bytes, *, server_name: str) -> int:
-    return ledger.samples_ingest(accstatz_samples(data, server_name=server_name))
-
-
-PARSERS = {STATZ_SUBJECT: statz_samples, JSZ_SUBJECT: jsz_samples}
-
-
-def message_samples(subject: str, data: bytes) -> list[metering.Sample]:
-    """What the collector's queue holds, as samples: a poll reply (by the subject it polled) or an event."""
-    parse = PARSERS.get(subject)
-    return parse(data) if parse is not None else event_samples(subject, data)
-
-
-def _parsed(subject: str, data: bytes) -> list[metering.Sample]:
-    try:
-        return message_samples(subject, data)
-    except Exception:  # unreadable: logged with its subject, the rest of the batch goes on
-        log.exception("metering: could not read a message on %s", subject)
-        return []
+    return ledger.samples_ingest(events.accstatz_samples(data, server_name=server_name))
 
 
 BATCH_MAX = 2000  # messages a writer transaction takes at most
@@ -228,7 +138,7 @@ class Collector:
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="metering-writer", daemon=True)
         self.ingested = 0
-        self._idle: dict[tuple[str, str], metering.Counters] = {}  # (server id, account) last seen idle
+        self._idle: dict[tuple[str, str], Counters] = {}  # (server id, account) last seen idle
 
     def _write_loop(self) -> None:
         """Everything queued so far (up to ``BATCH_MAX`` messages) goes to the ledger in one transaction; if that
@@ -246,25 +156,25 @@ class Collector:
             try:
                 close_old_connections()
                 self.ingested += ledger.samples_ingest(self._changed(
-                    [sample for subject, data in messages for sample in _parsed(subject, data)]))
+                    [sample for subject, data in messages for sample in events.readable_samples(subject, data)]))
             except Exception:
                 log.exception("metering: a batch of %d messages failed; ingesting them one by one", len(messages))
                 for subject, data in messages:
                     try:
-                        self.ingested += ledger.samples_ingest(_parsed(subject, data))
+                        self.ingested += ledger.samples_ingest(events.readable_samples(subject, data))
                     except Exception:  # one bad message must not stop metering; it is logged with its subject
                         log.exception("metering: could not ingest a message on %s", subject)
             finally:
                 for _ in items:
                     self._queue.task_done()
 
-    def _changed(self, samples: list[metering.Sample]) -> list[metering.Sample]:
+    def _changed(self, samples: list[Sample]) -> list[Sample]:
         """Drop the STATZ entries of idle accounts whose counters have not moved since this collector last saw
         them (no connection, same counters: they would add nothing). Each node lists every account it knows in
         every poll; most are idle, and the ledger need not hear it every few seconds."""
         out = []
         for sample in samples:
-            if isinstance(sample, metering.CountersSample) and sample.kind == MeterSample.Kind.STATZ:
+            if isinstance(sample, CountersSample) and sample.kind == SampleKind.COUNTERS_POLL:
                 key = (sample.server_id, sample.account)
                 if sample.conns == 0 and self._idle.get(key) == sample.counters:
                     continue

@@ -24,19 +24,19 @@ def _enqueue(task, *args) -> None:
 def _push_on_issue(sender, account_public_key: str, **kwargs) -> None:
     from accounts_service.models import Account
     from broker_gateway.models import BrokerNode
-    from broker_gateway.tasks import account_push
+    from broker_gateway.tasks import account_push_task
 
     if not BrokerNode.objects.exists():
         return  # no fleet yet (tests, a CLI-only setup): nothing to push to
     account_id = Account.objects.filter(public_key=account_public_key).values_list("pk", flat=True).first()
     if account_id is not None:
-        _enqueue(account_push, account_id)
+        _enqueue(account_push_task, account_id)
 
 
 @receiver(account_deleted, dispatch_uid="broker_gateway.delete_on_delete")
 def _push_delete(sender, account_public_key: str, **kwargs) -> None:
     from broker_gateway.models import BrokerNode
-    from broker_gateway.tasks import account_delete_push
+    from broker_gateway.tasks import account_delete_push_task
 
     if BrokerNode.objects.exists():
-        _enqueue(account_delete_push, account_public_key)
+        _enqueue(account_delete_push_task, account_public_key)

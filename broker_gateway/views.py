@@ -26,27 +26,29 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts_service.selectors import account_for_user_get
 from accounts_service.services import creds_filename
+from accounts_service.tenants import (
+    connect_accounts,
+    connect_users,
+    platform_team,
+    tenant_accounts,
+    tenant_get,
+    tenant_list,
+    tenant_members,
+)
 from broker_gateway.models import BrokerNode
+from broker_gateway.nodes import node_add, node_desired_set, node_remove
 from broker_gateway.selectors import (
     account_propagation,
     accounts_out_of_sync,
     accounts_out_of_sync_count,
     accounts_propagation,
     client_urls_public,
-    connect_accounts,
-    connect_users,
     fleet_overview,
     healthy_nodes,
     node_get,
-    platform_team,
     running_node_urls,
     teams_accounts_behind,
-    tenant_accounts,
-    tenant_get,
-    tenant_list,
-    tenant_members,
 )
-from broker_gateway.services import node_add, node_desired_set, node_remove
 from core.errors import ApplicationError, NotFound
 
 log = logging.getLogger(__name__)

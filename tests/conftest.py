@@ -72,7 +72,7 @@ def other_team(db):
 @pytest.fixture
 def nats_server(operator_setup, tmp_path: Path):
     """A real nats-server in operator mode with the full resolver, on free loopback ports."""
-    from broker_gateway.services import server_config_build
+    from broker_gateway.nodes import server_config_build
 
     port, http_port = free_port(), free_port()
     config = server_config_build(

@@ -77,7 +77,7 @@ def start_redis(workdir: Path) -> RedisServer:
 
 def nodes_add(count: int, *, prefix: str = "node", extra_config: str = "") -> list:
     """``count`` nodes on free loopback ports (desired running)."""
-    from broker_gateway.services import node_add
+    from broker_gateway.nodes import node_add
 
     return [
         node_add(name=f"{prefix}-{i + 1}", extra_config=extra_config,

@@ -30,197 +30,43 @@ scratch directory), so a node with a broken extra config fails instead of starti
 the control plane. A removed node's volumes go with the StatefulSet's
 ``persistentVolumeClaimRetentionPolicy.whenScaled`` (the chart sets ``Delete``), not with ``forget``.
 
-The API is spoken with urllib (no client library): in-cluster config from the service account
-(https://kubernetes.io/docs/tasks/run-application/access-api-from-pod/), or settings K8S_*.
+The API server is spoken to through fleet/kube_api.py (urllib, no client library).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import ssl
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from broker_gateway.fleet.driver import DataDirs, Health, NodeSpec, NodeStatus
+from broker_gateway.fleet.kube_api import (
+    MERGE_PATCH,
+    ApiConfig,
+    KubeClient,
+    KubernetesApiError,
+    KubernetesError,
+    label_selector,
+    pod_condition,
+    pod_ready,
+    pod_terminating,
+    pod_uid,
+    termination_words,
+)
 from broker_gateway.fleet.local import nats_server_bin
-from core.errors import ErrorKind, Unavailable
+from core.errors import ErrorKind
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_PORTS = {"client_port": 4222, "cluster_port": 6222, "monitoring_port": 8222, "leafnode_port": 7422}
 DEFAULT_HOST = "{pod}.{service}.{namespace}.svc"  # the pod's DNS name under the StatefulSet's headless service
-MERGE_PATCH = "application/merge-patch+json"
-
-
-class KubernetesError(Unavailable):
-    """The API server could not be reached or refused a request, or the StatefulSet cannot do what was asked."""
-
-
-class KubernetesApiError(KubernetesError):
-    """The API server answered with an error status (its ``Status`` object's reason and message kept)."""
-
-    def __init__(self, method: str, path: str, code: int, status: dict[str, Any]) -> None:
-        self.http_status = code
-        self.reason = status.get("reason", "") if isinstance(status, dict) else ""
-        message = status.get("message", "") if isinstance(status, dict) else ""
-        super().__init__(f"kubernetes API {method} {path}: {code} {self.reason} {message}".rstrip(),
-                         extra={"code": code, "reason": self.reason},
-                         code="kubernetes_conflict" if code == 409 else "kubernetes_unavailable",
-                         kind=ErrorKind.CONFLICT if code == 409 else None)
-
-
-# ------------------------------------------------------------------------------------------------
-# The API server
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApiConfig:
-    """Where the API server is and how to authenticate to it."""
-
-    url: str
-    namespace: str
-    token_file: str = ""
-    ca_file: str = ""
-    timeout: float = 5.0
-
-    @classmethod
-    def resolve(cls, *, url: str = "", namespace: str = "", token_file: str = "", ca_file: str = "",
-                timeout: float = 5.0, environ: Mapping[str, str] = os.environ,
-                sa_dir: Path = SERVICE_ACCOUNT_DIR) -> ApiConfig:
-        """Explicit values first; else the pod's own: KUBERNETES_SERVICE_HOST/PORT and the service account's
-        token, CA and namespace files."""
-        if not url:
-            host = environ.get("KUBERNETES_SERVICE_HOST", "")
-            if not host:
-                raise KubernetesError("FLEET_DRIVER=kubernetes outside a pod (no KUBERNETES_SERVICE_HOST): set "
-                                      "K8S_API_URL (and K8S_TOKEN_FILE, K8S_NAMESPACE)")
-            host = f"[{host}]" if ":" in host else host
-            url = f"https://{host}:{environ.get('KUBERNETES_SERVICE_PORT', '443')}"
-        sa_dir = Path(sa_dir)
-        if not token_file and (sa_dir / "token").exists():
-            token_file = str(sa_dir / "token")
-        if not ca_file and (sa_dir / "ca.crt").exists():
-            ca_file = str(sa_dir / "ca.crt")
-        if not namespace:
-            with contextlib.suppress(OSError):
-                namespace = (sa_dir / "namespace").read_text().strip()
-        if not namespace:
-            raise KubernetesError("no Kubernetes namespace: set K8S_NAMESPACE (no service account namespace file)")
-        return cls(url=url.rstrip("/"), namespace=namespace, token_file=token_file, ca_file=ca_file, timeout=timeout)
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw or b"{}")
-    except ValueError:
-        return {"message": raw[:200].decode("utf-8", "replace")}
-
-
-class KubeClient:
-    """Just enough of the Kubernetes REST API: JSON requests over urllib, bearer token, cluster CA."""
-
-    def __init__(self, config: ApiConfig) -> None:
-        self.config = config
-        # No environment proxy: the API server is a cluster address (client-go would honour HTTPS_PROXY, but
-        # a control plane pod with an egress proxy must not send its service account token through it).
-        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
-        if config.url.startswith("https:"):
-            context = ssl.create_default_context(cafile=config.ca_file or None)
-            handlers.append(urllib.request.HTTPSHandler(context=context))
-        self._opener = urllib.request.build_opener(*handlers)
-
-    def _token(self) -> str:
-        # Read at every request: bound service account tokens are rotated by the kubelet.
-        if not self.config.token_file:
-            return ""
-        try:
-            return Path(self.config.token_file).read_text().strip()
-        except OSError as exc:
-            raise KubernetesError(f"cannot read the Kubernetes token {self.config.token_file}: {exc}") from exc
-
-    def request(self, method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None,
-                content_type: str = "application/json") -> dict[str, Any]:
-        url = self.config.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        headers = {"Accept": "application/json"}
-        token = self._token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = content_type
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 (http/https)
-        try:
-            with self._opener.open(request, timeout=self.config.timeout) as response:
-                return _json(response.read())
-        except urllib.error.HTTPError as exc:
-            raise KubernetesApiError(method, path, exc.code, _json(exc.read())) from None
-        except (OSError, ValueError) as exc:  # refused, timed out, TLS, DNS
-            raise KubernetesError(f"kubernetes API {method} {path}: {exc}") from exc
-
-
-def label_selector(selector: dict[str, Any]) -> str:
-    """A LabelSelector object as the ``labelSelector`` query string
-    (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors)."""
-    parts = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], ",".join(expr.get("values") or [])
-        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
-                      "DoesNotExist": f"!{key}"}[op])
-    if not parts:
-        raise KubernetesError("the StatefulSet has an empty selector")
-    return ",".join(parts)
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading pods
-# ------------------------------------------------------------------------------------------------
-
-
-def _terminating(pod: dict[str, Any]) -> bool:
-    return bool(pod["metadata"].get("deletionTimestamp"))
-
-
-def _uid(pod: dict[str, Any]) -> str:
-    return pod["metadata"]["uid"]
-
-
-def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in pod.get("status", {}).get("conditions") or [] if c.get("type") == kind), {})
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    return _condition(pod, "Ready").get("status") == "True"
-
-
-def termination_words(terminated: dict[str, Any] | None) -> str:
-    """A container termination (ContainerStateTerminated) as the supervisor's ``error``: status, signal,
-    reason, then the termination message (the log tail, with terminationMessagePolicy FallbackToLogsOnError)."""
-    if not terminated:
-        return ""
-    code = terminated.get("exitCode")
-    words = f"exited with status {code}"
-    if isinstance(code, int) and 128 < code < 128 + 65:
-        with contextlib.suppress(ValueError):
-            words += f" (killed by {signal.Signals(code - 128).name})"
-    if terminated.get("reason"):
-        words += f": {terminated['reason']}"
-    if terminated.get("message"):
-        words += "\n" + terminated["message"].strip()
-    return words[-2000:]
 
 
 @dataclass(frozen=True)
@@ -413,11 +259,11 @@ class KubernetesDriver:
         if ordinal >= view.replicas:
             self._scale(lambda current: max(current, ordinal + 1))
             pod = None
-        if pod is None or _terminating(pod):
+        if pod is None or pod_terminating(pod):
             self._instances[spec.name] = _Instance(uid=None)
         else:
             status = self._container(pod)
-            self._instances[spec.name] = _Instance(uid=_uid(pod), restarts=status.get("restartCount", 0),
+            self._instances[spec.name] = _Instance(uid=pod_uid(pod), restarts=status.get("restartCount", 0),
                                                    awaiting_restart=self._down(status))
         return NodeStatus(running=True)
 
@@ -429,15 +275,15 @@ class KubernetesDriver:
         pod = view.pods.get(name)
         instance = self._instances.get(name)
         if instance is None or instance.uid is None:
-            if pod is None or (_terminating(pod) and instance is not None):
+            if pod is None or (pod_terminating(pod) and instance is not None):
                 # Started and waiting for the controller's (new) pod, or never started and not there.
                 return NodeStatus(running=instance is not None and ordinal < view.replicas)
             # First sight of this pod (e.g. the control plane restarted), or the pod we waited for: ours now.
             status = self._container(pod)
-            instance = self._instances[name] = _Instance(uid=_uid(pod), restarts=status.get("restartCount", 0))
+            instance = self._instances[name] = _Instance(uid=pod_uid(pod), restarts=status.get("restartCount", 0))
         if pod is None:
             return NodeStatus(running=False, error=f"pod {name} was deleted")
-        if _uid(pod) != instance.uid:
+        if pod_uid(pod) != instance.uid:
             return NodeStatus(running=False, error=f"pod {name} was deleted and recreated by the StatefulSet")
         status = self._container(pod)
         restarts = status.get("restartCount", 0)
@@ -465,10 +311,10 @@ class KubernetesDriver:
         pod = self._view().pods.get(spec.name)
         if pod is None:
             return Health(healthy=False, detail=f"pod {spec.name} does not exist (yet)")
-        if _terminating(pod):
+        if pod_terminating(pod):
             return Health(healthy=False, detail=f"pod {spec.name} is terminating")
-        if not _ready(pod):
-            ready = _condition(pod, "Ready")
+        if not pod_ready(pod):
+            ready = pod_condition(pod, "Ready")
             waiting = (self._container(pod).get("state") or {}).get("waiting") or {}
             words = [f"pod {spec.name} is not ready"]
             words += [w for w in (ready.get("reason"), ready.get("message"), waiting.get("reason"),
@@ -492,7 +338,7 @@ class KubernetesDriver:
             return
         pod = self._view(fresh=True).pods.get(name)
         if pod is not None:
-            self._delete_pod(name, grace=0, uid=_uid(pod))
+            self._delete_pod(name, grace=0, uid=pod_uid(pod))
 
     def forget(self, name: str) -> None:
         """A removed node: scale it away if it is the highest ordinal (refused below it); its volumes follow the
@@ -512,12 +358,12 @@ class KubernetesDriver:
         found = []
         for name, pod in view.pods.items():
             ordinal = self.ordinal(name)
-            if ordinal is None or ordinal >= view.replicas or _terminating(pod):
+            if ordinal is None or ordinal >= view.replicas or pod_terminating(pod):
                 continue
             host = self.host_template.format(pod=name, service=view.service, namespace=self.namespace,
                                              ordinal=ordinal)
             found.append(DiscoveredNode(name=name, ordinal=ordinal, host=host, ports=dict(self.ports),
-                                        ready=_ready(pod)))
+                                        ready=pod_ready(pod)))
         return sorted(found, key=lambda node: node.ordinal)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -537,7 +383,7 @@ class KubernetesDriver:
     def _varz_get(self, pod: dict[str, Any], port: int) -> dict[str, Any]:
         """/varz of this container run, read once per run (its server id changes only with a restart)."""
         name, ip = pod["metadata"]["name"], pod.get("status", {}).get("podIP", "")
-        run = (_uid(pod), self._container(pod).get("restartCount", 0))
+        run = (pod_uid(pod), self._container(pod).get("restartCount", 0))
         known = self._varz.get(name)
         if known is not None and known[0] == run:
             return known[1]

@@ -20,10 +20,12 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from broker_gateway import services
 from broker_gateway.fleet.driver import FleetDriver, NodeSpec
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
+from broker_gateway.nodes import node_add, node_config_build, node_store_jwts
+from broker_gateway.propagation import node_sync
+from broker_gateway.services import gateway_reset
 from core.errors import ApplicationError
 
 log = logging.getLogger(__name__)
@@ -163,7 +165,7 @@ class Supervisor:
             known = set(BrokerNode.objects.values_list("name", flat=True)) | set(self.runtime)
             for found in discover():
                 if found.name not in known:
-                    services.node_add(name=found.name, host=found.host, ports=found.ports)
+                    node_add(name=found.name, host=found.host, ports=found.ports)
                     log.info("node %s discovered at %s", found.name, found.host, extra={"node": found.name})
         except Exception as exc:  # the next discovery tries again
             log.warning("node discovery failed: %s", exc)
@@ -297,7 +299,7 @@ class Supervisor:
 
     def _start(self, node: BrokerNode, rt: _Runtime) -> None:
         try:
-            config = services.node_config_build(node=node, dirs=self.driver.data_dirs(node.name))
+            config = node_config_build(node=node, dirs=self.driver.data_dirs(node.name))
         except (ApplicationError, ValueError) as exc:
             self._update(node, observed_state=Observed.FAILED, last_error=f"config: {exc}")
             return
@@ -308,7 +310,7 @@ class Supervisor:
             self._update(node, observed_state=Observed.FAILED, last_error=error[-2000:], pid=None)
             return
         if self._store_jwts is None:
-            self._store_jwts = services.node_store_jwts()
+            self._store_jwts = node_store_jwts()
         self.driver.prime(node.name, self._store_jwts)
         status = self.driver.start(spec)
         restart = rt.ever_started or node.consecutive_failures > 0
@@ -352,12 +354,12 @@ class NodeSyncer:
         self._waiting.release()
         for attempt in (1, 2):
             try:
-                services.node_sync(node_id=node_id)
+                node_sync(node_id=node_id)
                 break
             except GatewayUnavailable as exc:
                 # The connection may be pinned to a node that just froze or died: reopen it once, to the
                 # nodes healthy now; after that, the reconciler catches up.
-                services.gateway_reset()
+                gateway_reset()
                 if attempt == 2:
                     log.warning("full sync of %s postponed: %s", name, exc)
             except Exception:

@@ -13,8 +13,8 @@ from accounts_service import services
 from accounts_service.models import Account
 from accounts_service.rights import PLATFORM
 from broker_gateway.models import BrokerNode, NodeClaim
+from broker_gateway.nodes import node_add
 from broker_gateway.selectors import healthy_nodes
-from broker_gateway.services import node_add
 
 pytestmark = pytest.mark.django_db
 
@@ -265,8 +265,8 @@ def test_a_healthy_state_the_supervisor_stopped_confirming_does_not_count(accoun
     from django.utils import timezone
 
     from broker_gateway.models import BrokerNode
+    from broker_gateway.nodes import node_add
     from broker_gateway.selectors import account_propagation, fleet_overview
-    from broker_gateway.services import node_add
 
     node = node_add(name="lonely", ports={"client_port": 24222, "cluster_port": 26222, "monitoring_port": 28222,
                                           "leafnode_port": 27422})

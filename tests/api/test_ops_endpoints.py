@@ -21,7 +21,7 @@ def redis_server(tmp_path):
 
 def _healthy_node():
     from broker_gateway.models import BrokerNode
-    from broker_gateway.services import node_add
+    from broker_gateway.nodes import node_add
 
     node = node_add(name="n1", ports={"client_port": free_port(), "cluster_port": free_port(),
                                       "monitoring_port": free_port(), "leafnode_port": free_port()})

@@ -132,7 +132,7 @@ def test_signup_to_publish_on_the_fleet(fleet, settings, mailoutbox, live_server
     except (AssertionError, PlaywrightTimeout):
         # A node that acknowledged later than NATS_PUSH_TIMEOUT (a loaded machine) is the beat-driven
         # reconciler's to catch up; no beat runs here, so reconcile once as it would.
-        from broker_gateway.services import fleet_reconcile
+        from broker_gateway.propagation import fleet_reconcile
 
         in_thread(fleet_reconcile)
         expect(propagation).to_contain_text(live, timeout=15_000)

@@ -23,8 +23,8 @@ def fleet3(operator_setup, tmp_path):
 def test_change_reaches_every_node_and_killed_node_returns(fleet3, team):
     from accounts_service.services import account_create
     from broker_gateway.models import BrokerNode
+    from broker_gateway.propagation import fleet_reconcile
     from broker_gateway.selectors import account_propagation
-    from broker_gateway.services import fleet_reconcile
 
     account = account_create(actor=PLATFORM, team=team, name="orders")  # pushed on commit (eager task)
     status = account_propagation(account=account)

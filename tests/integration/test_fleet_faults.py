@@ -257,7 +257,8 @@ def stop_nodes(names: list[str]) -> None:
     The control plane's own connection is closed first: nats-server in lame duck mode exits at once when
     it has no client, but waits its grace period (10 s) for any client still attached.
     """
-    from broker_gateway.services import gateway_reset, node_desired_set
+    from broker_gateway.nodes import node_desired_set
+    from broker_gateway.services import gateway_reset
 
     gateway_reset()
     for name in names:
@@ -267,7 +268,7 @@ def stop_nodes(names: list[str]) -> None:
 
 
 def start_nodes(names: list[str]) -> None:
-    from broker_gateway.services import node_desired_set
+    from broker_gateway.nodes import node_desired_set
 
     for name in names:
         node_desired_set(node=node(name), desired="running")
@@ -335,7 +336,7 @@ def fleet3(fleet):
 @pytest.mark.parametrize("killed", ["bystander", "gateway-node"])
 def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed, monkeypatch):
     from accounts_service.services import account_create, account_resign
-    from broker_gateway import services
+    from broker_gateway import propagation
     from broker_gateway.models import BrokerNode
     from broker_gateway.selectors import account_propagation
     from operators.signals import account_jwt_issued
@@ -363,7 +364,7 @@ def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed
     victim = gw if killed == "gateway-node" else bystander()
     result: dict[str, object] = {}
     at_kill: dict[str, object] = {}
-    record = services._replies_record
+    record = propagation._replies_record
 
     # The kill happens inside the push, deterministically: right after the first of ten batches is recorded,
     # while the second is on the wire (batches are pipelined) and eight more are still to be read and sent.
@@ -375,11 +376,11 @@ def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed
             os.kill(at_kill["pid"], signal.SIGKILL)
             at_kill["held"] = stored_latest(fleet.base, victim, latest)
 
-    monkeypatch.setattr(services, "_replies_record", record_then_kill)
+    monkeypatch.setattr(propagation, "_replies_record", record_then_kill)
 
     def bulk() -> None:
         try:
-            result["report"] = services.accounts_push(batch=accounts // 10)
+            result["report"] = propagation.accounts_push(batch=accounts // 10)
         except Exception as exc:  # the fleet connection may drop with the victim: recorded, not fatal
             result["error"] = exc
         finally:
@@ -417,7 +418,7 @@ def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed
 @pytest.mark.parametrize("frozen", ["bystander", "gateway-node"])
 def test_frozen_node_does_not_stall_push_and_catches_up(fleet3, team, settings, frozen):
     from accounts_service.services import account_create, account_update
-    from broker_gateway import services
+    from broker_gateway import propagation
     from broker_gateway.selectors import account_propagation
 
     push_timeout = 1.0
@@ -438,7 +439,7 @@ def test_frozen_node_does_not_stall_push_and_catches_up(fleet3, team, settings, 
     account_update(actor=PLATFORM, account=account, description="changed while a node is frozen")
     on_commit = time.monotonic() - started
     started = time.monotonic()
-    report = services.accounts_push(account_ids=[account.pk], timeout=push_timeout)
+    report = propagation.accounts_push(account_ids=[account.pk], timeout=push_timeout)
     explicit = time.monotonic() - started
     assert on_commit < push_timeout + margin, on_commit
     assert explicit < push_timeout + margin, explicit
@@ -536,7 +537,8 @@ def test_all_nodes_down_while_accounts_change_then_converge(fleet3, team):
 
 def test_stale_jwt_replayed_is_detected_and_repaired_by_verify(fleet3, team):
     from accounts_service.services import account_create, account_update
-    from broker_gateway import services
+    from broker_gateway import propagation
+    from broker_gateway.services import gateway_get
     from operators.models import IssuedAccountJwt
 
     account = account_create(actor=PLATFORM, team=team, name="billing")
@@ -550,21 +552,21 @@ def test_stale_jwt_replayed_is_detected_and_repaired_by_verify(fleet3, team):
 
     # A late delivery of the previous version (a retried task, a slow queue): nats-server's UPDATE has no
     # age check, so every node takes it and the account is rolled back on all of them.
-    replies = services.gateway_get().push([previous.jwt], expect=3, timeout=LOOKUP_TIMEOUT)[0]
+    replies = gateway_get().push([previous.jwt], expect=3, timeout=LOOKUP_TIMEOUT)[0]
     assert len(replies) == 3 and all(r.get("data", {}).get("code") == 200 for r in replies), replies
     (held,) = lookup([account.public_key])
     assert held == [previous.jwt] * 3, "the replayed JWT did not reach the nodes: the test proves nothing"
 
     # Our records still say every node is in sync, so reconcile (which trusts them) cannot see it ...
-    assert services.fleet_reconcile().accounts == 0
+    assert propagation.fleet_reconcile().accounts == 0
     # ... verify asks the nodes, finds the stale account and pushes the latest again.
-    report = services.fleet_verify(timeout=LOOKUP_TIMEOUT)
+    report = propagation.fleet_verify(timeout=LOOKUP_TIMEOUT)
     assert report.stale == 1, report
     assert report.repaired is not None and report.repaired.ok, report.repaired
     (held,) = lookup([account.public_key])
     assert held == [account.jwt] * 3
     wait_converged()
-    assert services.fleet_verify(timeout=LOOKUP_TIMEOUT).stale == 0
+    assert propagation.fleet_verify(timeout=LOOKUP_TIMEOUT).stale == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -574,7 +576,7 @@ def test_stale_jwt_replayed_is_detected_and_repaired_by_verify(fleet3, team):
 
 def test_user_revoked_while_node_down_is_refused_there_once_back(fleet3, team):
     from accounts_service.services import account_create, user_create, user_creds_get, user_revoke
-    from broker_gateway.services import node_desired_set
+    from broker_gateway.nodes import node_desired_set
 
     account = account_create(actor=PLATFORM, team=team, name="telemetry")
     alice = user_create(actor=PLATFORM, account=account, name="alice")
@@ -690,7 +692,7 @@ def _beats(name: str, count: int = 2) -> None:
 
 
 def test_invalid_config_fails_at_once_with_the_servers_error_and_is_not_restarted(fleet3):
-    from broker_gateway.services import node_add
+    from broker_gateway.nodes import node_add
 
     node_add(name="bad", ports=_ports(), extra_config="this is not valid {{")
     wait_for(lambda: node("bad").observed_state == "failed", timeout=CONVERGE, what="bad failed")
@@ -710,7 +712,7 @@ def test_invalid_config_fails_at_once_with_the_servers_error_and_is_not_restarte
 
 
 def test_taken_client_port_crash_loops_a_bounded_number_of_times_then_fails(fleet3):
-    from broker_gateway.services import node_add
+    from broker_gateway.nodes import node_add
 
     max_failures = FAST["max_failures"]
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:

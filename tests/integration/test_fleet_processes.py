@@ -135,9 +135,9 @@ def fleet_up(procs: Procs, names: list[str], **env: str) -> tuple[subprocess.Pop
 def push_replies(account, node) -> set[str]:
     """Servers that acknowledge a push of ``account`` sent to ``node`` (every node of the cluster answers)."""
     from broker_gateway.gateway import reply_ok, reply_server
-    from broker_gateway.services import account_push
+    from broker_gateway.propagation import account_jwt_send
 
-    result = account_push(account=account, url=node.client_url, expect=10_000, timeout=1.0)
+    result = account_jwt_send(account=account, url=node.client_url, expect=10_000, timeout=1.0)
     return {reply_server(r) for r in result.replies if reply_ok(r)}
 
 
@@ -274,12 +274,13 @@ def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, p
     from accounts_service.models import Account
     from accounts_service.services import account_create
     from broker_gateway.selectors import accounts_behind_ids, healthy_nodes
-    from broker_gateway.tasks import fleet_reconcile
+    from broker_gateway.tasks import fleet_reconcile_task
 
     broker = redis_py.Redis.from_url(redis_broker.url)
     worker_env = {"REDIS_URL": redis_broker.url, "CELERY_TASK_ALWAYS_EAGER": "false"}
+    # The pushes go to the propagation queue (broker_gateway.tasks); these workers consume every queue there is.
     worker_args = ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle",
-                   "--without-heartbeat"]
+                   "--without-heartbeat", "-Q", "celery,propagation,billing,mail"]
 
     names = [n.name for n in nodes_add(3)]
     fleet_up(procs, names)
@@ -287,21 +288,21 @@ def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, p
     # Each account's JWT is enqueued for a push on commit (broker_gateway.signals): ACCOUNTS messages in Redis.
     created = [account_create(actor=PLATFORM, team=team, name=f"acct-{i}") for i in range(ACCOUNTS)]
     ids = [a.pk for a in created]
-    assert broker.llen("celery") == ACCOUNTS, "the pushes were not enqueued in Redis"
+    assert broker.llen("propagation") == ACCOUNTS, "the pushes were not enqueued in Redis"
 
     first = procs.celery(*worker_args, "-n", "first@%h", log="worker-1", **worker_env)
-    wait_for(lambda: first.poll() is not None or broker.llen("celery") <= ACCOUNTS - 20, timeout=30, interval=0.005,
-             what="the worker pushing")
+    wait_for(lambda: first.poll() is not None or broker.llen("propagation") <= ACCOUNTS - 20, timeout=30,
+             interval=0.005, what="the worker pushing")
     os.killpg(first.pid, signal.SIGKILL)
     assert first.wait(timeout=10) == -signal.SIGKILL, procs.log(first)
-    backlog, parked = broker.llen("celery"), broker.hlen("unacked")
+    backlog, parked = broker.llen("propagation"), broker.hlen("unacked")
     assert backlog > 0, "the worker finished every push before it was killed: nothing was tested"
 
     # A new worker takes the backlog (the messages the dead worker never received). The message it was working
     # on is not lost either: with acks_late it stays in Redis's "unacked" hash, but kombu restores it only after
     # the visibility timeout (CELERY_VISIBILITY_TIMEOUT, 300s), so here it is not what brings that account back.
     second = procs.celery(*worker_args, "-n", "second@%h", log="worker-2", **worker_env)
-    wait_for(lambda: second.poll() is not None or broker.llen("celery") == 0, timeout=30, what="backlog taken")
+    wait_for(lambda: second.poll() is not None or broker.llen("propagation") == 0, timeout=30, what="backlog taken")
     stop_process(second)  # warm shutdown: it finishes (and acks) the push in hand, so what follows is settled
     assert second.returncode == 0, procs.log(second)
     nodes = healthy_nodes()
@@ -312,7 +313,7 @@ def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, p
     # The reconciler recovers the rest: the fleet_reconcile task (beat runs it every FLEET_RECONCILE_SECONDS)
     # re-pushes every account whose latest JWT (jti) some healthy node has not acknowledged (NodeClaim).
     third = procs.celery(*worker_args, "-n", "third@%h", log="worker-3", **worker_env)
-    fleet_reconcile.delay()
+    fleet_reconcile_task.delay()
     wait_for(lambda: len(nodes := healthy_nodes()) == 3 and not accounts_behind_ids(nodes), timeout=30, interval=0.2,
              what="every account acknowledged by the 3 nodes")
     assert third.poll() is None, procs.log(third)

@@ -12,7 +12,8 @@ import pytest
 
 from accounts_service.rights import PLATFORM
 from broker_gateway.fleet.driver import NodeSpec
-from broker_gateway.fleet.kubernetes import ApiConfig, KubeClient, KubernetesDriver
+from broker_gateway.fleet.kube_api import ApiConfig, KubeClient
+from broker_gateway.fleet.kubernetes import KubernetesDriver
 from tests.fleet import FAST
 from tests.k8s_fake import FakeKube, ProcessKubelet
 from tests.natsproc import free_port
@@ -29,8 +30,10 @@ def test_supervisor_runs_a_statefulset_of_real_nats_servers(operator_setup, team
     from broker_gateway.fleet.local import LocalProcessDriver
     from broker_gateway.fleet.supervisor import NodeSyncer, Policy, Supervisor
     from broker_gateway.models import BrokerNode
+    from broker_gateway.nodes import node_add, node_config_build, node_desired_set
+    from broker_gateway.propagation import fleet_reconcile
     from broker_gateway.selectors import account_propagation
-    from broker_gateway.services import fleet_reconcile, gateway_reset, node_add, node_config_build, node_desired_set
+    from broker_gateway.services import gateway_reset
 
     # Every pod on loopback, so each node gets its own ports (in a cluster each pod has its own address).
     nodes = [node_add(name=f"{STS}-{i}", ports={key: free_port() for key in

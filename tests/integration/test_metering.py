@@ -134,7 +134,8 @@ def test_route_traffic_is_counted_once_as_sent_and_received(fleet2, team):
 
     from accounts_service.services import account_create, usage_service_ensure, user_create, user_creds_get
     from billing.selectors import usage_totals
-    from broker_gateway.services import fleet_reconcile, running_node_urls
+    from broker_gateway.propagation import fleet_reconcile
+    from broker_gateway.selectors import running_node_urls
 
     usage_service_ensure()  # the platform's ngs.usage export: new accounts import it at creation
     account = account_create(actor=PLATFORM, team=team, name="metered", plan="free")
@@ -202,7 +203,8 @@ def test_collector_restarts_and_gaps_lose_nothing(fleet2, team):
 
     from accounts_service.services import account_create, user_create, user_creds_get
     from billing.selectors import usage_totals
-    from broker_gateway.services import fleet_reconcile, running_node_urls
+    from broker_gateway.propagation import fleet_reconcile
+    from broker_gateway.selectors import running_node_urls
 
     account = account_create(actor=PLATFORM, team=team, name="steady", plan="free")
     fleet_reconcile()
@@ -238,7 +240,8 @@ def test_quota_cycle_warns_suspends_and_an_upgrade_restores(fleet2, team):
     from billing.models import Plan, QuotaNotice
     from billing.quotas import quota_evaluate
     from broker_gateway import nats_client
-    from broker_gateway.services import fleet_reconcile, running_node_urls
+    from broker_gateway.propagation import fleet_reconcile
+    from broker_gateway.selectors import running_node_urls
 
     Plan.objects.filter(name="free").update(data_bytes=30_000)  # the traffic below is 40,000 bytes
     owner = get_user_model().objects.create_user(username="o@example.com", email="o@example.com", password="x")
@@ -289,7 +292,8 @@ def test_jetstream_storage_is_metered_from_the_nodes(fleet2, team):
     from accounts_service.services import account_create, usage_service_ensure, user_create, user_creds_get
     from billing.models import AccountStorage, UsageHour
     from broker_gateway import nats_client
-    from broker_gateway.services import fleet_reconcile, running_node_urls
+    from broker_gateway.propagation import fleet_reconcile
+    from broker_gateway.selectors import running_node_urls
 
     usage_service_ensure()
     account = account_create(actor=PLATFORM,

@@ -148,7 +148,8 @@ class Recorder:
 
     def start(self) -> Recorder:
         from broker_gateway import nats_client
-        from broker_gateway.collector import EVENT_SUBJECTS, STATZ_SUBJECT, collector_user_ensure
+        from broker_gateway.collector import collector_user_ensure
+        from broker_gateway.events import EVENT_SUBJECTS, STATZ_SUBJECT
         from operators.services import nonce_signer_get
 
         user = collector_user_ensure()
@@ -254,7 +255,7 @@ def kill_and_wait_restarted(sup, name: str) -> str:
 def tenant(team, name: str) -> tuple:
     """A metered account pushed to every node, and a user's creds."""
     from accounts_service.services import account_create, user_create, user_creds_get
-    from broker_gateway.services import fleet_reconcile
+    from broker_gateway.propagation import fleet_reconcile
 
     account = account_create(actor=PLATFORM, team=team, name=name, plan="developer")
     fleet_reconcile()
@@ -303,7 +304,8 @@ def collector(fleet2):
 def replay(messages: list[tuple[str, bytes]]) -> int:
     """Feed captured messages to the collector's own ingest functions, as its writer thread does; how many
     samples were new to the ledger."""
-    from broker_gateway.collector import STATZ_SUBJECT, event_ingest, statz_ingest
+    from broker_gateway.collector import event_ingest, statz_ingest
+    from broker_gateway.events import STATZ_SUBJECT
 
     return sum(statz_ingest(data) if subject == STATZ_SUBJECT else int(event_ingest(subject, data))
                for subject, data in messages)
@@ -312,7 +314,7 @@ def replay(messages: list[tuple[str, bytes]]) -> int:
 def captured_for(messages: list[tuple[str, bytes]], account: str) -> tuple[dict[str, int], list[dict]]:
     """Of the captured messages about ``account``: the highest server sequence number seen per server id (a
     CONNS event or a STATZ reply carrying the account), and its DISCONNECT events."""
-    from broker_gateway.collector import STATZ_SUBJECT
+    from broker_gateway.events import STATZ_SUBJECT
 
     last: dict[str, int] = {}
     disconnects = []
@@ -353,8 +355,9 @@ def test_real_events_replayed_twice_and_in_any_order_change_nothing(fleet2, loop
     from rest_framework.test import APIClient
 
     from accounts_service.services import team_member_add
-    from billing.metering import parse_time
+    from billing.metering import SampleKind
     from billing.models import MeterSample, ServerAccountCounter, UsageHour
+    from broker_gateway.events import parse_time
     from broker_gateway.selectors import running_node_urls
 
     account, creds = tenant(team, "replayed")
@@ -374,8 +377,8 @@ def test_real_events_replayed_twice_and_in_any_order_change_nothing(fleet2, loop
         loop.run(pub.nc.close())
         loop.run(sub.nc.close())  # their DISCONNECT events carry the connection-seconds
         ledger_reaches(acc, sent=n, received=n, what="the ledger to count the traffic")
-        wait_for(lambda: MeterSample.objects.filter(account_public_key=acc, kind="disconnect").count() == 2,
-                 what="both connections' DISCONNECT events ingested")
+        ended = MeterSample.objects.filter(account_public_key=acc, kind=SampleKind.CONNECTION_END)
+        wait_for(lambda: ended.count() == 2, what="both connections' DISCONNECT events ingested")
     finally:
         collector.stop()  # its last poll: the nodes' final counters reach the ledger (and the recorder)
 
@@ -520,8 +523,9 @@ def test_lame_duck_restart_is_exact(fleet2, loop, collector, team):
     (``broker_gateway.collector.lame_duck_sample``): burst 2 is billed, and the totals are exact. What a client
     sends in the last tick before the server exits is still unobservable; this publisher is idle by then. The
     connection-seconds of the clients it closes are lost (no DISCONNECT event comes)."""
+    from billing.metering import SampleKind
     from billing.models import MeterSample, ServerAccountCounter
-    from broker_gateway.services import node_desired_set
+    from broker_gateway.nodes import node_desired_set
 
     account, creds = tenant(team, "lame")
     acc = account.public_key
@@ -557,5 +561,6 @@ def test_lame_duck_restart_is_exact(fleet2, loop, collector, team):
     assert sub.got_bytes == total * M
     # node-1's last counters came over HTTP while it was in lame duck mode; the publisher's DISCONNECT never came.
     assert ServerAccountCounter.objects.get(server_id=old_a, account_public_key=acc).sent_msgs == n1 + n2
-    assert MeterSample.objects.filter(account_public_key=acc, server_id=old_a, kind="statz").exists()
-    assert not MeterSample.objects.filter(account_public_key=acc, server_id=old_a, kind="disconnect").exists()
+    old_samples = MeterSample.objects.filter(account_public_key=acc, server_id=old_a)
+    assert old_samples.filter(kind=SampleKind.COUNTERS_POLL).exists()
+    assert not old_samples.filter(kind=SampleKind.CONNECTION_END).exists()

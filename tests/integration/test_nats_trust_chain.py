@@ -37,7 +37,7 @@ from accounts_service.services import (
     user_revoke,
 )
 from broker_gateway import nats_client
-from broker_gateway.services import PushResult, account_lookup, account_push
+from broker_gateway.propagation import PushResult, account_jwt_send, account_lookup
 from core.errors import ApplicationError
 from operators import claims, nkeys
 from tests.waiting import wait_for_async
@@ -57,7 +57,7 @@ REQUEST_TIMEOUT = 1.0
 def push(account: Account, url: str) -> PushResult:
     """Push the account's latest JWT and insist the (single) server accepted it."""
     account.refresh_from_db()
-    result = account_push(account=account, url=url, expect=1)
+    result = account_jwt_send(account=account, url=url, expect=1)
     assert result.ok, result.replies
     return result
 
@@ -564,7 +564,7 @@ def test_identity_signed_account_jwt_is_refused_under_strict_signing(nats_server
     # Push the identity-signed JWT the normal way (as if it were the account's latest).
     Account.objects.filter(pk=account.pk).update(jwt=forged)
     account.refresh_from_db()
-    result = account_push(account=account, url=url, expect=1)
+    result = account_jwt_send(account=account, url=url, expect=1)
     # What nats-server 2.15.1 does: the update is rejected outright with an error reply,
     # {"error": {"code": 500, "description": "jwt update resulted in error - operator requires
     # issuer to be a signing key"}}: under strict_signing_key_usage the operator identity key is

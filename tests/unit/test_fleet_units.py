@@ -99,7 +99,7 @@ def test_last_words_of_a_killed_instance_name_the_signal(tmp_path: Path):
 
 @pytest.fixture
 def three_nodes(operator_setup):
-    from broker_gateway.services import node_add
+    from broker_gateway.nodes import node_add
 
     return [node_add(name=f"n{i}", ports={"client_port": 14220 + i, "cluster_port": 16220 + i,
                                           "monitoring_port": 18220 + i, "leafnode_port": 17420 + i})
@@ -107,7 +107,7 @@ def three_nodes(operator_setup):
 
 
 def test_node_config_routes_to_peers_with_jetstream_monitoring_leafnodes(three_nodes, tmp_path, settings):
-    from broker_gateway.services import node_config_build
+    from broker_gateway.nodes import node_config_build
 
     settings.FLEET_LAME_DUCK_DURATION = "45s"
     driver = LocalProcessDriver(tmp_path / "fleet")
@@ -129,7 +129,7 @@ def test_node_config_routes_to_peers_with_jetstream_monitoring_leafnodes(three_n
 
 
 def test_extra_config_is_appended_and_a_bad_one_gets_the_servers_own_error(three_nodes, tmp_path):
-    from broker_gateway.services import node_config_build
+    from broker_gateway.nodes import node_config_build
 
     driver = LocalProcessDriver(tmp_path / "fleet")
     node = three_nodes[0]

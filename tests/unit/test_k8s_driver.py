@@ -12,14 +12,8 @@ import kubernetes_validate
 import pytest
 
 from broker_gateway.fleet.driver import NodeSpec
-from broker_gateway.fleet.kubernetes import (
-    ApiConfig,
-    KubeClient,
-    KubernetesDriver,
-    KubernetesError,
-    label_selector,
-    termination_words,
-)
+from broker_gateway.fleet.kube_api import ApiConfig, KubeClient, KubernetesError, label_selector, termination_words
+from broker_gateway.fleet.kubernetes import KubernetesDriver
 from core.errors import ApplicationError
 from core.http import status_for
 from tests.k8s_fake import SCHEMA_VERSIONS, AutoKubelet, FakeKube, schema_errors
@@ -355,7 +349,7 @@ def test_probe_reads_server_id_and_version_from_varz_of_a_real_server(three, nat
 
 
 def test_check_config_runs_nats_server_on_the_rendered_config(kube, operator_setup):
-    from broker_gateway.services import node_add, node_config_build
+    from broker_gateway.nodes import node_add, node_config_build
 
     driver = make_driver(kube)
     ports = {"client_port": 4222, "cluster_port": 6222, "monitoring_port": 8222, "leafnode_port": 7422}
@@ -457,7 +451,7 @@ def ticks(sup, n: int = 1) -> None:
 def test_the_supervisor_discovers_scales_and_restarts_pods(operator_setup, caplog):
     from broker_gateway.fleet.supervisor import Policy, Supervisor
     from broker_gateway.models import BrokerNode
-    from broker_gateway.services import node_add, node_desired_set, node_remove
+    from broker_gateway.nodes import node_add, node_desired_set, node_remove
 
     with FakeKube(replicas=3, kubelet=AutoKubelet()) as kube:
         driver = make_driver(kube)

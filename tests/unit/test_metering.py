@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing import metering
-from billing.metering import Counters, Snapshot
+from billing.metering import Counters, SampleKind, Snapshot
+from broker_gateway import events
 
 T0 = dt.datetime(2026, 11, 22, 10, 59, 30, tzinfo=dt.UTC)
 ACC = "A" + "B" * 55
@@ -29,7 +30,7 @@ def _stat(*, pub_msgs, pub_bytes, del_msgs, del_bytes, route_in=(0, 0), route_ou
 
 def test_client_counters_leave_route_traffic_out():
     stat = _stat(pub_msgs=10, pub_bytes=1000, del_msgs=3, del_bytes=300, route_in=(7, 700), route_out=(10, 1000))
-    assert metering.client_counters(stat) == Counters(10, 1000, 3, 300)
+    assert events.client_counters(stat) == Counters(10, 1000, 3, 300)
 
 
 def test_delta_first_next_stale_and_reset():
@@ -75,10 +76,14 @@ def test_split_by_hour():
     assert metering.split_by_hour(start, start) == []
 
 
+def test_an_observation_stays_fresh_across_a_few_missed_conns_events():
+    assert metering.OBSERVATION_FRESH >= 3 * events.CONNS_EVERY
+
+
 def test_parse_time_keeps_microseconds_of_nanosecond_timestamps():
-    assert metering.parse_time("2026-11-22T07:30:16.963034934Z") == dt.datetime(2026, 11, 22, 7, 30, 16, 963034,
+    assert events.parse_time("2026-11-22T07:30:16.963034934Z") == dt.datetime(2026, 11, 22, 7, 30, 16, 963034,
                                                                                  tzinfo=dt.UTC)
-    assert metering.parse_time("2026-11-22T07:30:16Z").second == 16
+    assert events.parse_time("2026-11-22T07:30:16Z").second == 16
 
 
 # ------------------------------------------------------------------------------------------------
@@ -255,7 +260,7 @@ def test_batches_of_any_size_make_the_same_ledger_as_one_message_at_a_time(seed)
     import random
 
     from billing.services import samples_ingest
-    from broker_gateway.collector import message_samples
+    from broker_gateway.events import message_samples
 
     stream = _stream(seed)
     one_by_one = sum(samples_ingest(message_samples(subject, data)) for subject, data in stream)
@@ -285,26 +290,13 @@ def test_the_collector_skips_idle_accounts_whose_counters_did_not_move():
     collector._idle = {}
     at = dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)
 
-    def statz(seq, conns, sent, kind="statz"):
+    def statz(seq, conns, sent, kind=SampleKind.COUNTERS_POLL):
         return CountersSample(key=f"S1:{seq}", kind=kind, account="A1", server_id="S1", server_name="n1", seq=seq,
                               at=at, counters=Counters(sent, sent * 10, 0, 0), conns=conns)
 
     polls = [statz(1, 0, 5), statz(2, 0, 5), statz(3, 0, 5), statz(4, 1, 5), statz(5, 1, 5), statz(6, 0, 7),
-             statz(7, 0, 7), statz(8, 0, 7, kind="conns")]
+             statz(7, 0, 7), statz(8, 0, 7, kind=SampleKind.COUNTERS_EVENT)]
     kept = [s.seq for s in collector._changed(polls)]
     # the first idle sample, every sample with a connection (it keeps the account's connections fresh), a move
     # of the counters, and every CONNS event
     assert kept == [1, 4, 5, 6, 8]
-
-
-@pytest.mark.django_db
-def test_the_fast_datetime_adapter_stores_what_django_stores():
-    from django.db import connection
-
-    from billing.services import db_datetime
-
-    adapt = db_datetime()
-    for value in (dt.datetime(2026, 11, 29, 18, 0, tzinfo=dt.UTC), dt.datetime(2026, 11, 29, 18, 2, 27, 898686,
-                                                                              tzinfo=dt.UTC),
-                  dt.datetime(2026, 11, 29, 19, 2, 27, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))):
-        assert adapt(value) == connection.ops.adapt_datetimefield_value(value)

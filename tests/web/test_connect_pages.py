@@ -12,7 +12,7 @@ from accounts_service import services
 from accounts_service.models import Account
 from accounts_service.rights import PLATFORM
 from broker_gateway.models import BrokerNode, NodeClaim
-from broker_gateway.services import node_add
+from broker_gateway.nodes import node_add
 from tests.natsproc import free_port
 
 pytestmark = pytest.mark.django_db

@@ -15,8 +15,9 @@ from accounts_service import services
 from accounts_service.models import Account, Team
 from accounts_service.rights import PLATFORM
 from broker_gateway.models import BrokerNode, NodeClaim
+from broker_gateway.nodes import node_add
 from broker_gateway.selectors import node_connections
-from broker_gateway.services import gateway_open, node_add
+from broker_gateway.services import gateway_open
 from tests.natsproc import free_port
 
 pytestmark = pytest.mark.django_db

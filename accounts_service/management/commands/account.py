@@ -6,8 +6,8 @@ from accounts_service.models import Account
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get
 from accounts_service.services import account_create, account_delete, account_update, team_get_or_create
+from broker_gateway.propagation import account_jwt_send
 from broker_gateway.selectors import account_propagation
-from broker_gateway.services import account_push
 from operators.cli import SubcommandCommand
 
 LIMIT_OPTIONS = ("conn", "subs", "data", "payload", "imports", "exports", "leaf", "mem_storage", "disk_storage",
@@ -134,7 +134,7 @@ class Command(SubcommandCommand):
         p.add_argument("--json", action="store_true")
 
     def handle_push(self, *, public_key, url, timeout, json, **_) -> None:
-        result = account_push(account=account_get(public_key=public_key), url=url, timeout=timeout)
+        result = account_jwt_send(account=account_get(public_key=public_key), url=url, timeout=timeout)
         if json:
             self.out_json(result.replies)
         else:

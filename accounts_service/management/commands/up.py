@@ -22,8 +22,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from broker_gateway.fleet.local import die_with_parent
+from broker_gateway.nodes import fleet_ensure
 from broker_gateway.ports import preferred_port
-from broker_gateway.services import fleet_ensure
 
 GRACE = 15.0
 

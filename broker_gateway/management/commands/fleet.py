@@ -8,12 +8,14 @@ import threading
 
 from django.conf import settings
 
-from broker_gateway import services
 from broker_gateway.fleet import driver_get
 from broker_gateway.fleet.supervisor import NodeSyncer, Supervisor
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
+from broker_gateway.nodes import fleet_ensure, fleet_scale, node_add, node_desired_set, node_remove
+from broker_gateway.propagation import accounts_push, fleet_reconcile, fleet_verify
 from broker_gateway.selectors import fleet_overview, node_get
+from broker_gateway.services import gateway_reset
 from core.errors import ApplicationError, Unavailable
 from operators.cli import SubcommandCommand
 
@@ -41,7 +43,7 @@ class Command(SubcommandCommand):
         p.add_argument("--interval", type=float, default=0.25, help="seconds between supervision ticks")
 
     def handle_run(self, *, nodes, interval, **_) -> None:
-        services.fleet_ensure(count=settings.FLEET_NODES if nodes is None else nodes)
+        fleet_ensure(count=settings.FLEET_NODES if nodes is None else nodes)
         stop = threading.Event()
 
         def _stop(signum, frame) -> None:
@@ -58,7 +60,7 @@ class Command(SubcommandCommand):
             supervisor.run(stop, interval=interval)
         finally:
             syncer.close()
-            services.gateway_reset()
+            gateway_reset()
         self.out("fleet stopped")
 
     def add_status_arguments(self, p) -> None:
@@ -92,7 +94,7 @@ class Command(SubcommandCommand):
                  "leafnode_port": leafnode_port}
         if any(v is not None for v in given.values()) and not all(v is not None for v in given.values()):
             raise ApplicationError("give all four ports or none")
-        node = services.node_add(name=name, host=host, extra_config=extra_config,
+        node = node_add(name=name, host=host, extra_config=extra_config,
                                  ports=given if client_port is not None else None)
         self.out(f"added {node.name}: {node.client_url} (monitoring {node.monitoring_url})")
 
@@ -100,40 +102,40 @@ class Command(SubcommandCommand):
         p.add_argument("name")
 
     def handle_remove(self, *, name, **_) -> None:
-        services.node_remove(node=node_get(name=name))
+        node_remove(node=node_get(name=name))
         self.out(f"removed {name}")
 
     def add_start_arguments(self, p) -> None:
         p.add_argument("name")
 
     def handle_start(self, *, name, **_) -> None:
-        node = services.node_desired_set(node=node_get(name=name), desired=BrokerNode.Desired.RUNNING)
+        node = node_desired_set(node=node_get(name=name), desired=BrokerNode.Desired.RUNNING)
         self.out(f"{node.name}: desired running")
 
     add_stop_arguments = add_start_arguments
 
     def handle_stop(self, *, name, **_) -> None:
-        node = services.node_desired_set(node=node_get(name=name), desired=BrokerNode.Desired.STOPPED)
+        node = node_desired_set(node=node_get(name=name), desired=BrokerNode.Desired.STOPPED)
         self.out(f"{node.name}: desired stopped")
 
     def add_scale_arguments(self, p) -> None:
         p.add_argument("count", type=int)
 
     def handle_scale(self, *, count, **_) -> None:
-        nodes = services.fleet_scale(count=count)
+        nodes = fleet_scale(count=count)
         self.out(f"fleet: {len(nodes)} nodes ({', '.join(n.name for n in nodes)})")
 
     def handle_sync(self, **_) -> None:
-        report = self._gateway_call(services.accounts_push)
+        report = self._gateway_call(accounts_push)
         self.out(f"pushed {report.accounts} accounts to {len(report.nodes)} nodes in {report.seconds:.2f}s; "
                  f"{report.complete} held by every healthy node; {len(report.errors)} errors")
 
     def handle_reconcile(self, **_) -> None:
-        report = self._gateway_call(services.fleet_reconcile)
+        report = self._gateway_call(fleet_reconcile)
         self.out(f"re-pushed {report.accounts} accounts; {report.complete} now held by every healthy node")
 
     def handle_verify(self, **_) -> None:
-        report = self._gateway_call(services.fleet_verify)
+        report = self._gateway_call(fleet_verify)
         self.out(f"checked {report.checked} accounts on {len(report.nodes)} nodes: {report.stale} stale, "
                  f"{len(report.deleted)} deleted")
 
@@ -144,4 +146,4 @@ class Command(SubcommandCommand):
         except GatewayUnavailable as exc:
             raise Unavailable(str(exc)) from exc
         finally:
-            services.gateway_reset()
+            gateway_reset()

@@ -1,0 +1,76 @@
+"""Raw SQL the ORM has no fast form for: many rows in one INSERT (or upsert), run with executemany.
+
+Only ``django.db.connection``, no app import. SQLite (3.24+) and PostgreSQL both speak
+``INSERT ... ON CONFLICT (...) DO UPDATE SET``; the one difference used here is the name of the two-argument
+maximum (``GREATEST`` on PostgreSQL, the scalar ``MAX`` on SQLite).
+https://www.sqlite.org/lang_upsert.html https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection
+
+if TYPE_CHECKING:
+    from django.db.models import Model
+
+
+class Merge(StrEnum):
+    """What a column of a conflicting row becomes."""
+
+    NEW = "new"  # the value of the row being inserted
+    ADD = "add"  # the stored value plus the new one
+    MAX = "max"  # the larger of the two
+
+
+def _merged(table: str, column: str, merge: Merge) -> str:
+    new = f"excluded.{column}"
+    if merge is Merge.ADD:
+        return f"{column} = {table}.{column} + {new}"
+    if merge is Merge.MAX:
+        greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+        return f"{column} = {greatest}({table}.{column}, {new})"
+    return f"{column} = {new}"
+
+
+def rows_upsert(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                conflict: Sequence[str] = (), merge: Mapping[str, Merge] | None = None) -> int:
+    """Insert ``rows`` (values of ``fields``, in that order, as the database takes them) into ``model``'s table in
+    one statement run with executemany; returns how many rows were sent.
+
+    Without ``conflict`` it is a plain INSERT: a row that breaks a constraint raises IntegrityError. With it, a
+    row clashing on the ``conflict`` fields (a unique constraint) updates the stored row instead, each field of
+    ``merge`` as its Merge says (no ``merge``: the stored row stays as it is). The ORM's bulk_create and
+    bulk_update build model instances (and bulk_update a CASE per field and row): far slower for the thousands
+    of rows a metering batch or a full sync writes.
+    """
+    if not rows:
+        return 0
+    quote, meta = connection.ops.quote_name, model._meta
+
+    def column(name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    table = quote(meta.db_table)
+    # Every name is the model's own, quoted; every value is a parameter.
+    sql = (f"INSERT INTO {table} ({', '.join(column(f) for f in fields)}) "  # noqa: S608
+           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    if conflict:
+        updates = ", ".join(_merged(table, column(f), how) for f, how in (merge or {}).items())
+        sql += f" ON CONFLICT ({', '.join(column(f) for f in conflict)}) "
+        sql += f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+    return len(rows)
+
+
+def datetime_adapter() -> Callable[[Any], Any]:
+    """What the database stores for an aware datetime, as Django's ``adapt_datetimefield_value`` gives it, fast:
+    that costs ~10 µs a call on SQLite, and a metering batch adapts several per sample (a test holds them equal)."""
+    if connection.vendor == "sqlite":
+        tz = connection.timezone
+        return lambda value: str(value.astimezone(tz).replace(tzinfo=None))
+    return connection.ops.adapt_datetimefield_value
