@@ -16,7 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection, transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -102,13 +102,6 @@ def _ago(when: datetime | None) -> str | None:
     return f"{timesince(when)} ago"
 
 
-def _node_or_404(name: str) -> BrokerNode:
-    try:
-        return node_get(name=name)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-
-
 # ------------------------------------------------------------------------------------------------
 # Staff: the fleet
 # ------------------------------------------------------------------------------------------------
@@ -163,7 +156,7 @@ def fleet_nodes_fragment(request: HttpRequest) -> HttpResponse:
 @require_POST
 def fleet_node_desired(request: HttpRequest, name: str, desired: str) -> HttpResponse:
     """Start or stop a node (the supervisor acts on the desired state)."""
-    node = node_desired_set(node=_node_or_404(name), desired=desired)
+    node = node_desired_set(node=node_get(name=name), desired=desired)
     log.info("node desired state set from the staff page", extra={"node": node.name, "desired": desired,
                                                                    "actor": request.user.pk})
     verb = "start" if desired == BrokerNode.Desired.RUNNING else "stop"
@@ -175,7 +168,7 @@ def fleet_node_desired(request: HttpRequest, name: str, desired: str) -> HttpRes
 @require_http_methods(["GET", "POST"])
 def fleet_node_remove(request: HttpRequest, name: str) -> HttpResponse:
     """GET asks for confirmation; POST forgets the node (its process is put in lame duck mode)."""
-    node = _node_or_404(name)
+    node = node_get(name=name)
     if request.method == "POST":
         node_remove(node=node)
         log.info("node removed from the staff page", extra={"node": name, "actor": request.user.pk})
@@ -218,10 +211,7 @@ def staff_tenants(request: HttpRequest) -> HttpResponse:
 @require_GET
 def staff_tenant(request: HttpRequest, slug: str) -> HttpResponse:
     """One team: its members and its accounts with propagation."""
-    try:
-        team = tenant_get(slug=slug)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    team = tenant_get(slug=slug)
     page = Paginator(tenant_accounts(team=team), PAGE_SIZE).get_page(request.GET.get("page"))
     accounts = list(page.object_list)
     rows = [{"account": a, "status": s} for a, s in zip(accounts, accounts_propagation(accounts=accounts),
