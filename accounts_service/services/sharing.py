@@ -74,13 +74,19 @@ def export_create(
     return export
 
 
+def _deletion_start(*, account: Account, actor: Any, action: str, detail: dict[str, Any]) -> Account:
+    """A member removes something of ``account``: checked, the account locked for its re-sign, and audited."""
+    member_required(team=account.team_id, actor=actor)
+    account = account_lock(account)
+    audit_record(action=action, actor=actor, team_id=account.team_id, target=account.public_key, detail=detail)
+    return account
+
+
 @transaction.atomic
 def export_delete(*, export: Export, actor: Any) -> None:
     """Withdraw an export (any member; audited); importing accounts lose the import and are re-signed."""
-    member_required(team=export.account.team_id, actor=actor)
-    account = account_lock(export.account)
-    audit_record(action=AuditEvent.Action.EXPORT_DELETE, actor=actor, team_id=account.team_id,
-                 target=account.public_key, detail={"export": export.name, "subject": export.subject})
+    account = _deletion_start(account=export.account, actor=actor, action=AuditEvent.Action.EXPORT_DELETE,
+                              detail={"export": export.name, "subject": export.subject})
     importers = list(Account.objects.filter(account_imports__export=export).distinct())
     export.delete()
     account_resign(account=account)
@@ -209,9 +215,7 @@ def import_create(
 @transaction.atomic
 def import_delete(*, imp: Import, actor: Any) -> None:
     """Remove an import (any member; audited)."""
-    member_required(team=imp.account.team_id, actor=actor)
-    account = account_lock(imp.account)
-    audit_record(action=AuditEvent.Action.IMPORT_DELETE, actor=actor, team_id=account.team_id,
-                 target=account.public_key, detail={"import": imp.name, "subject": imp.subject})
+    account = _deletion_start(account=imp.account, actor=actor, action=AuditEvent.Action.IMPORT_DELETE,
+                              detail={"import": imp.name, "subject": imp.subject})
     imp.delete()
     account_resign(account=account)

@@ -159,19 +159,21 @@ def user_creds(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
     return response
 
 
+def _user_button(request: HttpRequest, pk: str, upk: str, service, done: str) -> HttpResponse:
+    user = user_get(account=request_account(request, pk), public_key=upk)
+    if attempt(request, service, user=user, actor=request.user):
+        messages.success(request, done.format(name=user.name))
+    return redirect("web:account", pk=pk)
+
+
 @login_required
 @require_POST
 def user_revoke(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
-    user = user_get(account=request_account(request, pk), public_key=upk)
-    if attempt(request, services.user_revoke, user=user, actor=request.user):
-        messages.success(request, f"User {user.name} revoked; every node refuses its creds once it holds the new JWT.")
-    return redirect("web:account", pk=pk)
+    return _user_button(request, pk, upk, services.user_revoke,
+                        "User {name} revoked; every node refuses its creds once it holds the new JWT.")
 
 
 @login_required
 @require_POST
 def user_delete(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
-    user = user_get(account=request_account(request, pk), public_key=upk)
-    if attempt(request, services.user_delete, user=user, actor=request.user):
-        messages.success(request, f"User {user.name} deleted (and revoked).")
-    return redirect("web:account", pk=pk)
+    return _user_button(request, pk, upk, services.user_delete, "User {name} deleted (and revoked).")

@@ -33,16 +33,23 @@ def _safe_next(request: HttpRequest, default: str) -> str:
 SIGNUP_SENT = "signup_sent"
 
 
+def _over_limit(form, *, key: str, rule: str, message: str) -> bool:
+    """Count this attempt against ``key``; past the rule's limit the form says ``message`` (the page is a 429)."""
+    try:
+        people.attempt_guard(key=key, rule=rule, message=message)
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+        return True
+    return False
+
+
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("web:dashboard")
     form = forms.SignupForm(request.POST or None)
     if request.method == "POST":
-        try:
-            people.attempt_guard(key=f"signup:ip:{client_ip(request)}", rule="signup",
-                                 message="Too many sign-ups from your address; try again later.")
-        except ApplicationError as exc:
-            form.add_error(None, exc.message)
+        if _over_limit(form, key=f"signup:ip:{client_ip(request)}", rule="signup",
+                       message="Too many sign-ups from your address; try again later."):
             return render(request, "web/signup.html", {"form": form}, status=429)
         if form.is_valid():
             people.signup_start(email=form.cleaned_data["email"], password=form.cleaned_data["password"],
@@ -55,11 +62,8 @@ def signup(request: HttpRequest) -> HttpResponse:
 def resend_verification(request: HttpRequest) -> HttpResponse:
     form = forms.ResendVerificationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            people.attempt_guard(key=f"signup:ip:{client_ip(request)}", rule="signup",
-                                 message="Too many requests from your address; try again later.")
-        except ApplicationError as exc:
-            form.add_error(None, exc.message)
+        if _over_limit(form, key=f"signup:ip:{client_ip(request)}", rule="signup",
+                       message="Too many requests from your address; try again later."):
             return render(request, "web/resend.html", {"form": form}, status=429)
         people.verification_resend(email=form.cleaned_data["email"], base_url=base_url(request))
         return render(request, "web/check_email.html", {"email": people.email_normalize(form.cleaned_data["email"])})
@@ -123,11 +127,8 @@ class PasswordResetView(auth_views.PasswordResetView):
     success_url = reverse_lazy("web:password_reset_done")
 
     def form_valid(self, form):
-        try:
-            people.attempt_guard(key=f"reset:ip:{client_ip(self.request)}", rule="password_reset",
-                                 message="Too many reset requests from your address; try again later.")
-        except ApplicationError as exc:
-            form.add_error(None, exc.message)
+        if _over_limit(form, key=f"reset:ip:{client_ip(self.request)}", rule="password_reset",
+                       message="Too many reset requests from your address; try again later."):
             return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().form_valid(form)
 

@@ -1,4 +1,5 @@
-"""The API's routes read from the URL conf, with the objects to fill them in (isolation and role walks)."""
+"""The API's routes read from the URL conf, with the objects to fill them in (isolation and role walks), and
+API clients acting as a person."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def token_client(user) -> APIClient:
     _, token = services.api_token_create(actor=PLATFORM, user=user)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
+
+
+def member_client(username: str, team, *, role: str = "member") -> APIClient:
+    """A new person with ``role`` in ``team``, as an API client with their own token."""
+    from django.contrib.auth import get_user_model
+
+    person = get_user_model().objects.create_user(username=username, password="pw-" + username)
+    services.team_member_add(team=team, user=person, role=role)
+    return token_client(person)
 
 
 def fill(route: str, objects: dict) -> str:

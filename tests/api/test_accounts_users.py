@@ -14,6 +14,7 @@ from accounts_service.models import Account, AuditEvent, NatsUser, Revocation, T
 from accounts_service.rights import PLATFORM
 from operators import nkeys
 from operators.nkeys import KeyType
+from tests.api.routes import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -35,11 +36,7 @@ def _person(username: str, *, team: Team | None = None):
     return person
 
 
-def _client(person) -> APIClient:
-    client = APIClient()
-    _, token = services.api_token_create(actor=PLATFORM, user=person)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
+_client = token_client
 
 
 def _assert_error(response, status_code: int) -> dict:

@@ -7,26 +7,16 @@ import io
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from rest_framework.test import APIClient
 
 from accounts_service import services
-from accounts_service.models import Account, Export, Import, Team
+from accounts_service.models import Account, Export, Import
 from accounts_service.rights import PLATFORM
 from core.errors import ApplicationError
+from tests.api.routes import member_client
 
 pytestmark = pytest.mark.django_db
-
-
-def _client(username: str, team: Team) -> APIClient:
-    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
-    services.team_member_add(team=team, user=user)
-    _, token = services.api_token_create(actor=PLATFORM, user=user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 @pytest.fixture
@@ -48,7 +38,7 @@ def _refused(response, status: int, code: str) -> dict:
 
 
 def test_an_import_with_another_accounts_key_in_the_token_position_is_refused(shop, victim, team):
-    api = _client("alice", team)
+    api = member_client("alice", team)
     version = Account.objects.get(pk=shop.pk).version
     usage = services.usage_export_get()
     body = {"exporter": usage.account.public_key, "subject": f"ngs.usage.{victim.public_key}"}
@@ -64,7 +54,7 @@ def test_a_tenant_export_with_a_token_position_admits_only_the_importers_key(sho
     feed = services.account_create(actor=PLATFORM, team=victim.team, name="feed")
     services.export_create(actor=PLATFORM, account=feed, name="per-account", subject="data.*.updates", type="stream",
                            account_token_position=2)
-    api = _client("alice", team)
+    api = member_client("alice", team)
     url = f"/api/v1/accounts/{shop.public_key}/imports/"
     _refused(api.post(url, {"exporter": feed.public_key, "subject": f"data.{victim.public_key}.updates"},
                       format="json"), 400, "account_token_mismatch")
@@ -83,7 +73,7 @@ def test_the_cli_refuses_the_same_import(shop, victim):
 
 @pytest.mark.parametrize("subject", ["$SYS.>", "$SYS.REQ.ACCOUNT.*.CONNZ", "ngs.usage.*", "ngs.billing"])
 def test_tenants_cannot_export_the_platforms_subjects(shop, team, subject):
-    api = _client("alice", team)
+    api = member_client("alice", team)
     body = {"name": "official usage", "subject": subject, "type": "service", "advertise": True}
     if "*" in subject:
         Account.objects.filter(pk=shop.pk).update(wildcard_exports=True)
@@ -92,7 +82,7 @@ def test_tenants_cannot_export_the_platforms_subjects(shop, team, subject):
 
 
 def test_a_deeply_nested_body_is_a_400_in_the_one_error_shape(shop, team):
-    api = _client("alice", team)
+    api = member_client("alice", team)
     body = "[" * 100_000 + "]" * 100_000
     response = api.generic("POST", "/api/v1/accounts/", body, content_type="application/json")
     assert response.status_code == 400, response.content[:200]
@@ -101,7 +91,7 @@ def test_a_deeply_nested_body_is_a_400_in_the_one_error_shape(shop, team):
 
 @pytest.mark.parametrize("name", ["\u200b\u200b", "\u200d", "\ufeff", "pay\u202epal", "a\u2066b", "\u00ad"])
 def test_invisible_and_bidi_names_are_refused_everywhere(shop, team, name):
-    api = _client("alice", team)
+    api = member_client("alice", team)
     count = Account.objects.count()
     response = api.post("/api/v1/accounts/", {"name": name}, format="json")
     assert response.status_code == 400, response.content
@@ -113,7 +103,7 @@ def test_invisible_and_bidi_names_are_refused_everywhere(shop, team, name):
 
 
 def test_a_name_may_hold_a_joiner_inside_visible_text(shop, team):
-    api = _client("alice", team)
+    api = member_client("alice", team)
     response = api.post("/api/v1/accounts/", {"name": "family \U0001F468\u200d\U0001F469"}, format="json")
     assert response.status_code == 201, response.content
     assert json.loads(response.content)["name"] == "family \U0001F468\u200d\U0001F469"

@@ -4,7 +4,6 @@ accounts-per-team allowance of each plan."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from accounts_service import services
@@ -12,17 +11,13 @@ from accounts_service.models import Account, AuditEvent, TeamMembership
 from accounts_service.plans import plans_all
 from accounts_service.rights import PLATFORM
 from billing.models import Plan
+from tests.api.routes import member_client
 
 ACCOUNTS = "/api/v1/accounts/"
 
 
 def _client(team, username: str, role: str) -> APIClient:
-    person = get_user_model().objects.create_user(username=username, password="pw-" + username)
-    services.team_member_add(team=team, user=person, role=role)
-    client = APIClient()
-    _, token = services.api_token_create(actor=PLATFORM, user=person)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
+    return member_client(username, team, role=role)
 
 
 @pytest.fixture

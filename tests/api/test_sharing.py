@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -16,6 +15,7 @@ from accounts_service import services
 from accounts_service.models import Account, Activation, Export, Import
 from accounts_service.rights import PLATFORM
 from operators import claims, nkeys
+from tests.api.routes import member_client
 
 pytestmark = pytest.mark.django_db
 
@@ -24,15 +24,6 @@ EXPORT = "/api/v1/accounts/{}/exports/{}/"
 ACTIVATIONS = "/api/v1/accounts/{}/exports/{}/activations/"
 IMPORTS = "/api/v1/accounts/{}/imports/"
 IMPORT = "/api/v1/accounts/{}/imports/{}/"
-
-
-def _client(username: str, team) -> APIClient:
-    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
-    services.team_member_add(team=team, user=user)
-    _, token = services.api_token_create(actor=PLATFORM, user=user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 def _error(response, status: int) -> dict:
@@ -58,12 +49,12 @@ def acct_b(operator_setup, other_team) -> Account:
 
 @pytest.fixture
 def alice(team) -> APIClient:
-    return _client("alice", team)
+    return member_client("alice", team)
 
 
 @pytest.fixture
 def bob(other_team) -> APIClient:
-    return _client("bob", other_team)
+    return member_client("bob", other_team)
 
 
 @pytest.fixture
