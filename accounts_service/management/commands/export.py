@@ -5,8 +5,8 @@ from __future__ import annotations
 from accounts_service.models import Export
 from accounts_service.selectors import account_get
 from accounts_service.services import export_create, export_delete
+from core.cli import SubcommandCommand
 from core.errors import NotFound
-from operators.cli import SubcommandCommand
 
 
 class Command(SubcommandCommand):

@@ -14,8 +14,8 @@ from broker_gateway.fleet.supervisor import NodeSyncer, Supervisor
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
 from broker_gateway.selectors import fleet_overview, node_get
+from core.cli import SubcommandCommand
 from core.errors import ApplicationError, Unavailable
-from operators.cli import SubcommandCommand
 
 log = logging.getLogger("broker_gateway.fleet")
 
