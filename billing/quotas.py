@@ -19,6 +19,7 @@ from accounts_service.models import Account, TeamMembership
 from accounts_service.services import account_resume, account_suspend
 from billing.models import Plan, QuotaNotice
 from billing.selectors import month_used_bytes, period_start
+from billing.units import GIB
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def _notice(account: Account, plan: Plan, threshold: int, used: int, period: dt.
                                        threshold=threshold, used_bytes=used, data_bytes=plan.data_bytes)
     except IntegrityError:
         return False
-    gib = plan.data_bytes / 1024**3
+    gib = plan.data_bytes / GIB
     action = ("New connections are refused until you upgrade or the next month starts."
               if threshold >= 100 and not plan.overage_cents_per_gib else
               "Traffic past the allowance is billed as overage." if threshold >= 100 else

@@ -11,11 +11,12 @@ from django.utils import timezone
 from accounts_service.plans import PlanTerms
 from billing import metering
 from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageHour
+from billing.units import GIB
 
 WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
            "30d": dt.timedelta(days=30)}
 DEFAULT_WINDOW = "24h"
-GIB_HOUR = 1024**3 * 3600  # byte-seconds in a GiB-hour
+GIB_HOUR = GIB * 3600  # byte-seconds in a GiB-hour
 
 
 def window_parse(value: str | None) -> str:

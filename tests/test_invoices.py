@@ -15,10 +15,10 @@ from accounts_service.models import PlanSpan
 from billing import invoices
 from billing.models import Invoice, InvoiceLine, Plan, UsageHour
 from billing.payments import PaymentOutcome
+from billing.units import GIB
 
 pytestmark = pytest.mark.django_db
 
-GIB = 1024**3
 NOV = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 DEC = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 AFTER_GRACE = DEC + dt.timedelta(hours=2)
