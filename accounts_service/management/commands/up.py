@@ -73,7 +73,8 @@ class Command(BaseCommand):
             self._spawn("fleet", [*manage, "fleet", "run"], env)
             self._spawn("collector", [*manage, "collector"], env)
             self._spawn("worker", [str(bin_dir / "celery"), "-A", "accounts_service", "worker", "--loglevel", "INFO",
-                                   "--concurrency", "2", "--hostname", "natsctl-worker@%h"], env)
+                                   "--concurrency", "2", "--hostname", "natsctl-worker@%h",
+                                   "-Q", ",".join(settings.WORKER_QUEUES)], env)
             self._spawn("beat", [str(bin_dir / "celery"), "-A", "accounts_service", "beat", "--loglevel", "INFO",
                                  "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")], env)
             self._spawn("web", [str(bin_dir / "gunicorn"), "accounts_service.wsgi:application", "--bind",
