@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from accounts_service.models import Account, Activation, ApiToken, Export, Import, NatsUser, Team, TeamMembership
-from operators.admin import ReadOnlyAdmin as ReadOnly
+from core.admin import ReadOnlyAdmin as ReadOnly
 
 
 class MembershipInline(admin.TabularInline):

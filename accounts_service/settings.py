@@ -229,6 +229,12 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Queues (https://docs.celeryq.dev/en/stable/userguide/routing.html): "celery", the default, for whatever names
+# no queue; "propagation" for broker_gateway's pushes to the fleet; "billing" for quotas, invoices and plan
+# edits; "mail" for quota mail (slow SMTP must not hold up the others). Every worker consumes all of them
+# (`-Q`, built from WORKER_QUEUES by `manage.py up` and written in the Helm chart's worker.queues).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+WORKER_QUEUES = ("celery", "propagation", "billing", "mail")
 # A child killed mid-task gives its message back at once; a whole worker killed gives it back after
 # the visibility timeout. The reconciler re-pushes anything either path missed.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -5,6 +5,7 @@ from django.contrib import admin
 from billing.invoices import invoice_mark_paid
 from billing.models import Invoice, InvoiceLine, Plan, UsageHour
 from billing.plans import plan_save
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(Plan)
@@ -54,17 +55,9 @@ class InvoiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageHour)
-class UsageHourAdmin(admin.ModelAdmin):
+class UsageHourAdmin(ReadOnlyAdmin):
     list_display = ("account_public_key", "hour", "sent_msgs", "sent_bytes", "received_msgs", "received_bytes",
                     "connection_seconds", "peak_connections")
     list_filter = ("hour",)
     search_fields = ("account_public_key",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    deletable = False  # the ledger invoices are computed from

@@ -27,11 +27,11 @@ from billing import metering
 from billing.models import Invoice, InvoiceLine, Plan, UsageHour
 from billing.payments import provider_get
 from billing.selectors import period_start
+from billing.units import GIB
 from core.errors import Conflict
 
 log = logging.getLogger(__name__)
 
-GIB = 1024**3
 _MILLI = Decimal("0.001")
 
 

@@ -1,8 +1,8 @@
 """Quota enforcement: the servers do not enforce the monthly data allowance, so the control plane does.
 
-Warnings at 80, 90 and 100 % (mail to the team's owners, once per period); past 100 % on a plan without
-overage the account is suspended (its JWT admits no connection), and it is resumed when it fits again: an
-upgrade, or the next period.
+Warnings at 80, 90 and 100 % (mail to the team's owners, once per period, sent by the mail task); past 100 %
+on a plan without overage the account is suspended (its JWT admits no connection), and it is resumed when it
+fits again: an upgrade, or the next period.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from accounts_service.rights import PLATFORM
 from accounts_service.services import account_resume, account_suspend
 from billing.models import Plan, QuotaNotice
 from billing.selectors import month_used_bytes, period_start
+from billing.units import GIB
 
 log = logging.getLogger(__name__)
 
@@ -27,29 +28,42 @@ THRESHOLDS = (80, 90, 100)
 SUSPEND_REASON = "monthly data allowance used up"
 
 
-def _owners_mail(account: Account, subject: str, body: str) -> None:
-    emails = list(TeamMembership.objects.filter(team=account.team, role=TeamMembership.Role.OWNER)
-                  .exclude(user__email="").values_list("user__email", flat=True))
-    if emails:
-        transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, emails))
-
-
 def _notice(account: Account, plan: Plan, threshold: int, used: int, period: dt.datetime) -> bool:
     try:
         with transaction.atomic():
-            QuotaNotice.objects.create(account_public_key=account.public_key, period_start=period,
-                                       threshold=threshold, used_bytes=used, data_bytes=plan.data_bytes)
+            notice = QuotaNotice.objects.create(account_public_key=account.public_key, period_start=period,
+                                                threshold=threshold, used_bytes=used, data_bytes=plan.data_bytes)
     except IntegrityError:
         return False
-    gib = plan.data_bytes / 1024**3
+    from billing.tasks import quota_notice_mail_task  # (billing.tasks imports this module)
+
+    # SMTP is slow outside I/O that may fail: its own task and queue, once the notice is committed.
+    quota_notice_mail_task.delay_on_commit(notice.pk, plan.name)
+    return True
+
+
+def quota_notice_mail(*, notice_id: int, plan_name: str) -> int:
+    """Mail a quota notice to the account's team owners (the mail task); returns how many it mailed to."""
+    notice = QuotaNotice.objects.filter(pk=notice_id).first()
+    account = (Account.objects.filter(public_key=notice.account_public_key).select_related("team").first()
+               if notice is not None else None)
+    plan = Plan.objects.filter(name=plan_name).first()
+    if notice is None or account is None or plan is None:
+        return 0  # deleted meanwhile: nobody left to tell, or nothing to tell them by
+    emails = list(TeamMembership.objects.filter(team=account.team, role=TeamMembership.Role.OWNER)
+                  .exclude(user__email="").values_list("user__email", flat=True))
+    if not emails:
+        return 0
+    threshold, used, data_bytes = notice.threshold, notice.used_bytes, notice.data_bytes
     action = ("New connections are refused until you upgrade or the next month starts."
               if threshold >= 100 and not plan.overage_cents_per_gib else
               "Traffic past the allowance is billed as overage." if threshold >= 100 else
               "Consider upgrading before it runs out.")
-    _owners_mail(account, f"natsctl: account {account.name} used {threshold}% of its monthly data",
-                 f"The account {account.name} ({account.public_key}) on the {plan.title} plan has used "
-                 f"{used:,} of its {plan.data_bytes:,} bytes ({gib:g} GiB) this month. {action}\n")
-    return True
+    send_mail(f"natsctl: account {account.name} used {threshold}% of its monthly data",
+              f"The account {account.name} ({account.public_key}) on the {plan.title} plan has used "
+              f"{used:,} of its {data_bytes:,} bytes ({data_bytes / GIB:g} GiB) this month. {action}\n",
+              settings.DEFAULT_FROM_EMAIL, emails)
+    return len(emails)
 
 
 def quota_evaluate(*, account: Account, now: dt.datetime | None = None) -> dict[str, object]:

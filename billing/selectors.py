@@ -11,11 +11,12 @@ from django.utils import timezone
 from accounts_service.plans import PlanTerms
 from billing import metering
 from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageHour
+from billing.units import GIB
 
 WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
            "30d": dt.timedelta(days=30)}
 DEFAULT_WINDOW = "24h"
-GIB_HOUR = 1024**3 * 3600  # byte-seconds in a GiB-hour
+GIB_HOUR = GIB * 3600  # byte-seconds in a GiB-hour
 
 
 def window_parse(value: str | None) -> str:
@@ -40,9 +41,10 @@ def storage_current(*, account_public_key: str, now: dt.datetime | None = None) 
 
 
 def usage_totals(*, account_public_key: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-    """Sums over the hours that start in [hour of ``start``, ``end``]."""
+    """Sums over the hours that start in [hour of ``start``, ``end``): a row is keyed by its hour's start, so the
+    hour starting at ``end`` is after the window (as in the invoice's ``used_bytes_between``)."""
     agg = UsageHour.objects.filter(account_public_key=account_public_key, hour__gte=metering.hour_floor(start),
-                                   hour__lte=end).aggregate(
+                                   hour__lt=end).aggregate(
         sent_msgs=Sum("sent_msgs"), sent_bytes=Sum("sent_bytes"), received_msgs=Sum("received_msgs"),
         received_bytes=Sum("received_bytes"), connection_seconds=Sum("connection_seconds"),
         peak=Max("peak_connections"), storage_byte_seconds=Sum("storage_byte_seconds"),

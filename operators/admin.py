@@ -2,17 +2,8 @@
 
 from django.contrib import admin
 
+from core.admin import ReadOnlyAdmin
 from operators.models import IssuedAccountJwt, Operator, SigningKey
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Staff may look; every write goes through the services (which re-sign and record)."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Operator)

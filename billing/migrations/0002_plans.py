@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-MIB, GIB = 1024 * 1024, 1024 * 1024 * 1024
+from billing.units import GIB, MIB
 
 PLANS = [
     # name, title, order, conn, payload, subs, leaf, imports, exports, mem, disk, streams, consumers,

@@ -273,6 +273,7 @@ def test_production_reads_every_secret_from_existing_secrets(rendered):
 
 def test_control_plane_pods_run_the_products_commands(rendered):
     """The same processes `manage.py up` runs locally, by command, from one image."""
+    from django.conf import settings
     from django.core.management import get_commands
 
     out = rendered["production+operator"]
@@ -281,6 +282,7 @@ def test_control_plane_pods_run_the_products_commands(rendered):
     assert commands["web"][:2] == ["gunicorn", "accounts_service.wsgi:application"]
     assert commands["web"][commands["web"].index("--bind") + 1] == "0.0.0.0:8000"
     assert commands["worker"][:4] == ["celery", "-A", "accounts_service", "worker"]
+    assert commands["worker"][commands["worker"].index("-Q") + 1] == ",".join(settings.WORKER_QUEUES)
     assert commands["beat"][:4] == ["celery", "-A", "accounts_service", "beat"]
     assert commands["collector"] == ["python", "manage.py", "collector"]
     assert commands["fleet"] == ["python", "manage.py", "fleet", "run"]

@@ -270,6 +270,7 @@ def _lookup_mismatches(accounts: dict[str, str]) -> list[str]:
 def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, procs, team):
     # (redis_broker before procs: the workers are stopped before Redis is.)
     import redis as redis_py
+    from django.conf import settings
 
     from accounts_service.models import Account
     from accounts_service.services import account_create
@@ -280,7 +281,7 @@ def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, p
     worker_env = {"REDIS_URL": redis_broker.url, "CELERY_TASK_ALWAYS_EAGER": "false"}
     # The pushes go to the propagation queue (broker_gateway.tasks); these workers consume every queue there is.
     worker_args = ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle",
-                   "--without-heartbeat", "-Q", "celery,propagation,billing,mail"]
+                   "--without-heartbeat", "-Q", ",".join(settings.WORKER_QUEUES)]  # as `manage.py up` and the chart
 
     names = [n.name for n in nodes_add(3)]
     fleet_up(procs, names)

@@ -16,10 +16,10 @@ from accounts_service.rights import PLATFORM
 from billing import invoices
 from billing.models import Invoice, InvoiceLine, Plan, UsageHour
 from billing.payments import PaymentOutcome
+from billing.units import GIB
 
 pytestmark = pytest.mark.django_db
 
-GIB = 1024**3
 NOV = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 DEC = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 AFTER_GRACE = DEC + dt.timedelta(hours=2)
@@ -59,6 +59,20 @@ def test_periods_are_calendar_months():
     assert invoices.period_next(DEC) == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
     assert invoices.period_previous(NOV) == dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
 
+
+def test_an_hour_row_belongs_to_the_period_its_hour_starts_in_for_invoices_quotas_and_usage():
+    """Rows are keyed by their hour's start and periods are [start, end): the hour starting at ``end`` is the
+    next period's, for the invoice, the month's allowance and a usage window alike."""
+    from billing.selectors import month_used_bytes, usage_document, usage_totals
+
+    key = "A" + "B" * 55
+    for hour, sent in ((NOV - dt.timedelta(hours=1), 1), (NOV, 10), (DEC - dt.timedelta(hours=1), 100), (DEC, 1000)):
+        UsageHour.objects.create(account_public_key=key, hour=hour, sent_bytes=sent)
+    assert invoices.used_bytes_between(account_public_key=key, start=NOV, end=DEC) == 110
+    assert usage_totals(account_public_key=key, start=NOV, end=DEC)["sent_bytes"] == 110
+    assert month_used_bytes(account_public_key=key, now=DEC) == 0  # December has not started using anything yet
+    document = usage_document(account_public_key=key, window="1h", plan="", data_bytes=-1, used_bytes=0, now=DEC)
+    assert document["sent"]["bytes"] == 100  # the last hour of November, not the first of December too
 
 def test_invoice_lines_base_and_overage(plans, team):
     pro = _create(team, "orders", "pro")

@@ -327,3 +327,20 @@ def test_tenant_detail_lists_accounts_with_propagation(staff_client, acme):
 
 def test_tenant_detail_of_an_unknown_team_is_404(staff_client):
     assert staff_client.get("/staff/tenants/nope/").status_code == 404
+
+
+def test_the_django_admin_is_read_only_where_the_services_write_and_the_ledger_cannot_be_deleted(rf, admin_user):
+    from django.contrib import admin
+
+    from accounts_service.models import NatsUser
+    from billing.models import UsageHour
+    from operators.models import Operator
+
+    request = rf.get("/admin/")
+    request.user = admin_user
+    allowed = {model.__name__: (admin.site._registry[model].has_add_permission(request),
+                                admin.site._registry[model].has_change_permission(request),
+                                admin.site._registry[model].has_delete_permission(request))
+               for model in (Operator, NatsUser, UsageHour)}
+    assert allowed == {"Operator": (False, False, True), "NatsUser": (False, False, True),
+                       "UsageHour": (False, False, False)}

@@ -8,7 +8,7 @@ from accounts_service.selectors import account_get
 from accounts_service.services import account_create, account_delete, account_update, team_get_or_create
 from broker_gateway.propagation import account_jwt_send
 from broker_gateway.selectors import account_propagation
-from operators.cli import SubcommandCommand
+from core.cli import SubcommandCommand
 
 LIMIT_OPTIONS = ("conn", "subs", "data", "payload", "imports", "exports", "leaf", "mem_storage", "disk_storage",
                  "streams", "consumer")

@@ -7,7 +7,7 @@ import datetime as dt
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get, export_covering_get
 from accounts_service.services import activation_create
-from operators.cli import SubcommandCommand
+from core.cli import SubcommandCommand
 
 
 class Command(SubcommandCommand):

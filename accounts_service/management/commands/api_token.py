@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from accounts_service.rights import PLATFORM
 from accounts_service.services import api_token_create, django_user_get
-from operators.cli import SubcommandCommand
+from core.cli import SubcommandCommand
 
 
 class Command(SubcommandCommand):

@@ -6,8 +6,8 @@ from accounts_service.models import Export
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get
 from accounts_service.services import export_create, export_delete
+from core.cli import SubcommandCommand
 from core.errors import NotFound
-from operators.cli import SubcommandCommand
 
 
 class Command(SubcommandCommand):

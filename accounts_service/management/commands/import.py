@@ -6,7 +6,7 @@ from accounts_service.models import Import
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get
 from accounts_service.services import import_create
-from operators.cli import SubcommandCommand, text_or_file
+from core.cli import SubcommandCommand, text_or_file
 
 
 class Command(SubcommandCommand):

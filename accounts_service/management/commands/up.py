@@ -63,7 +63,7 @@ class Command(BaseCommand):
                 Piece("fleet", [*manage, "fleet", "run"], env),
                 Piece("collector", [*manage, "collector"], env),
                 Piece("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2", "-Q",
-                                 "celery,propagation,billing,mail", "--hostname", "natsctl-worker@%h"], env),
+                                 ",".join(settings.WORKER_QUEUES), "--hostname", "natsctl-worker@%h"], env),
                 Piece("beat", [*celery, "beat", "--loglevel", "INFO",
                                "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")], env),
                 Piece("web", [str(Path(sys.executable).parent / "gunicorn"), "accounts_service.wsgi:application",

@@ -12,7 +12,7 @@ from accounts_service.models import NatsUser
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get, user_get
 from accounts_service.services import user_create, user_creds_get, user_delete, user_revoke
-from operators.cli import SubcommandCommand
+from core.cli import SubcommandCommand
 
 
 def _write_creds(path: Path, text: str) -> None:

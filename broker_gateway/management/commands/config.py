@@ -10,8 +10,8 @@ from django.conf import settings
 from accounts_service.services import system_account_ensure
 from broker_gateway import config as config_render
 from broker_gateway.nodes import server_config_build
+from core.cli import SubcommandCommand
 from core.errors import ApplicationError
-from operators.cli import SubcommandCommand
 from operators.selectors import operator_get
 
 

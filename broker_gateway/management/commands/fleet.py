@@ -16,8 +16,8 @@ from broker_gateway.nodes import fleet_ensure, fleet_scale, node_add, node_desir
 from broker_gateway.propagation import accounts_push, fleet_reconcile, fleet_verify
 from broker_gateway.selectors import fleet_overview, node_get
 from broker_gateway.services import gateway_reset
+from core.cli import SubcommandCommand
 from core.errors import ApplicationError, Unavailable
-from operators.cli import SubcommandCommand
 
 log = logging.getLogger("broker_gateway.fleet")
 

@@ -7,7 +7,7 @@ records their health and runs a full sync on every node that (re)becomes healthy
 {{- define "natsctl.worker.deployment" -}}
 {{- $c := .Values.worker -}}
 {{- $command := list "celery" "-A" "accounts_service" "worker" "--loglevel" .Values.django.logLevel
-  "--concurrency" (int64 $c.concurrency | toString) "--hostname" "natsctl-worker@%h" -}}
+  "--concurrency" (int64 $c.concurrency | toString) "--hostname" "natsctl-worker@%h" "-Q" (join "," $c.queues) -}}
 {{- include "natsctl.controlPlane.deployment" (dict "ctx" . "component" "worker" "values" $c "command" $command) -}}
 {{- end -}}
 

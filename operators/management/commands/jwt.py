@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from core.cli import SubcommandCommand, text_or_file
 from operators import claims, creds
-from operators.cli import SubcommandCommand, text_or_file
 from operators.models import IssuedAccountJwt, Operator
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from operators.cli import SubcommandCommand
+from core.cli import SubcommandCommand
 from operators.selectors import operator_get, operator_signing_key_get
 from operators.services import operator_init
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from operators.cli import SubcommandCommand
+from core.cli import SubcommandCommand
 from operators.keyring import keyring_get
 from operators.services import seeds_rewrap
 

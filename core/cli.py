@@ -1,4 +1,4 @@
-"""A base for management commands with subcommands (``manage.py account create ...``)."""
+"""A base for every app's management commands with subcommands (``manage.py account create ...``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ApplicationError
-from operators import claims, creds, nkeys, sealing
+
+# Exceptions whose message is all an operator at the command line needs (a malformed key or JWT, ...): each app
+# that has some registers them in its AppConfig.ready(), since core cannot import the apps above it.
+_shown_errors: tuple[type[Exception], ...] = ()
+
+
+def command_errors_register(*types: type[Exception]) -> None:
+    """Make ``types`` raised by a subcommand a CommandError with their message, not a traceback."""
+    global _shown_errors
+    _shown_errors = tuple(dict.fromkeys((*_shown_errors, *types)))
 
 
 class SubcommandCommand(BaseCommand):
@@ -32,7 +41,7 @@ class SubcommandCommand(BaseCommand):
         except ApplicationError as exc:
             extra = f" ({json.dumps(exc.extra)})" if exc.extra else ""
             raise CommandError(f"{exc.message}{extra}") from exc
-        except (nkeys.NKeyError, claims.JwtError, creds.CredsError, sealing.SealError) as exc:
+        except _shown_errors as exc:
             raise CommandError(str(exc)) from exc
 
     def out(self, text: str = "") -> None:

@@ -1,0 +1,203 @@
+"""Account claims: limits (core and JetStream), exports, imports, subject mappings and the account's ``nats``
+section (nats-io/jwt v2 ``account_claims.go``, ``exports.go``, ``imports.go``; pure, no Django).
+
+Limits are always written explicitly: in a NATS JWT an omitted limit means 0, not unlimited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from operators.claims.common import UNLIMITED, JwtError, tags_json
+from operators.claims.permissions import Permissions
+from operators.claims.user import UserScope
+
+
+@dataclass(frozen=True)
+class JetStreamLimits:
+    """JetStream limits of an account; storage of 0 in both memory and disk leaves JetStream off."""
+
+    mem_storage: int = 0
+    disk_storage: int = 0
+    streams: int = 0
+    consumer: int = 0
+    max_ack_pending: int = 0
+    mem_max_stream_bytes: int = 0
+    disk_max_stream_bytes: int = 0
+    max_bytes_required: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.mem_storage != 0 or self.disk_storage != 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mem_storage": self.mem_storage,
+            "disk_storage": self.disk_storage,
+            "streams": self.streams,
+            "consumer": self.consumer,
+            "max_ack_pending": self.max_ack_pending,
+            "mem_max_stream_bytes": self.mem_max_stream_bytes,
+            "disk_max_stream_bytes": self.disk_max_stream_bytes,
+            "max_bytes_required": self.max_bytes_required,
+        }
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """Account limits as the operator sets them; every key is written, -1 meaning unlimited."""
+
+    subs: int = UNLIMITED
+    data: int = UNLIMITED
+    payload: int = UNLIMITED
+    imports: int = UNLIMITED
+    exports: int = UNLIMITED
+    wildcards: bool = True
+    disallow_bearer: bool = False
+    conn: int = UNLIMITED
+    leaf: int = UNLIMITED
+    jetstream: JetStreamLimits = JetStreamLimits()
+    tiered: Mapping[str, JetStreamLimits] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "subs": self.subs,
+            "data": self.data,
+            "payload": self.payload,
+            "imports": self.imports,
+            "exports": self.exports,
+            "wildcards": self.wildcards,
+            "disallow_bearer": self.disallow_bearer,
+            "conn": self.conn,
+            "leaf": self.leaf,
+        }
+        if self.tiered:
+            if self.jetstream.enabled:
+                raise JwtError("JetStream limits and tiered JetStream limits are mutually exclusive")
+            out.update(JetStreamLimits().to_json())
+            out["tiered_limits"] = {tier: lim.to_json() for tier, lim in sorted(self.tiered.items())}
+        else:
+            out.update(self.jetstream.to_json())
+        return out
+
+
+@dataclass(frozen=True)
+class Export:
+    """A stream or service an account offers; ``token_req`` makes it private (activation needed)."""
+
+    subject: str
+    type: str = "stream"
+    name: str = ""
+    token_req: bool = False
+    revocations: Mapping[str, int] = field(default_factory=dict)
+    response_type: str = ""
+    response_threshold_ns: int = 0
+    account_token_position: int = 0
+    advertise: bool = False
+    description: str = ""
+    info_url: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name or self.subject, "subject": self.subject, "type": self.type}
+        if self.token_req:
+            out["token_req"] = True
+        if self.revocations:
+            out["revocations"] = dict(sorted(self.revocations.items()))
+        if self.type == "service":
+            out["response_type"] = self.response_type or "Singleton"
+            if self.response_threshold_ns:
+                out["response_threshold"] = self.response_threshold_ns
+        if self.account_token_position:
+            out["account_token_position"] = self.account_token_position
+        if self.advertise:
+            out["advertise"] = True
+        if self.description:
+            out["description"] = self.description
+        if self.info_url:
+            out["info_url"] = self.info_url
+        return out
+
+
+@dataclass(frozen=True)
+class Import:
+    """Another account's export brought in, optionally under ``local_subject``, with a token if private."""
+
+    subject: str
+    account: str
+    type: str = "stream"
+    name: str = ""
+    token: str = ""
+    local_subject: str = ""
+    share: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name or self.subject,
+            "subject": self.subject,
+            "account": self.account,
+            "type": self.type,
+        }
+        if self.token:
+            out["token"] = self.token
+        if self.local_subject:
+            out["local_subject"] = self.local_subject
+        if self.share:
+            out["share"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class WeightedMapping:
+    """One destination of a subject mapping."""
+
+    subject: str
+    weight: int = 100
+    cluster: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"subject": self.subject, "weight": self.weight}
+        if self.cluster:
+            out["cluster"] = self.cluster
+        return out
+
+
+def account_nats(
+    *,
+    limits: AccountLimits,
+    exports: Iterable[Export] = (),
+    imports: Iterable[Import] = (),
+    revocations: Mapping[str, int] | None = None,
+    signing_keys: Iterable[str | UserScope] = (),
+    default_permissions: Permissions | None = None,
+    mappings: Mapping[str, Iterable[WeightedMapping]] | None = None,
+    description: str = "",
+    info_url: str = "",
+    tags: Iterable[str] = (),
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    exp = sorted(exports, key=lambda e: (e.subject, e.type))
+    if exp:
+        out["exports"] = [e.to_json() for e in exp]
+    imp = sorted(imports, key=lambda i: (i.local_subject or i.subject, i.account, i.subject))
+    if imp:
+        out["imports"] = [i.to_json() for i in imp]
+    out["limits"] = limits.to_json()
+    keys = sorted(signing_keys, key=lambda k: k if isinstance(k, str) else k.key)
+    if keys:
+        out["signing_keys"] = [k if isinstance(k, str) else k.to_json() for k in keys]
+    if revocations:
+        out["revocations"] = dict(sorted(revocations.items()))
+    if default_permissions is not None:
+        out["default_permissions"] = default_permissions.to_json()
+    if mappings:
+        out["mappings"] = {src: [m.to_json() for m in dests] for src, dests in sorted(mappings.items())}
+    if description:
+        out["description"] = description
+    if info_url:
+        out["info_url"] = info_url
+    if tags:
+        out["tags"] = tags_json(tags)
+    return out
+
