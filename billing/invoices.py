@@ -239,16 +239,26 @@ CSV_COLUMNS = ("invoice", "period_start", "position", "kind", "description", "ac
                "quantity", "unit_cents", "amount_cents", "used_bytes", "allowance_bytes")
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"); an account name
+# is the tenant's own text, so such a cell is written with a leading apostrophe, which shows it as typed.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def invoice_csv(invoice: Invoice) -> str:
-    """One row per line item, then a total row; amounts in cents of the invoice's currency."""
+    """One row per line item, then a total row; amounts in cents of the invoice's currency. Text cells that a
+    spreadsheet would run as a formula are neutralised."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     period = f"{invoice.period_start:%Y-%m-%d}"
-    for line in invoice.lines.all():
-        writer.writerow([invoice.number, period, line.position, line.kind, line.description,
-                         line.account_public_key, line.account_name, line.plan, line.quantity, line.unit_cents,
-                         line.amount_cents, line.used_bytes, line.allowance_bytes])
-    writer.writerow([invoice.number, period, "", "total", f"Total ({invoice.currency})", "", "", "", "", "",
-                     invoice.total_cents, "", ""])
+    rows = [[invoice.number, period, line.position, line.kind, line.description, line.account_public_key,
+             line.account_name, line.plan, line.quantity, line.unit_cents, line.amount_cents, line.used_bytes,
+             line.allowance_bytes] for line in invoice.lines.all()]
+    rows.append([invoice.number, period, "", "total", f"Total ({invoice.currency})", "", "", "", "", "",
+                 invoice.total_cents, "", ""])
+    writer.writerows([[_cell(value) for value in row] for row in rows])
     return out.getvalue()

@@ -243,3 +243,14 @@ def test_saving_a_plan_in_the_admin_re_signs_its_accounts(plans, team, django_ca
         plan_save(plan=pro)
     account.refresh_from_db()
     assert account.version == version
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://evil\",\"pay\")", "+1+2", "-2+3", "@SUM(A1:A9)"])
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(plans, team, name):
+    account = _create(team, name, "pro")
+    invoice, _ = invoices.invoice_generate(team=team, start=NOV)
+    rows = list(csv.DictReader(io.StringIO(invoices.invoice_csv(invoice))))
+    cells = [value for row in rows for value in row.values()]
+    assert not [c for c in cells if c and c[0] in "=+-@"], cells  # nothing a spreadsheet would evaluate
+    assert rows[0]["account_name"] == f"'{name}" and rows[0]["account"] == account.public_key
+    assert int(rows[-1]["amount_cents"]) == invoice.total_cents  # numbers stay numbers
