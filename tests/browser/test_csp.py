@@ -72,7 +72,7 @@ def test_console_and_api_docs_raise_no_csp_violation(tenant, live_server, watche
     _log_in(page, base)
     seen = {}
     for path in ("/dashboard/", f"/accounts/{account}/", f"/accounts/{account}/usage/", "/tokens/", "/connect/",
-                 "/accounts/ANOTHERONE/"):
+                 "/accounts/ANOTHERONE/", "/admin/login/"):
         page.goto(f"{base}{path}")
         page.wait_for_load_state("networkidle")
         seen[path] = _violations(page, complaints)
