@@ -1,7 +1,25 @@
 // natsctl: the little script every page may use. No framework, no CDN.
 // - [data-poll="URL"] with [data-every="seconds"]: replace the element's content with the fragment at URL.
 // - [data-copy="#id"]: copy the text of the element #id to the clipboard.
+// - form[data-confirm="question"]: ask before submitting; a refusal cancels the submit.
+// - select[data-autosubmit]: submit its form when the choice changes (a <noscript> button does it without JS).
+// - a[data-back]: go back in the history; the href is where it goes when there is nothing to go back to.
+// The page's Content-Security-Policy (script-src 'self') refuses inline handlers and javascript: URLs, so every
+// behaviour lives here. Listeners sit on the document so fragments loaded by [data-poll] behave the same.
 (function () {
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+  });
+  document.addEventListener("change", function (event) {
+    var select = event.target.closest("select[data-autosubmit]");
+    if (select && select.form) { select.form.requestSubmit(); }
+  });
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest("a[data-back]");
+    if (link && window.history.length > 1) { event.preventDefault(); window.history.back(); }
+  });
+
   function poll(el) {
     var url = el.getAttribute("data-poll"), every = parseFloat(el.getAttribute("data-every") || "5") * 1000;
     function tick() {
