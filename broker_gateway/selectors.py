@@ -148,7 +148,7 @@ def accounts_behind_ids(nodes: Sequence[BrokerNode]) -> list[int]:
     """Accounts whose latest JWT some of ``nodes`` has not acknowledged."""
     if not nodes:
         return []
-    return list(_behind(nodes).values_list("pk", flat=True))
+    return [row["pk"] for row in _behind(nodes)]
 
 
 def teams_accounts_behind(*, teams: Sequence[Team]) -> dict[int, int]:
@@ -156,12 +156,18 @@ def teams_accounts_behind(*, teams: Sequence[Team]) -> dict[int, int]:
     nodes = healthy_nodes()
     if not nodes or not teams:
         return {}
-    return dict(Counter(_behind(nodes).filter(team__in=[t.pk for t in teams]).values_list("team_id", flat=True)))
+    behind = _behind(nodes, "team_id").filter(team__in=[t.pk for t in teams])
+    return dict(Counter(row["team_id"] for row in behind))
 
 
-def _behind(nodes: Sequence[BrokerNode]) -> QuerySet[Account]:
+def _behind(nodes: Sequence[BrokerNode], *fields: str) -> QuerySet[Account, dict[str, Any]]:
+    """(``pk``, ``fields``) rows of the accounts some of ``nodes`` holds no claim of at their latest jti.
+
+    Grouped by those columns only: grouping by the whole row (the JWT text included) made the supervisor's
+    reconciler, which runs this every FLEET_RECONCILE_SECONDS, twice as slow (bench/reconcile.py).
+    """
     held = Count("node_claims", filter=Q(node_claims__node__in=nodes, node_claims__jti=F("jwt_jti")))
-    return Account.objects.exclude(jwt="").annotate(held=held).filter(held__lt=len(nodes))
+    return Account.objects.exclude(jwt="").values("pk", *fields).annotate(held=held).filter(held__lt=len(nodes))
 
 
 # ------------------------------------------------------------------------------------------------
