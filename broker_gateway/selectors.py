@@ -7,7 +7,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -144,11 +144,15 @@ def accounts_out_of_sync_count() -> int:
     return len(accounts_behind_ids(healthy_nodes()))
 
 
-def accounts_behind_ids(nodes: Sequence[BrokerNode]) -> list[int]:
-    """Accounts whose latest JWT some of ``nodes`` has not acknowledged."""
+def accounts_behind_ids(nodes: Sequence[BrokerNode], *, changed_since: datetime | None = None) -> list[int]:
+    """Accounts whose latest JWT some of ``nodes`` has not acknowledged (only those changed from ``changed_since``
+    on, when given)."""
     if not nodes:
         return []
-    return [row["pk"] for row in _behind(nodes)]
+    behind = _behind(nodes)
+    if changed_since is not None:
+        behind = behind.filter(updated_at__gte=changed_since)
+    return [row["pk"] for row in behind]
 
 
 def teams_accounts_behind(*, teams: Sequence[Team]) -> dict[int, int]:
