@@ -176,6 +176,13 @@ def manage_py(*args: str, env: dict[str, str], log_path: Path) -> subprocess.Pop
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def celery_py(*args: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """``celery -A accounts_service ARGS`` (a worker, say) in its own process group, output to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "celery", "-A", "accounts_service", *args], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
     if proc.poll() is None:
         try:
