@@ -53,8 +53,9 @@ class Reconciler:
         self._thread = threading.Thread(target=self._loop, name="fleet-reconcile", daemon=True)
         self._thread.start()
 
-    def stop(self, *, timeout: float = 30.0) -> None:
-        """Stop after the round in hand (a push waits NATS_PUSH_TIMEOUT at most per batch)."""
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop after the round in hand (a push waits NATS_PUSH_TIMEOUT per batch); a round stuck longer than
+        ``timeout`` is left to die with the process (a daemon thread) rather than delay the nodes' shutdown."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)

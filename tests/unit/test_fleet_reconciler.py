@@ -91,3 +91,43 @@ def test_a_failure_is_logged_once_while_it_lasts_and_its_end_once(node, nats_ser
     messages = [r.getMessage() for r in caplog.records if r.name == RECONCILER]
     assert messages.count("reconcile push: unacknowledged: recovered") == 1
     assert sum(r.levelno == logging.WARNING for r in caplog.records if r.name == RECONCILER) == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the supervisor's thread writes: rows and locks are the database's own
+def test_a_round_that_hangs_does_not_hold_up_supervision(tmp_path):
+    import threading
+
+    from broker_gateway.fleet.local import LocalProcessDriver
+    from broker_gateway.fleet.reconciler import Reconciler
+    from broker_gateway.fleet.supervisor import Supervisor
+    from tests.waiting import wait_for
+
+    class Hanging(Reconciler):
+        """A round stuck the way a push to a frozen node or a locked database would be."""
+
+        def __init__(self) -> None:
+            super().__init__(every=0.01)
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def round(self) -> None:
+            self.entered.set()
+            self.release.wait(30)
+
+    class Counting(Supervisor):
+        ticks = 0
+
+        def tick(self) -> None:
+            super().tick()
+            self.ticks += 1
+
+    reconciler = Hanging()
+    supervisor = Counting(LocalProcessDriver(tmp_path / "fleet"), reconciler=reconciler)
+    supervisor.start_background(interval=0.01)
+    try:
+        assert reconciler.entered.wait(10)
+        before = supervisor.ticks
+        wait_for(lambda: supervisor.ticks >= before + 5, timeout=10, what="the supervisor to tick on")
+    finally:
+        reconciler.release.set()
+        supervisor.stop_background(timeout=30)
+    assert reconciler._thread is None  # stopped with the loop
