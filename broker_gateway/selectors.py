@@ -167,8 +167,9 @@ def teams_accounts_behind(*, teams: Sequence[Team]) -> dict[int, int]:
 def _behind(nodes: Sequence[BrokerNode], *fields: str) -> QuerySet[Account, dict[str, Any]]:
     """(``pk``, ``fields``) rows of the accounts some of ``nodes`` holds no claim of at their latest jti.
 
-    Grouped by those columns only: grouping by the whole row (the JWT text included) made the supervisor's
-    reconciler, which runs this every FLEET_RECONCILE_SECONDS, twice as slow (bench/reconcile.py).
+    Grouped by those columns only: grouping by the whole row (the JWT text included) cost about half as much
+    again at 10,000 accounts, and the supervisor's reconciler runs this every FLEET_RECONCILE_SECONDS
+    (bench/reconcile.py, docs/BENCHMARKS.md).
     """
     held = Count("node_claims", filter=Q(node_claims__node__in=nodes, node_claims__jti=F("jwt_jti")))
     return Account.objects.exclude(jwt="").values("pk", *fields).annotate(held=held).filter(held__lt=len(nodes))
