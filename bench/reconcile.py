@@ -2,8 +2,8 @@
 
 Run from the repo root::
 
-    .venv/bin/python bench/reconcile.py             # 10,000 accounts x 3 nodes, 15 interleaved rounds (~1 min)
-    .venv/bin/python bench/reconcile.py --quick     # 2,000 accounts, 7 rounds (~10 s)
+    .venv/bin/python bench/reconcile.py             # 10,000 accounts x 3 nodes, 15 interleaved rounds (~10 s)
+    .venv/bin/python bench/reconcile.py --quick     # 2,000 accounts, 7 rounds (~4 s)
     .venv/bin/python bench/reconcile.py --accounts 50000 --nodes 5
 
 The supervisor's reconciler (broker_gateway/fleet/reconciler.py) runs every FLEET_RECONCILE_SECONDS (2 s), worker
