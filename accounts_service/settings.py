@@ -197,7 +197,12 @@ FLEET_LAME_DUCK_DURATION = env("FLEET_LAME_DUCK_DURATION", default="30s")
 # A node counts as healthy only while the supervisor keeps confirming it (it writes every 5 s).
 FLEET_HEALTH_STALE_SECONDS = env.float("FLEET_HEALTH_STALE_SECONDS", default=20.0)
 FLEET_PUSH_CONCURRENCY = env.int("FLEET_PUSH_CONCURRENCY", default=256)
-FLEET_RECONCILE_SECONDS = env.float("FLEET_RECONCILE_SECONDS", default=5.0)
+# The fleet supervisor (`fleet run`) reconciles on a thread of its own this often, whatever Celery and Redis do:
+# it pushes every account some healthy node has not acknowledged at its latest JWT and deletes accounts the
+# database no longer has, so a revocation or a suspension reaches every node within about this long with no
+# worker at all (the queued push is the fast path). 0 turns it off. The beat's fleet-reconcile task, for a
+# deployment without the supervisor, runs on the same period. See docs/DEPLOY.md.
+FLEET_RECONCILE_SECONDS = env.float("FLEET_RECONCILE_SECONDS", default=2.0)
 FLEET_VERIFY_SECONDS = env.float("FLEET_VERIFY_SECONDS", default=60.0)
 # The collector polls every node's STATZ this often; on a crash, a node's traffic since its last poll is lost.
 METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -129,9 +129,11 @@ _ROW_FIELDS = ("pk", "public_key", "jwt", "jwt_jti", "jwt_iat")
 
 
 def _replies_record(rows: Sequence[tuple[int, str, str, str, int]], replies: Sequence[Sequence[bytes]], *,
-                    nodes: Sequence[BrokerNode], held: dict[tuple[int, int], str], report: FleetPushReport) -> None:
+                    nodes: Sequence[BrokerNode], held: dict[tuple[int, int], str], report: FleetPushReport,
+                    quiet: bool = False) -> None:
     """Record what each node acknowledged for (id, public key, jwt, jti, iat) rows. ``held`` is what our
-    records say each node holds; only what changed is written."""
+    records say each node holds; only what changed is written. Refusals go into the report, and are also
+    logged unless ``quiet``."""
     by_name = {n.name: n.pk for n in nodes}
     everyone = set(by_name)
     claims: list[tuple[int, int, str, int]] = []
@@ -145,7 +147,8 @@ def _replies_record(rows: Sequence[tuple[int, str, str, str, int]], replies: Seq
                 if not reply_ok(reply):
                     error = reply.get("error") or reply
                     report.errors.append({"account": pub, "node": server, "error": error})
-                    log.warning("push refused", extra={"account": pub, "node": server, "error": error})
+                    if not quiet:
+                        log.warning("push refused", extra={"account": pub, "node": server, "error": error})
                     continue
             node_pk = by_name.get(server)
             if node_pk is not None:
@@ -179,9 +182,9 @@ def _account_pages(qs, *, batch: int):
 
 
 def accounts_push(*, account_ids: Iterable[int] | None = None, timeout: float | None = None,
-                  batch: int = 2000) -> FleetPushReport:
+                  batch: int = 2000, quiet: bool = False) -> FleetPushReport:
     """Push the latest JWT of the given accounts (all when None) to every healthy node, most recently
-    changed first, and record per node what it acknowledged.
+    changed first, and record per node what it acknowledged (refusals are logged unless ``quiet``).
 
     JWTs are read from the database at push time, never carried in task arguments. An account re-signed
     while its push was in flight is pushed again, so an older version cannot end up last.
@@ -210,17 +213,17 @@ def accounts_push(*, account_ids: Iterable[int] | None = None, timeout: float | 
         done = (waiting[0], waiting[1]()) if waiting is not None else None
         waiting = (rows, _push_start(gateway, rows, nodes=nodes, timeout=timeout))
         if done is not None:  # recorded while the next batch is on the wire
-            _replies_record(*done, nodes=nodes, held=held, report=report)
+            _replies_record(*done, nodes=nodes, held=held, report=report, quiet=quiet)
         report.accounts += len(rows)
         pushed.update((r[0], r[3]) for r in rows)
     if waiting is not None:
-        _replies_record(waiting[0], waiting[1](), nodes=nodes, held=held, report=report)
+        _replies_record(waiting[0], waiting[1](), nodes=nodes, held=held, report=report, quiet=quiet)
     # Re-signed (or created) while the push ran: push the newer version now, not at the next reconcile.
     moved = [r for r in qs.filter(updated_at__gte=since).values_list(*_ROW_FIELDS) if pushed.get(r[0]) != r[3]]
     if moved:
         gateway = gateway or gateway_get()
         _replies_record(moved, _push_start(gateway, moved, nodes=nodes, timeout=timeout)(), nodes=nodes, held=held,
-                        report=FleetPushReport())
+                        report=FleetPushReport(), quiet=quiet)
     report.seconds = time.monotonic() - started
     return report
 
@@ -258,15 +261,18 @@ def account_delete_push(*, public_keys: Sequence[str], timeout: float | None = N
 # ------------------------------------------------------------------------------------------------
 
 
-def fleet_reconcile() -> FleetPushReport:
-    """Re-push every account whose latest JWT is not acknowledged by every healthy node."""
+def fleet_reconcile(*, changed_since: datetime | None = None, quiet: bool = False) -> FleetPushReport:
+    """Re-push every account whose latest JWT is not acknowledged by every healthy node; with ``changed_since``,
+    only those changed from then on (a full sync under way pushes the others). Refusals are in the report, and
+    logged unless ``quiet``."""
     nodes = healthy_nodes()
-    behind = accounts_behind_ids(nodes)
+    behind = accounts_behind_ids(nodes, changed_since=changed_since)
     if not behind:
         return FleetPushReport(nodes=[n.name for n in nodes])
     # Past a few thousand ids a full push costs less than a query with that many parameters.
-    report = accounts_push(account_ids=behind if len(behind) <= 5000 else None)
-    log.info("reconciled", extra={"accounts": len(behind), "complete": report.complete, "nodes": report.nodes})
+    report = accounts_push(account_ids=behind if len(behind) <= 5000 else None, quiet=quiet)
+    (log.debug if quiet else log.info)("reconciled", extra={"accounts": len(behind), "complete": report.complete,
+                                                             "nodes": report.nodes})
     return report
 
 
@@ -312,6 +318,16 @@ def fleet_verify(*, timeout: float | None = None, batch: int = 2000) -> VerifyRe
         report.repaired = accounts_push(account_ids=stale if len(stale) <= 5000 else None)
         log.warning("verify found stale accounts", extra={"accounts": len(stale), "nodes": report.nodes})
     return report
+
+
+def fleet_unknown_delete(*, timeout: float | None = None) -> list[str] | None:
+    """LIST what the healthy nodes hold and delete the accounts that no longer exist here, as a full sync and
+    verify do. Returns the accounts deleted; None when no node is healthy (nothing was asked)."""
+    nodes = healthy_nodes()
+    if not nodes:
+        return None
+    timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
+    return _unknown_accounts_delete(gateway_get(), nodes=nodes, timeout=timeout)[1]
 
 
 def _unknown_accounts_delete(gateway: Gateway, *, nodes: Sequence[BrokerNode],

@@ -94,14 +94,18 @@ class SupervisorThread:
     base_dir: Path
     policy: dict = field(default_factory=dict)
     interval: float = 0.05
+    reconcile: bool = True  # the supervisor's own reconciler, as `fleet run` has it (every FLEET_RECONCILE_SECONDS)
 
     def __post_init__(self) -> None:
         from broker_gateway.fleet.local import LocalProcessDriver
+        from broker_gateway.fleet.reconciler import Reconciler
         from broker_gateway.fleet.supervisor import NodeSyncer, Policy, Supervisor
 
         self.driver = LocalProcessDriver(self.base_dir)
         self.syncer = NodeSyncer()
-        self.supervisor = Supervisor(self.driver, policy=Policy(**{**FAST, **self.policy}), on_healthy=self.syncer)
+        reconciler = Reconciler(sync_started=self.syncer.running_since) if self.reconcile else None
+        self.supervisor = Supervisor(self.driver, policy=Policy(**{**FAST, **self.policy}), on_healthy=self.syncer,
+                                     reconciler=reconciler)
 
     def start(self) -> SupervisorThread:
         self.supervisor.start_background(interval=self.interval)
@@ -170,6 +174,13 @@ def manage_py(*args: str, env: dict[str, str], log_path: Path) -> subprocess.Pop
     with open(log_path, "ab") as log:
         return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def celery_py(*args: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """``celery -A accounts_service ARGS`` (a worker, say) in its own process group, output to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "celery", "-A", "accounts_service", *args], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 30) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
@@ -21,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from broker_gateway.fleet.driver import FleetDriver, NodeSpec
+from broker_gateway.fleet.reconciler import Reconciler
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
 from broker_gateway.nodes import node_add, node_config_build, node_store_jwts
@@ -88,8 +90,11 @@ class Supervisor:
     def __init__(self, driver: FleetDriver, *, policy: Policy | None = None,
                  on_healthy: Callable[[BrokerNode], None] | None = None,
                  on_lame_duck: Callable[[BrokerNode], object] | None = None,
+                 reconciler: Reconciler | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.driver = driver
+        # Propagation that needs no Celery worker, on a thread of its own that runs as long as the loop does.
+        self.reconciler = reconciler
         self.policy = policy or Policy.from_settings()
         self.on_healthy = on_healthy or (lambda node: None)
         if on_lame_duck is None:  # metering: a node in lame duck reports its clients' counters only over HTTP
@@ -172,11 +177,15 @@ class Supervisor:
 
     def run(self, stop: threading.Event, *, interval: float = 0.25) -> None:
         self.adopt()
+        if self.reconciler is not None:
+            self.reconciler.start()
         try:
             while not stop.is_set():
                 self.tick()
                 stop.wait(interval)
         finally:
+            if self.reconciler is not None:
+                self.reconciler.stop()  # before the nodes go: its pushes would only fail
             self.shutdown()
 
     def start_background(self, *, interval: float = 0.25) -> None:
@@ -345,6 +354,12 @@ class NodeSyncer:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-sync")
         self._waiting = threading.Lock()
+        self._since: datetime | None = None
+
+    def running_since(self) -> datetime | None:
+        """When the full sync under way began (None: none is): the reconciler pushes meanwhile only what
+        changed from then on, since the sync pushes everything else."""
+        return self._since
 
     def __call__(self, node: BrokerNode) -> None:
         if self._waiting.acquire(blocking=False):
@@ -352,20 +367,24 @@ class NodeSyncer:
 
     def _run(self, node_id: int, name: str) -> None:
         self._waiting.release()
-        for attempt in (1, 2):
-            try:
-                node_sync(node_id=node_id)
-                break
-            except GatewayUnavailable as exc:
-                # The connection may be pinned to a node that just froze or died: reopen it once, to the
-                # nodes healthy now; after that, the reconciler catches up.
-                gateway_reset()
-                if attempt == 2:
-                    log.warning("full sync of %s postponed: %s", name, exc)
-            except Exception:
-                log.exception("full sync of %s failed", name)
-                break
-        connection.close()  # this pool thread's own connection
+        self._since = timezone.now()
+        try:
+            for attempt in (1, 2):
+                try:
+                    node_sync(node_id=node_id)
+                    break
+                except GatewayUnavailable as exc:
+                    # The connection may be pinned to a node that just froze or died: reopen it once, to the
+                    # nodes healthy now; after that, the reconciler catches up.
+                    gateway_reset()
+                    if attempt == 2:
+                        log.warning("full sync of %s postponed: %s", name, exc)
+                except Exception:
+                    log.exception("full sync of %s failed", name)
+                    break
+        finally:
+            self._since = None
+            connection.close()  # this pool thread's own connection
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

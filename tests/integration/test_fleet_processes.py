@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from accounts_service.rights import PLATFORM
-from tests.fleet import ROOT, manage_py, nodes_add, start_redis, stop_process, subprocess_env
+from tests.fleet import celery_py, manage_py, nodes_add, stop_process, subprocess_env
 from tests.natsproc import free_port
 from tests.waiting import wait_for
 
@@ -64,9 +64,7 @@ class Procs:
 
     def celery(self, *args: str, log: str, **env: str) -> subprocess.Popen:
         log_path = self.tmp_path / f"{log}.log"
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "accounts_service", *args], cwd=ROOT,
-                                    env=self.env(**env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = celery_py(*args, env=self.env(**env), log_path=log_path)
         self.started.append((proc, log_path))
         return proc
 
@@ -228,36 +226,6 @@ def test_node_added_stopped_started_and_removed_while_fleet_runs(operator_setup,
 ACCOUNTS = 300
 
 
-def _broker_connections_forget(app) -> None:
-    """Drop the app's cached broker connections so the next publish connects to ``app.conf.broker_url``.
-
-    What Celery itself does after a fork (``Celery._after_fork``): the connection pool (``app.pool``) and the
-    producer pool (``app.amqp.producer_pool``) are built on first use from the configuration of that moment.
-    """
-    from kombu import pools
-
-    pools.reset()  # close every pooled connection (https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.pools.html)
-    app.close()  # forget app.pool
-    app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def redis_broker(tmp_path):
-    """A real Redis, and the test process's Celery publishing to it (not eager) until the test ends."""
-    from accounts_service.celery import app
-
-    redis = start_redis(tmp_path / "redis")
-    saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url")}
-    app.conf.update(task_always_eager=False, broker_url=redis.url)
-    _broker_connections_forget(app)
-    try:
-        yield redis
-    finally:
-        app.conf.update(saved)
-        _broker_connections_forget(app)
-        redis.stop()
-
-
 def _lookup_mismatches(accounts: dict[str, str]) -> list[str]:
     """Accounts some of the 3 nodes does not hold at their latest JWT, by LOOKUP (what the nodes really hold)."""
     from broker_gateway.services import gateway_get
@@ -268,7 +236,7 @@ def _lookup_mismatches(accounts: dict[str, str]) -> list[str]:
 
 
 def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, procs, team):
-    # (redis_broker before procs: the workers are stopped before Redis is.)
+    # (redis_broker, tests/integration/conftest.py, before procs: the workers are stopped before Redis is.)
     import redis as redis_py
     from django.conf import settings
 

@@ -9,6 +9,7 @@ import threading
 from django.conf import settings
 
 from broker_gateway.fleet import driver_get
+from broker_gateway.fleet.reconciler import Reconciler
 from broker_gateway.fleet.supervisor import NodeSyncer, Supervisor
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
@@ -53,7 +54,9 @@ class Command(SubcommandCommand):
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(signum, _stop)
         syncer = NodeSyncer()
-        supervisor = Supervisor(driver_get(), on_healthy=syncer)
+        # Pushes and deletions reconciled from the database every FLEET_RECONCILE_SECONDS, worker or no worker.
+        reconciler = Reconciler(sync_started=syncer.running_since)
+        supervisor = Supervisor(driver_get(), on_healthy=syncer, reconciler=reconciler)
         for node in BrokerNode.objects.order_by("name"):
             self.out(f"node {node.name}: {node.client_url} (monitoring {node.monitoring_url})")
         try:
