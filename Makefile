@@ -44,6 +44,7 @@ bench: migrate
 	$(PY) bench/jwt_issue.py
 	$(PY) bench/push.py
 	$(PY) bench/metering.py
+	$(PY) bench/reconcile.py
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3*

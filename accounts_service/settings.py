@@ -200,9 +200,10 @@ FLEET_PUSH_CONCURRENCY = env.int("FLEET_PUSH_CONCURRENCY", default=256)
 # The fleet supervisor (`fleet run`) reconciles on a thread of its own this often, whatever Celery and Redis do:
 # it pushes every account some healthy node has not acknowledged at its latest JWT and deletes accounts the
 # database no longer has, so a revocation or a suspension reaches every node within about this long with no
-# worker at all (the queued push is the fast path). 0 turns it off. The beat's fleet-reconcile task, for a
-# deployment without the supervisor, runs on the same period. See docs/DEPLOY.md.
+# worker at all (the queued push is the fast path). 0 turns it off. See docs/DEPLOY.md.
 FLEET_RECONCILE_SECONDS = env.float("FLEET_RECONCILE_SECONDS", default=2.0)
+# The beat's fleet-reconcile task is only a backstop for a deployment whose supervisor is down: a minute is enough.
+FLEET_BEAT_RECONCILE_SECONDS = env.float("FLEET_BEAT_RECONCILE_SECONDS", default=60.0)
 FLEET_VERIFY_SECONDS = env.float("FLEET_VERIFY_SECONDS", default=60.0)
 # The collector polls every node's STATZ this often; on a crash, a node's traffic since its last poll is lost.
 METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
@@ -261,7 +262,7 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
-    "fleet-reconcile": {"task": "broker_gateway.tasks.fleet_reconcile", "schedule": FLEET_RECONCILE_SECONDS},
+    "fleet-reconcile": {"task": "broker_gateway.tasks.fleet_reconcile", "schedule": FLEET_BEAT_RECONCILE_SECONDS},
     "fleet-verify": {"task": "broker_gateway.tasks.fleet_verify", "schedule": FLEET_VERIFY_SECONDS},
     "quotas-enforce": {"task": "billing.tasks.quotas_enforce", "schedule": env.float("QUOTA_SECONDS", default=60.0)},
     "invoices-generate": {"task": "billing.tasks.invoices_generate",

@@ -279,7 +279,7 @@ def test_worker_sigkilled_mid_push_loses_no_push(operator_setup, redis_broker, p
     lost = sorted(set(accounts_behind_ids(nodes)) & set(ids))
     print(f"killed with {backlog} queued, {parked} unacked; {len(lost)} account(s) behind after the backlog: {lost}")
 
-    # The reconciler recovers the rest: the fleet_reconcile task (beat runs it every FLEET_RECONCILE_SECONDS)
+    # The reconciler recovers the rest: the fleet_reconcile task (beat runs it every FLEET_BEAT_RECONCILE_SECONDS)
     # re-pushes every account whose latest JWT (jti) some healthy node has not acknowledged (NodeClaim).
     third = procs.celery(*worker_args, "-n", "third@%h", log="worker-3", **worker_env)
     fleet_reconcile_task.delay()
