@@ -351,3 +351,15 @@ def test_pages_need_a_login(client, acme_account):
 def test_catalog_link_in_the_nav(alice_client, acme_account):
     page = alice_client.get(f"/accounts/{acme_account.public_key}/imports/").content.decode()
     assert 'href="/catalog/"' in page and 'class="active"' in page
+
+
+def test_the_import_form_refuses_another_accounts_key_in_the_token_position(client, bob, acme_account,
+                                                                            globex_account):
+    services.export_create(actor=PLATFORM, account=acme_account, name="per-account", subject="data.*.feed",
+                           type="stream", account_token_position=2)
+    client.force_login(bob)
+    url = f"/accounts/{globex_account.public_key}/imports/"
+    page = client.post(url, {"from": acme_account.public_key, "subject": f"data.{acme_account.public_key}.feed"})
+    assert page.status_code == 200
+    assert f"import &#x27;data.{globex_account.public_key}.feed&#x27;".encode() in page.content  # what to do instead
+    assert not Import.objects.exists()
