@@ -26,6 +26,7 @@ UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
 DELETE = "$SYS.REQ.CLAIMS.DELETE"
 LIST = "$SYS.REQ.CLAIMS.LIST"
 LOOKUP = "$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP"
+ROUTEZ = "$SYS.REQ.SERVER.{}.ROUTEZ"  # answered by that one server only
 
 
 class GatewayUnavailable(Exception):
@@ -253,6 +254,22 @@ class Gateway:
             if name and isinstance(reply.get("data"), list):
                 held[name] = set(reply["data"])
         return held
+
+    def cluster_size(self, *, timeout: float) -> int | None:
+        """How many servers answer a claims request sent here: the connected server and the servers it has
+        routes to (its own ROUTEZ, one reply; a pooled route counts once). None if it did not say in time."""
+        server_id = self._nc._server_info.get("server_id", "")
+        timeout = min(timeout, 2.0)  # one server's answer about itself: milliseconds
+
+        async def ask() -> bytes:
+            return (await self._nc.request(ROUTEZ.format(server_id), b"", timeout=timeout)).data
+
+        try:
+            data = parse_reply(self._call(ask(), timeout + 1)).get("data") or {}
+        except Exception:  # an old server or a lost reply: the caller falls back to waiting its timeout
+            log.debug("routez failed", exc_info=True)
+            return None
+        return 1 + len({r.get("remote_id") for r in data.get("routes") or []})
 
     def delete(self, claim_jwt: str, *, expect: int, timeout: float) -> list[dict]:
         (replies,) = self.request_many([(DELETE, claim_jwt.encode("ascii"))], expect=expect, timeout=timeout)

@@ -54,7 +54,8 @@ def account_jwt_send(*, account: Account, url: str, timeout: float | None = None
                      expect: int | None = None) -> PushResult:
     """Send the account's latest JWT (read from the database now) to the server at ``url``, like ``nsc push -u``.
 
-    Without ``expect`` it waits the whole timeout for every server of the cluster to answer.
+    It returns once ``expect`` servers answered, or at ``timeout``. Without ``expect``, the servers expected are
+    the one at ``url`` and those it has routes to (every server of a cluster answers a claims update).
     """
     account.refresh_from_db(fields=["jwt"])
     timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
@@ -63,12 +64,37 @@ def account_jwt_send(*, account: Account, url: str, timeout: float | None = None
     except GatewayUnavailable as exc:
         raise Unavailable(str(exc)) from exc
     try:
-        (replies,) = gateway.push([account.jwt], expect=expect or 10_000, timeout=timeout)
+        expect = expect or gateway.cluster_size(timeout=timeout) or 10_000
+        (replies,) = gateway.push([account.jwt], expect=expect, timeout=timeout)
     except GatewayUnavailable as exc:
         raise Unavailable(str(exc)) from exc
     finally:
         gateway.close()
     return PushResult(account=account.public_key, replies=replies)
+
+
+def account_delete_send(*, public_keys: Sequence[str], url: str, timeout: float | None = None,
+                        expect: int | None = None) -> list[dict[str, Any]]:
+    """Send the operator-signed delete claim for ``public_keys`` to the server at ``url`` (and the servers of its
+    cluster), whatever the fleet records say: for a server that is not a recorded node. Only accounts that no
+    longer exist here are deleted. Returns each server's reply."""
+    gone = sorted(set(public_keys) - set(Account.objects.filter(public_key__in=public_keys)
+                                         .values_list("public_key", flat=True)))
+    if not gone:
+        return []
+    claim = op_services.account_delete_claim_issue(account_public_keys=gone)
+    timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
+    try:
+        gateway = gateway_open([url], name="natsctl-delete")
+    except GatewayUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    try:
+        expect = expect or gateway.cluster_size(timeout=timeout) or 10_000
+        return gateway.delete(claim, expect=expect, timeout=timeout)
+    except GatewayUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    finally:
+        gateway.close()
 
 
 def account_lookup(*, account_public_key: str, url: str, timeout: float = 2.0) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.management.base import CommandError
+
 from accounts_service.models import Account
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get
 from accounts_service.services import account_create, account_delete, account_update, team_get_or_create
-from broker_gateway.propagation import account_jwt_send
+from broker_gateway.propagation import account_delete_send, account_jwt_send
 from broker_gateway.selectors import account_propagation
 from core.cli import SubcommandCommand
 
@@ -41,7 +43,7 @@ class Command(SubcommandCommand):
         "describe": "describe one account",
         "jwt": "print the current account JWT",
         "update": "change limits or name",
-        "delete": "delete an account",
+        "delete": "delete an account (with --url, also send the delete claim to that server)",
         "push": "push the account JWT to a server (like nsc push -u) and print each server's reply",
     }
 
@@ -122,32 +124,43 @@ class Command(SubcommandCommand):
 
     def add_delete_arguments(self, p) -> None:
         p.add_argument("public_key")
+        p.add_argument("--url", default=None,
+                       help="nats://HOST:PORT of a server (not a recorded fleet node) to send the delete claim to;"
+                            " the recorded fleet gets it in any case")
+        p.add_argument("--timeout", type=float, default=None)
+        p.add_argument("--json", action="store_true")
 
-    def handle_delete(self, *, public_key, **_) -> None:
+    def handle_delete(self, *, public_key, url, timeout, json, **_) -> None:
         account_delete(actor=PLATFORM, account=account_get(public_key=public_key))
         self.out(f"deleted {public_key}")
+        if url:
+            self._replies_print(account_delete_send(public_keys=[public_key], url=url, timeout=timeout), json=json)
 
     def add_push_arguments(self, p) -> None:
         p.add_argument("public_key")
         p.add_argument("--url", required=True, help="nats://HOST:PORT of a server of the cluster")
-        p.add_argument("--timeout", type=float, default=None)
+        p.add_argument("--timeout", type=float, default=None, help="seconds to wait at most for the replies")
+        p.add_argument("--expect", type=int, default=None,
+                       help="return once this many servers answered (default: the server and those it routes to)")
         p.add_argument("--json", action="store_true")
 
-    def handle_push(self, *, public_key, url, timeout, json, **_) -> None:
-        result = account_jwt_send(account=account_get(public_key=public_key), url=url, timeout=timeout)
-        if json:
-            self.out_json(result.replies)
-        else:
-            if not result.replies:
-                self.out("no server replied")
-            for r in result.replies:
-                server = (r.get("server") or {}).get("name", "?")
-                if "data" in r:
-                    self.out(f"{server}: {r['data'].get('code')} {r['data'].get('message')}")
-                else:
-                    err = r.get("error") or {}
-                    self.out(f"{server}: {err.get('code')} {err.get('description')}")
+    def handle_push(self, *, public_key, url, timeout, expect, json, **_) -> None:
+        result = account_jwt_send(account=account_get(public_key=public_key), url=url, timeout=timeout,
+                                  expect=expect)
+        self._replies_print(result.replies, json=json)
         if not result.ok:
-            from django.core.management.base import CommandError
-
             raise CommandError("the push was not acknowledged by every server that replied")
+
+    def _replies_print(self, replies: list[dict], *, json: bool) -> None:
+        if json:
+            self.out_json(replies)
+            return
+        if not replies:
+            self.out("no server replied")
+        for r in replies:
+            server = (r.get("server") or {}).get("name", "?")
+            if "data" in r:
+                self.out(f"{server}: {r['data'].get('code')} {r['data'].get('message')}")
+            else:
+                err = r.get("error") or {}
+                self.out(f"{server}: {err.get('code')} {err.get('description')}")
