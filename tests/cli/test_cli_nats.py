@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from accounts_service.models import Account
 from broker_gateway.propagation import account_lookup
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -40,3 +41,36 @@ def test_account_delete_url_deletes_it_from_that_server(nats_server):
     assert f"deleted {a}" in out and "deleted 1 accounts" in out
     assert time.monotonic() - started < 5
     assert account_lookup(account_public_key=a, url=nats_server.url) == ""
+
+
+def test_config_generate_has_jetstream_and_a_server_runs_it(operator_setup, tmp_path):
+    import json
+    import subprocess
+    import urllib.request
+
+    from broker_gateway.fleet.local import nats_server_bin
+    from tests.natsproc import free_port, start_nats_server
+
+    port, http_port = free_port(), free_port()
+    out = tmp_path / "n.conf"
+    run("config", "generate", "--out", str(out), "--port", str(port), "--http-port", str(http_port),
+        "--resolver-dir", str(tmp_path / "jwt"), "--jetstream-dir", str(tmp_path / "js"))
+    text = out.read_text()
+    assert "jetstream: {" in text and str(tmp_path / "js") in text
+    checked = subprocess.run([nats_server_bin(), "-t", "-c", str(out)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    server = start_nats_server(text, tmp_path / "nats", port=port, http_port=http_port)
+    def varz() -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/varz", timeout=5) as resp:
+                return json.loads(resp.read())
+        except OSError:
+            return None
+
+    try:
+        varz = wait_for(varz, timeout=10, what="/varz")
+        assert varz["jetstream"]["config"]["store_dir"].startswith(str(tmp_path / "js"))
+    finally:
+        server.stop()
+    run("config", "generate", "--out", str(out), "--no-jetstream", "--resolver-dir", str(tmp_path / "jwt"))
+    assert "jetstream" not in out.read_text()

@@ -29,12 +29,22 @@ class Command(SubcommandCommand):
         p.add_argument("--http-port", type=int, default=None)
         p.add_argument("--resolver-dir", type=Path, default=None, help="default: var/jwt/<server name>")
         p.add_argument("--resolver-interval", default=None, help="Go duration, e.g. 2m")
+        p.add_argument("--jetstream-dir", type=Path, default=None,
+                       help="JetStream store (default: var/jetstream/<server name>); accounts' JetStream limits"
+                            " do nothing on a server without JetStream")
+        p.add_argument("--no-jetstream", action="store_true", help="write no jetstream block")
 
-    def handle_generate(self, *, out, server_name, port, http_port, resolver_dir, resolver_interval, **_) -> None:
+    def handle_generate(self, *, out, server_name, port, http_port, resolver_dir, resolver_interval, jetstream_dir,
+                        no_jetstream, **_) -> None:
         resolver_dir = (resolver_dir or settings.VAR_DIR / "jwt" / server_name).resolve()
         resolver_dir.mkdir(parents=True, exist_ok=True)
+        store_dir = None
+        if not no_jetstream:  # the same block as a fleet node's config (config.render)
+            store_dir = (jetstream_dir or settings.VAR_DIR / "jetstream" / server_name).resolve()
+            store_dir.mkdir(parents=True, exist_ok=True)
         text = server_config_build(resolver_dir=resolver_dir, server_name=server_name, port=port,
-                                   http_port=http_port, resolver_interval=resolver_interval)
+                                   http_port=http_port, resolver_interval=resolver_interval,
+                                   jetstream_store_dir=str(store_dir) if store_dir else None)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         self.out(f"wrote {out}")
