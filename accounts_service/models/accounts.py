@@ -117,6 +117,8 @@ class NatsUser(models.Model):
     payload = models.BigIntegerField(default=-1)
     bearer_token = models.BooleanField(default=False)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # In the user JWT's tags: a scoped signing key's template reads them ({{tag(name)}} from "name:value").
+    tags = models.JSONField(default=list, blank=True)
     jwt = models.TextField()
     jwt_iat = models.BigIntegerField(default=0)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -46,13 +46,32 @@ class UserSpec(TypedDict, total=False):
     payload: int
     bearer_token: bool
     expires_at: dt.datetime | None
+    tags: Iterable[str]
 
 
 PERMISSION_FIELDS = ("pub_allow", "pub_deny", "sub_allow", "sub_deny")
 USER_LIMIT_FIELDS = ("subs", "data", "payload")
 # A new user's value of each field it is not given (name has none: it is required).
 USER_DEFAULTS: dict[str, Any] = {**dict.fromkeys(PERMISSION_FIELDS, ()), "allow_responses": False,
-                                 **dict.fromkeys(USER_LIMIT_FIELDS, -1), "bearer_token": False, "expires_at": None}
+                                 **dict.fromkeys(USER_LIMIT_FIELDS, -1), "bearer_token": False, "expires_at": None,
+                                 "tags": ()}
+MAX_TAGS, MAX_TAG_LENGTH = 32, 128
+_TAG = re.compile(r"^[^\s:]+(:[^\s]+)?$")
+
+
+def tags_check(value: Iterable[str], field: str = "tags") -> list[str]:
+    """Tags as the JWT carries them: lower case (nats-server and nsc fold them), sorted, no duplicates; each
+    ``name`` or ``name:value``, the form a template's ``{{tag(name)}}`` reads."""
+    if isinstance(value, str):
+        raise Invalid("tags is a list of name:value strings", extra={"field": field})
+    tags = sorted({str(t).strip().lower() for t in value})
+    if len(tags) > MAX_TAGS:
+        raise Invalid(f"at most {MAX_TAGS} tags", extra={"field": field})
+    for tag in tags:
+        if not _TAG.match(tag) or len(tag) > MAX_TAG_LENGTH:
+            raise Invalid(f"tag {tag!r} is not name or name:value (no spaces, at most {MAX_TAG_LENGTH} characters)",
+                          extra={"field": field})
+    return tags
 
 
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
@@ -62,6 +81,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "allow_responses": lambda v, f: bool(v),
     "bearer_token": lambda v, f: bool(v),
     "expires_at": lambda v, f: future_check(v, field=f),
+    "tags": tags_check,
 }
 
 
@@ -89,7 +109,7 @@ def user_jwt(user: NatsUser, *, iat: int) -> str:
     """The user's JWT as it stands, signed by its signing key at ``iat``."""
     key = user.signing_key
     if key.scoped:
-        nats = claims.user_nats(scoped=True)
+        nats = claims.user_nats(scoped=True, tags=user.tags)
     else:
         nats = claims.user_nats(
             permissions=user_permissions(
@@ -97,7 +117,7 @@ def user_jwt(user: NatsUser, *, iat: int) -> str:
                 sub_deny=user.sub_deny, allow_responses=user.allow_responses,
             ),
             limits=claims.UserLimits(subs=user.subs, data=user.data, payload=user.payload),
-            bearer_token=user.bearer_token,
+            bearer_token=user.bearer_token, tags=user.tags,
         )
     return op_services.user_jwt_issue(
         signing_key=key, account_public_key=user.account.public_key, user_public_key=user.public_key,

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from accounts_service.models import ApiToken
+from accounts_service.models import ApiToken, NatsUser
 from operators import claims, creds
 
 pytestmark = pytest.mark.django_db
@@ -98,3 +98,38 @@ def test_api_token_create_prints_a_working_token(db):
     assert token.startswith("nct_") and ApiToken.objects.count() == 1
     with pytest.raises(CommandError, match="no user"):
         run("api_token", "create", "--user", "nobody")
+
+
+def test_user_limits_tags_signing_key_and_activation_revoke(op):
+    a = run("account", "create", "--team", "acme", "--name", "svc")
+    b = run("account", "create", "--team", "globex", "--name", "client")
+    upub = run("user", "create", "--account", a, "--name", "u", "--subs", "5", "--data", "1000", "--payload", "64",
+               "--tag", "team:blue", "--tag", "edge").splitlines()[0]
+    listed = json.loads(run("user", "list", "--account", a, "--json"))
+    assert next(u for u in listed if u["public_key"] == upub)["tags"] == ["edge", "team:blue"]
+    nats = claims.decode(NatsUser.objects.get(public_key=upub).jwt).nats
+    assert (nats["subs"], nats["data"], nats["payload"]) == (5, 1000, 64)
+    assert nats["tags"] == ["edge", "team:blue"]
+    with pytest.raises(CommandError, match="is not name or name:value"):
+        run("user", "create", "--account", a, "--name", "v", "--tag", "a b")
+
+    with pytest.raises(CommandError, match="needs --role"):
+        run("account", "signing-key", "add", "--account", a, "--pub", "x")
+    plain = run("account", "signing-key", "add", "--account", a)
+    scoped = run("account", "signing-key", "add", "--account", a, "--role", "r", "--pub", "x.>", "--subs", "3")
+    keys = claims.decode(run("account", "jwt", a)).nats["signing_keys"]
+    assert plain in keys
+    scope = next(k for k in keys if isinstance(k, dict) and k["key"] == scoped)
+    assert scope["role"] == "r" and scope["template"]["pub"] == {"allow": ["x.>"]} and scope["template"]["subs"] == 3
+
+    run("export", "add", "--account", a, "--name", "svc", "--subject", "svc.echo", "--type", "service", "--private")
+    run("activation", "generate", "--account", a, "--subject", "svc.echo", "--target", b)
+    with pytest.raises(CommandError, match="--id, or --subject and --target"):
+        run("activation", "revoke", "--account", a, "--subject", "svc.echo")
+    out = run("activation", "revoke", "--account", a, "--subject", "svc.echo", "--target", b)
+    assert out.startswith("revoked activation") and b in out
+    export = claims.decode(run("account", "jwt", a)).nats["exports"][0]
+    assert b in export["revocations"]
+    assert "REVOKED" in run("activation", "list", "--account", a)
+    with pytest.raises(CommandError, match="already revoked"):
+        run("activation", "revoke", "--account", a, "--subject", "svc.echo", "--target", b)

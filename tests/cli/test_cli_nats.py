@@ -74,3 +74,41 @@ def test_config_generate_has_jetstream_and_a_server_runs_it(operator_setup, tmp_
         server.stop()
     run("config", "generate", "--out", str(out), "--no-jetstream", "--resolver-dir", str(tmp_path / "jwt"))
     assert "jetstream" not in out.read_text()
+
+
+def test_scoped_signing_key_template_expands_the_users_tags(nats_server, tmp_path):
+    import asyncio
+
+    from tests.integration.test_nats_trust_chain import Inbox, open_conn
+    from tests.waiting import wait_for_async
+
+    a = run("account", "create", "--team", "acme", "--name", "plant")
+    key = run("account", "signing-key", "add", "--account", a, "--role", "sensor",
+              "--pub", "site.{{tag(site)}}.>", "--sub", "site.{{tag(site)}}.>")
+    assert key.startswith("A") and len(key) == 56
+    run("account", "push", a, "--url", nats_server.url)
+    creds_path = tmp_path / "s1.creds"
+    run("user", "create", "--account", a, "--name", "s1", "--role", "sensor", "--tag", "Site:Lyon",
+        "--creds-out", str(creds_path))
+    from operators import claims, creds
+
+    user_jwt = claims.decode(creds.parse_creds(creds_path.read_text()).jwt)
+    assert user_jwt.issuer == key and user_jwt.nats["tags"] == ["site:lyon"]
+
+    async def scenario() -> None:
+        conn = await open_conn(nats_server.url, creds_path.read_text(), name="s1")
+        try:
+            inbox = Inbox()
+            await conn.nc.subscribe("site.lyon.>", cb=inbox.cb)
+            await conn.nc.flush()
+            await conn.nc.publish("site.lyon.temp", b"21")
+            await conn.nc.flush()
+            await wait_for_async(lambda: inbox.subjects() == ["site.lyon.temp"], what="the tag's subject")
+            await conn.nc.publish("site.paris.temp", b"x")
+            await conn.nc.flush()
+            await wait_for_async(lambda: "permissions violation for publish" in conn.error_text(),
+                                 what="another site refused")
+        finally:
+            await conn.close()
+
+    asyncio.run(scenario())

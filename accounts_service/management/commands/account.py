@@ -7,7 +7,13 @@ from django.core.management.base import CommandError
 from accounts_service.models import Account
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get
-from accounts_service.services import account_create, account_delete, account_update, team_get_or_create
+from accounts_service.services import (
+    account_create,
+    account_delete,
+    account_signing_key_add,
+    account_update,
+    team_get_or_create,
+)
 from broker_gateway.propagation import account_delete_send, account_jwt_send
 from broker_gateway.selectors import account_propagation
 from core.cli import SubcommandCommand
@@ -45,6 +51,7 @@ class Command(SubcommandCommand):
         "update": "change limits or name",
         "delete": "delete an account (with --url, also send the delete claim to that server)",
         "push": "push the account JWT to a server (like nsc push -u) and print each server's reply",
+        "signing-key": "add a signing key (`signing-key add`); with --role it is scoped: its users get the template",
     }
 
     def _limits_args(self, p) -> None:
@@ -135,6 +142,34 @@ class Command(SubcommandCommand):
         self.out(f"deleted {public_key}")
         if url:
             self._replies_print(account_delete_send(public_keys=[public_key], url=url, timeout=timeout), json=json)
+
+    def add_signing_key_arguments(self, p) -> None:
+        actions = p.add_subparsers(dest="action", required=True, metavar="{add}")
+        a = actions.add_parser("add", help="add a signing key to the account; prints its public key")
+        a.add_argument("--account", required=True)
+        a.add_argument("--role", default="", help="make it a scoped key of this role (users: user create --role)")
+        a.add_argument("--description", default="")
+        a.add_argument("--pub", action="append", default=[], help="template: may publish to (repeatable)")
+        a.add_argument("--sub", action="append", default=[], help="template: may subscribe to (repeatable)")
+        a.add_argument("--deny-pub", action="append", default=[])
+        a.add_argument("--deny-sub", action="append", default=[])
+        a.add_argument("--allow-responses", action="store_true")
+        for limit in ("subs", "data", "payload"):
+            a.add_argument(f"--{limit}", type=int, default=None, help=f"template: {limit} limit (-1 unlimited)")
+
+    def handle_signing_key(self, *, account, role, description, pub, sub, deny_pub, deny_sub, allow_responses,
+                           **options) -> None:
+        template = None
+        if role:
+            template = {"pub_allow": pub, "sub_allow": sub, "pub_deny": deny_pub, "sub_deny": deny_sub,
+                        "allow_responses": allow_responses,
+                        **{f: options[f] for f in ("subs", "data", "payload") if options[f] is not None}}
+        elif pub or sub or deny_pub or deny_sub or allow_responses or any(
+                options[f] is not None for f in ("subs", "data", "payload")):
+            raise CommandError("a template (--pub, --sub, limits ...) needs --role: only a scoped key has one")
+        key = account_signing_key_add(actor=PLATFORM, account=account_get(public_key=account), role=role,
+                                      template=template, description=description)
+        self.out(key.public_key)
 
     def add_push_arguments(self, p) -> None:
         p.add_argument("public_key")

@@ -44,10 +44,14 @@ class Command(SubcommandCommand):
         p.add_argument("--expiry", default=None, help="ISO 8601 time or seconds from now, e.g. 3600")
         p.add_argument("--public-key", default=None, help="your own user public key: we never see the seed")
         p.add_argument("--role", default=None, help="sign with the account's scoped signing key of this role")
+        p.add_argument("--tag", action="append", default=[], dest="tags",
+                       help="name:value in the user JWT (repeatable); a scoped key's {{tag(name)}} reads it")
+        for limit in ("subs", "data", "payload"):
+            p.add_argument(f"--{limit}", type=int, default=None, help=f"{limit} limit (-1 unlimited, the default)")
         p.add_argument("--creds-out", type=Path, default=None)
 
     def handle_create(self, *, account, name, pub, sub, deny_pub, deny_sub, allow_responses, expiry, public_key,
-                      role, creds_out, **_) -> None:
+                      role, tags, creds_out, **options) -> None:
         expires_at = None
         if expiry:
             try:
@@ -60,7 +64,8 @@ class Command(SubcommandCommand):
         user = user_create(actor=PLATFORM,
                            account=account_get(public_key=account), name=name, pub_allow=pub, sub_allow=sub,
                            pub_deny=deny_pub, sub_deny=deny_sub, allow_responses=allow_responses,
-                           expires_at=expires_at, public_key=public_key, role=role)
+                           expires_at=expires_at, public_key=public_key, role=role, tags=tags,
+                           **{f: options[f] for f in ("subs", "data", "payload") if options[f] is not None})
         self.out(user.public_key)
         if creds_out:
             if user.seed_id is None:
@@ -79,7 +84,8 @@ class Command(SubcommandCommand):
     def handle_list(self, *, account, json, **_) -> None:
         users = NatsUser.objects.filter(account=account_get(public_key=account)).order_by("name")
         rows = [{"public_key": u.public_key, "name": u.name, "revoked": u.revoked_at is not None,
-                 "pub_allow": u.pub_allow, "sub_allow": u.sub_allow, "expires_at": u.expires_at} for u in users]
+                 "pub_allow": u.pub_allow, "sub_allow": u.sub_allow, "expires_at": u.expires_at, "tags": u.tags}
+                for u in users]
         if json:
             self.out_json(rows)
             return
