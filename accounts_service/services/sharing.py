@@ -21,6 +21,17 @@ from operators.models import SigningKey
 from operators.nkeys import KeyType
 from operators.subjects import has_wildcards, is_subset, overlaps
 
+# With an account token position nats-server admits an import by the importer's key in that token alone and never
+# reads the activation: not its signature, not its expiry, not the export's revocations (server/accounts.go,
+# Account.checkAuth: `if ea.accountPos > 0 { return ... tokens[ea.accountPos-1] == account.Name }` comes before
+# `if ea.tokenReq { return a.checkActivation(...) }`). So we neither demand a token there nor offer an expiry or a
+# revocation that no server would enforce; a private export without a token position is the one whose activations
+# (expiry, revocation) the servers do enforce.
+NOT_ENFORCED = ("nats-server does not read activation tokens for an export with an account token position: the"
+                " importer's own key in token {position} is all it checks")
+INSTEAD = ("To cut an importer off, delete the export (every importer loses it), or offer a private export without"
+           " a token position, whose activations' expiry and revocation the servers enforce.")
+
 # First tokens only the platform's accounts export: the system account's subjects and the platform's own services
 # (ngs.usage), so no tenant can offer a look-alike of either.
 RESERVED_NAMESPACES = ("$SYS", "ngs")
@@ -111,6 +122,9 @@ def activation_create(
     if not is_subset(subject, export.subject):
         raise Invalid(f"{subject!r} is not within the export {export.subject!r}", extra={"field": "subject"})
     expires_at = future_check(expires_at, field="expires_at")
+    if expires_at and export.account_token_position:
+        raise Invalid(NOT_ENFORCED.format(position=export.account_token_position) + ", so this expiry would not be"
+                      " enforced. " + INSTEAD, extra={"field": "expires_at"}, code="activation_not_enforced")
     signed = op_services.activation_issue(
         exporter_seed=export.account.identity_seed, target_public_key=target, subject=subject, kind=export.type,
         exp=int(expires_at.timestamp()) if expires_at else None,
@@ -124,6 +138,11 @@ def activation_revoke(*, activation: Activation, actor: Any) -> Activation:
     """Revoke an activation (any member): the exporter's JWT lists the importer in the export's revocations."""
     member_required(team=activation.export.account.team_id, actor=actor)
     account = account_lock(activation.export.account)
+    position = activation.export.account_token_position
+    if position and activation.revoked_at is None:
+        raise Conflict(NOT_ENFORCED.format(position=position) + ", so a revocation would change nothing: the"
+                       " importer keeps the import. " + INSTEAD, extra={"field": "activation"},
+                       code="activation_not_enforced")
     if activation.revoked_at is None:
         activation.revoked_at = timezone.now()
         activation.save(update_fields=["revoked_at"])
@@ -165,7 +184,8 @@ def import_create(
     name: str | None = None,
     share: bool = False,
 ) -> Import:
-    """Import another account's export (any member); a private export needs a valid activation token."""
+    """Import another account's export (any member); a private export needs a valid activation token, unless it has
+    an account token position (the server checks only the importer's key there; a token given is still checked)."""
     member_required(team=account.team_id, actor=actor)
     account = account_lock(account)
     exporter_key = public_key_check(exporter_public_key, key_type=KeyType.ACCOUNT, field="from")
@@ -186,7 +206,9 @@ def import_create(
                       f" import {'.'.join(own)!r}", extra={"field": "subject"}, code="account_token_mismatch")
     if export.type == Export.Type.SERVICE and has_wildcards(subject) and not position:
         raise Invalid("a service import names a literal subject", extra={"field": "subject"})
-    if export.token_req:
+    if export.token_req and position and not token:
+        token = ""  # the server checks the key in the token position only (see NOT_ENFORCED above)
+    elif export.token_req:
         if not token:
             raise Invalid("the export is private: an activation token is required", extra={"field": "token"})
         _activation_check(token=token.strip(), export=export, importer=account, subject=subject)
