@@ -52,12 +52,17 @@ class ExportListCreateApi(AccountScopedApi):
         name = name_field()
         subject = subject_field(help_text="no wildcards unless the account's wildcard_exports limit allows them")
         type = serializers.ChoiceField(choices=Export.Type.choices)
-        private = StrictBooleanField(default=False, help_text="importers need an activation token")
+        private = StrictBooleanField(default=False, help_text="importers need an activation token (not with an"
+                                     " account_token_position: nats-server does not read the token there)")
         response_type = serializers.ChoiceField(choices=Export.ResponseType.choices,
                                                 default=Export.ResponseType.SINGLETON,
                                                 help_text="services only")
         # A subject has at most 256 tokens (512 characters); the position must name one of its "*" tokens.
-        account_token_position = StrictIntegerField(min_value=0, max_value=256, default=0)
+        account_token_position = StrictIntegerField(
+            min_value=0, max_value=256, default=0,
+            help_text="the 1-based '*' token each importer fills with its own account key; nats-server then checks"
+                      " only that key and never reads an activation: no activation expiry or revocation applies"
+                      " (both are refused). To revoke importers one by one, export privately with no token position")
         advertise = StrictBooleanField(default=False)
         description = StrictCharField(pattern=NAME_PATTERN, max_length=200, allow_blank=True, default="")
 
@@ -105,7 +110,10 @@ class ActivationCreateApi(AccountScopedApi):
         target = StrictCharField(pattern=ACCOUNT_KEY_PATTERN, help_text="the importing account's public key")
         subject = subject_field(required=False, allow_blank=True,
                                 help_text="the export's subject (default) or a narrower one")
-        expires_at = StrictDateTimeField(required=False, allow_null=True, help_text="RFC 3339, in the future")
+        expires_at = StrictDateTimeField(required=False, allow_null=True,
+                                         help_text="RFC 3339, in the future; refused (400 activation_not_enforced)"
+                                                   " on an export with an account_token_position, where nats-server"
+                                                   " would not enforce it")
 
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField(help_text="the activation JWT")
@@ -150,7 +158,8 @@ class ImportListCreateApi(AccountScopedApi):
         exporter = StrictCharField(pattern=ACCOUNT_KEY_PATTERN, help_text="the exporting account's public key")
         subject = subject_field()
         local_subject = subject_field(required=False, allow_blank=True)
-        token = StrictCharField(required=False, allow_blank=True, help_text="activation JWT (private exports)")
+        token = StrictCharField(required=False, allow_blank=True,
+                                help_text="activation JWT (private exports without an account token position)")
         name = name_field(required=False, allow_blank=True)
         share = StrictBooleanField(default=False)
 

@@ -24,7 +24,9 @@ class ExportForm(forms.Form):
     account_token_position = forms.IntegerField(
         required=False, min_value=0, max_value=MAX_TOKEN_POSITION, initial=0, label="Account token position",
         help_text="0 for none; else the 1-based position of a '*' token that each importer must fill with its "
-                  "own account public key (e.g. 3 in ngs.usage.*)",
+                  "own account public key (e.g. 3 in ngs.usage.*). The servers then check only that key: they never "
+                  "read an activation token, so no expiry or revocation applies. To revoke importers one by one, "
+                  "make the export private with no token position.",
     )
     advertise = forms.BooleanField(required=False, label="Advertise in the catalog")
     description = forms.CharField(max_length=200, required=False)
@@ -52,6 +54,7 @@ class ActivationForm(forms.Form):
     subject = forms.CharField(max_length=512, required=False, label="Subject (optional)",
                               help_text="the export's subject (default) or a narrower one within it")
     expires_at = forms.DateTimeField(required=False, label="Expires (UTC, optional)",
+                                     help_text="not with an account token position: the servers would not enforce it",
                                      widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
 
     def service_kwargs(self) -> dict:

@@ -402,3 +402,18 @@ def test_import_create_refuses_an_overlapping_local_subject(bob, acct_a, acct_b,
                                  "local_subject": "ev.x"}, format="json"), 400)
     assert body["extra"] == {"field": "local_subject"}
     assert Import.objects.count() == 1
+
+
+def test_a_token_position_export_refuses_an_activation_expiry_and_needs_no_token(alice, bob, acct_a, acct_b):
+    export = services.export_create(actor=PLATFORM, account=acct_a, name="q", subject="quote.*", type="service",
+                                    private=True, account_token_position=2)
+    expiry = (timezone.now() + dt.timedelta(hours=1)).isoformat()
+    body = _error(alice.post(ACTIVATIONS.format(acct_a.public_key, export.pk),
+                             {"target": acct_b.public_key, "expires_at": expiry}, format="json"), 400)
+    assert body["code"] == "activation_not_enforced" and "would not be enforced" in body["message"]
+    assert "private export without a token position" in body["message"]
+    assert not Activation.objects.exists()
+    # The server checks only the importer's key in the token position: no token is demanded.
+    r = bob.post(IMPORTS.format(acct_b.public_key),
+                 {"exporter": acct_a.public_key, "subject": f"quote.{acct_b.public_key}"}, format="json")
+    assert r.status_code == 201, r.content

@@ -363,3 +363,23 @@ def test_the_import_form_refuses_another_accounts_key_in_the_token_position(clie
     assert page.status_code == 200
     assert f"import &#x27;data.{globex_account.public_key}.feed&#x27;".encode() in page.content  # what to do instead
     assert not Import.objects.exists()
+
+
+def test_a_token_position_export_says_its_activations_are_not_enforced(client, alice, acme_account, globex_account):
+    export = services.export_create(actor=PLATFORM, account=acme_account, name="q", subject="quote.*",
+                                    type="service", private=True, account_token_position=2)
+    activation = services.activation_create(actor=PLATFORM, export=export,
+                                            target_public_key=globex_account.public_key)
+    client.force_login(alice)
+    page = client.get(f"/accounts/{acme_account.public_key}/exports/").content.decode()
+    assert "not enforced: token position 2" in page and "private export without a token position" in page
+    revoke_url = f"/accounts/{acme_account.public_key}/exports/{export.pk}/activations/{activation.pk}/revoke"
+    assert f'action="{revoke_url}"' not in page
+    followed = client.post(revoke_url, follow=True).content.decode()
+    assert "a revocation would change nothing" in unescape(followed)
+    assert Activation.objects.get(pk=activation.pk).revoked_at is None
+    form_url = f"/accounts/{acme_account.public_key}/exports/{export.pk}/activations/"
+    form = client.get(form_url)
+    assert form.status_code == 200 and 'id="token-position-note"' in form.content.decode()
+    refused = client.post(form_url, {"target": globex_account.public_key, "expires_at": "2099-01-01T00:00"})
+    assert "would not be enforced" in unescape(refused.content.decode())
