@@ -56,6 +56,12 @@ class _PermissionsInput(StrictInputSerializer):
     allow_responses = StrictBooleanField(required=False)
 
 
+def _tags() -> serializers.ListField:
+    # The service checks each tag (name or name:value) and folds it to lower case, as the JWT carries it.
+    return serializers.ListField(child=StrictCharField(max_length=128), required=False, max_length=32,
+                                 help_text="name:value strings in the user JWT, read by a scoped key's {{tag(name)}}")
+
+
 def _limit() -> StrictIntegerField:
     return StrictIntegerField(required=False, min_value=-1, max_value=MAX_LIMIT, help_text="-1: unlimited")
 
@@ -93,6 +99,7 @@ class UserOutputSerializer(serializers.Serializer):
     permissions = serializers.SerializerMethodField()
     limits = serializers.SerializerMethodField()
     bearer_token = serializers.BooleanField()
+    tags = serializers.ListField(child=serializers.CharField())
     creds_available = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
@@ -133,6 +140,7 @@ class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
         limits = _UserLimitsInput(required=False)
         bearer_token = StrictBooleanField(required=False)
         expires_at = StrictDateTimeField(required=False, allow_null=True, help_text="in the future")
+        tags = _tags()
         # Given: the caller keeps the seed, we sign only; the creds route then has nothing to offer.
         public_key = StrictCharField(pattern=USER_KEY_PATTERN, required=False, allow_blank=True,
                                      help_text="a user nkey whose seed you keep (its checksum must be valid)")
@@ -170,6 +178,7 @@ class UserDetailApi(AccountScopedApi):
         limits = _UserLimitsInput()
         bearer_token = StrictBooleanField()
         expires_at = StrictDateTimeField(allow_null=True, help_text="in the future")
+        tags = _tags()
 
         class Meta:
             ref_name = "UserUpdateInput"

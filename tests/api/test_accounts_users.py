@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from accounts_service import services
 from accounts_service.models import Account, AuditEvent, NatsUser, Revocation, Team, TeamMembership
 from accounts_service.rights import PLATFORM
-from operators import nkeys
+from operators import claims, nkeys
 from operators.nkeys import KeyType
 from tests.api.routes import token_client
 
@@ -429,3 +429,13 @@ def test_another_team_gets_404_everywhere(intruder, account, nats_user, index):
 
 def test_another_team_does_not_see_the_account_in_lists(intruder, account):
     assert intruder.get(ACCOUNTS).json()["count"] == 0
+
+
+def test_user_tags_are_set_shown_and_signed(api, account):
+    response = api.post(_account_url(account, "users/"), {"name": "t", "tags": ["Site:Lyon", "edge"]}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["tags"] == ["edge", "site:lyon"]
+    user = NatsUser.objects.get(account=account, name="t")
+    assert claims.decode(user.jwt).nats["tags"] == ["edge", "site:lyon"]
+    bad = api.post(_account_url(account, "users/"), {"name": "u", "tags": ["a b"]}, format="json")
+    assert bad.status_code == 400 and bad.json()["extra"]["field"] == "tags"
