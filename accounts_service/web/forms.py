@@ -106,6 +106,9 @@ class NatsUserForm(forms.Form):
     allow_responses = forms.BooleanField(required=False, label="May reply to requests it receives")
     expires_at = forms.DateTimeField(required=False, label="Expires (UTC)",
                                      widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    tags = forms.CharField(required=False, label="Tags", widget=forms.Textarea(attrs={"rows": 1}),
+                           help_text="name:value, one per line: in the user JWT, where a scoped signing key's "
+                                     "{{tag(name)}} reads them")
     public_key = forms.CharField(required=False, max_length=56, label="Public key (optional)",
                                  help_text="a user nkey (U…) you made yourself: we never see its seed, and the "
                                            ".creds download is not offered")
@@ -120,6 +123,7 @@ class NatsUserForm(forms.Form):
             "sub_deny": _lines(data["sub_deny"]),
             "allow_responses": data["allow_responses"],
             "expires_at": data["expires_at"],
+            "tags": _lines(data["tags"]),
         }
         if data["public_key"].strip():
             kwargs["public_key"] = data["public_key"].strip()

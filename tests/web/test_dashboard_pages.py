@@ -109,8 +109,10 @@ def test_user_create_download_creds_and_revoke(owner_client, owner, shared):
     account = _account(shared)
     response = owner_client.post(f"/accounts/{account.public_key}/users/new/", {
         "name": "svc", "pub_allow": "orders.>\nbilling.*", "sub_allow": "_INBOX.>", "allow_responses": "on",
+        "tags": "site:lyon",
     })
     user = NatsUser.objects.get(account=account, name="svc")
+    assert user.tags == ["site:lyon"]
     assert response.status_code == 302 and f"#user-{user.public_key}" in response["Location"]
     assert sorted(user.pub_allow) == ["billing.*", "orders.>"]
     assert user.sub_allow == ["_INBOX.>"] and user.allow_responses
