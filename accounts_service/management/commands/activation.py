@@ -25,7 +25,9 @@ class Command(SubcommandCommand):
         p.add_argument("--account", required=True, help="the exporting account")
         p.add_argument("--subject", required=True, help="the export's subject, or a subset of it")
         p.add_argument("--target", required=True, help="the importing account's public key")
-        p.add_argument("--expiry", type=int, default=None, help="seconds until the token expires")
+        p.add_argument("--expiry", type=int, default=None,
+                       help="seconds until the token expires (refused on an export with an account token position:"
+                            " the servers would not enforce it)")
 
     def handle_generate(self, *, account, subject, target, expiry, **_) -> None:
         exporter = account_get(public_key=account)

@@ -19,9 +19,13 @@ class Command(SubcommandCommand):
         p.add_argument("--name", required=True)
         p.add_argument("--subject", required=True)
         p.add_argument("--type", choices=["stream", "service"], default="stream")
-        p.add_argument("--private", action="store_true", help="importers need an activation token")
+        p.add_argument("--private", action="store_true",
+                       help="importers need an activation token, which `activation revoke` can take back (not with"
+                            " --account-token-position: nats-server never reads the token there)")
         p.add_argument("--response-type", choices=["Singleton", "Stream", "Chunked"], default="Singleton")
-        p.add_argument("--account-token-position", type=int, default=0)
+        p.add_argument("--account-token-position", type=int, default=0,
+                       help="1-based '*' token each importer fills with its own account key; the servers then check"
+                            " only that key: no activation, expiry or revocation applies")
         p.add_argument("--advertise", action="store_true")
         p.add_argument("--description", default="")
 
