@@ -112,3 +112,42 @@ def test_scoped_signing_key_template_expands_the_users_tags(nats_server, tmp_pat
             await conn.close()
 
     asyncio.run(scenario())
+
+
+def test_account_push_to_a_cluster_waits_for_every_server_and_no_longer(operator_setup, tmp_path):
+    import json
+    import urllib.request
+
+    from broker_gateway.config import ClusterConfig
+    from broker_gateway.nodes import server_config_build
+    from tests.natsproc import free_port, start_nats_server
+
+    ports = [(free_port(), free_port(), free_port()) for _ in range(2)]
+    servers = []
+    try:
+        for i, (port, http_port, cluster_port) in enumerate(ports):
+            routes = [f"nats://127.0.0.1:{c}" for _, _, c in ports if c != cluster_port]
+            text = server_config_build(resolver_dir=tmp_path / f"jwt{i}", server_name=f"n{i}", port=port,
+                                       http_port=http_port, resolver_interval="2m",
+                                       cluster=ClusterConfig(name="c", port=cluster_port, routes=routes))
+            servers.append(start_nats_server(text, tmp_path / f"n{i}", port=port, http_port=http_port))
+
+        def routed() -> bool:
+            for _, http_port, _ in ports:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/routez", timeout=5) as resp:
+                        if not json.loads(resp.read())["num_routes"]:
+                            return False
+                except OSError:
+                    return False
+            return True
+
+        wait_for(routed, timeout=10, what="the two servers routed")
+        a = run("account", "create", "--team", "acme", "--name", "svc")
+        started = time.monotonic()
+        out = run("account", "push", a, "--url", servers[0].url, "--timeout", "20")
+        assert time.monotonic() - started < 5
+        assert "n0: 200 jwt updated" in out and "n1: 200 jwt updated" in out
+    finally:
+        for server in servers:
+            server.stop()
