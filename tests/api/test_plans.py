@@ -177,3 +177,14 @@ def test_zero_consumers_with_jetstream_on_is_refused(owner, team, operator_setup
     response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"limits": {"consumer": 0, "disk_storage": 0}},
                            format="json")
     assert response.status_code == 200 and set(_js(account).values()) == {0}
+
+
+def test_a_plan_cannot_grant_streams_but_no_consumers(operator_setup):
+    from django.core.exceptions import ValidationError
+
+    free = Plan.objects.get(name="free")
+    free.consumer = 0
+    with pytest.raises(ValidationError, match="consumer cannot be 0"):
+        free.full_clean()
+    free.streams = 0  # no JetStream at all: fine
+    free.full_clean()

@@ -106,6 +106,19 @@ def test_streams_and_consumers_at_the_ceiling_one_past_it_and_at_zero(js_server,
 
     asyncio.run(at_zero())
 
+    # turned on again: the streams were stopped, not deleted
+    account_update(account=Account.objects.get(pk=account.pk), actor=PLATFORM, limits={"streams": free.streams})
+    push(account, js_server.url)
+
+    async def back() -> None:
+        nc = await nats_client.connect_creds(js_server.url, creds, name="js")
+        js = nc.jetstream(timeout=2)
+        assert (await js.account_info()).streams == free.streams
+        assert (await js.stream_info("S0")).state.consumer_count == free.consumer
+        await nc.close()
+
+    asyncio.run(back())
+
 
 def test_unlimited_streams_and_consumers_and_storage_at_its_limit(js_server, team):
     """An operator-managed account (no plan): -1 is unlimited at the server, and storage is enforced to the byte."""
