@@ -68,13 +68,20 @@ def account_limits(account: Account) -> claims.AccountLimits:
         wildcards=account.wildcard_exports,
         conn=0 if suspended else account.conn,
         leaf=0 if suspended else account.leaf,
-        jetstream=claims.JetStreamLimits(
-            mem_storage=account.mem_storage,
-            disk_storage=account.disk_storage,
-            streams=account.streams,
-            consumer=account.consumer,
-        ),
+        jetstream=account_jetstream_limits(account),
     )
+
+
+def account_jetstream_limits(account: Account) -> claims.JetStreamLimits:
+    """The account's JetStream limits as the JWT carries them. The tenant's meaning is the same for every field
+    (-1 unlimited, 0 none); nats-server reads 0 streams or consumers as unlimited, so ``streams = 0`` is written as
+    JetStream off and ``consumer = 0`` with JetStream on is refused (``operators.claims.jetstream_tenant_limits``).
+    Every write re-signs through here, so no input (API, console, CLI, a plan's allowance) gets past it."""
+    try:
+        return claims.jetstream_tenant_limits(mem_storage=account.mem_storage, disk_storage=account.disk_storage,
+                                              streams=account.streams, consumer=account.consumer)
+    except claims.JwtError as exc:
+        raise ApplicationError(str(exc), extra={"field": "consumer"}, code="limit_consumer_zero") from exc
 
 
 def user_permissions(*, pub_allow, pub_deny, sub_allow, sub_deny, allow_responses) -> claims.Permissions:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts_service.models import LIMIT_FIELDS
 from billing.metering import SampleKind
+from operators.claims import JwtError, jetstream_tenant_limits
 
 # ------------------------------------------------------------------------------------------------
 # Plans
@@ -38,6 +40,15 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def clean(self) -> None:
+        """Ceilings the server can express: 0 consumers while the plan's JetStream is on is read as unlimited by
+        nats-server (operators.claims.jetstream_tenant_limits), so a plan may not grant streams but no consumers."""
+        try:
+            jetstream_tenant_limits(mem_storage=self.mem_storage, disk_storage=self.disk_storage,
+                                    streams=self.streams, consumer=self.consumer)
+        except JwtError as exc:
+            raise ValidationError({"consumer": str(exc)}) from exc
 
     def account_limits(self) -> dict[str, int]:
         """The limits an account on this plan gets, by the account model's field names. The JWT's ``data`` limit

@@ -27,7 +27,7 @@ from accounts_service.api.utils import (
     paginated_response,
     plain_text_response,
 )
-from accounts_service.models import LIMIT_FIELDS, Account
+from accounts_service.models import LIMIT_FIELDS, LIMIT_HELP, Account
 from accounts_service.plans import FREE_PLAN
 from accounts_service.selectors import team_for_user_get
 from accounts_service.validation import MAX_DESCRIPTION, MAX_LIMIT
@@ -63,8 +63,8 @@ def _description_field() -> StrictCharField:
     return StrictCharField(pattern=NAME_PATTERN, required=False, allow_blank=True, max_length=MAX_DESCRIPTION)
 
 
-def _limit() -> StrictIntegerField:
-    return StrictIntegerField(required=False, min_value=-1, max_value=MAX_LIMIT, help_text="-1: unlimited")
+def _limit(field: str) -> StrictIntegerField:
+    return StrictIntegerField(required=False, min_value=-1, max_value=MAX_LIMIT, help_text=LIMIT_HELP[field])
 
 
 class _AccountLimitsInput(StrictInputSerializer):
@@ -73,17 +73,17 @@ class _AccountLimitsInput(StrictInputSerializer):
     class Meta:
         ref_name = "AccountLimitsInput"
 
-    conn = _limit()
-    subs = _limit()
-    data = _limit()
-    payload = _limit()
-    imports = _limit()
-    exports = _limit()
-    leaf = _limit()
-    mem_storage = _limit()
-    disk_storage = _limit()
-    streams = _limit()
-    consumer = _limit()
+    conn = _limit("conn")
+    subs = _limit("subs")
+    data = _limit("data")
+    payload = _limit("payload")
+    imports = _limit("imports")
+    exports = _limit("exports")
+    leaf = _limit("leaf")
+    mem_storage = _limit("mem_storage")
+    disk_storage = _limit("disk_storage")
+    streams = _limit("streams")
+    consumer = _limit("consumer")
     wildcard_exports = StrictBooleanField(required=False)
 
 

@@ -2,6 +2,7 @@
 
 from accounts_service.models.accounts import (
     LIMIT_FIELDS,
+    LIMIT_HELP,
     Account,
     NatsUser,
     NatsUserQuerySet,
@@ -31,6 +32,7 @@ from accounts_service.models.tenancy import (
 
 __all__ = [
     "LIMIT_FIELDS",
+    "LIMIT_HELP",
     "Account",
     "AccountChildQuerySet",
     "AccountQuerySet",

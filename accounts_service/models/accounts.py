@@ -17,6 +17,23 @@ LIMIT_FIELDS = (
     "mem_storage", "disk_storage", "streams", "consumer",
 )  # fmt: skip
 
+# What each limit's value means, the same on the API, the console and the CLI: -1 unlimited, 0 none, N at most N.
+# nats-server reads 0 streams or consumers as unlimited; the JWT encoding makes 0 mean none (see
+# ``selectors.account_jetstream_limits``).
+LIMIT_HELP = {
+    "conn": "max client connections (-1 unlimited, 0 none)",
+    "subs": "max subscriptions per connection (-1 unlimited)",
+    "data": "max bytes a connection may send (-1 unlimited)",
+    "payload": "max message payload bytes (-1 unlimited)",
+    "imports": "max imports (-1 unlimited, 0 none)",
+    "exports": "max exports (-1 unlimited, 0 none)",
+    "leaf": "max leafnode connections (-1 unlimited, 0 none)",
+    "mem_storage": "JetStream memory bytes (-1 unlimited, 0 none; 0 memory and 0 disk: JetStream off)",
+    "disk_storage": "JetStream disk bytes (-1 unlimited, 0 none; 0 memory and 0 disk: JetStream off)",
+    "streams": "JetStream streams (-1 unlimited, 0 none: JetStream off)",
+    "consumer": "JetStream consumers (-1 unlimited, at least 1 while JetStream is on; 0 only with JetStream off)",
+}
+
 
 def _limit(help_text: str, default: int = -1) -> models.BigIntegerField:
     return models.BigIntegerField(default=default, help_text=help_text)
@@ -37,18 +54,18 @@ class Account(models.Model):
                                         help_text="suspended: the JWT allows no connection until resumed")
     suspended_reason = models.CharField(max_length=200, blank=True)
 
-    conn = _limit("max client connections (-1 unlimited)")
-    subs = _limit("max subscriptions per connection")
-    data = _limit("max bytes a connection may send")
-    payload = _limit("max message payload bytes")
-    imports = _limit("max imports")
-    exports = _limit("max exports")
-    leaf = _limit("max leafnode connections")
+    conn = _limit(LIMIT_HELP["conn"])
+    subs = _limit(LIMIT_HELP["subs"])
+    data = _limit(LIMIT_HELP["data"])
+    payload = _limit(LIMIT_HELP["payload"])
+    imports = _limit(LIMIT_HELP["imports"])
+    exports = _limit(LIMIT_HELP["exports"])
+    leaf = _limit(LIMIT_HELP["leaf"])
     wildcard_exports = models.BooleanField(default=True)
-    mem_storage = _limit("JetStream memory bytes (0 = JetStream off)", 0)
-    disk_storage = _limit("JetStream disk bytes (0 = JetStream off)", 0)
-    streams = _limit("JetStream streams", 0)
-    consumer = _limit("JetStream consumers", 0)
+    mem_storage = _limit(LIMIT_HELP["mem_storage"], 0)
+    disk_storage = _limit(LIMIT_HELP["disk_storage"], 0)
+    streams = _limit(LIMIT_HELP["streams"], 0)
+    consumer = _limit(LIMIT_HELP["consumer"], 0)
 
     jwt = models.TextField(blank=True)
     jwt_iat = models.BigIntegerField(default=0)

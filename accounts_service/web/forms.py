@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth import password_validation
 
-from accounts_service.models import LIMIT_FIELDS, TeamMembership
+from accounts_service.models import LIMIT_FIELDS, LIMIT_HELP, TeamMembership
 
 LIMIT_LABELS = {
     "conn": "Connections",
@@ -85,8 +85,9 @@ class AccountEditForm(forms.Form):
         super().__init__(*args, **kwargs)
         for field in LIMIT_FIELDS:
             ceiling = (ceilings or {}).get(field)
-            help_text = ("" if ceiling is None
-                         else "plan: unlimited" if ceiling == -1 else f"plan allows up to {ceiling}")
+            plan = ("" if ceiling is None
+                    else "; plan: unlimited" if ceiling == -1 else f"; plan allows up to {ceiling}")
+            help_text = LIMIT_HELP[field] + plan
             self.fields[field] = forms.IntegerField(label=LIMIT_LABELS[field], min_value=-1, help_text=help_text,
                                                     max_value=2**62)
 

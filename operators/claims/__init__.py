@@ -6,7 +6,16 @@ errors, encode/sign/decode, times), ``permissions``, ``operator``, ``account``, 
 (``claims.decode``, ``claims.AccountLimits``); which module holds them is not part of the contract.
 """
 
-from operators.claims.account import AccountLimits, Export, Import, JetStreamLimits, WeightedMapping, account_nats
+from operators.claims.account import (
+    AccountLimits,
+    Export,
+    Import,
+    JetStreamLimits,
+    WeightedMapping,
+    account_nats,
+    jetstream_server_reading,
+    jetstream_tenant_limits,
+)
 from operators.claims.activation import activation_nats
 from operators.claims.common import (
     ACCOUNT,
@@ -64,6 +73,8 @@ __all__ = [
     "encode",
     "encode_signed",
     "issuer_problems",
+    "jetstream_server_reading",
+    "jetstream_tenant_limits",
     "operator_nats",
     "user_nats",
 ]

@@ -17,7 +17,9 @@ from operators.claims.user import UserScope
 
 @dataclass(frozen=True)
 class JetStreamLimits:
-    """JetStream limits of an account; storage of 0 in both memory and disk leaves JetStream off."""
+    """JetStream limits of an account as written in the JWT; storage of 0 in both memory and disk leaves JetStream
+    off. The server reads 0 in ``streams``, ``consumer``, ``max_ack_pending`` and the max stream bytes as
+    unlimited: build a tenant's limits with :func:`jetstream_tenant_limits`."""
 
     mem_storage: int = 0
     disk_storage: int = 0
@@ -43,6 +45,71 @@ class JetStreamLimits:
             "disk_max_stream_bytes": self.disk_max_stream_bytes,
             "max_bytes_required": self.max_bytes_required,
         }
+
+
+# ------------------------------------------------------------------------------------------------
+# JetStream limits: what a tenant means, and how nats-server reads the JWT
+# ------------------------------------------------------------------------------------------------
+#
+# How nats-server (2.15, server/accounts.go and server/jetstream.go) reads each JetStream key of an account JWT:
+# - JetStream is on for the account only if ``mem_storage != 0 || disk_storage != 0`` (nats-io/jwt v2
+#   ``OperatorLimits.IsJSEnabled``; accounts.go:3855, 3862). All keys are ignored otherwise.
+# - ``mem_storage`` / ``disk_storage`` become MaxMemory / MaxStore as they are (accounts.go:3866-3867) and are
+#   enforced whenever ``>= 0`` (jetstream.go:2462, 2467, 2526, 2535): 0 means no bytes of that storage, -1
+#   unlimited.
+# - ``streams`` / ``consumer`` become MaxStreams / MaxConsumers as they are (accounts.go:3868-3869) but are enforced
+#   only when ``> 0`` (jetstream_api.go:4067, jetstream_cluster.go:9868, consumer.go:1163-1166,
+#   jetstream.go:2491): 0 and -1 both mean unlimited; "no streams" or "no consumers" cannot be said.
+# - ``max_ack_pending``, ``mem_max_stream_bytes``, ``disk_max_stream_bytes`` go through ``toUnlimited`` (> 0 kept,
+#   anything else -1; accounts.go:3856-3861, 3870-3873): 0 and -1 both mean unlimited, no zero.
+# - ``max_bytes_required`` is a flag: streams must then set max_bytes (stream.go:2411).
+# - ``tiered_limits`` (exclusive with the flat keys): each tier is read the same way (accounts.go:3878-3889); a
+#   tier whose storage is 0/0 is present but holds nothing, and JetStream is off if every tier is 0/0.
+
+
+def jetstream_tenant_limits(*, mem_storage: int, disk_storage: int, streams: int, consumer: int) -> JetStreamLimits:
+    """The JWT encoding of a tenant's JetStream limits, where for every field -1 means unlimited, 0 none and
+    N at most N (the server's own reading differs for streams and consumers; see above):
+
+    - storage is written as it is (the server enforces 0);
+    - ``streams == 0`` turns JetStream off (both storages written 0): the server cannot cap streams at zero, and an
+      account without streams can store and consume nothing, which is what JetStream off gives;
+    - ``consumer == 0`` while JetStream is on is refused (:class:`JwtError`): the server would read it as
+      unlimited, and JetStream off would also take the streams away;
+    - with JetStream off, streams and consumers are written as they are (the server ignores them).
+    """
+    for name, value in (("mem_storage", mem_storage), ("disk_storage", disk_storage), ("streams", streams),
+                        ("consumer", consumer)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < UNLIMITED:
+            raise JwtError(f"{name} must be an integer, -1 for unlimited")
+    if streams == 0:
+        mem_storage = disk_storage = 0
+    on = mem_storage != 0 or disk_storage != 0
+    if on and consumer == 0:
+        raise JwtError("consumer cannot be 0 while JetStream is on (nats-server reads 0 as unlimited): "
+                       "use -1 for unlimited or at least 1, or set streams to 0 to turn JetStream off")
+    return JetStreamLimits(mem_storage=mem_storage, disk_storage=disk_storage, streams=streams, consumer=consumer)
+
+
+def jetstream_server_reading(limits: JetStreamLimits) -> dict[str, int]:
+    """What nats-server enforces for ``limits`` as written in a JWT (mirrors accounts.go:3855-3889 and the checks
+    cited above), in the tenant's terms: -1 unlimited, 0 none. JetStream off reads as 0 everywhere."""
+    if not limits.enabled:
+        return {"mem_storage": 0, "disk_storage": 0, "streams": 0, "consumer": 0, "max_ack_pending": 0,
+                "mem_max_stream_bytes": 0, "disk_max_stream_bytes": 0}
+
+    def positive_or_unlimited(value: int) -> int:
+        return value if value > 0 else UNLIMITED
+
+    return {
+        "mem_storage": max(limits.mem_storage, UNLIMITED),
+        "disk_storage": max(limits.disk_storage, UNLIMITED),
+        "streams": positive_or_unlimited(limits.streams),
+        "consumer": positive_or_unlimited(limits.consumer),
+        "max_ack_pending": positive_or_unlimited(limits.max_ack_pending),
+        "mem_max_stream_bytes": positive_or_unlimited(limits.mem_max_stream_bytes),
+        "disk_max_stream_bytes": positive_or_unlimited(limits.disk_max_stream_bytes),
+    }
 
 
 @dataclass(frozen=True)

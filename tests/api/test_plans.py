@@ -127,3 +127,64 @@ def test_invoices_of_the_callers_teams_only(member, team, other_team, operator_s
     assert doc["number"] == mine.number and doc["lines"][0]["description"] == "Developer plan, account app"
     refused = member.get(f"/api/v1/invoices/{theirs.number}")
     assert refused.status_code == 404 and set(refused.json()) == {"message", "code", "extra"}
+
+
+# ------------------------------------------------------------------------------------------------
+# JetStream limits: a plan's ceiling bounds what the server enforces (0 and -1 cannot slip past it)
+# ------------------------------------------------------------------------------------------------
+
+
+def _js(account: Account) -> dict:
+    from operators import claims
+
+    account.refresh_from_db()
+    limits = claims.decode(account.jwt).claims["nats"]["limits"]
+    return claims.jetstream_server_reading(claims.JetStreamLimits(
+        **{k: limits[k] for k in ("mem_storage", "disk_storage", "streams", "consumer")}))
+
+
+@pytest.mark.parametrize("field", ["streams", "consumer", "disk_storage"])
+def test_jetstream_limits_at_the_ceiling_are_allowed_and_one_past_or_unlimited_refused(owner, team, operator_setup,
+                                                                                        field):
+    free = Plan.objects.get(name="free")  # 5 streams, 50 consumers, 256 MiB of disk, no memory
+    account = services.account_create(actor=PLATFORM, team=team, name="js", plan="free")
+    ceiling = getattr(free, field)
+    assert _js(account)[field] == ceiling  # a new account gets the allowance, enforced as such
+    for value in (ceiling + 1, -1):
+        response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"limits": {field: value}}, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["message"] == f"the free plan allows {field} at most {ceiling}"
+    response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"limits": {field: ceiling - 1}}, format="json")
+    assert response.status_code == 200 and _js(account)[field] == ceiling - 1
+
+
+def test_zero_streams_is_jetstream_off_not_unlimited(owner, team, operator_setup):
+    account = services.account_create(actor=PLATFORM, team=team, name="js", plan="free")
+    response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"limits": {"streams": 0}}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["limits"]["streams"] == 0
+    assert set(_js(account).values()) == {0}
+
+
+def test_zero_consumers_with_jetstream_on_is_refused(owner, team, operator_setup):
+    account = services.account_create(actor=PLATFORM, team=team, name="js", plan="free")
+    version = Account.objects.get(pk=account.pk).version
+    response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"limits": {"consumer": 0}}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "limit_consumer_zero" and response.json()["extra"] == {"field": "consumer"}
+    assert Account.objects.get(pk=account.pk).version == version and _js(account)["consumer"] == 50
+    # with JetStream off, 0 consumers is what the account has anyway
+    response = owner.patch(f"{ACCOUNTS}{account.public_key}/", {"limits": {"consumer": 0, "disk_storage": 0}},
+                           format="json")
+    assert response.status_code == 200 and set(_js(account).values()) == {0}
+
+
+def test_a_plan_cannot_grant_streams_but_no_consumers(operator_setup):
+    from django.core.exceptions import ValidationError
+
+    free = Plan.objects.get(name="free")
+    free.consumer = 0
+    with pytest.raises(ValidationError, match="consumer cannot be 0"):
+        free.full_clean()
+    free.streams = 0  # no JetStream at all: fine
+    free.full_clean()

@@ -84,6 +84,23 @@ def test_limits_are_edited_within_the_plan(owner_client, shared):
     assert account.conn == 10 and account.version == version + 1  # nothing written
 
 
+def test_jetstream_zero_means_none_in_the_form(owner_client, shared):
+    account = _account(shared)
+    url = f"/accounts/{account.public_key}/edit/"
+    page = owner_client.get(url).content.decode()
+    assert "JetStream streams (-1 unlimited, 0 none: JetStream off); plan allows up to 5" in page
+    form = {"name": "default", "description": "", "conn": 10, "subs": 100, "data": -1, "payload": 65536,
+            "imports": 5, "exports": 5, "leaf": 0, "mem_storage": 0, "disk_storage": 1024, "streams": 5,
+            "consumer": 0}
+    refused = owner_client.post(url, form)
+    assert refused.status_code == 200 and b"consumer cannot be 0 while JetStream is on" in refused.content
+    account.refresh_from_db()
+    assert account.consumer == 50  # nothing written
+    assert owner_client.post(url, {**form, "streams": 0}).status_code == 302  # 0 streams: JetStream off
+    account.refresh_from_db()
+    assert (account.streams, account.consumer) == (0, 0)
+
+
 def test_only_owners_delete_accounts_and_only_after_typing_the_name(client, owner, shared):
     member = person("member@example.com")
     TeamMembership.objects.create(team=shared, user=member, role=TeamMembership.Role.MEMBER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from accounts_service.models import Account
+from accounts_service.models import LIMIT_HELP, Account
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get
 from accounts_service.services import (
@@ -57,7 +57,7 @@ class Command(SubcommandCommand):
     def _limits_args(self, p) -> None:
         for name in LIMIT_OPTIONS:
             p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None,
-                           help=f"{name} limit (-1 unlimited)")
+                           help=LIMIT_HELP[name])
 
     def add_create_arguments(self, p) -> None:
         p.add_argument("--team", required=True)

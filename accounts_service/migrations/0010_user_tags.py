@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts_service', '0008_audit_deletions_and_roles'),
+        ('accounts_service', '0009_limit_help'),
     ]
 
     operations = [
