@@ -58,19 +58,25 @@ def account_jwt_send(*, account: Account, url: str, timeout: float | None = None
     the one at ``url`` and those it has routes to (every server of a cluster answers a claims update).
     """
     account.refresh_from_db(fields=["jwt"])
+    (replies,) = _one_server(url, "natsctl-push", timeout, expect,
+                             lambda gateway, want, wait: gateway.push([account.jwt], expect=want, timeout=wait))
+    return PushResult(account=account.public_key, replies=replies)
+
+
+def _one_server(url: str, name: str, timeout: float | None, expect: int | None, send):
+    """``send(gateway, expect, timeout)`` over a connection of its own to the server at ``url``: it returns once
+    ``expect`` servers answered (without it, the one at ``url`` and those it routes to), or at ``timeout``."""
     timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
     try:
-        gateway = gateway_open([url], name="natsctl-push")
+        gateway = gateway_open([url], name=name)
     except GatewayUnavailable as exc:
         raise Unavailable(str(exc)) from exc
     try:
-        expect = expect or gateway.cluster_size(timeout=timeout) or 10_000
-        (replies,) = gateway.push([account.jwt], expect=expect, timeout=timeout)
+        return send(gateway, expect or gateway.cluster_size(timeout=timeout) or 10_000, timeout)
     except GatewayUnavailable as exc:
         raise Unavailable(str(exc)) from exc
     finally:
         gateway.close()
-    return PushResult(account=account.public_key, replies=replies)
 
 
 def account_delete_send(*, public_keys: Sequence[str], url: str, timeout: float | None = None,
@@ -83,18 +89,8 @@ def account_delete_send(*, public_keys: Sequence[str], url: str, timeout: float 
     if not gone:
         return []
     claim = op_services.account_delete_claim_issue(account_public_keys=gone)
-    timeout = settings.NATS_PUSH_TIMEOUT if timeout is None else timeout
-    try:
-        gateway = gateway_open([url], name="natsctl-delete")
-    except GatewayUnavailable as exc:
-        raise Unavailable(str(exc)) from exc
-    try:
-        expect = expect or gateway.cluster_size(timeout=timeout) or 10_000
-        return gateway.delete(claim, expect=expect, timeout=timeout)
-    except GatewayUnavailable as exc:
-        raise Unavailable(str(exc)) from exc
-    finally:
-        gateway.close()
+    return _one_server(url, "natsctl-delete", timeout, expect,
+                       lambda gateway, want, wait: gateway.delete(claim, expect=want, timeout=wait))
 
 
 def account_lookup(*, account_public_key: str, url: str, timeout: float = 2.0) -> str:

@@ -89,3 +89,30 @@ def start_nats_server(config_text: str, workdir: Path, *, port: int, http_port: 
         server.stop()
         raise RuntimeError(f"nats-server did not start:\n{server.log()}") from None
     return server
+
+
+async def creds_knock(url: str, creds_text: str, **options) -> str:
+    """'ok' if the server at ``url`` accepts these creds (and answers a PING), else its lower-cased refusal."""
+    import contextlib
+
+    import nats.errors
+
+    from broker_gateway import nats_client
+
+    errors: list[Exception] = []
+
+    async def error_cb(exc: Exception) -> None:
+        errors.append(exc)
+
+    try:
+        nc = await nats_client.connect_creds(url, creds_text, error_cb=error_cb, **options)
+    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        return " | ".join(str(e) for e in [exc, *errors]).lower() or type(exc).__name__
+    try:
+        await nc.flush(timeout=2)
+        return "ok"
+    except (nats.errors.Error, TimeoutError) as exc:
+        return " | ".join(str(e) for e in [exc, *errors]).lower()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()

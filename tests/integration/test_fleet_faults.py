@@ -32,7 +32,7 @@ from django.db import transaction
 
 from accounts_service.rights import PLATFORM
 from tests.fleet import FAST, SupervisorThread, nodes_add, nodes_healthy
-from tests.natsproc import free_port
+from tests.natsproc import creds_knock, free_port
 from tests.waiting import Pending, pending_unless, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -221,34 +221,11 @@ class Tenant:
         self.loop.close()
 
 
-async def _connect(url: str, creds_text: str) -> str:
-    """'ok' if the server at ``url`` accepts these creds (and answers a PING), else its lower-cased error."""
-    from broker_gateway import nats_client
-
-    errors: list[Exception] = []
-
-    async def error_cb(exc: Exception) -> None:
-        errors.append(exc)
-
-    try:
-        nc = await nats_client.connect_creds(url, creds_text, name="fault-test", allow_reconnect=False,
-                                             connect_timeout=2, max_reconnect_attempts=0, error_cb=error_cb)
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
-        return " | ".join(str(e) for e in [exc, *errors]).lower() or type(exc).__name__
-    try:
-        await nc.flush(timeout=2)
-        return "ok"
-    except (nats.errors.Error, TimeoutError) as exc:
-        return " | ".join(str(e) for e in [exc, *errors]).lower()
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
-
-
 def connect(url: str, creds_text: str) -> str:
     if not accepting(url):
         return f"nothing accepts connections at {url}"
-    return asyncio.run(_connect(url, creds_text))
+    return asyncio.run(creds_knock(url, creds_text, name="fault-test", allow_reconnect=False, connect_timeout=2,
+                                   max_reconnect_attempts=0))
 
 
 def stop_nodes(names: list[str]) -> None:

@@ -18,11 +18,11 @@ import sys
 import threading
 import time
 
-import nats.errors
 import pytest
 
 from accounts_service.rights import PLATFORM
 from tests.fleet import celery_py, running_fleet, stop_process, subprocess_env
+from tests.natsproc import creds_knock
 from tests.waiting import pending_unless, wait_for
 
 pytestmark = [
@@ -44,31 +44,8 @@ WORKER = ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--wit
 # ------------------------------------------------------------------------------------------------
 
 
-async def _knock(url: str, creds: str) -> str:
-    """'ok' if the node at ``url`` accepts these creds (and answers a PING), else its lower-cased refusal."""
-    from broker_gateway import nats_client
-
-    errors: list[Exception] = []
-
-    async def error_cb(exc: Exception) -> None:
-        errors.append(exc)
-
-    try:
-        nc = await nats_client.connect_creds(url, creds, name="knock", error_cb=error_cb)
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
-        return " | ".join(str(e) for e in [exc, *errors]).lower() or type(exc).__name__
-    try:
-        await nc.flush(timeout=2)
-        return "ok"
-    except (nats.errors.Error, TimeoutError) as exc:
-        return " | ".join(str(e) for e in [exc, *errors]).lower()
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
-
-
 def knock(url: str, creds: str) -> str:
-    return asyncio.run(_knock(url, creds))
+    return asyncio.run(creds_knock(url, creds, name="knock"))
 
 
 class Held:
