@@ -20,11 +20,13 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # The embedded default gets a per-checkout random key under var/; production sets DJANGO_SECRET_KEY.
 _secret_file = VAR_DIR / "django-secret-key"
 if "DJANGO_SECRET_KEY" not in env.ENVIRON and not _secret_file.exists():
-    from django.core.management.utils import get_random_secret_key
+    import secrets
 
-    _secret_file.write_text(get_random_secret_key())
+    _secret_file.write_text(secrets.token_urlsafe(50))
     _secret_file.chmod(0o600)
-SECRET_KEY = env("DJANGO_SECRET_KEY", default=_secret_file.read_text().strip() if _secret_file.exists() else "")
+# Read as it is, not through django-environ: environ takes a value that starts with "$" for the name of another
+# variable and recursed forever on such a key (Django's get_random_secret_key starts one in 50 that way).
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (_secret_file.read_text().strip() if _secret_file.exists() else "")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 

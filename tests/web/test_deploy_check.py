@@ -30,3 +30,16 @@ def test_check_deploy_flags_the_embedded_http_defaults(tmp_path):
     result = _check({"DJANGO_SECURE": "false"}, tmp_path)
     assert result.returncode != 0
     assert "SESSION_COOKIE_SECURE" in result.stdout + result.stderr
+
+
+def test_a_secret_key_that_starts_with_a_dollar_sign_is_read_as_it_is(tmp_path):
+    """django-environ took such a value for the name of another variable and recursed forever (one fresh
+    checkout in 50 got a key like that from Django's generator)."""
+    (tmp_path / "django-secret-key").write_text("$abc$def-not-a-variable")
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    result = subprocess.run([sys.executable, "-c", "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = "
+                             "'accounts_service.settings'; django.setup(); from django.conf import settings; "
+                             "print(settings.SECRET_KEY)"], cwd=REPO, env={**env, "NATSCTL_VAR_DIR": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "$abc$def-not-a-variable"
