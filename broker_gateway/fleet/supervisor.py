@@ -365,9 +365,13 @@ class NodeSyncer:
         if self._waiting.acquire(blocking=False):
             self._pool.submit(self._run, node.pk, node.name)
 
+    def idle(self) -> bool:
+        """No full sync is waiting or running."""
+        return self._since is None and not self._waiting.locked()
+
     def _run(self, node_id: int, name: str) -> None:
+        self._since = timezone.now()  # (before the release: idle() never sees a gap between waiting and running)
         self._waiting.release()
-        self._since = timezone.now()
         try:
             for attempt in (1, 2):
                 try:

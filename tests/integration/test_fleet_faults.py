@@ -324,8 +324,12 @@ def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed
     nodes_add(3)
     # Nodes start with their stores primed with these versions. The supervisor's own reconciler is off here: it
     # would push the re-signed accounts below by itself, and its pushes would trip the kill placed in this one.
-    fleet.start(reconcile=False)
+    sup = fleet.start(reconcile=False)
     wait_for(lambda: nodes_healthy(NODES), timeout=CONVERGE, what="3 healthy nodes")
+    # The full syncs the nodes' first health asked for must be over: one still running (or queued) would push the
+    # re-signed versions below itself, and the victim would already hold every one when the bulk push began.
+    wait_for(lambda: sup.syncer.idle() and not BrokerNode.objects.filter(synced_at__isnull=True).exists(),
+             timeout=CONVERGE, what="the nodes' first full syncs done")
     # Then every account changes, with the on-commit push muted: a thousand new versions no node holds,
     # which is what a bulk push is for. The victim dies with part of them written.
     account_jwt_issued.disconnect(dispatch_uid="broker_gateway.push_on_issue")
