@@ -53,8 +53,6 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accounts_service.rights import PLATFORM
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -108,6 +106,7 @@ def fixtures_create() -> tuple[str, str]:
 
     from accounts_service import services as acc_services
     from accounts_service.models import TeamMembership
+    from accounts_service.rights import PLATFORM
     from broker_gateway.models import BrokerNode
     from operators import services as op_services
 

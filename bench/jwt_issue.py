@@ -38,8 +38,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from accounts_service.rights import PLATFORM
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -201,6 +199,7 @@ def bench_service(rounds: int, seconds: float, var_dir: Path) -> dict:
     migrate_s = time.perf_counter() - t0
 
     from accounts_service import services as acc_services
+    from accounts_service.rights import PLATFORM
     from operators import services as op_services
 
     op_services.operator_init(name="bench", identity_seed_out=None, store_identity_key=True)

@@ -70,8 +70,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accounts_service.rights import PLATFORM
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -94,6 +92,7 @@ _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
 def _user(account, name: str, **perms):
     """The bench's user ``name`` of ``account`` (reused from an earlier run in the same --var-dir)."""
     from accounts_service.models import NatsUser
+    from accounts_service.rights import PLATFORM
     from accounts_service.services import user_create
 
     return (NatsUser.objects.filter(account=account, name=name, revoked_at__isnull=True).first()
@@ -117,6 +116,7 @@ def setup_create(accounts: int) -> Setup:
 
     from accounts_service import services as acc_services
     from accounts_service.models import Account
+    from accounts_service.rights import PLATFORM
     from broker_gateway.collector import collector_user_ensure, usage_responder_user_ensure
     from broker_gateway.models import BrokerNode
     from operators import services as op_services

@@ -58,8 +58,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accounts_service.rights import PLATFORM
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -87,6 +85,7 @@ def accounts_create(count: int) -> tuple[float, float, int]:
     from django.db import transaction
 
     from accounts_service import services as acc_services
+    from accounts_service.rights import PLATFORM
     from broker_gateway.models import BrokerNode
     from broker_gateway.services import control_plane_user_ensure
     from operators import services as op_services

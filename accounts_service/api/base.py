@@ -24,6 +24,9 @@ class AccountScopedApi(APIView):
     """``self.account`` is the URL's account, scoped to the caller; ``owner_methods`` need the owner role."""
 
     owner_methods: ClassVar[frozenset[str]] = frozenset()
+    # The account columns a view reads (None: all). A hot path that needs only the id and key names them, so the
+    # scoped read does not carry the account's JWT text.
+    account_fields: ClassVar[tuple[str, ...] | None] = None
     account: Account
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -40,6 +43,8 @@ class AccountScopedApi(APIView):
         account_pk = kwargs["account_pk"]
         found = (Account.objects.for_user(request.user).filter(public_key=account_pk)
                  .annotate(actor_role=F("team__memberships__role")))
+        if self.account_fields is not None:
+            found = found.only("id", "team_id", *self.account_fields)
         account = next(iter(found[:1]), None)  # (public keys are unique: a slice, without .first()'s ORDER BY)
         if account is None:  # the selector's NotFound (or the account, had it just been created)
             account = account_for_user_get(user=request.user, public_key=account_pk)

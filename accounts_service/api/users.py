@@ -151,6 +151,7 @@ class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
 
     OutputSerializer = UserOutputSerializer
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # also tells the OpenAPI schema the list is paged
+    account_fields = ("public_key",)  # the hot path of .creds issuance: creating a user reads only these
 
     @extend_schema(operation_id="v1_accounts_users_list", responses=paginated(OutputSerializer, "PaginatedUserList"))
     def get(self, request: Request, account_pk: str) -> Response:
