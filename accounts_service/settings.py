@@ -179,13 +179,20 @@ NATS_PUBLIC_URLS = env.list("NATS_PUBLIC_URLS", default=[])
 FLEET_DRIVER = env("FLEET_DRIVER", default="local")
 FLEET_DIR = Path(env("FLEET_DIR", default=str(VAR_DIR / "fleet")))
 FLEET_NODES = env.int("FLEET_NODES", default=3)
-FLEET_CLUSTER_NAME = env("FLEET_CLUSTER_NAME", default="natsctl")
+# The region of a node added without one (each region is a NATS cluster of that name; regions are joined by
+# gateways into one supercluster).
+FLEET_REGION = env("FLEET_REGION", default="us-east")
+# What `fleet run` and `up` create on an empty fleet: REGION=NODES,... The embedded default is two small
+# regions on loopback ports (three nodes in all); FLEET_NODES alone means that many nodes in FLEET_REGION.
+FLEET_TOPOLOGY = env("FLEET_TOPOLOGY", default=f"{FLEET_REGION}={FLEET_NODES}" if "FLEET_NODES" in os.environ
+                     else "us-east=2,eu-west=1")
 # A new node's ports are these plus its index when free, else free ports.
 FLEET_BASE_PORTS = {
     "client_port": env.int("FLEET_CLIENT_PORT", default=4222),
     "cluster_port": env.int("FLEET_CLUSTER_PORT", default=6222),
     "monitoring_port": env.int("FLEET_MONITORING_PORT", default=8222),
     "leafnode_port": env.int("FLEET_LEAFNODE_PORT", default=7422),
+    "gateway_port": env.int("FLEET_GATEWAY_PORT", default=7222),
 }
 FLEET_START_TIMEOUT = env.float("FLEET_START_TIMEOUT", default=15.0)
 FLEET_LIVENESS_TIMEOUT = env.float("FLEET_LIVENESS_TIMEOUT", default=30.0)

@@ -30,6 +30,14 @@ class _DesiredSerializer(serializers.Serializer):
     version = serializers.IntegerField()
 
 
+class _GatewayLinkSerializer(serializers.Serializer):
+    region = serializers.CharField()
+    state = serializers.ChoiceField(choices=["up", "down", "unknown"])
+    url = serializers.CharField(allow_blank=True)
+    rtt = serializers.CharField(allow_blank=True)
+    inbound = serializers.IntegerField(help_text="inbound gateway connections from that region's servers")
+
+
 class AccountStatusApi(AccountScopedApi):
     """``GET /api/v1/accounts/{account_pk}/status``: the desired JWT against what each running node holds."""
 
@@ -56,13 +64,14 @@ class FleetNodeListApi(APIView):
 
     class OutputSerializer(serializers.Serializer):
         name = serializers.CharField()
-        cluster = serializers.CharField()
+        region = serializers.CharField()
         desired_state = serializers.CharField()
         state = serializers.CharField()
         pid = serializers.IntegerField(allow_null=True)
         client_url = serializers.CharField()
         monitoring_url = serializers.CharField()
         cluster_url = serializers.CharField()
+        gateway_url = serializers.CharField()
         leafnode_port = serializers.IntegerField()
         server_id = serializers.CharField(allow_blank=True)
         version = serializers.CharField(allow_blank=True)
@@ -75,13 +84,15 @@ class FleetNodeListApi(APIView):
         accounts_total = serializers.IntegerField()
         connections = serializers.IntegerField(allow_null=True, help_text="current client connections, from the "
                                                "node's /varz; null when it did not answer within 0.5 s")
+        gateways = _GatewayLinkSerializer(many=True, help_text="the node's link to each other region, from its "
+                                          "/gatewayz")
 
     @extend_schema(operation_id="v1_fleet_nodes_list", responses=paginated(OutputSerializer, "PaginatedNodeList"),
                    parameters=[OpenApiParameter("limit", int, required=False),
                                OpenApiParameter("offset", int, required=False)])
     def get(self, request: Request) -> Response:
-        return paginated_response(queryset=fleet_overview(connections=True), serializer_class=self.OutputSerializer,
-                                  request=request, view=self)
+        return paginated_response(queryset=fleet_overview(connections=True, gateways=True),
+                                  serializer_class=self.OutputSerializer, request=request, view=self)
 
 
 class ConnectApi(APIView):

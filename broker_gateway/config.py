@@ -10,9 +10,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from broker_gateway.topology import region_check
+
 __all__ = [
     "POD_NAME_REF",
     "ClusterConfig",
+    "GatewayConfig",
     "ServerConfig",
     "StatefulSetLayout",
     "chart_values",
@@ -46,6 +49,20 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class GatewayConfig:
+    """A server's gateway: its region's name (the cluster's name too), where it listens for other regions, and
+    each other region's gateway URLs. A region listing itself is harmless (nats-server skips its own name), so
+    every region can share one list; a region that knows no other yet still listens, and regions added later
+    connect to it (nats-server answers an inbound gateway with one of its own, and gossips the new region's
+    URLs to the rest of its cluster)."""
+
+    name: str
+    port: int
+    gateways: Sequence[tuple[str, Sequence[str]]] = ()
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything a node needs: public material only (operator JWT, system account JWT), never a seed."""
 
@@ -61,6 +78,7 @@ class ServerConfig:
     resolver_timeout: str = "1.9s"
     allow_delete: bool = True
     cluster: ClusterConfig | None = None
+    gateway: GatewayConfig | None = None
     jetstream_store_dir: str | None = None
     leafnode_port: int | None = None
     lame_duck_duration: str | None = None
@@ -85,6 +103,12 @@ class ServerConfig:
                 raise ValueError(f"{name} {value} is not a TCP port")
         if self.cluster is not None and not 0 <= self.cluster.port <= 65535:
             raise ValueError(f"cluster port {self.cluster.port} is not a TCP port")
+        if self.gateway is not None:
+            if not 0 <= self.gateway.port <= 65535:
+                raise ValueError(f"gateway port {self.gateway.port} is not a TCP port")
+            region_check(self.gateway.name)
+            if self.cluster is not None and self.cluster.name != self.gateway.name:
+                raise ValueError("a server's cluster and gateway must have the same name (nats-server refuses it)")
         public = [self.operator_jwt, self.system_account, self.system_account_jwt, *self.extra_preload.values()]
         if any(_SEED.match(value) for value in public):
             raise ValueError("a seed must never reach a server config")
@@ -131,6 +155,18 @@ def render(cfg: ServerConfig) -> str:
         ]
         if cfg.cluster.routes:
             lines.append("  routes: [" + ", ".join(_q(r) for r in cfg.cluster.routes) + "]")
+        lines.append("}")
+    if cfg.gateway is not None:
+        lines += [
+            "gateway: {",
+            f"  name: {_q(cfg.gateway.name)}",
+            f"  listen: {_q(f'{cfg.gateway.host}:{cfg.gateway.port}')}",
+        ]
+        remotes = [(name, list(urls)) for name, urls in cfg.gateway.gateways if urls]
+        if remotes:
+            lines.append("  gateways: [")
+            lines += [f"    {{name: {_q(name)}, urls: [{', '.join(_q(u) for u in urls)}]}}" for name, urls in remotes]
+            lines.append("  ]")
         lines.append("}")
     if cfg.leafnode_port is not None:
         lines += ["leafnodes: {", f"  listen: {_q(f'{cfg.host}:{cfg.leafnode_port}')}", "}"]

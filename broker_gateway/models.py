@@ -22,12 +22,15 @@ class BrokerNode(models.Model):
         STOPPED = "stopped"
 
     name = models.CharField(max_length=64, unique=True)
-    cluster = models.CharField(max_length=64, default="natsctl")
+    region = models.CharField(max_length=32, default="us-east",
+                              help_text="the node's region: a NATS cluster of that name, joined to every other "
+                                        "region by gateways")
     host = models.CharField(max_length=255, default="127.0.0.1")
     client_port = models.PositiveIntegerField()
     cluster_port = models.PositiveIntegerField()
     monitoring_port = models.PositiveIntegerField()
     leafnode_port = models.PositiveIntegerField()
+    gateway_port = models.PositiveIntegerField()
     extra_config = models.TextField(blank=True, help_text="appended to the rendered config (operator's own settings)")
 
     desired_state = models.CharField(max_length=16, choices=Desired.choices, default=Desired.RUNNING)
@@ -45,10 +48,11 @@ class BrokerNode(models.Model):
 
     class Meta:
         ordering = ["name"]
+        indexes = [models.Index(fields=["region", "name"], name="broker_node_region_idx")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(client_port__lte=65535) & Q(cluster_port__lte=65535) & Q(monitoring_port__lte=65535)
-                & Q(leafnode_port__lte=65535),
+                & Q(leafnode_port__lte=65535) & Q(gateway_port__lte=65535),
                 name="%(app_label)s_%(class)s_ports_in_range",
             ),
         ]
@@ -65,12 +69,20 @@ class BrokerNode(models.Model):
         return f"nats://{self.host}:{self.cluster_port}"
 
     @property
+    def gateway_url(self) -> str:
+        return f"nats://{self.host}:{self.gateway_port}"
+
+    @property
+    def leafnode_url(self) -> str:
+        return f"nats-leaf://{self.host}:{self.leafnode_port}"
+
+    @property
     def monitoring_url(self) -> str:
         return f"http://{self.host}:{self.monitoring_port}"
 
     @property
-    def ports(self) -> tuple[int, int, int, int]:
-        return (self.client_port, self.cluster_port, self.monitoring_port, self.leafnode_port)
+    def ports(self) -> tuple[int, int, int, int, int]:
+        return (self.client_port, self.cluster_port, self.monitoring_port, self.leafnode_port, self.gateway_port)
 
 
 class NodeClaim(models.Model):

@@ -56,13 +56,14 @@ def node_describe(node: BrokerNode) -> dict[str, Any]:
         state = "unconfirmed"
     return {
         "name": node.name,
-        "cluster": node.cluster,
+        "region": node.region,
         "desired_state": node.desired_state,
         "state": state,
         "pid": node.pid,
         "client_url": node.client_url,
         "monitoring_url": node.monitoring_url,
         "cluster_url": node.cluster_url,
+        "gateway_url": node.gateway_url,
         "leafnode_port": node.leafnode_port,
         "server_id": node.server_id,
         "version": node.version,
@@ -112,22 +113,27 @@ def account_propagation(*, account: Account) -> dict[str, Any]:
     return accounts_propagation(accounts=[account])[0]
 
 
-def fleet_overview(*, connections: bool = False, timeout: float = 0.5) -> list[dict[str, Any]]:
-    """Every node with its health and how many accounts it holds at their latest version; with
-    ``connections``, also its current client connections (None when its monitoring port did not answer)."""
+def fleet_overview(*, connections: bool = False, gateways: bool = False,
+                   timeout: float = 0.5) -> list[dict[str, Any]]:
+    """Every node (by region, then name) with its health and how many accounts it holds at their latest version;
+    with ``connections``, also its current client connections (None when its monitoring port did not answer);
+    with ``gateways``, its link to each other region (``gateway_links``)."""
     in_sync = dict(
         BrokerNode.objects.annotate(n=Count("claims", filter=Q(claims__jti=F("claims__account__jwt_jti"))))
         .values_list("pk", "n")
     )
     total = Account.objects.exclude(jwt="").count()
-    nodes = list(BrokerNode.objects.order_by("name"))
+    nodes = list(BrokerNode.objects.order_by("region", "name"))
     live = node_connections(nodes=nodes, timeout=timeout) if connections else {}
+    links = node_gateways(nodes=nodes, timeout=timeout) if gateways else {}
     out = []
     for node in nodes:
         row = node_describe(node)
         row.update(accounts_in_sync=in_sync.get(node.pk, 0), accounts_total=total)
         if connections:
             row["connections"] = live.get(node.name)
+        if gateways:
+            row["gateways"] = links.get(node.name, [])
         out.append(row)
     return out
 
@@ -184,28 +190,31 @@ _VARZ_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _VARZ_MAX_BYTES = 1_000_000
 
 
-def _varz_connections(url: str, timeout: float) -> int | None:
+def _monitor_json(url: str, timeout: float) -> dict[str, Any] | None:
     try:
         with _VARZ_OPENER.open(url, timeout=timeout) as response:
-            value = json.loads(response.read(_VARZ_MAX_BYTES)).get("connections")
-    except (OSError, ValueError, AttributeError):  # refused, timed out, not JSON, not an object
+            body = json.loads(response.read(_VARZ_MAX_BYTES))
+    except (OSError, ValueError):  # refused, timed out, not JSON
         return None
+    return body if isinstance(body, dict) else None
+
+
+def _varz_connections(body: dict[str, Any]) -> int | None:
+    value = body.get("connections")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def node_connections(*, nodes: Sequence[BrokerNode], timeout: float = 0.5) -> dict[str, int | None]:
-    """Current client connections per node name, from each node's ``/varz`` (``connections``), all nodes
-    at once; None for a node that did not answer within ``timeout``. A node that is stopped and meant to be
-    is not asked. https://docs.nats.io/running-a-nats-service/nats_admin/monitoring#general-information
-    """
-    out: dict[str, int | None] = {n.name: None for n in nodes}
+def _probe_all(nodes: Sequence[BrokerNode], path: str, timeout: float) -> dict[str, dict[str, Any] | None]:
+    """Each node's monitoring ``path`` as JSON, all nodes at once; None for a node that did not answer within
+    ``timeout``. A node that is stopped and meant to be is not asked."""
+    out: dict[str, dict[str, Any] | None] = {n.name: None for n in nodes}
     asked = [n for n in nodes if not (n.desired_state == BrokerNode.Desired.STOPPED
                                       and n.observed_state == BrokerNode.Observed.STOPPED)]
     if not asked:
         return out
-    pool = ThreadPoolExecutor(max_workers=min(64, len(asked)), thread_name_prefix="varz")
+    pool = ThreadPoolExecutor(max_workers=min(64, len(asked)), thread_name_prefix="monitor")
     try:
-        futures = {pool.submit(_varz_connections, f"{n.monitoring_url}/varz", timeout): n.name for n in asked}
+        futures = {pool.submit(_monitor_json, f"{n.monitoring_url}{path}", timeout): n.name for n in asked}
         # The socket timeout bounds each connect and read; this bounds the whole probe (a server that
         # trickles bytes would otherwise keep a read alive), so a dead node never holds up the page.
         done, _ = wait(futures, timeout=timeout + 0.25)
@@ -214,3 +223,59 @@ def node_connections(*, nodes: Sequence[BrokerNode], timeout: float = 0.5) -> di
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return out
+
+
+def node_connections(*, nodes: Sequence[BrokerNode], timeout: float = 0.5) -> dict[str, int | None]:
+    """Current client connections per node name, from each node's ``/varz`` (``connections``); None for a node
+    that did not answer within ``timeout``.
+    https://docs.nats.io/running-a-nats-service/nats_admin/monitoring#general-information
+    """
+    return {name: _varz_connections(body) if body is not None else None
+            for name, body in _probe_all(nodes, "/varz", timeout).items()}
+
+
+def gateway_links(gatewayz: dict[str, Any] | None, regions: Sequence[str], own: str) -> list[dict[str, Any]]:
+    """A node's link to each other region from its ``/gatewayz``: ``up`` when its outbound gateway to the region
+    is connected, ``down`` when the region is part of the fleet but the node has no connection to it, ``unknown``
+    when the node did not answer. An inbound connection alone does not make a link: messages to a region leave
+    over the outbound one. https://docs.nats.io/running-a-nats-service/nats_admin/monitoring#gateway-information
+    """
+    links = []
+    outbound = (gatewayz or {}).get("outbound_gateways") or {}
+    inbound = (gatewayz or {}).get("inbound_gateways") or {}
+    for region in regions:
+        if region == own:
+            continue
+        if gatewayz is None:
+            links.append({"region": region, "state": "unknown", "url": "", "rtt": "", "inbound": 0})
+            continue
+        conn = (outbound.get(region) or {}).get("connection") or {}
+        up = bool(conn) and not conn.get("stop")
+        links.append({"region": region, "state": "up" if up else "down",
+                      "url": f"{conn.get('ip', '')}:{conn.get('port', '')}" if up else "",
+                      "rtt": conn.get("rtt", "") if up else "", "inbound": len(inbound.get(region) or [])})
+    return links
+
+
+def node_gateways(*, nodes: Sequence[BrokerNode], timeout: float = 0.5) -> dict[str, list[dict[str, Any]]]:
+    """Each node's gateway link to every other region of the fleet (see ``gateway_links``)."""
+    regions = sorted({n.region for n in BrokerNode.objects.all()})
+    bodies = _probe_all(nodes, "/gatewayz", timeout)
+    return {n.name: gateway_links(bodies.get(n.name), regions, n.region) for n in nodes}
+
+
+def regions_overview() -> list[dict[str, Any]]:
+    """Each region (in the order its first node was added): its nodes, how many should run and how many are
+    healthy; ``drained`` when none should run."""
+    healthy = {n.pk for n in healthy_nodes()}
+    out: dict[str, dict[str, Any]] = {}
+    for node in BrokerNode.objects.order_by("created_at", "pk"):
+        row = out.setdefault(node.region, {"region": node.region, "nodes": 0, "running": 0, "healthy": 0,
+                                           "names": []})
+        row["nodes"] += 1
+        row["names"].append(node.name)
+        row["running"] += node.desired_state == BrokerNode.Desired.RUNNING
+        row["healthy"] += node.pk in healthy
+    for row in out.values():
+        row["drained"] = row["running"] == 0
+    return list(out.values())

@@ -75,14 +75,16 @@ def start_redis(workdir: Path) -> RedisServer:
 # ------------------------------------------------------------------------------------------------
 
 
-def nodes_add(count: int, *, prefix: str = "node", extra_config: str = "") -> list:
-    """``count`` nodes on free loopback ports (desired running)."""
+def nodes_add(count: int, *, prefix: str | None = None, extra_config: str = "", region: str | None = None) -> list:
+    """``count`` nodes on free loopback ports (desired running), named PREFIX-N (default: the region's name, or
+    ``node`` without one)."""
     from broker_gateway.nodes import node_add
 
+    prefix = prefix or region or "node"
     return [
-        node_add(name=f"{prefix}-{i + 1}", extra_config=extra_config,
+        node_add(name=f"{prefix}-{i + 1}", extra_config=extra_config, region=region,
                  ports={"client_port": free_port(), "cluster_port": free_port(), "monitoring_port": free_port(),
-                        "leafnode_port": free_port()})
+                        "leafnode_port": free_port(), "gateway_port": free_port()})
         for i in range(count)
     ]
 
@@ -194,3 +196,23 @@ def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: 
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_supercluster(topology: dict[str, int], base_dir: Path, *, timeout: float = 30.0):
+    """Regions of nodes (``{"us-east": 3, "eu-west": 3}``: nodes us-east-1.., eu-west-1..) joined by gateways under
+    the real supervisor, every node healthy and every gateway link up before the body runs; yields the BrokerNode
+    rows by region and stops every process afterwards."""
+    from broker_gateway.selectors import node_gateways
+
+    regions = {region: nodes_add(count, region=region) for region, count in topology.items()}
+    names = [n.name for nodes in regions.values() for n in nodes]
+    sup = SupervisorThread(base_dir).start()
+    try:
+        wait_for(lambda: nodes_healthy(names), timeout=timeout, what=f"{len(names)} healthy nodes")
+        everyone = [n for nodes in regions.values() for n in nodes]
+        wait_for(lambda: all(link["state"] == "up" for links in node_gateways(nodes=everyone).values()
+                             for link in links), timeout=timeout, what="every gateway link up")
+        yield regions, sup
+    finally:
+        sup.stop()

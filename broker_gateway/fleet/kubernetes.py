@@ -65,7 +65,8 @@ from broker_gateway.fleet.kube_api import (
 from broker_gateway.fleet.local import nats_server_bin
 from core.errors import ErrorKind
 
-DEFAULT_PORTS = {"client_port": 4222, "cluster_port": 6222, "monitoring_port": 8222, "leafnode_port": 7422}
+DEFAULT_PORTS = {"client_port": 4222, "cluster_port": 6222, "monitoring_port": 8222, "leafnode_port": 7422,
+                 "gateway_port": 7222}
 DEFAULT_HOST = "{pod}.{service}.{namespace}.svc"  # the pod's DNS name under the StatefulSet's headless service
 
 

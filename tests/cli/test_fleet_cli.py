@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts_service.rights import PLATFORM
 from broker_gateway.models import BrokerNode
+from core.errors import ApplicationError
 from tests.natsproc import free_port
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +34,66 @@ def free_ports() -> dict[str, int]:
     return dict(zip(("client", "cluster", "monitoring", "leafnode"), sorted(ports), strict=True))
 
 
+# ------------------------------------------------------------------------------------------------
+# regions
+# ------------------------------------------------------------------------------------------------
+
+
+def test_run_topology_and_region_add_drain_resume(settings):
+    from broker_gateway.nodes import fleet_ensure
+
+    fleet_ensure(topology="us-east=2,eu-west=1")
+    assert [(n.name, n.region) for n in BrokerNode.objects.order_by("pk")] == [
+        ("us-east-1", "us-east"), ("us-east-2", "us-east"), ("eu-west-1", "eu-west")]
+    fleet_ensure(topology="ap-south=5")  # an existing fleet is never touched
+    assert BrokerNode.objects.count() == 3
+    assert run("region", "add", "ap-south", "--nodes", "2") == "ap-south: added ap-south-1, ap-south-2"
+    assert run("add", "eu-west-9", "--region", "eu-west").startswith("added eu-west-9 to eu-west:")
+    rows = {r["region"]: r for r in json.loads(run("region", "list", "--json"))}
+    assert list(rows) == ["us-east", "eu-west", "ap-south"]
+    assert rows["eu-west"]["names"] == ["eu-west-1", "eu-west-9"] and rows["eu-west"]["running"] == 2
+    assert run("region", "drain", "eu-west").startswith("eu-west: 2 nodes draining")
+    assert set(BrokerNode.objects.filter(region="eu-west").values_list("desired_state", flat=True)) == {"stopped"}
+    assert json.loads(run("region", "list", "--json"))[1]["drained"] is True
+    assert run("region", "resume", "eu-west") == "eu-west: 2 nodes desired running"
+    status = {r["name"]: r for r in json.loads(run("status", "--json"))}
+    assert status["ap-south-1"]["region"] == "ap-south" and status["ap-south-1"]["gateway_url"].startswith("nats://")
+    # Not running: each node's link to the two other regions is unknown (its /gatewayz did not answer).
+    assert {(g["region"], g["state"]) for g in status["ap-south-1"]["gateways"]} == {("us-east", "unknown"),
+                                                                                     ("eu-west", "unknown")}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("region", "add", "EU_West"), "is not a region name"),
+    (("region", "drain", "nowhere"), "no region nowhere"),
+    (("region", "add"), "region add needs the region's name"),
+    (("add", "x1", "--region", "bad_"), "is not a region name"),
+])
+def test_region_bad_input_is_refused_and_nothing_written(args, message):
+    with pytest.raises(CommandError, match=message):
+        run(*args)
+    assert not BrokerNode.objects.exists()
+
+
+def test_draining_the_only_running_region_is_refused():
+    run("region", "add", "solo", "--nodes", "1")
+    with pytest.raises(CommandError, match="solo is the only region running"):
+        run("region", "drain", "solo")
+    assert BrokerNode.objects.get().desired_state == "running"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "topology is empty"), ("us-east", "is not REGION=NODES"), ("us-east=x", "is not a number of nodes"),
+    ("a=1,a=2", "region a is given twice"), ("a=40,b=30", "the fleet takes at most 64"), ("Bad=1", "region name"),
+])
+def test_topology_bad_input_is_refused_and_nothing_written(text, message):
+    from broker_gateway.nodes import fleet_ensure
+
+    with pytest.raises(ApplicationError, match=message):
+        fleet_ensure(topology=text)
+    assert not BrokerNode.objects.exists()
+
+
 def port_args(ports: dict[str, int]) -> list[str]:
     return [arg for kind, port in ports.items() for arg in (f"--{kind}-port", str(port))]
 
@@ -49,12 +110,13 @@ def test_add_with_auto_ports_gives_each_node_four_distinct_unclaimed_ports():
     nodes = list(BrokerNode.objects.order_by("name"))
     assert [n.name for n in nodes] == ["edge-1", "edge_2"]
     for node, out in zip(nodes, (first, second), strict=True):
-        assert out == f"added {node.name}: nats://127.0.0.1:{node.client_port} (monitoring {node.monitoring_url})"
+        assert out == (f"added {node.name} to us-east: nats://127.0.0.1:{node.client_port} "
+                       f"(monitoring {node.monitoring_url})")
         assert node.desired_state == BrokerNode.Desired.RUNNING
         assert node.observed_state == BrokerNode.Observed.STOPPED and node.pid is None
         assert all(0 < p <= 65535 for p in node.ports)
     every_port = [p for n in nodes for p in n.ports]
-    assert len(set(every_port)) == 8, every_port
+    assert len(set(every_port)) == 10, every_port
 
 
 def test_add_with_explicit_ports_and_host():
@@ -62,7 +124,8 @@ def test_add_with_explicit_ports_and_host():
     out = run("add", "edge-1", "--host", "127.0.0.2", *port_args(ports))
 
     node = BrokerNode.objects.get(name="edge-1")
-    assert out == f"added edge-1: nats://127.0.0.2:{ports['client']} (monitoring http://127.0.0.2:{ports['monitoring']})"
+    assert out == (f"added edge-1 to us-east: nats://127.0.0.2:{ports['client']} "
+                   f"(monitoring http://127.0.0.2:{ports['monitoring']})")
     assert node.host == "127.0.0.2"
     assert (node.client_port, node.cluster_port, node.monitoring_port, node.leafnode_port) == tuple(ports.values())
 
@@ -93,7 +156,7 @@ def test_add_refuses_ports_another_node_uses():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"cluster": "client"}, "a node's four ports must differ"),
+        ({"cluster": "client"}, "a node's 5 ports must differ"),
         ({"client": 70000}, "client_port must be a TCP port"),
         ({"leafnode": 0}, "leafnode_port must be a TCP port"),
     ],
@@ -107,7 +170,7 @@ def test_add_refuses_bad_ports(change, message):
 
 
 def test_add_needs_all_four_ports_or_none():
-    with pytest.raises(CommandError, match="give all four ports or none"):
+    with pytest.raises(CommandError, match="give the client, cluster, monitoring and leafnode ports, or none"):
         run("add", "edge-1", "--client-port", str(free_port()))
     assert not BrokerNode.objects.exists()
 
@@ -157,12 +220,13 @@ def test_status_json_has_every_field(two_nodes):
 def test_status_table(two_nodes):
     lines = run("status").splitlines()
     header = lines[0].split()
-    assert header[:2] == ["NAME", "STATE"] and {"PID", "VERSION", "RESTARTS", "ID"} <= set(header), lines[0]
+    assert header[:3] == ["NAME", "REGION", "STATE"] and {"PID", "VERSION", "RESTARTS", "ID"} <= set(header), lines[0]
     one, two = two_nodes["edge-1"], two_nodes["edge-2"]
-    assert lines[1].split() == ["edge-1", "healthy", "4321", one.client_url, one.monitoring_url, "2.15.1", "2",
-                                "0/0", "NSERVERID1"]
+    assert lines[1].split() == ["edge-1", "us-east", "healthy", "4321", one.client_url, one.monitoring_url, "2.15.1",
+                                "2", "0/0", "NSERVERID1"]
     # A node not meant to run is marked with '*'; empty fields show '-'.
-    assert lines[2].split() == ["edge-2", "failed*", "-", two.client_url, two.monitoring_url, "-", "0", "0/0", "-"]
+    assert lines[2].split() == ["edge-2", "us-east", "failed*", "-", two.client_url, two.monitoring_url, "-", "0",
+                                "0/0", "-"]
     assert lines[3].split() == ["last", "error:", "[FTL]", "boom"]  # the last line of the node's last error
     assert len(lines) == 4
 
@@ -171,7 +235,7 @@ def test_status_shows_healthy_the_supervisor_stopped_confirming_as_unconfirmed(t
     stale = timezone.now() - timedelta(seconds=settings.FLEET_HEALTH_STALE_SECONDS + 1)
     BrokerNode.objects.filter(name="edge-1").update(last_healthy_at=stale)
     assert json.loads(run("status", "--json"))[0]["state"] == "unconfirmed"
-    assert run("status").splitlines()[1].split()[:2] == ["edge-1", "unconfirmed"]
+    assert run("status").splitlines()[1].split()[:3] == ["edge-1", "us-east", "unconfirmed"]
 
 
 def test_status_of_an_empty_fleet_is_the_header_only():
@@ -186,17 +250,18 @@ def test_status_of_an_empty_fleet_is_the_header_only():
 
 
 def test_scale_up_names_nodes_and_scale_down_removes_the_highest():
-    assert run("scale", "3") == "fleet: 3 nodes (node-1, node-2, node-3)"
+    assert run("scale", "3") == "us-east: 3 nodes (us-east-1, us-east-2, us-east-3)"
     ports = [p for n in BrokerNode.objects.all() for p in n.ports]
-    assert len(set(ports)) == 12, ports
+    assert len(set(ports)) == 15, ports
     before = {n.name: n.ports for n in BrokerNode.objects.all()}
 
-    assert run("scale", "1") == "fleet: 1 nodes (node-1)"
-    assert list(BrokerNode.objects.values_list("name", flat=True)) == ["node-1"]
-    assert BrokerNode.objects.get().ports == before["node-1"]  # the kept node is untouched
+    assert run("scale", "1") == "us-east: 1 nodes (us-east-1)"
+    assert list(BrokerNode.objects.values_list("name", flat=True)) == ["us-east-1"]
+    assert BrokerNode.objects.get().ports == before["us-east-1"]  # the kept node is untouched
 
-    assert run("scale", "2") == "fleet: 2 nodes (node-1, node-2)"
-    assert run("scale", "2") == "fleet: 2 nodes (node-1, node-2)"  # idempotent
+    assert run("scale", "2") == "us-east: 2 nodes (us-east-1, us-east-2)"
+    assert run("scale", "2") == "us-east: 2 nodes (us-east-1, us-east-2)"  # idempotent
+    assert run("scale", "1", "--region", "eu-west") == "eu-west: 1 nodes (eu-west-1)"  # a new region
 
 
 def test_scale_refuses_out_of_range_counts():
@@ -208,9 +273,9 @@ def test_scale_refuses_out_of_range_counts():
 
 def test_scale_keeps_hand_named_nodes_and_fills_name_gaps():
     run("add", "edge", *port_args(free_ports()))
-    assert run("scale", "3") == "fleet: 3 nodes (edge, node-1, node-2)"
-    run("remove", "node-1")
-    assert run("scale", "3") == "fleet: 3 nodes (edge, node-2, node-1)"
+    assert run("scale", "3") == "us-east: 3 nodes (edge, us-east-1, us-east-2)"
+    run("remove", "us-east-1")
+    assert run("scale", "3") == "us-east: 3 nodes (edge, us-east-2, us-east-1)"
 
 
 # ------------------------------------------------------------------------------------------------

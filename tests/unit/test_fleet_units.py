@@ -115,7 +115,10 @@ def test_node_config_routes_to_peers_with_jetstream_monitoring_leafnodes(three_n
     text = node_config_build(node=node, dirs=driver.data_dirs(node.name))
     assert 'server_name: "n2"' in text and "port: 14222" in text
     assert 'http: "127.0.0.1:18222"' in text
-    assert 'routes: ["nats://127.0.0.1:16221", "nats://127.0.0.1:16223"]' in text  # peers, never itself
+    # Every node of the region, itself included (nats-server drops a route to itself; clustered JetStream needs
+    # a configured route, which a region of one node in a supercluster has only this way).
+    assert 'routes: ["nats://127.0.0.1:16221", "nats://127.0.0.1:16222", "nats://127.0.0.1:16223"]' in text
+    assert 'gateway: {\n  name: "us-east"\n' in text and "gateways:" not in text  # listening, no other region yet
     assert 'listen: "127.0.0.1:16222"' in text and 'listen: "127.0.0.1:17422"' in text
     assert f'store_dir: {json.dumps(str((tmp_path / "fleet" / "n2" / "jetstream").resolve()))}' in text
     assert 'lame_duck_duration: "45s"' in text
@@ -126,6 +129,34 @@ def test_node_config_routes_to_peers_with_jetstream_monitoring_leafnodes(three_n
     spec = NodeSpec(name=node.name, config=text, host=node.host, client_port=node.client_port,
                     monitoring_port=node.monitoring_port)
     assert driver.check_config(spec) is None  # nats-server -t accepts it
+
+
+def test_node_config_of_a_supercluster_lists_every_other_regions_gateways(three_nodes, tmp_path):
+    from broker_gateway.nodes import node_add, node_config_build
+
+    west = node_add(name="w1", region="eu-west", ports={"client_port": 14231, "cluster_port": 16231,
+                                                        "monitoring_port": 18231, "leafnode_port": 17431,
+                                                        "gateway_port": 17231})
+    driver = LocalProcessDriver(tmp_path / "fleet")
+    east_text = node_config_build(node=three_nodes[0], dirs=driver.data_dirs("n1"))
+    west_text = node_config_build(node=west, dirs=driver.data_dirs("w1"))
+    east_gw = [n.gateway_url for n in three_nodes]
+    assert '{name: "eu-west", urls: ["nats://127.0.0.1:17231"]}' in east_text
+    assert f'{{name: "us-east", urls: [{", ".join(json.dumps(u) for u in east_gw)}]}}' in west_text
+    # A region of one node still has a cluster block (named after it) routing to itself, for clustered JetStream.
+    assert ('cluster: {\n  name: "eu-west"\n  listen: "127.0.0.1:16231"\n  routes: ["nats://127.0.0.1:16231"]'
+            in west_text)
+    for name, text in (("n1", east_text), ("w1", west_text)):
+        spec = NodeSpec(name=name, config=text, host="127.0.0.1", client_port=1, monitoring_port=2)
+        assert driver.check_config(spec) is None  # nats-server -t accepts both
+
+
+def test_a_lone_node_runs_standalone(operator_setup, tmp_path):
+    from broker_gateway.nodes import node_add, node_config_build
+
+    node = node_add(name="solo")
+    text = node_config_build(node=node, dirs=LocalProcessDriver(tmp_path / "fleet").data_dirs("solo"))
+    assert "cluster:" not in text and "gateway:" not in text
 
 
 def test_extra_config_is_appended_and_a_bad_one_gets_the_servers_own_error(three_nodes, tmp_path):

@@ -357,7 +357,8 @@ def test_check_config_runs_nats_server_on_the_rendered_config(kube, operator_set
              for i in range(2)]
     text = node_config_build(node=nodes[0], dirs=driver.data_dirs(nodes[0].name))
     assert 'dir: "/data/resolver"' in text and 'store_dir: "/data/jetstream"' in text
-    assert f'routes: ["nats://{STS}-1.natsctl-nats-headless.natsctl.svc:6222"]' in text
+    assert (f'routes: ["nats://{STS}-0.natsctl-nats-headless.natsctl.svc:6222", '
+            f'"nats://{STS}-1.natsctl-nats-headless.natsctl.svc:6222"]') in text  # itself too, as the chart
     assert driver.check_config(spec(nodes[0].name, config=text)) is None
     assert not Path("/data/resolver").exists()  # checked in a scratch directory, not at the pod's paths
 

@@ -17,7 +17,8 @@ ENTRY_POINTS = {"accounts_service/settings.py", "accounts_service/urls.py", "acc
 PURE = sorted({p.relative_to(REPO).as_posix() for pattern in (
     "core/errors.py", "core/processes.py", "operators/nkeys.py", "operators/creds.py", "operators/subjects.py",
     "operators/claims.py",
-    "operators/claims/*.py", "broker_gateway/config.py", "billing/metering.py") for p in REPO.glob(pattern)})
+    "operators/claims/*.py", "broker_gateway/config.py", "broker_gateway/topology.py",
+    "billing/metering.py") for p in REPO.glob(pattern)})
 
 
 def _modules() -> list[Path]:
@@ -60,5 +61,7 @@ def test_only_broker_gateway_speaks_nats(path: Path):
 @pytest.mark.parametrize("rel", PURE)
 def test_pure_modules_import_no_django(rel: str):
     path = REPO / rel
-    wrong = sorted(name for name in _imports(path) if name.split(".")[0] in {"django", "rest_framework", *LAYERS[2:]})
+    pure = {p.removesuffix(".py").replace("/", ".") for p in PURE}  # a pure module may use another one
+    wrong = sorted(name for name in _imports(path) if name.split(".")[0] in {"django", "rest_framework", *LAYERS[2:]}
+                   and name not in pure)
     assert not wrong, f"{rel} must stay pure: {wrong}"

@@ -43,11 +43,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--nodes", type=int, default=settings.FLEET_NODES,
-                            help="nodes to create when the fleet has none")
+        parser.add_argument("--topology", default=None,
+                            help=f"regions and nodes to create when the fleet has none, REGION=NODES,... "
+                                 f"(default FLEET_TOPOLOGY: {settings.FLEET_TOPOLOGY})")
+        parser.add_argument("--nodes", type=int, default=None,
+                            help="instead of --topology: this many nodes in one region (FLEET_REGION)")
         parser.add_argument("--web-workers", type=int, default=2)
 
-    def handle(self, *args, host, port, nodes, web_workers, **options) -> None:
+    def handle(self, *args, host, port, topology, nodes, web_workers, **options) -> None:
         self._stopping = False
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
@@ -56,7 +59,7 @@ class Command(BaseCommand):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             env["REDIS_URL"] = self._redis(env)
-            fleet = fleet_ensure(count=nodes)
+            fleet = fleet_ensure(topology=topology, count=nodes)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             celery = [str(Path(sys.executable).parent / "celery"), "-A", "accounts_service"]
             for piece in (

@@ -1,4 +1,4 @@
-"""``manage.py fleet run|status|add|remove|start|stop|scale|sync|reconcile|verify``: the broker fleet."""
+"""``manage.py fleet run|status|add|remove|start|stop|scale|region|sync|reconcile|verify``: the broker fleet."""
 
 from __future__ import annotations
 
@@ -13,9 +13,17 @@ from broker_gateway.fleet.reconciler import Reconciler
 from broker_gateway.fleet.supervisor import NodeSyncer, Supervisor
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
-from broker_gateway.nodes import fleet_ensure, fleet_scale, node_add, node_desired_set, node_remove
+from broker_gateway.nodes import (
+    fleet_ensure,
+    fleet_scale,
+    node_add,
+    node_desired_set,
+    node_remove,
+    region_add,
+    region_desired_set,
+)
 from broker_gateway.propagation import accounts_push, fleet_reconcile, fleet_verify
-from broker_gateway.selectors import fleet_overview, node_get
+from broker_gateway.selectors import fleet_overview, node_get, regions_overview
 from broker_gateway.services import gateway_reset
 from core.cli import SubcommandCommand
 from core.errors import ApplicationError, Unavailable
@@ -32,19 +40,23 @@ class Command(SubcommandCommand):
         "remove": "remove a node (lame duck, then gone)",
         "start": "set a node's desired state to running (also clears a failed node)",
         "stop": "set a node's desired state to stopped",
-        "scale": "make the fleet N nodes",
+        "scale": "make a region (default: the first) N nodes",
+        "region": "regions: list, add NAME --nodes N, drain NAME, resume NAME",
         "sync": "push every account to every healthy node now",
         "reconcile": "push accounts some healthy node has not acknowledged",
         "verify": "LIST and LOOKUP what nodes hold; repair differences",
     }
 
     def add_run_arguments(self, p) -> None:
+        p.add_argument("--topology", default=None,
+                       help="regions and nodes to create when the fleet has none: REGION=NODES,... "
+                            f"(default FLEET_TOPOLOGY: {settings.FLEET_TOPOLOGY})")
         p.add_argument("--nodes", type=int, default=None,
-                       help=f"nodes to create when the fleet has none (default {settings.FLEET_NODES})")
+                       help="instead of --topology: this many nodes in one region (FLEET_REGION)")
         p.add_argument("--interval", type=float, default=0.25, help="seconds between supervision ticks")
 
-    def handle_run(self, *, nodes, interval, **_) -> None:
-        fleet_ensure(count=settings.FLEET_NODES if nodes is None else nodes)
+    def handle_run(self, *, topology, nodes, interval, **_) -> None:
+        fleet_ensure(topology=topology, count=nodes)
         stop = threading.Event()
 
         def _stop(signum, frame) -> None:
@@ -57,8 +69,8 @@ class Command(SubcommandCommand):
         # Pushes and deletions reconciled from the database every FLEET_RECONCILE_SECONDS, worker or no worker.
         reconciler = Reconciler(sync_started=syncer.running_since)
         supervisor = Supervisor(driver_get(), on_healthy=syncer, reconciler=reconciler)
-        for node in BrokerNode.objects.order_by("name"):
-            self.out(f"node {node.name}: {node.client_url} (monitoring {node.monitoring_url})")
+        for node in BrokerNode.objects.order_by("region", "name"):
+            self.out(f"node {node.name} ({node.region}): {node.client_url} (monitoring {node.monitoring_url})")
         try:
             supervisor.run(stop, interval=interval)
         finally:
@@ -70,36 +82,43 @@ class Command(SubcommandCommand):
         p.add_argument("--json", action="store_true")
 
     def handle_status(self, *, json, **_) -> None:
-        rows = fleet_overview()
+        rows = fleet_overview(gateways=True)
         if json:
             self.out_json(rows)
             return
-        self.out(f"{'NAME':<12} {'STATE':<10} {'PID':>7} {'CLIENT URL':<24} {'MONITORING URL':<24} "
+        self.out(f"{'NAME':<12} {'REGION':<10} {'STATE':<10} {'PID':>7} {'CLIENT URL':<24} {'MONITORING URL':<24} "
                  f"{'VERSION':<8} {'RESTARTS':>8} {'IN SYNC':>9}  SERVER ID")
         for r in rows:
             state = r["state"] if r["desired_state"] == "running" else f"{r['state']}*"
-            self.out(f"{r['name']:<12} {state:<10} {r['pid'] or '-':>7} {r['client_url']:<24} "
+            self.out(f"{r['name']:<12} {r['region']:<10} {state:<10} {r['pid'] or '-':>7} {r['client_url']:<24} "
                      f"{r['monitoring_url']:<24} {r['version'] or '-':<8} {r['restarts']:>8} "
                      f"{r['accounts_in_sync']:>4}/{r['accounts_total']:<4}  {r['server_id'] or '-'}")
             if r["last_error"] and r["state"] != "healthy":
                 self.out(f"{'':<12} last error: {r['last_error'].splitlines()[-1]}")
+            for link in r.get("gateways") or []:
+                self.out(f"{'':<12} gateway -> {link['region']}: {link['state']}"
+                         + (f" ({link['url']})" if link.get("url") else ""))
 
     def add_add_arguments(self, p) -> None:
         p.add_argument("name")
+        p.add_argument("--region", default=None, help="the node's region (default: the fleet's first region)")
         p.add_argument("--host", default="127.0.0.1")
-        for port in ("client", "cluster", "monitoring", "leafnode"):
+        for port in ("client", "cluster", "monitoring", "leafnode", "gateway"):
             p.add_argument(f"--{port}-port", type=int, default=None)
         p.add_argument("--extra-config", default="", help="nats-server config appended to the rendered one")
 
-    def handle_add(self, *, name, host, client_port, cluster_port, monitoring_port, leafnode_port, extra_config,
-                   **_) -> None:
+    def handle_add(self, *, name, region, host, client_port, cluster_port, monitoring_port, leafnode_port,
+                   gateway_port, extra_config, **_) -> None:
         given = {"client_port": client_port, "cluster_port": cluster_port, "monitoring_port": monitoring_port,
                  "leafnode_port": leafnode_port}
         if any(v is not None for v in given.values()) and not all(v is not None for v in given.values()):
-            raise ApplicationError("give all four ports or none")
-        node = node_add(name=name, host=host, extra_config=extra_config,
-                                 ports=given if client_port is not None else None)
-        self.out(f"added {node.name}: {node.client_url} (monitoring {node.monitoring_url})")
+            raise ApplicationError("give the client, cluster, monitoring and leafnode ports, or none "
+                                   "(--gateway-port is optional: a free one is chosen)")
+        if gateway_port is not None:
+            given["gateway_port"] = gateway_port
+        node = node_add(name=name, host=host, extra_config=extra_config, region=region,
+                        ports=given if client_port is not None else None)
+        self.out(f"added {node.name} to {node.region}: {node.client_url} (monitoring {node.monitoring_url})")
 
     def add_remove_arguments(self, p) -> None:
         p.add_argument("name")
@@ -123,10 +142,40 @@ class Command(SubcommandCommand):
 
     def add_scale_arguments(self, p) -> None:
         p.add_argument("count", type=int)
+        p.add_argument("--region", default=None, help="the region to scale (default: the fleet's first)")
 
-    def handle_scale(self, *, count, **_) -> None:
-        nodes = fleet_scale(count=count)
-        self.out(f"fleet: {len(nodes)} nodes ({', '.join(n.name for n in nodes)})")
+    def handle_scale(self, *, count, region, **_) -> None:
+        nodes = fleet_scale(count=count, region=region)
+        where = nodes[0].region if nodes else (region or "region")
+        self.out(f"{where}: {len(nodes)} nodes ({', '.join(n.name for n in nodes)})")
+
+    def add_region_arguments(self, p) -> None:
+        p.add_argument("action", choices=("list", "add", "drain", "resume"))
+        p.add_argument("name", nargs="?", help="the region (add, drain, resume)")
+        p.add_argument("--nodes", type=int, default=1, help="add: nodes to add to the region (default 1)")
+        p.add_argument("--json", action="store_true", help="list: as JSON")
+
+    def handle_region(self, *, action, name, nodes, json, **_) -> None:
+        if action == "list":
+            rows = regions_overview()
+            if json:
+                self.out_json(rows)
+                return
+            for r in rows:
+                self.out(f"{r['region']:<12} {r['healthy']}/{r['running']} nodes healthy ({r['nodes']} in all)"
+                         f"{'  drained' if r['drained'] else ''}")
+            return
+        if not name:
+            raise ApplicationError(f"region {action} needs the region's name (fleet region {action} NAME)")
+        if action == "add":
+            added = region_add(region=name, nodes=nodes)
+            self.out(f"{name}: added {', '.join(n.name for n in added)}")
+        else:
+            desired = BrokerNode.Desired.STOPPED if action == "drain" else BrokerNode.Desired.RUNNING
+            changed = region_desired_set(region=name, desired=desired)
+            what = ("draining (lame duck: clients move to the other regions)" if action == "drain"
+                    else "desired running")
+            self.out(f"{name}: {len(changed)} nodes {what}")
 
     def handle_sync(self, **_) -> None:
         report = self._gateway_call(accounts_push)
