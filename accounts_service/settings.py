@@ -172,6 +172,13 @@ NATS_PUSH_TIMEOUT = env.float("NATS_PUSH_TIMEOUT", default=2.0)
 # The URLs tenants' clients use (the connect page and GET /api/v1/connect), comma separated, when they differ from
 # the nodes' own addresses (Kubernetes: the NATS Service's external name, not the pods' cluster DNS names).
 NATS_PUBLIC_URLS = env.list("NATS_PUBLIC_URLS", default=[])
+# Each region's client URLs when they differ from its nodes' own addresses (a load balancer per region):
+# "us-east=nats://us.example.com:4222,eu-west=nats://eu.example.com:4222|nats://eu2.example.com:4222".
+NATS_REGION_URLS = {
+    region.strip(): [u.strip() for u in urls.split("|") if u.strip()]
+    for region, _, urls in (part.partition("=") for part in env.list("NATS_REGION_URLS", default=[]))
+    if region.strip()
+}
 
 # ------------------------------------------------------------------------------------------------
 # The broker fleet: nodes as desired state, supervised by `manage.py fleet run`

@@ -11,7 +11,9 @@ from rest_framework.views import APIView
 
 from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import paginated, paginated_response
-from broker_gateway.selectors import account_propagation, client_urls_public, fleet_overview
+from accounts_service.selectors import account_for_user_get
+from broker_gateway.selectors import account_propagation, connect_plan, fleet_overview
+from broker_gateway.services import home_region_set
 
 
 class _NodeHeldSerializer(serializers.Serializer):
@@ -95,12 +97,54 @@ class FleetNodeListApi(APIView):
                                   serializer_class=self.OutputSerializer, request=request, view=self)
 
 
+class _RegionUrlsSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    servers = serializers.ListField(child=serializers.CharField())
+
+
 class ConnectApi(APIView):
-    """``GET /api/v1/connect``: every running node's client URL (a client given all of them fails over)."""
+    """``GET /api/v1/connect``: the URLs a client is given, the closest region's first, then the other regions'
+    (a client given all of them connects to the first that answers and fails over to the rest), and each region's
+    URLs by name.
+
+    The closest region is ``?region=`` when given, else (with ``?account=`` naming one of the caller's accounts)
+    the account's home region, else the region where the account has most connections now (as the metering ledger
+    sees them), else the fleet's first region. ``chosen_by`` says which."""
 
     class OutputSerializer(serializers.Serializer):
         servers = serializers.ListField(child=serializers.CharField())
+        region = serializers.CharField(allow_null=True, help_text="the region whose URLs come first")
+        chosen_by = serializers.ChoiceField(choices=["query", "home_region", "connections", "default"])
+        home_region = serializers.CharField(allow_blank=True, help_text="the account's home region ('' if none)")
+        regions = _RegionUrlsSerializer(many=True, help_text="every running region's URLs, closest first")
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses=OutputSerializer, parameters=[
+        OpenApiParameter("account", str, required=False, description="one of your accounts (public key)"),
+        OpenApiParameter("region", str, required=False, description="put this region first"),
+    ])
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer({"servers": client_urls_public()}).data)
+        account = None
+        if request.query_params.get("account"):
+            account = account_for_user_get(user=request.user, public_key=request.query_params["account"])
+        plan = connect_plan(account=account, region=request.query_params.get("region") or None)
+        return Response(self.OutputSerializer(plan).data)
+
+
+class AccountHomeRegionApi(AccountScopedApi):
+    """``PUT /api/v1/accounts/{account_pk}/home-region``: the region the account's clients are sent to first
+    (``{"region": ""}``: automatic, from where its connections are). Any member; audit-logged."""
+
+    class InputSerializer(serializers.Serializer):
+        region = serializers.CharField(allow_blank=True, max_length=32)
+
+    class OutputSerializer(serializers.Serializer):
+        account = serializers.CharField()
+        home_region = serializers.CharField(allow_blank=True)
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def put(self, request: Request, account_pk: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = home_region_set(account=self.account, actor=request.user, region=data.validated_data["region"])
+        return Response(self.OutputSerializer({"account": account.public_key,
+                                               "home_region": account.home_region}).data)

@@ -38,10 +38,67 @@ def running_node_urls() -> list[str]:
     return [n.client_url for n in BrokerNode.objects.filter(desired_state=BrokerNode.Desired.RUNNING).order_by("name")]
 
 
-def client_urls_public() -> list[str]:
-    """The URLs tenants connect to: NATS_PUBLIC_URLS when set (a load balancer in front of the fleet), else every
-    running node's own client URL (a client given all of them fails over)."""
-    return list(settings.NATS_PUBLIC_URLS) or running_node_urls()
+def region_client_urls() -> dict[str, list[str]]:
+    """Each region's client URLs, regions in the order their first node was added: NATS_REGION_URLS for a region
+    it names (a load balancer per region), else the region's running nodes' own URLs, unless NATS_PUBLIC_URLS is
+    set (the nodes' own addresses are then not for tenants: Kubernetes pods). A drained region (no node meant to
+    run) has none and is left out."""
+    own = not settings.NATS_PUBLIC_URLS
+    out: dict[str, list[str]] = {}
+    for node in BrokerNode.objects.order_by("created_at", "pk"):
+        urls = out.setdefault(node.region, [])
+        if own and node.desired_state == BrokerNode.Desired.RUNNING and node.region not in settings.NATS_REGION_URLS:
+            urls.append(node.client_url)
+    for region in out:
+        if region in settings.NATS_REGION_URLS and any(
+                n.desired_state == BrokerNode.Desired.RUNNING for n in BrokerNode.objects.filter(region=region)):
+            out[region] = list(settings.NATS_REGION_URLS[region])
+    return {region: urls for region, urls in out.items() if urls}
+
+
+def connections_region(*, account_public_key: str) -> str | None:
+    """The region where the account has the most client connections now, as the metering ledger last saw them
+    (each server's counters name the server, which is a node of a region); None when it has none."""
+    from billing.models import ServerAccountCounter  # billing's ledger, read only
+
+    by_node = dict(ServerAccountCounter.objects.filter(account_public_key=account_public_key, conns__gt=0,
+                                                       observed_at__gte=timezone.now() - timedelta(minutes=5))
+                   .values_list("server_name", "conns"))
+    if not by_node:
+        return None
+    regions: Counter[str] = Counter()
+    for name, region in BrokerNode.objects.filter(name__in=by_node).values_list("name", "region"):
+        regions[region] += by_node[name]
+    return regions.most_common(1)[0][0] if regions else None
+
+
+def connect_plan(*, account: Account | None = None, region: str | None = None) -> dict[str, Any]:
+    """Where a tenant's client should connect: every region's URLs, the closest region's first.
+
+    "Closest" is, in this order: the region asked for (``region``), the account's home region (picked by its
+    team), the region where the account has most connections now (the ledger), else the fleet's first region.
+    NATS_PUBLIC_URLS (one global address in front of every region) follows the regions' own public URLs when
+    set."""
+    regions = region_client_urls()
+    chosen, chosen_by = None, "default"
+    if region:
+        if region not in regions:
+            known = ", ".join(regions) or "none is running"
+            raise NotFound(f"no running region {region} (regions: {known})", code="region_not_found",
+                           extra={"region": region})
+        chosen, chosen_by = region, "query"
+    elif account is not None and account.home_region in regions:
+        chosen, chosen_by = account.home_region, "home_region"
+    elif account is not None and (seen := connections_region(account_public_key=account.public_key)) in regions:
+        chosen, chosen_by = seen, "connections"
+    elif regions:
+        chosen = next(iter(regions))
+    order = [chosen, *(r for r in regions if r != chosen)] if chosen else []
+    servers = [u for r in order for u in regions[r]]
+    servers += [u for u in settings.NATS_PUBLIC_URLS if u not in servers]
+    return {"servers": servers, "region": chosen, "chosen_by": chosen_by,
+            "home_region": account.home_region if account is not None else "",
+            "regions": [{"name": r, "servers": regions[r]} for r in order]}
 
 
 def _fresh_since():

@@ -6,9 +6,12 @@ import threading
 from collections.abc import Sequence
 
 from accounts_service.models import NatsUser
-from accounts_service.services import service_user_ensure, system_account_ensure
+from accounts_service.services import account_home_region_set, service_user_ensure, system_account_ensure
 from broker_gateway.gateway import Gateway, GatewayUnavailable
+from broker_gateway.nodes import regions_list
 from broker_gateway.selectors import healthy_nodes, running_node_urls
+from core.errors import NotFound
+from core.regions import REGION_PATTERN
 from operators import services as op_services
 
 CONTROL_PLANE_USER = "control-plane"
@@ -66,3 +69,17 @@ def gateway_reset() -> None:
         if _gateway is not None:
             _gateway.close()
         _gateway = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Tenants' home region
+# ------------------------------------------------------------------------------------------------
+
+
+def home_region_set(*, account, actor, region: str):
+    """Pick the account's home region (one of the fleet's regions; ``""``: automatic). The connect list puts it
+    first."""
+    if region and isinstance(region, str) and REGION_PATTERN.fullmatch(region) and region not in regions_list():
+        raise NotFound(f"no region {region} (regions: {', '.join(regions_list()) or 'none'})",
+                       code="region_not_found", extra={"field": "region"})
+    return account_home_region_set(account=account, actor=actor, region=region)

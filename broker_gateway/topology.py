@@ -1,26 +1,16 @@
 """Regions and the fleet's topology as text (pure, no Django): ``us-east=3,eu-west=2``.
 
-A region is a NATS cluster named after it; every region is joined to every other by gateways. A region's name is
-a DNS label of at most 32 characters (lowercase letters, digits, '-'), so it can also name a Kubernetes
-StatefulSet and appear in a URL.
+A region is a NATS cluster named after it; every region is joined to every other by gateways. What a region's
+name may be is ``core.regions``.
 """
 
 from __future__ import annotations
 
-import re
+from core.regions import REGION_PATTERN, region_check
 
 __all__ = ["MAX_NODES", "REGION_PATTERN", "region_check", "topology_parse"]
 
-REGION_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 MAX_NODES = 64  # in the whole fleet
-
-
-def region_check(name: object) -> str:
-    """``name`` if it is a region name, else ValueError saying what one is."""
-    if not isinstance(name, str) or not REGION_PATTERN.fullmatch(name):
-        raise ValueError(f"region {name!r} is not a region name: 1-32 lowercase letters, digits or '-', "
-                         "starting and ending with a letter or digit (e.g. us-east)")
-    return name
 
 
 def topology_parse(text: str) -> list[tuple[str, int]]:

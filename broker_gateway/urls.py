@@ -8,6 +8,7 @@ from broker_gateway.models import BrokerNode
 
 api_urlpatterns = [
     path("accounts/<str:account_pk>/status", api.AccountStatusApi.as_view(), name="api-account-status"),
+    path("accounts/<str:account_pk>/home-region", api.AccountHomeRegionApi.as_view(), name="api-account-home-region"),
     path("fleet/nodes/", api.FleetNodeListApi.as_view(), name="api-fleet-nodes"),
     path("connect", api.ConnectApi.as_view(), name="api-connect"),
 ]
@@ -20,6 +21,10 @@ staff_urlpatterns = [
     path("fleet/nodes/<str:name>/stop", views.fleet_node_desired, {"desired": BrokerNode.Desired.STOPPED},
          name="fleet-node-stop"),
     path("fleet/nodes/<str:name>/remove", views.fleet_node_remove, name="fleet-node-remove"),
+    path("fleet/regions/<str:region>/drain", views.fleet_region_desired, {"desired": BrokerNode.Desired.STOPPED},
+         name="fleet-region-drain"),
+    path("fleet/regions/<str:region>/resume", views.fleet_region_desired, {"desired": BrokerNode.Desired.RUNNING},
+         name="fleet-region-resume"),
     path("out-of-sync/", views.fleet_out_of_sync, name="staff-out-of-sync"),
     path("tenants/", views.staff_tenants, name="staff-tenants"),
     path("tenants/<slug:slug>/", views.staff_tenant, name="staff-tenant"),
@@ -28,4 +33,5 @@ staff_urlpatterns = [
 web_urlpatterns = [
     path("accounts/<str:account_pk>/propagation", views.account_propagation_fragment, name="account-propagation"),
     path("connect/", views.connect, name="connect"),
+    path("accounts/<str:account_pk>/home-region", views.account_home_region, name="account-home-region"),
 ]

@@ -18,6 +18,7 @@ from django.core.paginator import Paginator
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
@@ -36,19 +37,21 @@ from accounts_service.tenants import (
     tenant_members,
 )
 from broker_gateway.models import BrokerNode
-from broker_gateway.nodes import node_add, node_desired_set, node_remove
+from broker_gateway.nodes import node_add, node_desired_set, node_remove, region_add, region_desired_set, regions_list
 from broker_gateway.selectors import (
     account_propagation,
     accounts_out_of_sync,
     accounts_out_of_sync_count,
     accounts_propagation,
-    client_urls_public,
+    connect_plan,
     fleet_overview,
     healthy_nodes,
     node_get,
+    regions_overview,
     running_node_urls,
     teams_accounts_behind,
 )
+from broker_gateway.services import home_region_set
 from core.errors import ApplicationError, NotFound
 
 log = logging.getLogger(__name__)
@@ -109,15 +112,35 @@ def _ago(when: datetime | None) -> str | None:
 
 class NodeAddForm(forms.Form):
     name = forms.CharField(max_length=64, help_text="Letters, digits, '-' or '_'. Ports are allocated for it.",
-                           widget=forms.TextInput(attrs={"placeholder": "node-4", "autocomplete": "off"}))
+                           widget=forms.TextInput(attrs={"placeholder": "us-east-4", "autocomplete": "off"}))
+    region = forms.CharField(max_length=32, required=False,
+                             help_text="An existing region, or a new one (lowercase letters, digits, '-'). "
+                                       "Empty: the fleet's first region.",
+                             widget=forms.TextInput(attrs={"placeholder": "us-east", "autocomplete": "off",
+                                                           "list": "fleet-regions"}))
+
+
+class RegionAddForm(forms.Form):
+    region = forms.CharField(max_length=32, help_text="Lowercase letters, digits or '-', e.g. ap-south.",
+                             widget=forms.TextInput(attrs={"placeholder": "ap-south", "autocomplete": "off"}))
+    nodes = forms.IntegerField(min_value=1, max_value=64, initial=3, help_text="Nodes named REGION-1, REGION-2, ...")
 
 
 def _nodes_context() -> dict:
-    nodes = fleet_overview(connections=True, timeout=VARZ_TIMEOUT)
+    nodes = fleet_overview(connections=True, gateways=True, timeout=VARZ_TIMEOUT)
     for n in nodes:  # the selector's rows are JSON-ready; the page says "4 s ago"
         n["last_healthy_ago"] = _ago(parse_datetime(n["last_healthy_at"] or ""))
     running = [n for n in nodes if n["desired_state"] == BrokerNode.Desired.RUNNING]
-    return {"nodes": nodes, "running_total": len(running),
+    regions: dict[str, dict] = {}
+    for row in regions_overview():
+        regions[row["region"]] = {**row, "rows": [], "links_up": 0, "links_total": 0}
+    for n in nodes:
+        region = regions[n["region"]]
+        region["rows"].append(n)
+        if n["desired_state"] == BrokerNode.Desired.RUNNING:
+            region["links_total"] += len(n["gateways"])
+            region["links_up"] += sum(link["state"] == "up" for link in n["gateways"])
+    return {"nodes": nodes, "regions": list(regions.values()), "running_total": len(running),
             "healthy_total": sum(n["state"] == BrokerNode.Observed.HEALTHY for n in running),
             "behind_total": accounts_out_of_sync_count(), "refresh_seconds": REFRESH_SECONDS}
 
@@ -128,20 +151,58 @@ def _nodes_context() -> dict:
 @require_http_methods(["GET", "POST"])
 @transaction.non_atomic_requests
 def fleet_nodes(request: HttpRequest) -> HttpResponse:
-    """Every node with its state and live connections; POST adds a node."""
-    form = NodeAddForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    """Every node by region with its state, live connections and gateway links; POST adds a node or a region."""
+    adding_region = request.method == "POST" and "nodes" in request.POST
+    form = NodeAddForm(request.POST if request.method == "POST" and not adding_region else None)
+    region_form = RegionAddForm(request.POST if adding_region else None)
+    if form.is_bound and form.is_valid():
         try:
-            node = node_add(name=form.cleaned_data["name"])
+            node = node_add(name=form.cleaned_data["name"], region=form.cleaned_data["region"] or None)
         except ApplicationError as exc:
-            form.add_error("name", exc.message)
+            form.add_error("region" if exc.extra.get("field") == "region" else "name", exc.message)
         else:
             log.info("node added from the staff page", extra={"node": node.name, "actor": request.user.pk})
-            messages.success(request, f"Node {node.name} added (client port {node.client_port}); "
+            messages.success(request, f"Node {node.name} added to {node.region} (client port {node.client_port}); "
                                       "the supervisor starts it within seconds.")
             return redirect("fleet-nodes")
-    return render(request, "fleet/nodes.html", {**_nodes_context(), "form": form},
-                  status=400 if form.errors else 200)
+    if region_form.is_bound and region_form.is_valid():
+        try:
+            added = region_add(region=region_form.cleaned_data["region"], nodes=region_form.cleaned_data["nodes"])
+        except ApplicationError as exc:
+            region_form.add_error("region", exc.message)
+        else:
+            log.info("region grown from the staff page", extra={"region": added[0].region,
+                                                                 "nodes": [n.name for n in added],
+                                                                 "actor": request.user.pk})
+            messages.success(request, f"Region {added[0].region}: added {', '.join(n.name for n in added)}; the "
+                                      "supervisor starts them and they join the other regions by gateways.")
+            return redirect("fleet-nodes")
+    return render(request, "fleet/nodes.html", {**_nodes_context(), "form": form, "region_form": region_form},
+                  status=400 if form.errors or region_form.errors else 200)
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def fleet_region_desired(request: HttpRequest, region: str, desired: str) -> HttpResponse:
+    """GET asks for confirmation; POST drains a region (every node through lame duck mode) or brings it back."""
+    nodes = list(BrokerNode.objects.filter(region=region).order_by("name"))
+    if not nodes:
+        raise NotFound(f"no region {region}", code="region_not_found")
+    drain = desired == BrokerNode.Desired.STOPPED
+    if request.method == "POST":
+        try:
+            region_desired_set(region=region, desired=desired)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            log.info("region desired state set from the staff page", extra={"region": region, "desired": desired,
+                                                                             "actor": request.user.pk})
+            messages.success(request, f"Region {region} is draining: its clients move to the other regions."
+                             if drain else f"Region {region}: its nodes will start within seconds.")
+        return redirect("fleet-nodes")
+    others = BrokerNode.objects.exclude(region=region).filter(desired_state=BrokerNode.Desired.RUNNING).count()
+    return render(request, "fleet/region_confirm.html", {"region": region, "nodes": nodes, "drain": drain,
+                                                         "others": others})
 
 
 @_staff_fragment
@@ -241,10 +302,15 @@ def account_propagation_fragment(request: HttpRequest, account_pk: str) -> HttpR
                                                        "desired_ago": _ago(_from_iat(status["desired"]["iat"]))})
 
 
+_CHOSEN_BY = {"query": "you asked for it", "home_region": "the account's home region",
+              "connections": "where the account's clients are connected now", "default": "the fleet's first region"}
+
+
 @login_required
 @require_GET
 def connect(request: HttpRequest) -> HttpResponse:
-    """The NATS URLs and copy-paste client examples; with ``?account=<pk>`` (one's own), for that account."""
+    """The NATS URLs (the closest region's first) and copy-paste client examples; with ``?account=<pk>`` (one's
+    own), for that account; ``?region=`` puts a region first."""
     account, users = None, []
     if request.GET.get("account"):
         try:
@@ -252,16 +318,41 @@ def connect(request: HttpRequest) -> HttpResponse:
         except NotFound:
             return render(request, "broker/not_found.html", {"what": "account"}, status=404)
         users = connect_users(account=account)
-    servers = client_urls_public()
+    try:
+        plan = connect_plan(account=account, region=request.GET.get("region") or None)
+    except NotFound as exc:
+        messages.error(request, exc.message)
+        plan = connect_plan(account=account)
+    servers = plan["servers"]
     example_user = users[0] if users else None
     return render(request, "broker/connect.html", {
-        "servers": servers, "account": account, "users": users, "example_user": example_user,
+        "servers": servers, "account": account, "users": users, "example_user": example_user, "plan": plan,
+        "chosen_by": _CHOSEN_BY.get(plan["chosen_by"], ""),
+        "all_regions": regions_list(),
         "accounts": connect_accounts(user=request.user)[:PAGE_SIZE],
         # Names the examples use: shell- and file-safe, so they paste as they are.
         "servers_arg": ",".join(servers) or "nats://HOST:4222",
         "creds_file": creds_filename(example_user.name) if example_user else "USER.creds",
         "context_name": slugify(account.name) if account and slugify(account.name) else "natsctl",
     })
+
+
+@login_required
+@require_POST
+def account_home_region(request: HttpRequest, account_pk: str) -> HttpResponse:
+    """Set (or clear) the account's home region from the connect page."""
+    try:
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+    except NotFound:
+        return render(request, "broker/not_found.html", {"what": "account"}, status=404)
+    try:
+        account = home_region_set(account=account, actor=request.user, region=request.POST.get("region", ""))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{account.name}: home region {account.home_region}." if account.home_region
+                         else f"{account.name}: no home region; clients go where the account's clients are.")
+    return redirect(f"{reverse('connect')}?account={account.public_key}")
 
 
 # ------------------------------------------------------------------------------------------------

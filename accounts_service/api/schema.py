@@ -75,6 +75,9 @@ _ERRORS = {"400": "Invalid input.", "401": "Missing or invalid credentials.", "4
            "409": "Conflicts with the current state.", "415": "Unsupported media type.", "429": "Throttled."}
 
 
+_OBJECT_QUERY = {"account", "region"}  # query parameters that name an object which may not exist
+
+
 def error_responses(result, generator, request, public):
     """Document the one error shape on every operation, with the statuses it can answer."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR
@@ -84,7 +87,9 @@ def error_responses(result, generator, request, public):
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
             codes = ["400", "401", "403", "406", "429"]
-            if "{" in path or method != "get":  # a path object, or one a body names (POST accounts' team)
+            names_object = any(p.get("in") == "query" and p.get("name") in _OBJECT_QUERY
+                               for p in operation.get("parameters", []))
+            if "{" in path or method != "get" or names_object:  # a path, body or query object (connect's account)
                 codes.append("404")
             if method != "get":
                 codes.append("409")

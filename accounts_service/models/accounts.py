@@ -53,6 +53,9 @@ class Account(models.Model):
     suspended_at = models.DateTimeField(null=True, blank=True,
                                         help_text="suspended: the JWT allows no connection until resumed")
     suspended_reason = models.CharField(max_length=200, blank=True)
+    home_region = models.CharField(max_length=32, blank=True,
+                                   help_text="the region its clients connect to first; empty: the region its last "
+                                             "connection used")
 
     conn = _limit(LIMIT_HELP["conn"])
     subs = _limit(LIMIT_HELP["subs"])

@@ -14,6 +14,7 @@ Every write takes ``actor`` (a person, or ``accounts_service.rights.PLATFORM``) 
 from accounts_service.services.accounts import (
     account_create,
     account_delete,
+    account_home_region_set,
     account_plan_set,
     account_resume,
     account_suspend,
@@ -73,7 +74,8 @@ from accounts_service.services.users import (
 
 __all__ = [
     "API_TOKEN_PREFIX", "DEFAULT_ACCOUNT_NAME", "USAGE_ACCOUNT", "USAGE_EXPORT_SUBJECT", "USAGE_LOCAL_SUBJECT",
-    "UserSpec", "account_create", "account_delete", "account_lock", "account_plan_set", "account_resign",
+    "UserSpec", "account_create", "account_delete", "account_home_region_set", "account_lock", "account_plan_set",
+    "account_resign",
     "account_resume", "account_signing_key_add", "account_signing_key_rotate", "account_suspend", "account_update",
     "activation_create", "activation_revoke", "api_token_create", "api_token_digest", "api_token_revoke",
     "api_tokens_revoke_all", "audit_record", "creds_filename", "django_user_get", "email_normalize",

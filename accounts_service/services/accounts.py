@@ -16,6 +16,7 @@ from accounts_service.services.usage import usage_import_add
 from accounts_service.signals import account_deleted, account_plan_changed
 from accounts_service.validation import description_check, limit_check, name_check
 from core.errors import Conflict, Invalid
+from core.regions import region_check
 from operators import services as op_services
 from operators.models import SealedSeed, SigningKey
 from operators.nkeys import KeyType
@@ -110,6 +111,29 @@ def account_update(*, account: Account, actor: Any, name: str | None = None, des
         _limits_apply(account, limits)
     account.save()
     return account_resign(account=account)
+
+
+@transaction.atomic
+def account_home_region_set(*, account: Account, actor: Any, region: str) -> Account:
+    """Pick the region the account's clients connect to first (``""``: the region its last connection used). Any
+    member may; the JWT does not change (the connect list is ours, not the servers'). Whether the region exists
+    is the fleet's to check (broker_gateway.services.home_region_set)."""
+    member_required(team=account.team_id, actor=actor)
+    if not isinstance(region, str):
+        raise Invalid("region must be a string (empty for automatic)", extra={"field": "region"})
+    if region:
+        try:
+            region_check(region)
+        except ValueError as exc:
+            raise Invalid(str(exc), code="region_invalid", extra={"field": "region"}) from exc
+    account = account_lock(account)
+    before = account.home_region
+    if before != region:
+        account.home_region = region
+        Account.objects.filter(pk=account.pk).update(home_region=region)  # no re-sign, no push: updated_at stays
+        audit_record(action=AuditEvent.Action.ACCOUNT_REGION, actor=actor, team_id=account.team_id,
+                     target=account.public_key, detail={"before": before, "after": region})
+    return account
 
 
 @transaction.atomic

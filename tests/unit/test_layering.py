@@ -15,7 +15,8 @@ ENTRY_POINTS = {"accounts_service/settings.py", "accounts_service/urls.py", "acc
                 "accounts_service/wsgi.py", "accounts_service/__init__.py", "billing/urls.py", "broker_gateway/urls.py"}
 # Pure modules: no Django at all (STYLE.md habit 1).
 PURE = sorted({p.relative_to(REPO).as_posix() for pattern in (
-    "core/errors.py", "core/processes.py", "operators/nkeys.py", "operators/creds.py", "operators/subjects.py",
+    "core/errors.py", "core/processes.py", "core/regions.py", "operators/nkeys.py", "operators/creds.py",
+    "operators/subjects.py",
     "operators/claims.py",
     "operators/claims/*.py", "broker_gateway/config.py", "broker_gateway/topology.py",
     "billing/metering.py") for p in REPO.glob(pattern)})

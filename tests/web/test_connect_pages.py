@@ -134,7 +134,8 @@ def test_public_urls_replace_the_nodes_own_addresses(owner_client, account, sett
     settings.NATS_PUBLIC_URLS = ["tls://nats.example.com:4222"]
     html = owner_client.get(CONNECT).content.decode()
     assert '<code id="server-1">tls://nats.example.com:4222</code>' in html and "server-2" not in html
-    assert owner_client.get("/api/v1/connect").json() == {"servers": ["tls://nats.example.com:4222"]}
+    body = owner_client.get("/api/v1/connect").json()
+    assert body["servers"] == ["tls://nats.example.com:4222"] and body["regions"] == []
 
 
 def test_connect_for_one_of_my_accounts_uses_its_name_and_a_user_and_shows_no_secret(owner_client, account):
@@ -171,3 +172,38 @@ def test_connect_needs_login(client):
     response = client.get(CONNECT)
     assert response.status_code == 302
     assert response["Location"] == f"{resolve_url(settings.LOGIN_URL)}?next={CONNECT}"
+
+
+def test_connect_page_of_a_supercluster_puts_the_home_region_first_and_sets_it(owner_client, account):
+    from accounts_service.models import AuditEvent
+    from tests.fleet import nodes_add
+
+    east, west = nodes_add(1, region="us-east")[0], nodes_add(1, region="eu-west")[0]
+    page = f"{CONNECT}?account={account.public_key}"
+    html = owner_client.get(page).content.decode()
+    assert '<strong id="closest-region">us-east</strong> (the fleet&#x27;s first region), then eu-west' in html
+    assert f'<code id="server-1">{east.client_url}</code>' in html
+    assert f'<code id="server-2">{west.client_url}</code>' in html
+    assert 'id="region-eu-west"' in html and 'id="home-region-form"' in html
+
+    response = owner_client.post(f"/accounts/{account.public_key}/home-region", {"region": "eu-west"})
+    assert response.status_code == 302 and response["Location"].endswith(page)
+    html = owner_client.get(page).content.decode()
+    assert '<strong id="closest-region">eu-west</strong> (the account&#x27;s home region)' in html
+    assert f'<code id="server-1">{west.client_url}</code>' in html and '<option value="eu-west" selected>' in html
+    assert AuditEvent.objects.filter(action="account.region", target=account.public_key).count() == 1
+
+    # A region that does not exist: a message, nothing changed.
+    response = owner_client.post(f"/accounts/{account.public_key}/home-region", {"region": "mars"}, follow=True)
+    assert "no region mars" in response.content.decode()
+    account.refresh_from_db()
+    assert account.home_region == "eu-west"
+    # ?region= puts another first for this page only.
+    assert '<strong id="closest-region">us-east</strong> (you asked for it)' in owner_client.get(
+        f"{page}&region=us-east").content.decode()
+
+
+def test_home_region_of_another_teams_account_is_a_404(client, account):
+    stranger = _user("mallory")
+    client.force_login(stranger)
+    assert client.post(f"/accounts/{account.public_key}/home-region", {"region": "us-east"}).status_code == 404

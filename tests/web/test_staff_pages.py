@@ -149,7 +149,7 @@ def test_add_a_node(staff_client):
     assert response.status_code == 302 and response["Location"] == FLEET
     node = BrokerNode.objects.get(name="node-9")
     assert node.desired_state == BrokerNode.Desired.RUNNING
-    assert _messages(response) == [f"Node node-9 added (client port {node.client_port}); "
+    assert _messages(response) == [f"Node node-9 added to us-east (client port {node.client_port}); "
                                    "the supervisor starts it within seconds."]
 
 
@@ -344,3 +344,36 @@ def test_the_django_admin_is_read_only_where_the_services_write_and_the_ledger_c
                for model in (Operator, NatsUser, UsageHour)}
     assert allowed == {"Operator": (False, False, True), "NatsUser": (False, False, True),
                        "UsageHour": (False, False, False)}
+
+
+def test_fleet_page_groups_nodes_by_region_with_gateway_links_and_adds_and_drains_regions(staff_client):
+    from tests.fleet import nodes_add
+
+    nodes_add(2, region="us-east")
+    nodes_add(1, region="eu-west")
+    html = staff_client.get("/staff/fleet/").content.decode()
+    assert 'id="region-us-east"' in html and 'id="region-eu-west"' in html
+    assert html.index('id="region-us-east"') < html.index('id="node-us-east-1"') < html.index('id="region-eu-west"')
+    # Not running: each node's link to the other region is unknown (its /gatewayz did not answer).
+    assert 'data-region="eu-west">eu-west unknown</span>' in html and "gateways 0/2 up" in html
+
+    response = staff_client.post("/staff/fleet/", {"region": "ap-south", "nodes": "2"})
+    assert _messages(response)[0].startswith("Region ap-south: added ap-south-1, ap-south-2")
+    assert set(BrokerNode.objects.filter(region="ap-south").values_list("name", flat=True)) == {"ap-south-1",
+                                                                                              "ap-south-2"}
+    bad = staff_client.post("/staff/fleet/", {"region": "Ap_South", "nodes": "1"})
+    assert bad.status_code == 400 and "is not a region name" in bad.content.decode()
+    assert BrokerNode.objects.count() == 5
+
+    confirm = staff_client.get("/staff/fleet/regions/eu-west/drain").content.decode()
+    assert "Drain region eu-west?" in confirm and "lame duck mode" in confirm
+    assert BrokerNode.objects.get(name="eu-west-1").desired_state == "running"  # a GET changes nothing
+    response = staff_client.post("/staff/fleet/regions/eu-west/drain")
+    assert _messages(response) == ["Region eu-west is draining: its clients move to the other regions."]
+    assert BrokerNode.objects.get(name="eu-west-1").desired_state == "stopped"
+    assert "drained" in staff_client.get("/staff/fleet/").content.decode()
+    staff_client.post("/staff/fleet/regions/eu-west/resume")
+    assert BrokerNode.objects.get(name="eu-west-1").desired_state == "running"
+    assert staff_client.get("/staff/fleet/regions/mars/drain").status_code == 404
+    node = staff_client.post("/staff/fleet/", {"name": "eu-west-7", "region": "eu-west"})
+    assert _messages(node)[0].startswith("Node eu-west-7 added to eu-west")
