@@ -119,6 +119,9 @@ data:
 {{- $all := include "natsctl.nats.regions" $ctx | fromJson -}}
 {{- $n := $ctx.Values.nats -}}
 {{- $ports := $n.config.ports -}}
+{{- /* A StatefulSet's selector and volumeClaimTemplates cannot change: the region keeping the names of a chart
+without regions (legacyNames) keeps them as they were; its pods carry the region label all the same. */ -}}
+{{- $immutable := dict "ctx" $ctx "args" ($r.legacy | ternary (dict) $r) -}}
 apiVersion: apps/v1
 kind: StatefulSet
 metadata:
@@ -130,9 +133,7 @@ spec:
   # All at once: a JetStream cluster needs its peers to become healthy at all.
   podManagementPolicy: Parallel
   selector:
-    {{- /* A StatefulSet's selector cannot change: the region keeping the names of a chart without regions
-    (legacyNames) keeps its selector too; its pods carry the region label all the same. */}}
-    matchLabels: {{- include "natsctl.nats.selectorLabels" (dict "ctx" $ctx "args" ($r.legacy | ternary (dict) $r)) | nindent 6 }}
+    matchLabels: {{- include "natsctl.nats.selectorLabels" $immutable | nindent 6 }}
   template:
     metadata:
       labels: {{- include "natsctl.nats.labels" . | nindent 8 }}
@@ -232,7 +233,7 @@ spec:
   volumeClaimTemplates:
   - metadata:
       name: data
-      labels: {{- include "natsctl.nats.selectorLabels" . | nindent 8 }}
+      labels: {{- include "natsctl.nats.selectorLabels" $immutable | nindent 8 }}
     spec:
       accessModes: {{- toYaml $r.storage.accessModes | nindent 8 }}
       {{- with $r.storage.storageClassName }}
