@@ -241,6 +241,9 @@ K8S_CA_FILE = env("K8S_CA_FILE", default="")  # empty: the service account's ca.
 K8S_NAMESPACE = env("K8S_NAMESPACE", default="")  # empty: the service account's namespace
 K8S_API_TIMEOUT = env.float("K8S_API_TIMEOUT", default=5.0)
 K8S_STATEFULSET = env("K8S_STATEFULSET", default="natsctl-nats")
+# A supercluster chart: one StatefulSet per region, REGION=STATEFULSET,... (the chart sets it); discovered pods
+# are registered in their StatefulSet's region. Empty: the one K8S_STATEFULSET, its pods in the default region.
+K8S_STATEFULSETS = env("K8S_STATEFULSETS", default="")
 K8S_CONTAINER = env("K8S_CONTAINER", default="nats")  # the nats-server container of each pod
 # A node's host for pushes and client URLs; {pod} {service} (the StatefulSet's headless serviceName)
 # {namespace} {ordinal}. The pod DNS name is stable across restarts, unlike the pod IP.

@@ -21,6 +21,7 @@ __all__ = [
     "chart_values",
     "render",
     "render_statefulset",
+    "statefulset_gateway_urls",
     "statefulset_routes",
     "statefulset_server_config",
 ]
@@ -188,7 +189,13 @@ _POD_NAME_PLACEHOLDER = "natsctl-pod-name"
 @dataclass(frozen=True)
 class StatefulSetLayout:
     """Where a chart's nodes live: StatefulSet ``name`` with pods ``name-0`` .. ``name-(replicas-1)``, routed
-    by their DNS names under the headless Service; one volume per pod at ``data_dir``."""
+    by their DNS names under the headless Service; one volume per pod at ``data_dir``.
+
+    ``region``: the region this StatefulSet is; it names the pods' cluster and gateway. Empty: a chart without
+    regions, whose cluster is ``cluster_name``. ``gateways``: every region of the supercluster with its gateway
+    URLs, this one included (nats-server skips the entry with its own name, so every region shares one list).
+    With more than one region the layout is part of a supercluster: every pod has a cluster block, even a lone
+    one (clustered JetStream needs a configured route), and a gateway block listening on ``gateway_port``."""
 
     name: str
     headless_service: str
@@ -200,7 +207,10 @@ class StatefulSetLayout:
     cluster_port: int = 6222
     monitoring_port: int = 8222
     leafnode_port: int = 7422
+    gateway_port: int = 7222
     data_dir: str = "/data"
+    region: str = ""
+    gateways: Sequence[tuple[str, Sequence[str]]] = ()
 
     @property
     def resolver_dir(self) -> str:
@@ -210,18 +220,31 @@ class StatefulSetLayout:
     def jetstream_store_dir(self) -> str:
         return f"{self.data_dir}/jetstream"
 
+    @property
+    def supercluster(self) -> bool:
+        return len(self.gateways) > 1
+
+    @property
+    def cluster(self) -> str:
+        """The pods' cluster name: the region's, else ``cluster_name``."""
+        return self.region or self.cluster_name
+
     def pod_name(self, index: int) -> str:
         return f"{self.name}-{index}"
+
+    def pod_host(self, index: int) -> str:
+        return f"{self.pod_name(index)}.{self.headless_service}.{self.namespace}.svc.{self.cluster_domain}"
 
 
 def statefulset_routes(layout: StatefulSetLayout) -> list[str]:
     """Every pod's route URL by its stable DNS name. One ConfigMap serves every pod, so each lists itself
     too; nats-server recognises a route to itself and drops it."""
-    return [
-        f"nats://{layout.pod_name(i)}.{layout.headless_service}.{layout.namespace}.svc.{layout.cluster_domain}"
-        f":{layout.cluster_port}"
-        for i in range(layout.replicas)
-    ]
+    return [f"nats://{layout.pod_host(i)}:{layout.cluster_port}" for i in range(layout.replicas)]
+
+
+def statefulset_gateway_urls(layout: StatefulSetLayout) -> list[str]:
+    """Every pod's gateway URL by its stable DNS name: this region's entry in every region's gateway list."""
+    return [f"nats://{layout.pod_host(i)}:{layout.gateway_port}" for i in range(layout.replicas)]
 
 
 def statefulset_server_config(
@@ -238,23 +261,33 @@ def statefulset_server_config(
     max_payload: int | None = None,
 ) -> ServerConfig:
     """One pod's config: every port on all interfaces, monitoring, JetStream and the resolver on the pod's
-    volume. Like the local fleet, a lone node gets no cluster block (nats-server refuses clustered JetStream
-    without routes)."""
-    cluster = ClusterConfig(name=layout.cluster_name, port=layout.cluster_port, host="0.0.0.0",  # noqa: S104
-                            routes=statefulset_routes(layout)) if layout.replicas > 1 else None
+    volume. Like the local fleet, a lone node of a lone region gets no cluster block (nats-server refuses
+    clustered JetStream without routes); in a supercluster every pod has a cluster block with a route to each
+    pod of its region, itself included, and a gateway block with every region's URLs."""
+    if layout.supercluster and not layout.region:
+        raise ValueError("a StatefulSet in a supercluster (more than one region in gateways) needs its region")
+    any_ = "0.0.0.0"  # noqa: S104 - a pod listens on its own network namespace's interfaces
+    cluster = gateway = None
+    if layout.replicas > 1 or layout.supercluster:
+        cluster = ClusterConfig(name=layout.cluster, port=layout.cluster_port, host=any_,
+                                routes=statefulset_routes(layout))
+    if layout.supercluster:
+        gateway = GatewayConfig(name=layout.cluster, port=layout.gateway_port, host=any_,
+                                gateways=[(name, list(urls)) for name, urls in layout.gateways])
     return ServerConfig(
         operator_jwt=operator_jwt,
         system_account=system_account,
         system_account_jwt=system_account_jwt,
         resolver_dir=layout.resolver_dir,
         server_name=server_name,
-        host="0.0.0.0",  # noqa: S104 - a pod listens on its own network namespace's interfaces
+        host=any_,
         port=layout.client_port,
         http_port=layout.monitoring_port,
         resolver_interval=resolver_interval,
         resolver_timeout=resolver_timeout,
         allow_delete=allow_delete,
         cluster=cluster,
+        gateway=gateway,
         jetstream_store_dir=layout.jetstream_store_dir,
         leafnode_port=layout.leafnode_port,
         lame_duck_duration=lame_duck_duration,

@@ -30,6 +30,10 @@ scratch directory), so a node with a broken extra config fails instead of starti
 the control plane. A removed node's volumes go with the StatefulSet's
 ``persistentVolumeClaimRetentionPolicy.whenScaled`` (the chart sets ``Delete``), not with ``forget``.
 
+**Regions.** A supercluster chart has one StatefulSet per region (``K8S_STATEFULSETS``:
+``region=statefulset,...``): ``RegionalKubernetesDriver`` holds one driver per StatefulSet, sends each call to the
+one whose pods the node name names, and discovers every region's pods with their region.
+
 The API server is spoken to through fleet/kube_api.py (urllib, no client library).
 """
 
@@ -79,6 +83,7 @@ class DiscoveredNode:
     host: str
     ports: dict[str, int]
     ready: bool
+    region: str | None = None  # None: the fleet's default region (a chart without regions)
 
 
 @dataclass
@@ -111,6 +116,7 @@ class KubernetesDriver:
     host_template: str = DEFAULT_HOST
     cache_seconds: float = 1.0  # one tick probes every node: read the StatefulSet and its pods once for all
     probe_timeout: float = 0.5
+    region: str | None = None  # the region its pods are registered in (None: the fleet's default)
 
     def __post_init__(self) -> None:
         self.binary = nats_server_bin(self.binary)
@@ -122,16 +128,19 @@ class KubernetesDriver:
         self._http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # pod IPs never via a proxy
 
     @classmethod
-    def from_settings(cls) -> KubernetesDriver:
+    def from_settings(cls, *, statefulset: str | None = None, region: str | None = None,
+                      api: KubeClient | None = None) -> KubernetesDriver:
         from django.conf import settings
 
-        config = ApiConfig.resolve(url=settings.K8S_API_URL, namespace=settings.K8S_NAMESPACE,
-                                   token_file=settings.K8S_TOKEN_FILE, ca_file=settings.K8S_CA_FILE,
-                                   timeout=settings.K8S_API_TIMEOUT)
+        if api is None:
+            api = KubeClient(ApiConfig.resolve(url=settings.K8S_API_URL, namespace=settings.K8S_NAMESPACE,
+                                               token_file=settings.K8S_TOKEN_FILE, ca_file=settings.K8S_CA_FILE,
+                                               timeout=settings.K8S_API_TIMEOUT))
         ports = dict(settings.FLEET_BASE_PORTS)  # every pod has its own address: the base ports, unshifted
-        return cls(KubeClient(config), statefulset=settings.K8S_STATEFULSET, container=settings.K8S_CONTAINER,
+        return cls(api, statefulset=statefulset or settings.K8S_STATEFULSET, container=settings.K8S_CONTAINER,
                    binary=settings.NATS_SERVER_BIN, ports=ports, host_template=settings.K8S_NODE_HOST,
-                   dirs=DataDirs(resolver=settings.K8S_RESOLVER_DIR, jetstream=settings.K8S_JETSTREAM_DIR))
+                   dirs=DataDirs(resolver=settings.K8S_RESOLVER_DIR, jetstream=settings.K8S_JETSTREAM_DIR),
+                   region=region)
 
     # -- names and the API ------------------------------------------------------------------------
 
@@ -364,7 +373,7 @@ class KubernetesDriver:
             host = self.host_template.format(pod=name, service=view.service, namespace=self.namespace,
                                              ordinal=ordinal)
             found.append(DiscoveredNode(name=name, ordinal=ordinal, host=host, ports=dict(self.ports),
-                                        ready=pod_ready(pod)))
+                                        ready=pod_ready(pod), region=self.region))
         return sorted(found, key=lambda node: node.ordinal)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -398,3 +407,126 @@ class KubernetesDriver:
             return {}
         self._varz[name] = (run, varz)
         return varz
+
+
+# ------------------------------------------------------------------------------------------------
+# Regions: one StatefulSet each
+# ------------------------------------------------------------------------------------------------
+
+
+def statefulsets_parse(text: str) -> list[tuple[str, str]]:
+    """``K8S_STATEFULSETS``, ``"us-east=natsctl-nats-us-east,eu-west=natsctl-nats-eu-west"``, as
+    ``[(region, statefulset), ...]`` in the order given. Empty: ``[]`` (one StatefulSet, ``K8S_STATEFULSET``)."""
+    from broker_gateway.topology import region_check
+
+    out: list[tuple[str, str]] = []
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        region, sep, statefulset = (x.strip() for x in part.partition("="))
+        if not sep or not statefulset:
+            raise ValueError(f"K8S_STATEFULSETS part {part!r} is not REGION=STATEFULSET")
+        region_check(region)
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", statefulset):
+            raise ValueError(f"K8S_STATEFULSETS: {statefulset!r} is not a StatefulSet name")
+        if any(r == region for r, _ in out) or any(s == statefulset for _, s in out):
+            raise ValueError(f"K8S_STATEFULSETS names region {region} or StatefulSet {statefulset} twice")
+        out.append((region, statefulset))
+    return out
+
+
+@dataclass
+class RegionalKubernetesDriver:
+    """Nodes as the pods of several StatefulSets, one per region, in one namespace. Each call goes to the driver
+    whose StatefulSet the node name is a pod of (``<statefulset>-<ordinal>``: pods of two StatefulSets never
+    share a name, since an ordinal is digits only); a name that is none of theirs is refused as by one driver."""
+
+    drivers: dict[str, KubernetesDriver]  # by region, in the order given
+
+    def __post_init__(self) -> None:
+        if not self.drivers:
+            raise ValueError("RegionalKubernetesDriver needs at least one region")
+        for region, driver in self.drivers.items():
+            driver.region = region
+
+    @classmethod
+    def from_settings(cls, statefulsets: list[tuple[str, str]]) -> RegionalKubernetesDriver:
+        first = KubernetesDriver.from_settings(statefulset=statefulsets[0][1], region=statefulsets[0][0])
+        drivers = {statefulsets[0][0]: first}
+        for region, statefulset in statefulsets[1:]:
+            drivers[region] = KubernetesDriver.from_settings(statefulset=statefulset, region=region, api=first.api)
+        return cls(drivers)
+
+    @property
+    def namespace(self) -> str:
+        return self._first.namespace
+
+    @property
+    def _first(self) -> KubernetesDriver:
+        return next(iter(self.drivers.values()))
+
+    def driver_for(self, name: str) -> KubernetesDriver | None:
+        return next((d for d in self.drivers.values() if d.ordinal(name) is not None), None)
+
+    def region_of(self, name: str) -> str | None:
+        driver = self.driver_for(name)
+        return driver.region if driver is not None else None
+
+    def _or_first(self, name: str) -> KubernetesDriver:
+        # A name no StatefulSet has: the first driver answers (it refuses, or does nothing, as for a lone one).
+        return self.driver_for(name) or self._first
+
+    def data_dirs(self, name: str) -> DataDirs:
+        return self._or_first(name).data_dirs(name)
+
+    def check_config(self, spec: NodeSpec) -> str | None:
+        driver = self.driver_for(spec.name)
+        if driver is None:
+            names = ", ".join(f"{d.statefulset}-<ordinal> ({r})" for r, d in self.drivers.items())
+            return (f"node {spec.name} is not a pod of any region's StatefulSet: the kubernetes driver runs nodes "
+                    f"named {names} (remove it; running pods are discovered)")
+        return driver.check_config(spec)
+
+    def prime(self, name: str, jwts: dict[str, str]) -> None:
+        """Nothing, as for one StatefulSet."""
+
+    def start(self, spec: NodeSpec) -> NodeStatus:
+        driver = self.driver_for(spec.name)
+        if driver is None:
+            raise KubernetesError(f"node {spec.name} is not a pod of any region's StatefulSet "
+                                  f"({', '.join(d.statefulset for d in self.drivers.values())})",
+                                  kind=ErrorKind.INVALID)
+        return driver.start(spec)
+
+    def status(self, name: str) -> NodeStatus:
+        return self._or_first(name).status(name)
+
+    def probe(self, spec: NodeSpec) -> Health:
+        return self._or_first(spec.name).probe(spec)
+
+    def stop(self, name: str, *, graceful: bool) -> None:
+        self._or_first(name).stop(name, graceful=graceful)
+
+    def kill(self, name: str) -> None:
+        self._or_first(name).kill(name)
+
+    def forget(self, name: str) -> None:
+        self._or_first(name).forget(name)
+
+    def close(self, grace: float) -> None:
+        for driver in self.drivers.values():
+            driver.close(grace)
+
+    def discover(self) -> list[DiscoveredNode]:
+        """Every region's pods, region by region in the order given, each with its region."""
+        return [node for driver in self.drivers.values() for node in driver.discover()]
+
+
+def driver_from_settings() -> KubernetesDriver | RegionalKubernetesDriver:
+    """``K8S_STATEFULSETS`` set: one StatefulSet per region; else the one ``K8S_STATEFULSET``."""
+    from django.conf import settings
+
+    statefulsets = statefulsets_parse(getattr(settings, "K8S_STATEFULSETS", ""))
+    if statefulsets:
+        return RegionalKubernetesDriver.from_settings(statefulsets)
+    return KubernetesDriver.from_settings()

@@ -170,7 +170,8 @@ class Supervisor:
             known = set(BrokerNode.objects.values_list("name", flat=True)) | set(self.runtime)
             for found in discover():
                 if found.name not in known:
-                    node_add(name=found.name, host=found.host, ports=found.ports)
+                    node_add(name=found.name, host=found.host, ports=found.ports,
+                             region=getattr(found, "region", None))
                     log.info("node %s discovered at %s", found.name, found.host, extra={"node": found.name})
         except Exception as exc:  # the next discovery tries again
             log.warning("node discovery failed: %s", exc)

@@ -148,10 +148,18 @@ class Rendered:
     def names(self) -> list[str]:
         return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in self._objects)
 
-    def nats_conf(self) -> str:
-        (configmap,) = [o for o in self._objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith(
+    def nats_conf(self, configmap: str | None = None) -> str:
+        """The one region's nats.conf, or the one in ConfigMap ``configmap`` (a region's ``<statefulset>-config``)."""
+        if configmap is not None:
+            return self.get("ConfigMap", configmap)["data"]["nats.conf"]
+        (found,) = [o for o in self._objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith(
             "-nats-config")]
-        return configmap["data"]["nats.conf"]
+        return found["data"]["nats.conf"]
+
+    def nats_confs(self) -> dict[str, str]:
+        """Every region's nats.conf by its StatefulSet's name."""
+        return {o["metadata"]["name"].removesuffix("-config"): o["data"]["nats.conf"] for o in self._objects
+                if o["kind"] == "ConfigMap" and "nats.conf" in o.get("data", {})}
 
 
 @pytest.fixture(scope="session")

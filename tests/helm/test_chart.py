@@ -25,6 +25,20 @@ from tests.helm.conftest import (
 COMPONENTS = ["web", "worker", "beat", "collector", "fleet", "migrate", "nats", "test", "postgresql", "redis"]
 CONTROL_PLANE = {"web": "Deployment", "worker": "Deployment", "beat": "Deployment", "collector": "Deployment",
                  "fleet": "Deployment", "migrate": "Job"}
+THREE_REGIONS = {"nats": {
+    "regions": [
+        {"name": "us-east", "replicas": 3},
+        {"name": "eu-west", "replicas": 1, "storage": {"size": "20Gi", "storageClassName": "eu-ssd"},
+         "resources": {"requests": {"cpu": "500m"}}, "nodeSelector": {"topology.kubernetes.io/region": "eu-west1"},
+         "tolerations": [{"key": "nats", "operator": "Exists", "effect": "NoSchedule"}],
+         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+             {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["nats"]}]}]}}}},
+        {"name": "ap-south", "replicas": 2},
+        {"name": "sa-east", "gatewayUrls": ["nats://gw.sa.example.internal:7222"]},
+    ],
+    "gatewayService": {"enabled": True, "merge": {"metadata": {"annotations": {
+        "networking.gke.io/load-balancer-type": "Internal"}}}},
+}}
 # The chart's kubeVersion floor and the newest schemas kubernetes-validate ships.
 KUBE_VERSIONS = ["1.27", kv.latest_version()]
 
@@ -33,6 +47,7 @@ VALUE_SETS = {
     "default+operator": lambda: OPERATOR.values,
     "production": production_values,
     "production+operator": lambda: deep_merge(production_values(), OPERATOR.values),
+    "regions+operator": lambda: deep_merge(OPERATOR.values, THREE_REGIONS),
 }
 
 
@@ -108,6 +123,20 @@ def test_every_component_block_has_the_same_shape(chart):
     ({"seedEncryptionKeys": {"value": "k1:not-a-key"}}, "/seedEncryptionKeys/value"),
     ({"externalDatabase": {"url": "mysql://x"}}, "/externalDatabase/url"),
     ({"postgresql": {"password": "p@ss/word"}}, "/postgresql/password"),
+    ({"nats": {"regions": [{"name": "US-East"}]}}, "/nats/regions/0/name"),
+    ({"nats": {"regions": [{"name": "-east"}]}}, "/nats/regions/0/name"),
+    ({"nats": {"regions": [{"name": "a" * 33}]}}, "/nats/regions/0/name"),
+    ({"nats": {"regions": [{"name": "us_east"}]}}, "/nats/regions/0/name"),
+    ({"nats": {"regions": [{"replicas": 3}]}}, "/nats/regions/0"),
+    ({"nats": {"regions": [{"name": "a", "replicas": 0}]}}, "/nats/regions/0/replicas"),
+    ({"nats": {"regions": [{"name": "a", "replica": 2}]}}, "/nats/regions/0"),
+    ({"nats": {"regions": [{"name": "a"}, {"name": "b", "gatewayUrls": []}]}}, "/nats/regions/1/gatewayUrls"),
+    ({"nats": {"regions": [{"name": "a"}, {"name": "b", "gatewayUrls": ["http://x:7222"]}]}},
+     "/nats/regions/1/gatewayUrls/0"),
+    ({"nats": {"regions": [{"name": "a"}, {"name": "b", "gatewayUrls": ["nats://x:7222"], "replicas": 2}]}},
+     "/nats/regions/1"),
+    ({"nats": {"regions": {"name": "a"}}}, "/nats/regions"),
+    ({"nats": {"config": {"ports": {"gateway": 0}}}}, "/nats/config/ports/gateway"),
 ])
 def test_schema_refuses_bad_values(render, values, where):
     with pytest.raises(HelmError) as exc:
@@ -472,3 +501,155 @@ def test_a_global_registry_prefixes_every_image(render):
     assert images == {"mirror.local:5000/natsctl:0.1.0", "mirror.local:5000/nats:2.15.1-alpine",
                       "mirror.local:5000/natsio/nats-box:0.19.7", "mirror.local:5000/postgres:17-alpine",
                       "mirror.local:5000/redis:7-alpine"}
+
+
+# --- regions ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("regions", "message"), [
+    ([{"name": "us-east"}, {"name": "us-east", "replicas": 1}], "region us-east is given twice"),
+    ([{"name": "a", "gatewayUrls": ["nats://x:7222"]}], "at least one must run here"),
+    ([{"name": "a", "legacyNames": True}, {"name": "b", "legacyNames": True}], "legacyNames is for one region"),
+    ([{"name": "r" * 32}], "is 69 characters, more than 52"),
+])
+def test_bad_regions_fail_the_render_and_say_why(render, regions, message):
+    with pytest.raises(HelmError, match=message):
+        render(deep_merge(OPERATOR.values, {"fullnameOverride": "f" * 31, "nats": {"regions": regions}}))
+
+
+def test_bad_regions_fail_helm_lint_too():
+    report = lint(CHART, deep_merge(OPERATOR.values, {"nats": {"regions": [{"name": "Bad Name"}]}}), strict=True,
+                  namespace=NAMESPACE, kube_version="v1.30.0")
+    assert report["errors"] or any(m["severity"] >= 3 for m in report["messages"])
+    assert "regions/0/name" in str(report)
+
+
+def test_three_regions_are_three_statefulsets_with_their_own_services(rendered):
+    out = rendered["regions+operator"]
+    nats = sorted(n for n in out.names() if "-nats" in n)
+    expected = []
+    for region, replicas in (("us-east", 3), ("eu-west", 1), ("ap-south", 2)):
+        sts = f"natsctl-nats-{region}"
+        expected += [f"ConfigMap/{sts}-config", f"StatefulSet/{sts}", f"Service/{sts}", f"Service/{sts}-headless",
+                     f"Service/{sts}-gateway"] + ([f"PodDisruptionBudget/{sts}"] if replicas > 1 else [])
+    assert nats == sorted(expected)  # sa-east runs elsewhere: nothing of it here
+    for region, replicas in (("us-east", 3), ("eu-west", 1), ("ap-south", 2)):
+        sts = f"natsctl-nats-{region}"
+        obj = out.get("StatefulSet", sts)
+        labels = obj["spec"]["selector"]["matchLabels"]
+        assert labels["natsctl.io/region"] == region and obj["spec"]["replicas"] == replicas
+        assert obj["spec"]["serviceName"] == f"{sts}-headless"
+        pod = obj["spec"]["template"]
+        assert labels.items() <= pod["metadata"]["labels"].items()
+        assert pod["spec"]["volumes"] == [{"name": "config", "configMap": {"name": f"{sts}-config"}}]
+        assert pod["spec"]["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"] == labels
+        ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+        assert ports["gateway"] == 7222
+        for service in (sts, f"{sts}-headless", f"{sts}-gateway"):
+            assert out.get("Service", service)["spec"]["selector"] == labels  # this region's pods only
+        headless = out.get("Service", f"{sts}-headless")["spec"]["ports"]
+        assert {"name": "gateway", "port": 7222, "targetPort": "gateway", "protocol": "TCP"} in headless
+        gateway = out.get("Service", f"{sts}-gateway")
+        assert gateway["spec"]["type"] == "LoadBalancer" and [p["name"] for p in gateway["spec"]["ports"]] == [
+            "gateway"]
+        assert gateway["metadata"]["annotations"] == {"networking.gke.io/load-balancer-type": "Internal"}
+        assert f'name: "{region}"' in out.nats_conf(f"{sts}-config")
+        # the checksum of its own config
+        assert pod["metadata"]["annotations"]["checksum/config"]
+    eu = out.get("StatefulSet", "natsctl-nats-eu-west")
+    spec = eu["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"topology.kubernetes.io/region": "eu-west1"}
+    assert spec["tolerations"][0]["key"] == "nats" and "nodeAffinity" in spec["affinity"]
+    assert spec["containers"][0]["resources"] == {"requests": {"cpu": "500m"}}
+    claim = eu["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "20Gi" and claim["storageClassName"] == "eu-ssd"
+    us = out.get("StatefulSet", "natsctl-nats-us-east")
+    assert us["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert "nodeSelector" not in us["spec"]["template"]["spec"]
+    checksums = {out.get("StatefulSet", f"natsctl-nats-{r}")["spec"]["template"]["metadata"]["annotations"][
+        "checksum/config"] for r in ("us-east", "eu-west", "ap-south")}
+    assert len(checksums) == 3
+
+
+def test_the_control_plane_discovers_every_regions_statefulset(rendered):
+    out = rendered["regions+operator"]
+    env = env_of(out.get("Deployment", f"{RELEASE}-fleet")["spec"]["template"]["spec"]["containers"][0])
+    assert env["K8S_STATEFULSETS"] == (
+        "us-east=natsctl-nats-us-east,eu-west=natsctl-nats-eu-west,ap-south=natsctl-nats-ap-south")
+    assert env["K8S_STATEFULSET"] == "natsctl-nats-us-east" and env["FLEET_REGION"] == "us-east"
+    assert env["FLEET_GATEWAY_PORT"] == "7222"
+    from broker_gateway.fleet.kubernetes import statefulsets_parse
+
+    assert dict(statefulsets_parse(env["K8S_STATEFULSETS"])) == {  # what the driver reads: each one rendered
+        r: o["metadata"]["name"] for o in out.kinds("StatefulSet") if (r := o["metadata"]["labels"].get(
+            "natsctl.io/region"))}
+    # without regions: as before, one StatefulSet and no region mapping
+    one = env_of(rendered["default+operator"].get("Deployment", f"{RELEASE}-fleet")["spec"]["template"]["spec"][
+        "containers"][0])
+    assert one["K8S_STATEFULSET"] == "natsctl-nats" and "K8S_STATEFULSETS" not in one and "FLEET_REGION" not in one
+
+
+def test_helm_test_crosses_regions(rendered):
+    pod = rendered["regions+operator"].get("Pod", f"{RELEASE}-test-request-reply")
+    env = env_of(pod["spec"]["containers"][0])
+    svc = f"{NAMESPACE}.svc.cluster.local:4222"
+    assert env["REPLY_URL"] == f"nats://natsctl-nats-us-east-0.natsctl-nats-us-east-headless.{svc}"
+    assert env["REQUEST_URL"] == f"nats://natsctl-nats-ap-south-1.natsctl-nats-ap-south-headless.{svc}"
+
+
+def test_without_regions_nothing_changes(rendered):
+    # the names, selectors and ports of a chart without regions: an upgrade to this chart changes no object's
+    # identity, and no gateway appears
+    out = rendered["default+operator"]
+    sts = out.get("StatefulSet", f"{RELEASE}-nats")
+    assert sts["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/component": "nats", "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/name": "natsctl"}
+    assert "natsctl.io/region" not in sts["spec"]["template"]["metadata"]["labels"]
+    assert "gateway" not in {p["name"] for p in sts["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert "gateway" not in out.nats_conf() and 'name: "natsctl"' in out.nats_conf()
+    assert not [n for n in out.names() if "gateway" in n]
+
+
+def test_legacy_names_turn_an_existing_fleet_into_a_region(render):
+    out = render(deep_merge(OPERATOR.values, {"nats": {"regions": [
+        {"name": "natsctl", "replicas": 3, "legacyNames": True}, {"name": "eu-west", "replicas": 2}]}}))
+    old = render(OPERATOR.values).get("StatefulSet", f"{RELEASE}-nats")
+    sts = out.get("StatefulSet", f"{RELEASE}-nats")
+    assert sts["spec"]["selector"] == old["spec"]["selector"]  # immutable: kept as it was
+    assert sts["spec"]["serviceName"] == old["spec"]["serviceName"]
+    assert sts["spec"]["volumeClaimTemplates"] == old["spec"]["volumeClaimTemplates"]
+    assert sts["spec"]["template"]["metadata"]["labels"]["natsctl.io/region"] == "natsctl"
+    # its Services select its pods only (a Service's selector may change)
+    assert out.get("Service", f"{RELEASE}-nats")["spec"]["selector"]["natsctl.io/region"] == "natsctl"
+    assert "StatefulSet/natsctl-nats-eu-west" in out.names()
+    conf = out.nats_conf("natsctl-nats-config")
+    assert 'name: "natsctl"' in conf and "gateway: {" in conf and "natsctl-nats-eu-west-1" in conf
+
+
+def test_a_region_elsewhere_cluster_renders_only_its_own_regions(render):
+    # the second Kubernetes cluster of a two-cluster supercluster: its own region, the first one by URL, no
+    # control plane (it runs in the first cluster)
+    off = {"enabled": False}
+    values = deep_merge(OPERATOR.values, {
+        "web": off, "worker": off, "beat": off, "collector": off, "fleet": off, "migrate": off, "test": off,
+        "postgresql": off, "redis": off,
+        "externalDatabase": {"url": "postgres://unused@db:5432/x"}, "externalRedis": {"url": "redis://r:6379/0"},
+        "nats": {"regions": [{"name": "us-east", "gatewayUrls": ["nats://gw.us.example.internal:7222"]},
+                             {"name": "eu-west", "replicas": 3}],
+                 "gatewayService": {"enabled": True}}})
+    out = render(values)
+    names = [n for n in out.names() if not n.startswith("Secret/")]
+    assert names == sorted(["ConfigMap/natsctl-nats-eu-west-config", "StatefulSet/natsctl-nats-eu-west",
+                            "Service/natsctl-nats-eu-west", "Service/natsctl-nats-eu-west-headless",
+                            "Service/natsctl-nats-eu-west-gateway", "PodDisruptionBudget/natsctl-nats-eu-west"])
+    assert '{name: "us-east", urls: ["nats://gw.us.example.internal:7222"]}' in out.nats_conf(
+        "natsctl-nats-eu-west-config")
+
+
+def test_the_notes_list_the_regions(rendered):
+    notes = rendered["regions+operator"].notes
+    assert "4 region(s), joined by gateways on port 7222" in notes
+    assert f"eu-west: 1 nats-server node(s), clients connect to nats://natsctl-nats-eu-west.{NAMESPACE}.svc" in notes
+    assert "sa-east: elsewhere, reached at nats://gw.sa.example.internal:7222" in notes
+    assert "3 nats-server node(s)" in rendered["default+operator"].notes

@@ -236,3 +236,126 @@ def test_production_values_render_the_fleet_they_describe(render):
     text = render(values).nats_conf()
     assert text == config.render_statefulset(layout_for(values), extra_config="max_connections: 100000",
                                              **tuning_for(values))
+
+
+# --- regions: one StatefulSet each, gateways between them ------------------------------------------
+
+
+def region_layouts(values: dict, *, namespace: str = NAMESPACE,
+                   release: str = RELEASE) -> dict[str, config.StatefulSetLayout]:
+    """Every local region's layout by StatefulSet name, read from the values as a person reads values.yaml:
+    <release>-nats-<region> (or <release>-nats with legacyNames), each pod's gateway URL by its DNS name, a
+    remote region's gatewayUrls as given; every region lists every region."""
+    nats = values["nats"]
+    base = layout_for(values, namespace=namespace, release=release)
+    gateway_port = nats.get("config", {}).get("ports", {}).get("gateway", 7222)
+    layouts, gateways = {}, []
+    for region in nats["regions"]:
+        if region.get("gatewayUrls"):
+            gateways.append((region["name"], region["gatewayUrls"]))
+            continue
+        name = f"{release}-nats" if region.get("legacyNames") else f"{release}-nats-{region['name']}"
+        layout = config.StatefulSetLayout(**{**base.__dict__, "name": name, "headless_service": f"{name}-headless",
+                                             "replicas": region.get("replicas", nats.get("replicas", 3)),
+                                             "region": region["name"], "gateway_port": gateway_port})
+        layouts[name] = layout
+        gateways.append((region["name"], config.statefulset_gateway_urls(layout)))
+    return {name: config.StatefulSetLayout(**{**layout.__dict__, "gateways": tuple(gateways)})
+            for name, layout in layouts.items()}
+
+
+REGION_CASES = {
+    "one-region": {"nats": {"regions": [{"name": "us-east", "replicas": 3}]}},
+    "one-region-one-node": {"nats": {"regions": [{"name": "us-east", "replicas": 1}]}},
+    "three-regions": {"nats": {"regions": [{"name": "us-east", "replicas": 3}, {"name": "eu-west", "replicas": 1},
+                                           {"name": "ap-south", "replicas": 2}]}},
+    "with-remote": {"nats": {"regions": [
+        {"name": "us-east"}, {"name": "eu-west", "replicas": 2},
+        {"name": "sa-east", "gatewayUrls": ["nats://gw-0.sa.example.internal:7222", "tls://10.8.0.4:7222"]}]}},
+    "legacy-names": {"nats": {"regions": [{"name": "natsctl", "replicas": 3, "legacyNames": True},
+                                          {"name": "eu-west", "replicas": 2}]}},
+    "tuned": {"clusterDomain": "k8s.internal", "nats": {
+        "replicas": 2,
+        "config": {"ports": {"client": 14222, "cluster": 16222, "monitoring": 18222, "leafnode": 17422,
+                             "gateway": 17222},
+                   "resolver": {"interval": "1m30s", "timeout": "500ms", "allowDelete": False},
+                   "maxPayload": 8 * 1024 * 1024, "extraConfig": "max_connections: 1000\n"},
+        "regions": [{"name": "a", "storage": {"size": "1Gi"}}, {"name": "b-2", "replicas": 4}]}},
+}
+
+
+@pytest.mark.parametrize("case", REGION_CASES)
+def test_each_regions_config_is_the_control_planes_rendering(render, case):
+    values = deep_merge(REGION_CASES[case], OPERATOR.values)
+    confs = render(values).nats_confs()
+    layouts = region_layouts(values)
+    assert set(confs) == set(layouts)
+    extra = values["nats"].get("config", {}).get("extraConfig", "")
+    for name, layout in layouts.items():
+        text = confs[name]
+        assert text == config.render_statefulset(layout, extra_config=extra, **tuning_for(values)), name
+        for index in range(layout.replicas):  # per pod: render() of that pod's own ServerConfig
+            pod = layout.pod_name(index)
+            own = config.render(config.statefulset_server_config(layout, server_name=pod, **tuning_for(values)))
+            if extra.strip():
+                own += "# extra config of this node\n" + extra.strip() + "\n"
+            assert text.replace(config.POD_NAME_REF, json.dumps(pod)) == own
+
+
+def test_every_region_is_its_own_cluster_and_a_gateway_to_every_region(render):
+    values = deep_merge(REGION_CASES["with-remote"], OPERATOR.values)
+    confs = render(values).nats_confs()
+    assert set(confs) == {"natsctl-nats-us-east", "natsctl-nats-eu-west"}  # sa-east runs elsewhere
+    svc = f"{NAMESPACE}.svc.cluster.local"
+    us = [f'"nats://natsctl-nats-us-east-{i}.natsctl-nats-us-east-headless.{svc}:7222"' for i in range(3)]
+    eu = [f'"nats://natsctl-nats-eu-west-{i}.natsctl-nats-eu-west-headless.{svc}:7222"' for i in range(2)]
+    gateways = ["  gateways: [",
+                f'    {{name: "us-east", urls: [{", ".join(us)}]}}',
+                f'    {{name: "eu-west", urls: [{", ".join(eu)}]}}',
+                '    {name: "sa-east", urls: ["nats://gw-0.sa.example.internal:7222", "tls://10.8.0.4:7222"]}',
+                "  ]"]
+    for region, sts in (("us-east", "natsctl-nats-us-east"), ("eu-west", "natsctl-nats-eu-west")):
+        text = confs[sts]
+        lines = text.splitlines()
+        cluster = lines.index("cluster: {")
+        assert lines[cluster + 1] == f'  name: "{region}"'
+        assert f"{sts}-headless" in lines[cluster + 3] and "-headless" not in lines[cluster + 3].replace(
+            f"{sts}-headless", "")  # routes to its own region's pods only
+        gateway = lines.index("gateway: {")
+        assert lines[gateway + 1:gateway + 3] == [f'  name: "{region}"', '  listen: "0.0.0.0:7222"']
+        assert lines[gateway + 3:gateway + 3 + len(gateways)] == gateways  # one list, shared by every region
+
+
+def test_a_lone_node_region_of_a_supercluster_routes_to_itself(render):
+    values = deep_merge(REGION_CASES["three-regions"], OPERATOR.values)
+    text = render(values).nats_conf("natsctl-nats-eu-west-config")
+    route = f"nats://natsctl-nats-eu-west-0.natsctl-nats-eu-west-headless.{NAMESPACE}.svc.cluster.local:6222"
+    assert f'  routes: ["{route}"]' in text.splitlines() and "gateway: {" in text
+
+
+def test_a_lone_region_has_no_gateway_and_a_lone_node_stays_standalone(render):
+    text = render(deep_merge(REGION_CASES["one-region"], OPERATOR.values)).nats_conf(
+        "natsctl-nats-us-east-config")
+    assert "cluster: {" in text and 'name: "us-east"' in text and "gateway" not in text
+    text = render(deep_merge(REGION_CASES["one-region-one-node"], OPERATOR.values)).nats_conf(
+        "natsctl-nats-us-east-config")
+    assert "cluster: {" not in text and "gateway" not in text
+
+
+def test_a_supercluster_layout_needs_its_region():
+    layout = config.StatefulSetLayout(name="n", headless_service="h", namespace="ns", replicas=1,
+                                      gateways=(("a", ["nats://x:7222"]), ("b", ["nats://y:7222"])))
+    with pytest.raises(ValueError, match="needs its region"):
+        config.render_statefulset(layout, operator_jwt=OPERATOR.operator_jwt,
+                                  system_account=OPERATOR.system.public_key, system_account_jwt=OPERATOR.system_jwt)
+
+
+@pytest.mark.parametrize("case", ["three-regions", "with-remote", "legacy-names", "tuned"])
+def test_nats_server_accepts_every_regions_config(render, tmp_path, case):
+    values = deep_merge(REGION_CASES[case], OPERATOR.values, {"nats": {"storage": {"mountPath": str(tmp_path / "d")}}})
+    confs = render(values).nats_confs()
+    assert len(confs) >= 2
+    for sts, text in confs.items():
+        result = nats_server_check(text, tmp_path, {"POD_NAME": f"{sts}-0"})
+        assert result.returncode == 0, sts + ": " + result.stdout + result.stderr
+        assert "is valid" in result.stdout + result.stderr

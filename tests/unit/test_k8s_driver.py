@@ -527,3 +527,133 @@ def test_the_supervisor_discovers_scales_and_restarts_pods(operator_setup, caplo
         sup.shutdown()  # the control plane stops; the StatefulSet stays as it is
         assert kube.replicas == 1 and len(kube.pods) == 1
         assert kube.schema_errors == [] and kube.unexpected == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Regions: one StatefulSet each (K8S_STATEFULSETS), behind one RegionalKubernetesDriver
+# ------------------------------------------------------------------------------------------------
+
+US, EU = "natsctl-nats-us-east", "natsctl-nats-eu-west"
+
+
+def regional(*kubes: tuple[str, FakeKube], **kwargs):
+    from broker_gateway.fleet.kubernetes import RegionalKubernetesDriver
+
+    drivers = {}
+    for region, kube in kubes:
+        token = Path(kube._tmp.name) / "token"
+        token.write_text(kube.token + "\n")
+        config = ApiConfig(url=kube.url, namespace=kube.namespace, token_file=str(token))
+        ports = {"client_port": 4222, "cluster_port": 6222, "monitoring_port": free_port(), "leafnode_port": 7422,
+                 "gateway_port": 7222}
+        drivers[region] = KubernetesDriver(KubeClient(config), statefulset=kube.statefulset, cache_seconds=0,
+                                           ports=ports, **kwargs)
+    return RegionalKubernetesDriver(drivers)
+
+
+@pytest.fixture
+def two_regions():
+    """us-east with three ready pods and eu-west with one (two StatefulSets; one fake API server each)."""
+    with (FakeKube(statefulset=US, service=f"{US}-headless", replicas=3) as us,
+          FakeKube(statefulset=EU, service=f"{EU}-headless", replicas=1) as eu):
+        for i in range(3):
+            us.run(f"{US}-{i}")
+        eu.run(f"{EU}-0")
+        yield us, eu
+        for kube in (us, eu):
+            assert kube.schema_errors == [] and kube.unexpected == []
+
+
+def test_statefulsets_setting_is_parsed_and_checked():
+    from broker_gateway.fleet.kubernetes import statefulsets_parse
+
+    assert statefulsets_parse("") == [] and statefulsets_parse(" , ") == []
+    assert statefulsets_parse(f"us-east={US}, eu-west={EU}") == [("us-east", US), ("eu-west", EU)]
+    for bad, words in ((f"us-east{US}", "REGION=STATEFULSET"), (f"US={US}", "not a region name"),
+                       ("us-east=Nats_X", "not a StatefulSet name"), (f"a={US},b={US}", "twice"),
+                       (f"a={US},a={EU}", "twice"), ("a=", "REGION=STATEFULSET")):
+        with pytest.raises(ValueError, match=words):
+            statefulsets_parse(bad)
+
+
+def test_driver_per_region_is_chosen_by_setting(settings, two_regions, tmp_path):
+    from broker_gateway.fleet import driver_get
+    from broker_gateway.fleet.kubernetes import RegionalKubernetesDriver
+
+    us, _ = two_regions
+    token = tmp_path / "token"
+    token.write_text(us.token)
+    settings.FLEET_DRIVER = "kubernetes"
+    settings.K8S_API_URL, settings.K8S_TOKEN_FILE, settings.K8S_NAMESPACE = us.url, str(token), us.namespace
+    settings.K8S_STATEFULSETS = f"us-east={US},eu-west={EU}"
+    driver = driver_get()
+    assert isinstance(driver, RegionalKubernetesDriver)
+    assert {r: d.statefulset for r, d in driver.drivers.items()} == {"us-east": US, "eu-west": EU}
+    assert {d.region for d in driver.drivers.values()} == {"us-east", "eu-west"}
+    assert len({id(d.api) for d in driver.drivers.values()}) == 1  # one API server, one client
+    assert driver.namespace == "natsctl" and driver.drivers["eu-west"].ports == settings.FLEET_BASE_PORTS
+    assert [n.name for n in driver.drivers["us-east"].discover()] == [f"{US}-{i}" for i in range(3)]
+    settings.K8S_STATEFULSETS = ""
+    assert isinstance(driver_get(), KubernetesDriver)  # without regions: the one K8S_STATEFULSET
+
+
+def test_discovery_covers_every_region_with_its_region(two_regions):
+    driver = regional(("us-east", two_regions[0]), ("eu-west", two_regions[1]))
+    found = driver.discover()
+    assert [(n.name, n.region, n.ordinal) for n in found] == [
+        (f"{US}-0", "us-east", 0), (f"{US}-1", "us-east", 1), (f"{US}-2", "us-east", 2), (f"{EU}-0", "eu-west", 0)]
+    assert found[3].host == f"{EU}-0.{EU}-headless.natsctl.svc" and found[3].ports["gateway_port"] == 7222
+    assert driver.region_of(f"{EU}-0") == "eu-west" and driver.region_of("node-1") is None
+    # A region's name that is a prefix of another's StatefulSet does not capture its pods.
+    assert driver.drivers["us-east"].ordinal(f"{US}-2") == 2 and driver.drivers["us-east"].ordinal(f"{EU}-0") is None
+
+
+def test_each_call_goes_to_its_regions_statefulset(two_regions):
+    us, eu = two_regions
+    driver = regional(("us-east", us), ("eu-west", eu))
+    assert driver.status(f"{EU}-0").running and driver.status(f"{US}-1").running
+    assert driver.probe(spec(f"{EU}-0")).healthy
+    # eu-west grows by one: only its StatefulSet is scaled
+    driver.start(spec(f"{EU}-1"))
+    assert eu.replicas == 2 and us.replicas == 3 and us.paths("PATCH") == []
+    # the top of us-east stops: only us-east scales down; below the top is refused, as with one StatefulSet
+    driver.stop(f"{US}-2", graceful=True)
+    assert us.replicas == 2 and eu.replicas == 2
+    with pytest.raises(KubernetesError, match=f"cannot stop {US}-0"):
+        driver.stop(f"{US}-0", graceful=True)
+    old = eu.pod(f"{EU}-0").uid
+    driver.kill(f"{EU}-0")
+    assert eu.pod(f"{EU}-0").uid != old  # deleted at once, recreated by eu-west's StatefulSet
+    assert any(p.startswith(f"DELETE /api/v1/namespaces/natsctl/pods/{EU}-0") for p in eu.paths())
+    driver.forget(f"{EU}-1")
+    assert eu.replicas == 1
+    assert driver.data_dirs(f"{EU}-0").resolver == "/data/resolver"
+    # a name of no region's StatefulSet: refused, and nothing asked of either API server
+    us.requests.clear(), eu.requests.clear()
+    assert driver.check_config(spec("node-1")).startswith("node node-1 is not a pod of any region's StatefulSet")
+    with pytest.raises(KubernetesError, match="not a pod of any region's StatefulSet"):
+        driver.start(spec("node-1"))
+    assert not driver.status("node-1").running
+    driver.stop("node-1", graceful=False)
+    driver.prime(f"{US}-0", {})
+    driver.close(1.0)
+    assert us.requests == [] and eu.requests == []
+
+
+def test_the_supervisor_registers_each_regions_pods_in_their_region(operator_setup, two_regions):
+    from broker_gateway.fleet.supervisor import Policy, Supervisor
+    from broker_gateway.nodes import node_config_build
+
+    us, eu = two_regions
+    driver = regional(("us-east", us), ("eu-west", eu))
+    sup = Supervisor(driver, policy=Policy(**FAST))
+    ticks(sup, 3)
+    rows = nodes()
+    assert {n: (r.region, r.gateway_port) for n, r in rows.items()} == {
+        f"{US}-0": ("us-east", 7222), f"{US}-1": ("us-east", 7222), f"{US}-2": ("us-east", 7222),
+        f"{EU}-0": ("eu-west", 7222)}
+    assert all(r.observed_state == "healthy" for r in rows.values()), {n: r.last_error for n, r in rows.items()}
+    # the config the control plane renders (and checks) for a pod: its region's cluster, gateways to the other
+    text = node_config_build(node=rows[f"{EU}-0"], dirs=driver.data_dirs(f"{EU}-0"))
+    assert 'name: "eu-west"' in text and f"nats://{US}-0.{US}-headless.natsctl.svc:7222" in text
+    sup.shutdown()

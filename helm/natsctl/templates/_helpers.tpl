@@ -95,12 +95,91 @@ value; a map is used as it is (valueFrom: ...).
 {{- end }}
 
 {{- /*
-natsctl.nats.names: the NATS StatefulSet's names as JSON {statefulSet, headless, service, configMap}.
-The control plane reads the StatefulSet's name from K8S_STATEFULSET (below): spelled once, here.
+natsctl.nats.regions: the broker fleet's regions as JSON {"supercluster": bool, "regions": [...]}, computed once
+per render and kept on the root context. Each region:
+  name          the region: its NATS cluster's and gateway's name
+  local         true: a StatefulSet in this release; false: a region elsewhere, known by its gatewayUrls only
+  replicas      pods (local regions)
+  legacy        its objects keep the names of a chart without regions (<fullname>-nats...)
+  names         {statefulSet, headless, service, configMap, gatewayService}
+  gatewayUrls   its gateway URLs: each pod's DNS name under the headless Service (local), or as given (remote)
+  labels        the labels that tell its pods from other regions' ({} for a chart without regions)
+  resources, storage, nodeSelector, tolerations, affinity: nats.* with the region's own values over them
+
+nats.regions empty: one region, nats.replicas pods, named nats.config.clusterName, with today's names and
+labels, and no gateway. Otherwise one region per entry, and with more than one region in all (local or not)
+every region is a gateway of the supercluster.
+*/ -}}
+{{- define "natsctl.nats.regions" -}}
+{{- if not (hasKey . "natsctlNatsRegions") }}
+{{- $n := .Values.nats }}
+{{- $base := include "natsctl.componentName" (dict "ctx" . "component" "nats") }}
+{{- $ports := $n.config.ports }}
+{{- $entries := $n.regions | default list }}
+{{- $legacyMode := empty $entries }}
+{{- if $legacyMode }}
+{{- $entries = list (dict "name" $n.config.clusterName "replicas" $n.replicas "legacyNames" true) }}
+{{- end }}
+{{- $out := list }}
+{{- $seen := dict }}
+{{- $legacyCount := 0 }}
+{{- range $entries }}
+{{- if hasKey $seen .name }}
+{{- fail (printf "nats.regions: region %s is given twice (each region is one NATS cluster)" .name) }}
+{{- end }}
+{{- $_ := set $seen .name true }}
+{{- $r := dict "name" .name "local" (empty .gatewayUrls) "legacy" (and .legacyNames (empty .gatewayUrls) | default false) }}
+{{- if $r.legacy }}{{ $legacyCount = add1 $legacyCount }}{{ end }}
+{{- $sts := $r.legacy | ternary $base (printf "%s-%s" $base .name) }}
+{{- if and $r.local (gt (len $sts) 52) }}
+{{- fail (printf "nats.regions: region %s: its StatefulSet name %s is %d characters, more than 52 (its pods' controller-revision-hash label must stay a 63-character label): shorten fullnameOverride or the region's name" .name $sts (len $sts)) }}
+{{- end }}
+{{- $_ := set $r "names" (dict "statefulSet" $sts "headless" (printf "%s-headless" $sts) "service" $sts "configMap" (printf "%s-config" $sts) "gatewayService" (printf "%s-gateway" $sts)) }}
+{{- $_ := set $r "labels" ($legacyMode | ternary (dict) (dict "natsctl.io/region" .name)) }}
+{{- if $r.local }}
+{{- $_ := set $r "replicas" (int64 (.replicas | default $n.replicas)) }}
+{{- $urls := list }}
+{{- range $i := until (int $r.replicas) }}
+{{- $urls = append $urls (printf "nats://%s-%d.%s.%s.svc.%s:%d" $sts $i $r.names.headless $.Release.Namespace $.Values.clusterDomain (int64 $ports.gateway)) }}
+{{- end }}
+{{- $_ := set $r "gatewayUrls" $urls }}
+{{- $_ := set $r "resources" (hasKey . "resources" | ternary .resources $n.resources) }}
+{{- $_ := set $r "storage" (mergeOverwrite (deepCopy $n.storage) (.storage | default dict)) }}
+{{- $_ := set $r "nodeSelector" (.nodeSelector | default $n.nodeSelector) }}
+{{- $_ := set $r "tolerations" (.tolerations | default $n.tolerations) }}
+{{- $_ := set $r "affinity" (.affinity | default $n.affinity) }}
+{{- else }}
+{{- $_ := set $r "replicas" 0 }}
+{{- $_ := set $r "gatewayUrls" .gatewayUrls }}
+{{- end }}
+{{- $out = append $out $r }}
+{{- end }}
+{{- if gt $legacyCount 1 }}
+{{- fail "nats.regions: legacyNames is for one region only (the one that keeps the StatefulSet <fullname>-nats)" }}
+{{- end }}
+{{- $local := list }}
+{{- range $out }}{{ if .local }}{{ $local = append $local . }}{{ end }}{{ end }}
+{{- if and $n.enabled (empty $local) }}
+{{- fail "nats.regions: every region has gatewayUrls (a region elsewhere): at least one must run here (no gatewayUrls), or set nats.enabled false" }}
+{{- end }}
+{{- $_ := set . "natsctlNatsRegions" (dict "supercluster" (gt (len $out) 1) "regions" $out "local" $local) }}
+{{- end }}
+{{- toJson .natsctlNatsRegions }}
+{{- end }}
+
+{{- /*
+natsctl.nats.names: the first local region's names as JSON {statefulSet, headless, service, configMap}: a
+chart without regions has only that one. The control plane reads every region's StatefulSet from
+K8S_STATEFULSETS (below), spelled once, in natsctl.nats.regions.
 */ -}}
 {{- define "natsctl.nats.names" -}}
+{{- $local := (include "natsctl.nats.regions" . | fromJson).local }}
+{{- if $local }}
+{{- (first $local).names | toJson }}
+{{- else }}
 {{- $sts := include "natsctl.componentName" (dict "ctx" . "component" "nats") }}
 {{- dict "statefulSet" $sts "headless" (printf "%s-headless" $sts) "service" $sts "configMap" (printf "%s-config" $sts) | toJson }}
+{{- end }}
 {{- end }}
 
 {{- /*
@@ -264,6 +343,18 @@ the control plane's own config rendering agrees with the chart's), then django.e
   value: {{ .Release.Namespace | quote }}
 - name: K8S_STATEFULSET
   value: {{ $names.statefulSet | quote }}
+{{- if $v.nats.regions }}
+{{- $regions := include "natsctl.nats.regions" . | fromJson }}
+{{- $pairs := list }}
+{{- range $regions.local }}{{ $pairs = append $pairs (printf "%s=%s" .name .names.statefulSet) }}{{ end }}
+# One StatefulSet per region here: the supervisor registers each one's pods in its region.
+- name: K8S_STATEFULSETS
+  value: {{ join "," $pairs | quote }}
+{{- with $regions.local }}
+- name: FLEET_REGION
+  value: {{ (first .).name | quote }}
+{{- end }}
+{{- end }}
 - name: K8S_CONTAINER
   value: nats
 - name: K8S_NODE_HOST
@@ -281,6 +372,8 @@ the control plane's own config rendering agrees with the chart's), then django.e
   value: {{ int64 $v.nats.config.ports.monitoring | toString | quote }}
 - name: FLEET_LEAFNODE_PORT
   value: {{ int64 $v.nats.config.ports.leafnode | toString | quote }}
+- name: FLEET_GATEWAY_PORT
+  value: {{ int64 $v.nats.config.ports.gateway | toString | quote }}
 {{- with $v.django.env }}
 {{ include "natsctl.env" . }}
 {{- end }}

@@ -1,16 +1,19 @@
 {{- /*
 `helm test`: a request/reply round trip through the fleet, like the nats chart's own test, as a user of
 a dedicated test account (its .creds in the Secret test.credsSecret, made once by the control plane:
-docs/DEPLOY.md). The replier connects to the first pod and the requester to the last, so with more
-than one node the request and its reply cross a route. A pod that is not up yet or an account not yet
+docs/DEPLOY.md). The replier connects to the first pod of the first region and the requester to the last
+pod of the last region here, so with more than one node the request and its reply cross a route (with
+several regions, a gateway). A pod that is not up yet or an account not yet
 pushed to every node shows as no responders; the request is retried for up to a minute.
 */ -}}
 {{- define "natsctl.test.pod" -}}
 {{- $t := .Values.test -}}
 {{- $n := .Values.nats -}}
-{{- $names := include "natsctl.nats.names" . | fromJson -}}
+{{- $local := (include "natsctl.nats.regions" . | fromJson).local -}}
+{{- $first := first $local -}}
+{{- $last := last $local -}}
 {{- $labels := dict "ctx" . "component" "test-request-reply" -}}
-{{- $url := printf "nats://%%s-%%d.%s.%s.svc.%s:%d" $names.headless .Release.Namespace .Values.clusterDomain (int64 $n.config.ports.client) -}}
+{{- $url := "nats://%s-%d.%s.%s.svc.%s:%d" -}}
 apiVersion: v1
 kind: Pod
 metadata:
@@ -33,8 +36,8 @@ spec:
     env:
     - {name: HOME, value: /tmp}
     - {name: NATS_CREDS, value: /creds/{{ $t.credsSecret.key }}}
-    - {name: REPLY_URL, value: {{ printf $url $names.statefulSet 0 | quote }}}
-    - {name: REQUEST_URL, value: {{ printf $url $names.statefulSet (sub (int64 $n.replicas) 1) | quote }}}
+    - {name: REPLY_URL, value: {{ printf $url $first.names.statefulSet 0 $first.names.headless .Release.Namespace .Values.clusterDomain (int64 $n.config.ports.client) | quote }}}
+    - {name: REQUEST_URL, value: {{ printf $url $last.names.statefulSet (sub (int64 $last.replicas) 1) $last.names.headless .Release.Namespace .Values.clusterDomain (int64 $n.config.ports.client) | quote }}}
     - {name: SUBJECT, value: {{ $t.subject | quote }}}
     command:
     - sh
