@@ -172,6 +172,9 @@ NATS_PUSH_TIMEOUT = env.float("NATS_PUSH_TIMEOUT", default=2.0)
 # The URLs tenants' clients use (the connect page and GET /api/v1/connect), comma separated, when they differ from
 # the nodes' own addresses (Kubernetes: the NATS Service's external name, not the pods' cluster DNS names).
 NATS_PUBLIC_URLS = env.list("NATS_PUBLIC_URLS", default=[])
+# The leafnode URLs tenants' own nats-servers solicit (a leafnode config's remote), comma separated, when they differ
+# from the nodes' own nats-leaf://host:leafnode_port. https://docs.nats.io/running-a-nats-service/configuration/leafnodes
+NATS_PUBLIC_LEAFNODE_URLS = env.list("NATS_PUBLIC_LEAFNODE_URLS", default=[])
 
 # ------------------------------------------------------------------------------------------------
 # The broker fleet: nodes as desired state, supervised by `manage.py fleet run`

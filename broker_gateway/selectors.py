@@ -44,6 +44,16 @@ def client_urls_public() -> list[str]:
     return list(settings.NATS_PUBLIC_URLS) or running_node_urls()
 
 
+def leafnode_urls_public() -> list[str]:
+    """The URLs tenants' own nats-servers connect to as leafnodes: NATS_PUBLIC_LEAFNODE_URLS when set, else every
+    running node's ``nats-leaf://host:leafnode_port``, by node name. (The one place that orders them: by region
+    once nodes have one.)"""
+    if settings.NATS_PUBLIC_LEAFNODE_URLS:
+        return list(settings.NATS_PUBLIC_LEAFNODE_URLS)
+    nodes = BrokerNode.objects.filter(desired_state=BrokerNode.Desired.RUNNING).order_by("name")
+    return [f"nats-leaf://{host}:{port}" for host, port in nodes.values_list("host", "leafnode_port")]
+
+
 def _fresh_since():
     return timezone.now() - timedelta(seconds=settings.FLEET_HEALTH_STALE_SECONDS)
 

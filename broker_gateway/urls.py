@@ -8,6 +8,8 @@ from broker_gateway.models import BrokerNode
 
 api_urlpatterns = [
     path("accounts/<str:account_pk>/status", api.AccountStatusApi.as_view(), name="api-account-status"),
+    path("accounts/<str:account_pk>/users/<str:user_pk>/leafnode", api.UserLeafnodeApi.as_view(),
+         name="api-user-leafnode"),
     path("fleet/nodes/", api.FleetNodeListApi.as_view(), name="api-fleet-nodes"),
     path("connect", api.ConnectApi.as_view(), name="api-connect"),
 ]

@@ -63,6 +63,7 @@ class AuditEvent(models.Model):
         EXPORT_DELETE = "export.delete"
         IMPORT_DELETE = "import.delete"
         MEMBER_ROLE = "member.role"
+        LEAFNODE_DOWNLOAD = "leafnode.download"
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="audit_events", null=True, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
