@@ -29,5 +29,6 @@ staff_urlpatterns = [
 
 web_urlpatterns = [
     path("accounts/<str:account_pk>/propagation", views.account_propagation_fragment, name="account-propagation"),
+    path("accounts/<str:account_pk>/users/<str:upk>/leafnode", views.user_leafnode, name="user-leafnode"),
     path("connect/", views.connect, name="connect"),
 ]
