@@ -9,7 +9,6 @@ import contextlib
 import json
 import subprocess
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from accounts_service.rights import PLATFORM
 from tests.fleet import running_fleet
 from tests.integration.test_metering import CollectorThread
-from tests.natsproc import free_port, wait_for_port
+from tests.natsproc import NatsServer, free_port, wait_for_port
 from tests.waiting import wait_for, wait_for_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -36,18 +35,8 @@ def _json(url: str) -> dict:
         return json.load(response)
 
 
-@dataclass
-class Leaf:
+class Leaf(NatsServer):
     """A tenant's nats-server started from the issued config, in its own directory (its working directory)."""
-
-    proc: subprocess.Popen
-    port: int
-    http_port: int
-    workdir: Path
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
 
     def leafnodes(self) -> int:
         return int(_json(f"http://127.0.0.1:{self.http_port}/leafz").get("leafnodes") or 0)
@@ -56,18 +45,6 @@ class Leaf:
         """The fleet told this leaf of a subscription on ``subject`` (over its leafnode connection)."""
         return any(subject in (ln.get("subscriptions_list") or [])
                    for ln in _json(f"http://127.0.0.1:{self.http_port}/leafz?subs=1").get("leafs") or [])
-
-    def log(self) -> str:
-        return (self.workdir / "leaf.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
 
 
 @contextlib.contextmanager
@@ -95,7 +72,8 @@ def leaf_started(workdir: Path, *, port: int, http_port: int):
     with open(workdir / "leaf.log", "ab") as log:
         proc = subprocess.Popen([nats_server_bin(), "-c", "leaf.conf"], cwd=workdir, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    leaf = Leaf(proc=proc, port=port, http_port=http_port, workdir=workdir)
+    leaf = Leaf(proc=proc, port=port, http_port=http_port, config_path=workdir / "leaf.conf",
+                log_path=workdir / "leaf.log")
     try:
         wait_for_port(port, proc=proc)
         yield leaf
