@@ -179,6 +179,9 @@ NATS_REGION_URLS = {
     for region, _, urls in (part.partition("=") for part in env.list("NATS_REGION_URLS", default=[]))
     if region.strip()
 }
+# The leafnode URLs tenants' own nats-servers solicit (a leafnode config's remote), comma separated, when they differ
+# from the nodes' own nats-leaf://host:leafnode_port. https://docs.nats.io/running-a-nats-service/configuration/leafnodes
+NATS_PUBLIC_LEAFNODE_URLS = env.list("NATS_PUBLIC_LEAFNODE_URLS", default=[])
 
 # ------------------------------------------------------------------------------------------------
 # The broker fleet: nodes as desired state, supervised by `manage.py fleet run`

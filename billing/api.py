@@ -26,6 +26,7 @@ class _MsgsBytes(serializers.Serializer):
 class _Connections(serializers.Serializer):
     current = serializers.IntegerField()
     peak = serializers.IntegerField()
+    leafnodes = serializers.IntegerField(help_text="leafnode connections now (the tenant's own nats-servers)")
 
 
 class _Quota(serializers.Serializer):

@@ -130,6 +130,7 @@ class CountersSample:
     at: dt.datetime
     counters: Counters
     conns: int
+    leafnodes: int = 0  # the account's leafnode connections on that server (tenants' own servers)
 
 
 @dataclass(frozen=True)

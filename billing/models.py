@@ -95,6 +95,7 @@ class ServerAccountCounter(models.Model):
     received_msgs = models.BigIntegerField(default=0)
     received_bytes = models.BigIntegerField(default=0)
     conns = models.IntegerField(default=0)
+    leafnodes = models.IntegerField(default=0, help_text="the account's leafnode connections (tenants' own servers)")
     resets = models.IntegerField(default=0)
 
     class Meta:

@@ -32,6 +32,13 @@ def connections_current(*, account_public_key: str, now: dt.datetime | None = No
                                    .values_list("conns", "observed_at"), now or timezone.now())
 
 
+def leafnodes_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
+    """The account's leafnode connections (tenants' own servers) now, summed over servers as client connections
+    are: each leaf is connected to one server, which alone reports it."""
+    return metering.connections_at(ServerAccountCounter.objects.filter(account_public_key=account_public_key)
+                                   .values_list("leafnodes", "observed_at"), now or timezone.now())
+
+
 def storage_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
     """JetStream bytes the account stores now (every replica), if a server reported them recently."""
     now = now or timezone.now()
@@ -66,7 +73,8 @@ def usage_document(*, account_public_key: str, window: str, plan: str, data_byte
         "sent": {"msgs": totals["sent_msgs"], "bytes": totals["sent_bytes"]},
         "received": {"msgs": totals["received_msgs"], "bytes": totals["received_bytes"]},
         "connections": {"current": connections_current(account_public_key=account_public_key, now=now),
-                        "peak": totals["peak"]},
+                        "peak": totals["peak"],
+                        "leafnodes": leafnodes_current(account_public_key=account_public_key, now=now)},
         "plan": plan,
         "quota": {"data_bytes": data_bytes, "used_bytes": used_bytes},
         "jetstream": {"storage_bytes": storage_current(account_public_key=account_public_key, now=now),

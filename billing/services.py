@@ -24,8 +24,8 @@ from core.db import Merge, datetime_adapter, rows_upsert
 _HOUR_FIELDS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds",
                 "storage_byte_seconds")
 _CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
-_COUNTER_FIELDS = ("seq", "observed_at", "conns", "server_name", "sent_msgs", "sent_bytes", "received_msgs",
-                   "received_bytes", "resets")
+_COUNTER_FIELDS = ("seq", "observed_at", "conns", "leafnodes", "server_name", "sent_msgs", "sent_bytes",
+                   "received_msgs", "received_bytes", "resets")
 
 
 @dataclasses.dataclass
@@ -50,6 +50,7 @@ class _Counter:
     seq: int
     observed_at: dt.datetime
     conns: int
+    leafnodes: int
     sent_msgs: int
     sent_bytes: int
     received_msgs: int
@@ -58,7 +59,7 @@ class _Counter:
 
 
 _COUNTER_COLUMNS = ("id", "server_id", "account_public_key", "server_name", "seq", "observed_at", "conns",
-                    "sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "resets")
+                    "leafnodes", "sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "resets")
 
 
 def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
@@ -176,10 +177,10 @@ def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]],
         return
     if row is None:
         for other in rows:  # the restarted server's old counters hold no connection
-            if other.server_name == sample.server_name and other.conns:
-                other.conns = 0
+            if other.server_name == sample.server_name and (other.conns or other.leafnodes):
+                other.conns = other.leafnodes = 0
                 dirty[id(other)] = other
-        row = _Counter(None, sample.server_id, sample.account, "", 0, sample.at, 0, 0, 0, 0, 0, 0)
+        row = _Counter(None, sample.server_id, sample.account, "", 0, sample.at, 0, 0, 0, 0, 0, 0, 0)
         rows.append(row)
         new[(sample.server_id, sample.account)] = row
     else:
@@ -187,6 +188,7 @@ def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]],
         row.resets += int(change.reset)
     c = sample.counters
     row.seq, row.observed_at, row.conns, row.server_name = sample.seq, sample.at, sample.conns, sample.server_name
+    row.leafnodes = sample.leafnodes
     row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes = (
         c.sent_msgs, c.sent_bytes, c.received_msgs, c.received_bytes)
     hour = hours[(sample.account, metering.hour_floor(sample.at))]

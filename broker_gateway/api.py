@@ -1,7 +1,10 @@
-"""REST API v1 of the fleet: an account's propagation status (tenants) and the node list (staff)."""
+"""REST API v1 of the fleet: an account's propagation status and a user's leafnode config (tenants), the node list
+(staff)."""
 
 from __future__ import annotations
 
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, serializers
 from rest_framework.request import Request
@@ -10,8 +13,17 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts_service.api.base import AccountScopedApi
-from accounts_service.api.utils import paginated, paginated_response
-from accounts_service.selectors import account_for_user_get
+from accounts_service.api.utils import (
+    TEXT_RENDERERS,
+    AcceptHeaderNegotiation,
+    ServiceTransactionsMixin,
+    paginated,
+    paginated_response,
+    plain_text_response,
+)
+from accounts_service.selectors import account_for_user_get, user_get
+from broker_gateway.leafconf import DEFAULT_LOCAL_PORT
+from broker_gateway.leafnodes import LEAF_CONFIG_FILENAME, port_check, user_leafnode_config
 from broker_gateway.selectors import account_propagation, connect_plan, fleet_overview
 from broker_gateway.services import home_region_set
 
@@ -56,6 +68,30 @@ class AccountStatusApi(AccountScopedApi):
         account = self.account
         # account_propagation already returns JSON-ready primitives; no OutputSerializer needed.
         return Response(account_propagation(account=account))
+
+
+class UserLeafnodeApi(ServiceTransactionsMixin, AccountScopedApi):
+    """``GET .../users/{user_pk}/leafnode?port=4222``: a nats-server config that joins the fleet as a leafnode
+    with this user's creds, which it references as ``<user>.creds`` beside it (download those from ``.../creds``).
+    Audited and never cached, like the creds."""
+
+    renderer_classes = TEXT_RENDERERS
+    content_negotiation_class = AcceptHeaderNegotiation
+    account_fields = ("public_key", "leaf")
+
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR}, parameters=[
+        OpenApiParameter("port", int, required=False,
+                         description=f"the leaf's local client port, 1..65535 (default {DEFAULT_LOCAL_PORT})"),
+    ])
+    def get(self, request: Request, account_pk: str, user_pk: str) -> HttpResponse:
+        user = user_get(account=self.account, public_key=user_pk)
+        port = port_check(request.query_params.get("port", DEFAULT_LOCAL_PORT))
+        issued = user_leafnode_config(user=user, actor=request.user, port=port)
+        # Not a secret itself, but it names who acts as the user: never cached by browsers or proxies.
+        return plain_text_response(issued.config, headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{LEAF_CONFIG_FILENAME}"',
+        })
 
 
 class FleetNodeListApi(APIView):

@@ -170,15 +170,16 @@ class Collector:
 
     def _changed(self, samples: list[Sample]) -> list[Sample]:
         """Drop the STATZ entries of idle accounts whose counters have not moved since this collector last saw
-        them (no connection, same counters: they would add nothing). Each node lists every account it knows in
-        every poll; most are idle, and the ledger need not hear it every few seconds."""
+        them (no client or leafnode connection, same counters: they would add nothing). Each node lists every
+        account it knows in every poll; most are idle, and the ledger need not hear it every few seconds."""
         out = []
         for sample in samples:
             if isinstance(sample, CountersSample) and sample.kind == SampleKind.COUNTERS_POLL:
                 key = (sample.server_id, sample.account)
-                if sample.conns == 0 and self._idle.get(key) == sample.counters:
+                idle = sample.conns == 0 and sample.leafnodes == 0  # a leafnode keeps the account's count fresh too
+                if idle and self._idle.get(key) == sample.counters:
                     continue
-                if sample.conns == 0:
+                if idle:
                     self._idle[key] = sample.counters
                 else:
                     self._idle.pop(key, None)

@@ -6,11 +6,15 @@ Everything about their layout lives here; billing gets plain counters and sample
 - ``$SYS.ACCOUNT.<acc>.SERVER.CONNS`` events and the ``account_statz`` entries of ``$SYS.REQ.ACCOUNT.PING.STATZ``
   carry per (server, account) **cumulative** counters from the server's point of view: ``received`` is what
   the server took in for the account, ``sent`` what it sent out, each with the part that crossed routes,
-  gateways and leafnodes.
+  gateways and leafnodes; and the account's client connections (``conns``) and leafnode connections
+  (``leafnodes``) on that server.
 - From the clients' point of view, what the account's clients published on this server (**sent**) is the
-  server's ``received`` minus what came in over routes/gateways/leafs, and what was delivered to them
+  server's ``received`` minus what came in over routes and gateways, and what was delivered to them
   (**received**) is the server's ``sent`` minus what went out over them. Summed over servers, a message
   crossing a route is counted once, on the server its client used.
+- A leafnode connection is a tenant's own nats-server: a client of the fleet like any other, so what crosses
+  it is the account's traffic and is **not** subtracted. It is counted once, on the fleet server the leaf is
+  connected to (the tenant's own server reports to no one we listen to).
 - Counters live in server memory and start from zero whenever a server starts (it gets a new server id),
   so a sample is keyed by server id and ordered by the server's event sequence number.
 - Timestamps are RFC 3339 with nanoseconds.
@@ -42,7 +46,8 @@ CONNS_EVERY = dt.timedelta(seconds=30)
 # above any the server ever sent, ordered by the server's own clock.
 LAME_DUCK_SEQ = 2**53
 
-_REMOTE = ("routes", "gateways", "leafs")
+# Server-to-server traffic of the fleet itself, counted on both servers: left out. Leafnodes are tenants' servers.
+_REMOTE = ("routes", "gateways")
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -89,7 +94,8 @@ def _key(*parts: object) -> str:
 def _counters(kind: SampleKind, server: dict[str, Any], seq: int, at, stat: dict[str, Any]) -> CountersSample:
     return CountersSample(key=_key(server.get("id", ""), seq), kind=kind, account=stat.get("acc") or "",
                           server_id=server.get("id", ""), server_name=server.get("name", ""), seq=seq, at=at,
-                          counters=client_counters(stat), conns=int(stat.get("conns") or 0))
+                          counters=client_counters(stat), conns=int(stat.get("conns") or 0),
+                          leafnodes=int(stat.get("leafnodes") or 0))
 
 
 def event_samples(subject: str, data: bytes) -> list[Sample]:

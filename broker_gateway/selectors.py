@@ -101,6 +101,19 @@ def connect_plan(*, account: Account | None = None, region: str | None = None) -
             "regions": [{"name": r, "servers": regions[r]} for r in order]}
 
 
+def leafnode_urls_public() -> list[str]:
+    """The URLs tenants' own nats-servers connect to as leafnodes: NATS_PUBLIC_LEAFNODE_URLS when set, else every
+    running node's leafnode URL, every region's, regions in the order their first node was added (a leafnode
+    remote takes one URL at a time and fails over to the others)."""
+    if settings.NATS_PUBLIC_LEAFNODE_URLS:
+        return list(settings.NATS_PUBLIC_LEAFNODE_URLS)
+    nodes = list(BrokerNode.objects.filter(desired_state=BrokerNode.Desired.RUNNING).order_by("created_at", "pk"))
+    first = {}
+    for node in nodes:
+        first.setdefault(node.region, len(first))
+    return [n.leafnode_url for n in sorted(nodes, key=lambda n: (first[n.region], n.name))]
+
+
 def _fresh_since():
     return timezone.now() - timedelta(seconds=settings.FLEET_HEALTH_STALE_SECONDS)
 

@@ -9,6 +9,8 @@ from broker_gateway.models import BrokerNode
 api_urlpatterns = [
     path("accounts/<str:account_pk>/status", api.AccountStatusApi.as_view(), name="api-account-status"),
     path("accounts/<str:account_pk>/home-region", api.AccountHomeRegionApi.as_view(), name="api-account-home-region"),
+    path("accounts/<str:account_pk>/users/<str:user_pk>/leafnode", api.UserLeafnodeApi.as_view(),
+         name="api-user-leafnode"),
     path("fleet/nodes/", api.FleetNodeListApi.as_view(), name="api-fleet-nodes"),
     path("connect", api.ConnectApi.as_view(), name="api-connect"),
 ]
@@ -32,6 +34,7 @@ staff_urlpatterns = [
 
 web_urlpatterns = [
     path("accounts/<str:account_pk>/propagation", views.account_propagation_fragment, name="account-propagation"),
+    path("accounts/<str:account_pk>/users/<str:upk>/leafnode", views.user_leafnode, name="user-leafnode"),
     path("connect/", views.connect, name="connect"),
     path("accounts/<str:account_pk>/home-region", views.account_home_region, name="account-home-region"),
 ]

@@ -25,7 +25,7 @@ from django.utils.text import slugify
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts_service.selectors import account_for_user_get
+from accounts_service.selectors import account_for_user_get, user_get
 from accounts_service.services import creds_filename
 from accounts_service.tenants import (
     connect_accounts,
@@ -36,6 +36,8 @@ from accounts_service.tenants import (
     tenant_list,
     tenant_members,
 )
+from billing.selectors import leafnodes_current
+from broker_gateway.leafnodes import LEAF_CONFIG_FILENAME, user_leafnode_config
 from broker_gateway.models import BrokerNode
 from broker_gateway.nodes import node_add, node_desired_set, node_remove, region_add, region_desired_set, regions_list
 from broker_gateway.selectors import (
@@ -299,7 +301,29 @@ def account_propagation_fragment(request: HttpRequest, account_pk: str) -> HttpR
         r["held_issued"] = _from_iat(r["held_iat"])
     pending = [r["node"] for r in status["nodes"] if r["healthy"] and not r["in_sync"]]
     return render(request, "broker/propagation.html", {"account": account, "status": status, "pending": pending,
-                                                       "desired_ago": _ago(_from_iat(status["desired"]["iat"]))})
+                                                       "desired_ago": _ago(_from_iat(status["desired"]["iat"])),
+                                                       "leafnodes": leafnodes_current(
+                                                           account_public_key=account.public_key)})
+
+
+@login_required
+@require_POST
+def user_leafnode(request: HttpRequest, account_pk: str, upk: str) -> HttpResponse:
+    """The account page's "Download leaf.conf": the same config as the API's (audited, never cached); a refusal
+    goes back to the page as a message."""
+    account = account_for_user_get(user=request.user, public_key=account_pk)
+    user = user_get(account=account, public_key=upk)
+    try:
+        issued = user_leafnode_config(user=user, actor=request.user)
+    except NotFound:
+        raise
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("web:account", pk=account_pk)
+    response = HttpResponse(issued.config, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{LEAF_CONFIG_FILENAME}"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 _CHOSEN_BY = {"query": "you asked for it", "home_region": "the account's home region",

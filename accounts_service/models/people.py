@@ -64,6 +64,7 @@ class AuditEvent(models.Model):
         IMPORT_DELETE = "import.delete"
         MEMBER_ROLE = "member.role"
         ACCOUNT_REGION = "account.region"
+        LEAFNODE_DOWNLOAD = "leafnode.download"
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="audit_events", null=True, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,

@@ -11,6 +11,12 @@ from billing.invoices import invoice_generate
 from billing.selectors import period_start
 
 
+@pytest.fixture(autouse=True)
+def _leafnode_urls(settings):
+    """A fleet address for leafnode configs: the route walks run without any BrokerNode (else a 503)."""
+    settings.NATS_PUBLIC_LEAFNODE_URLS = ["nats-leaf://leaf.example.com:7422"]
+
+
 @pytest.fixture
 def first_team_objects(operator_setup):
     owner = get_user_model().objects.create_user(username="alice", password="pw-alice-123")

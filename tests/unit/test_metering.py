@@ -33,6 +33,29 @@ def test_client_counters_leave_route_traffic_out():
     assert events.client_counters(stat) == Counters(10, 1000, 3, 300)
 
 
+def test_client_counters_count_leafnode_traffic_once():
+    """A leafnode is a tenant's own server, a client of ours: what it published (the server's received.leafs) and
+    what was delivered to it (sent.leafs) are the account's traffic. Routes and gateways still are not."""
+    stat = _stat(pub_msgs=10, pub_bytes=1000, del_msgs=3, del_bytes=300, route_in=(7, 700), route_out=(10, 1000))
+    stat["received"]["leafs"] = {"msgs": 4, "bytes": 400}  # part of the 10 published: 4 came from a leaf
+    stat["sent"]["leafs"] = {"msgs": 2, "bytes": 200}  # part of the 3 delivered: 2 went to a leaf
+    stat["received"]["gateways"] = {"msgs": 5, "bytes": 500}
+    stat["received"]["msgs"] += 5
+    stat["received"]["bytes"] += 500
+    assert events.client_counters(stat) == Counters(10, 1000, 3, 300)
+
+
+def test_counters_samples_carry_the_account_leafnode_connections():
+    body = {"server": {"id": "S1", "name": "n1", "seq": 4}, "data": {"now": "2026-11-22T10:59:30.123456789Z",
+            "account_statz": [{**_stat(pub_msgs=1, pub_bytes=1, del_msgs=0, del_bytes=0, conns=2), "leafnodes": 3}]}}
+    (sample,) = events.statz_samples(json.dumps(body).encode())
+    assert (sample.conns, sample.leafnodes) == (2, 3)
+    event = {"server": {"id": "S1", "name": "n1", "seq": 5}, "timestamp": "2026-11-22T10:59:31Z",
+             **_stat(pub_msgs=1, pub_bytes=1, del_msgs=0, del_bytes=0, conns=0)}
+    (sample,) = events.event_samples(f"$SYS.ACCOUNT.{ACC}.SERVER.CONNS", json.dumps(event).encode())
+    assert (sample.conns, sample.leafnodes) == (0, 0)
+
+
 def test_delta_first_next_stale_and_reset():
     first = Snapshot("S1", 5, Counters(10, 100, 4, 40), 1, T0)
     assert metering.delta(None, first).counters == Counters(10, 100, 4, 40)
@@ -121,6 +144,29 @@ def test_ledger_counts_replays_once_detects_restarts_and_files_late_data_by_hour
     assert (hours[10].sent_msgs, hours[10].sent_bytes, hours[10].received_msgs) == (10 + 1, 100 + 10, 5 + 1)
     assert (hours[11].sent_msgs, hours[11].sent_bytes, hours[11].received_msgs) == (20 + 4, 200 + 40, 0)
     assert MeterSample.objects.filter(account_public_key=ACC).count() == 4
+
+
+@pytest.mark.django_db
+def test_leafnode_connections_sum_over_servers_and_a_restarted_server_forgets_its_own():
+    from billing.selectors import leafnodes_current, usage_document
+    from broker_gateway.collector import event_ingest
+
+    subject = f"$SYS.ACCOUNT.{ACC}.SERVER.CONNS"
+    at = T0 + dt.timedelta(seconds=1)
+    assert event_ingest(subject, _conns_event("S1", 1, at, {**_stat(pub_msgs=1, pub_bytes=1, del_msgs=0,
+                                                                    del_bytes=0, conns=0), "leafnodes": 2}))
+    assert event_ingest(subject, _conns_event("S2", 1, at, {**_stat(pub_msgs=0, pub_bytes=0, del_msgs=0,
+                                                                    del_bytes=0, conns=1), "leafnodes": 1},
+                                              name="n2"))
+    assert leafnodes_current(account_public_key=ACC, now=at) == 3
+    doc = usage_document(account_public_key=ACC, window="24h", plan="", data_bytes=-1, used_bytes=0, now=at)
+    assert doc["connections"]["leafnodes"] == 3 and doc["connections"]["current"] == 1
+    # n1 restarted (a new server id): its old row's leafnodes are gone with it.
+    assert event_ingest(subject, _conns_event("S3", 1, at, _stat(pub_msgs=0, pub_bytes=0, del_msgs=0, del_bytes=0,
+                                                                 conns=0)))
+    assert leafnodes_current(account_public_key=ACC, now=at) == 1
+    # A server not heard from within OBSERVATION_FRESH no longer counts.
+    assert leafnodes_current(account_public_key=ACC, now=at + metering.OBSERVATION_FRESH * 2) == 0
 
 
 @pytest.mark.django_db
@@ -290,13 +336,14 @@ def test_the_collector_skips_idle_accounts_whose_counters_did_not_move():
     collector._idle = {}
     at = dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)
 
-    def statz(seq, conns, sent, kind=SampleKind.COUNTERS_POLL):
+    def statz(seq, conns, sent, kind=SampleKind.COUNTERS_POLL, leafnodes=0):
         return CountersSample(key=f"S1:{seq}", kind=kind, account="A1", server_id="S1", server_name="n1", seq=seq,
-                              at=at, counters=Counters(sent, sent * 10, 0, 0), conns=conns)
+                              at=at, counters=Counters(sent, sent * 10, 0, 0), conns=conns, leafnodes=leafnodes)
 
     polls = [statz(1, 0, 5), statz(2, 0, 5), statz(3, 0, 5), statz(4, 1, 5), statz(5, 1, 5), statz(6, 0, 7),
-             statz(7, 0, 7), statz(8, 0, 7, kind=SampleKind.COUNTERS_EVENT)]
+             statz(7, 0, 7), statz(8, 0, 7, kind=SampleKind.COUNTERS_EVENT), statz(9, 0, 7, leafnodes=1),
+             statz(10, 0, 7, leafnodes=1), statz(11, 0, 7), statz(12, 0, 7)]
     kept = [s.seq for s in collector._changed(polls)]
-    # the first idle sample, every sample with a connection (it keeps the account's connections fresh), a move
-    # of the counters, and every CONNS event
-    assert kept == [1, 4, 5, 6, 8]
+    # the first idle sample, every sample with a client or leafnode connection (it keeps the account's
+    # connections fresh), a move of the counters, every CONNS event, and the first idle one after a leafnode left
+    assert kept == [1, 4, 5, 6, 8, 9, 10, 11]

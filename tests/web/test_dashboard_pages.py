@@ -320,3 +320,39 @@ def test_a_suspended_account_says_so_on_its_pages(owner_client, shared):
     assert "This account is suspended" in page and "monthly data allowance used up" in page
     services.account_resume(actor=PLATFORM, account=account)
     assert "suspended" not in owner_client.get(f"/accounts/{account.public_key}/").content.decode()
+
+
+def test_user_leafnode_download_is_a_post_never_cached_and_audited(owner_client, owner, shared, settings):
+    from accounts_service.services import user_create
+
+    settings.NATS_PUBLIC_LEAFNODE_URLS = ["nats-leaf://leaf.example.com:7422"]
+    account = _account(shared)
+    user = user_create(actor=owner, account=account, name="edge")
+    zero = user_create(actor=owner, account=account, name="zero", subs=0)
+    page = owner_client.get(f"/accounts/{account.public_key}/").content.decode()
+    url = f"/accounts/{account.public_key}/users/{user.public_key}/leafnode"
+    assert f'action="{url}"' in page and "Download leaf.conf" in page
+    assert owner_client.get(url).status_code == 405
+    response = owner_client.post(url)
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    assert response["Content-Disposition"] == 'attachment; filename="leaf.conf"'
+    assert 'credentials: "edge.creds"' in response.content.decode()
+    assert AuditEvent.objects.filter(team=shared, action="leafnode.download", actor=owner,
+                                     target=user.public_key).count() == 1
+    refused = owner_client.post(f"/accounts/{account.public_key}/users/{zero.public_key}/leafnode", follow=True)
+    assert b"subscription limit is 0" in refused.content
+    assert AuditEvent.objects.filter(action="leafnode.download").count() == 1
+
+
+def test_the_account_page_shows_its_leafnode_connections(owner_client, shared):
+    from django.utils import timezone
+
+    from billing.models import ServerAccountCounter
+
+    account = _account(shared)
+    ServerAccountCounter.objects.create(server_id="S1", server_name="n1", account_public_key=account.public_key,
+                                        seq=1, observed_at=timezone.now(), conns=0, leafnodes=2)
+    fragment = owner_client.get(f"/accounts/{account.public_key}/propagation").content.decode()
+    assert 'id="leafnodes-current"' in fragment and "<strong>2</strong>" in fragment
+    usage = owner_client.get(f"/accounts/{account.public_key}/usage/").content.decode()
+    assert '<strong id="leafnodes-current">2</strong>' in usage

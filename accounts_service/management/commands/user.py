@@ -1,4 +1,4 @@
-"""``manage.py user create|list|revoke|delete|creds``."""
+"""``manage.py user create|list|revoke|delete|creds|leafnode``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from django.core.management.base import CommandError
 from accounts_service.models import NatsUser
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get, user_get
-from accounts_service.services import user_create, user_creds_get, user_delete, user_revoke
+from accounts_service.services import creds_filename, user_create, user_creds_get, user_delete, user_revoke
+from broker_gateway.leafconf import DEFAULT_LOCAL_PORT
+from broker_gateway.leafnodes import LEAF_CONFIG_FILENAME, user_leafnode_config
 from core.cli import SubcommandCommand
 
 
@@ -29,6 +31,7 @@ class Command(SubcommandCommand):
         "create": "create a user and write its .creds (mode 0600)",
         "list": "list the users of an account",
         "creds": "write the .creds of an existing user",
+        "leafnode": "write leaf.conf and the .creds it references: run your own nats-server as a leafnode",
         "revoke": "revoke a user (pushed in the account JWT)",
         "delete": "delete a user (revoked first)",
     }
@@ -101,6 +104,24 @@ class Command(SubcommandCommand):
         nats_user = user_get(account=account_get(public_key=account), public_key=user)
         _write_creds(creds_out, user_creds_get(user=nats_user))
         self.out(f"creds written to {creds_out}")
+
+    def add_leafnode_arguments(self, p) -> None:
+        p.add_argument("--account", required=True)
+        p.add_argument("--user", required=True)
+        p.add_argument("--out", type=Path, required=True, help="directory for leaf.conf and the user's .creds")
+        p.add_argument("--port", default=DEFAULT_LOCAL_PORT, help=f"the leaf's local client port (default "
+                                                                   f"{DEFAULT_LOCAL_PORT})")
+
+    def handle_leafnode(self, *, account, user, out, port, **_) -> None:
+        nats_user = user_get(account=account_get(public_key=account), public_key=user)
+        # An absolute path: the server then starts from any working directory.
+        creds_path = out.expanduser().resolve() / creds_filename(nats_user.name)
+        issued = user_leafnode_config(user=nats_user, actor=PLATFORM, port=port, credentials=str(creds_path),
+                                      with_creds=True)
+        _write_creds(creds_path, issued.creds or "")
+        config_path = creds_path.parent / LEAF_CONFIG_FILENAME
+        config_path.write_text(issued.config)
+        self.out(f"{config_path} and {creds_path} written; run: nats-server -c {config_path}")
 
     def add_revoke_arguments(self, p) -> None:
         p.add_argument("--account", required=True)
