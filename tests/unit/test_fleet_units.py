@@ -205,3 +205,31 @@ def test_accounts_behind_are_those_some_healthy_node_has_not_acknowledged(three_
     # A heartbeat older than FLEET_HEALTH_STALE_SECONDS means the supervisor stopped confirming the node.
     BrokerNode.objects.filter(name="n2").update(last_healthy_at=now - timezone.timedelta(minutes=5))
     assert [n.name for n in healthy_nodes()] == ["n1"]
+
+
+def test_gateway_links_read_from_gatewayz():
+    from broker_gateway.selectors import gateway_links
+
+    gatewayz = {"name": "us-east", "outbound_gateways": {
+        "eu-west": {"configured": True, "connection": {"ip": "127.0.0.1", "port": 7223, "rtt": "1ms"}}},
+        "inbound_gateways": {"eu-west": [{"configured": False, "connection": {}}]}}
+    links = gateway_links(gatewayz, ["ap-south", "eu-west", "us-east"], "us-east")
+    assert links == [
+        {"region": "ap-south", "state": "down", "url": "", "rtt": "", "inbound": 0},
+        {"region": "eu-west", "state": "up", "url": "127.0.0.1:7223", "rtt": "1ms", "inbound": 1},
+    ]
+    assert [link["state"] for link in gateway_links(None, ["eu-west", "us-east"], "us-east")] == ["unknown"]
+    assert gateway_links({}, ["us-east"], "us-east") == []  # one region: no link to show
+
+
+def test_leafnode_urls_list_every_region_first_region_first(operator_setup):
+    from broker_gateway.models import BrokerNode
+    from broker_gateway.nodes import node_add
+    from broker_gateway.selectors import leafnode_urls_public
+
+    node_add(name="b-1", region="eu-west")
+    node_add(name="a-1", region="us-east")
+    node_add(name="a-0", region="eu-west")
+    urls = leafnode_urls_public()
+    names = {n.leafnode_url: n.name for n in BrokerNode.objects.all()}
+    assert [names[u] for u in urls] == ["a-0", "b-1", "a-1"] and all(u.startswith("nats-leaf://") for u in urls)
