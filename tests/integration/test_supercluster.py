@@ -41,7 +41,7 @@ def supercluster(operator_setup, tmp_path):
         yield regions
 
 
-def _in_sync_everywhere(account) -> bool:
+def _in_sync_everywhere(account, nodes: int = 6) -> bool:
     from broker_gateway.propagation import fleet_reconcile
     from broker_gateway.selectors import account_propagation
 
@@ -49,7 +49,7 @@ def _in_sync_everywhere(account) -> bool:
     if not status["in_sync"]:
         fleet_reconcile(quiet=True)
         status = account_propagation(account=account)
-    return status["in_sync"] and status["live_on"] == 6
+    return status["in_sync"] and status["live_on"] == nodes
 
 
 def test_push_is_acknowledged_by_every_node_of_every_region(supercluster, team):
@@ -110,3 +110,37 @@ def test_messages_and_service_requests_cross_regions(supercluster, team, other_t
             await close_all(sender, receiver, requester)
 
     run(body)
+
+
+def test_jetstream_works_in_the_default_topology_with_a_region_of_one_node(operator_setup, tmp_path, team):
+    """The embedded default (us-east=2, eu-west=1): JetStream runs clustered across the supercluster, so a stream
+    created from the lone eu-west node is placed and answered, and a client in us-east reads it back."""
+    from broker_gateway import nats_client
+
+    with running_supercluster({"us-east": 2, "eu-west": 1}, tmp_path / "fleet") as (regions, _sup):
+        account = account_create(actor=PLATFORM, team=team, name="js", plan="free")
+        wait_for(lambda: _in_sync_everywhere(account, nodes=3), what="the account on all 3 nodes")
+        creds = user_creds_get(user=user_create(actor=PLATFORM, account=account, name="app"))
+
+        async def body() -> None:
+            west = await nats_client.connect_creds(regions["eu-west"][0].client_url, creds, name="js-west")
+            east = await nats_client.connect_creds(regions["us-east"][0].client_url, creds, name="js-east")
+            try:
+                js = west.jetstream(timeout=5)
+                deadline = asyncio.get_running_loop().time() + 30
+                while True:  # the meta leader is elected once the three servers see each other
+                    try:
+                        await js.add_stream(name="ORDERS", subjects=["orders.>"])
+                        break
+                    except Exception:
+                        assert asyncio.get_running_loop().time() < deadline, "no JetStream meta leader in 30 s"
+                        await west.flush()
+                ack = await js.publish("orders.1", b"first")
+                assert ack.stream == "ORDERS" and ack.seq == 1
+                msg = await east.jetstream(timeout=5).get_msg("ORDERS", 1)
+                assert msg.data == b"first"
+            finally:
+                await west.close()
+                await east.close()
+
+        run(body)
