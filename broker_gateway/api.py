@@ -171,7 +171,11 @@ class AccountHomeRegionApi(AccountScopedApi):
     (``{"region": ""}``: automatic, from where its connections are). Any member; audit-logged."""
 
     class InputSerializer(serializers.Serializer):
-        region = serializers.CharField(allow_blank=True, max_length=32)
+        region = serializers.RegexField(
+            regex=r"^([a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?)?$", allow_blank=True, max_length=32,
+            help_text="one of the fleet's regions; '' for automatic",
+            error_messages={"invalid": "not a region name: 1-32 lowercase letters, digits or '-', starting and "
+                                       "ending with a letter or digit (e.g. us-east)"})
 
     class OutputSerializer(serializers.Serializer):
         account = serializers.CharField()

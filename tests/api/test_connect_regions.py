@@ -80,7 +80,7 @@ def test_home_region_is_set_by_a_member_audited_and_comes_first(regions, member,
 
 
 @pytest.mark.parametrize(("region", "status", "code"), [
-    ("mars", 404, "region_not_found"), ("EU_WEST", 400, "region_invalid"), ("x" * 33, 400, "invalid"),
+    ("mars", 404, "region_not_found"), ("EU_WEST", 400, "invalid"), ("x" * 33, 400, "invalid"),
 ])
 def test_bad_home_region_is_refused_and_nothing_changes(regions, member, account, region, status, code):
     response = token_client(member).put(f"/api/v1/accounts/{account.public_key}/home-region", {"region": region},

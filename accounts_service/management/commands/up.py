@@ -100,10 +100,16 @@ class Command(BaseCommand):
     def _banner(self, host: str, port: int, fleet, redis_url: str) -> None:
         py = Path(sys.executable)
         urls = ",".join(n.client_url for n in fleet)
+        regions: dict[str, list[str]] = {}
+        for node in fleet:
+            regions.setdefault(node.region, []).append(node.name)
+        joined = " joined by gateways" if len(regions) > 1 else ""
         lines = [
             "",
             "natsctl is up.",
             f"  web:        http://{host}:{port}/   (admin: http://{host}:{port}/admin/)",
+            "  regions:    " + "; ".join(f"{r} ({len(names)} node{'s' if len(names) != 1 else ''})"
+                                     for r, names in regions.items()) + joined,
             f"  NATS:       {urls}",
             f"  monitoring: {', '.join(n.monitoring_url for n in fleet)}",
             f"  redis:      {redis_url}",
