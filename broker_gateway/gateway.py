@@ -27,6 +27,7 @@ DELETE = "$SYS.REQ.CLAIMS.DELETE"
 LIST = "$SYS.REQ.CLAIMS.LIST"
 LOOKUP = "$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP"
 ROUTEZ = "$SYS.REQ.SERVER.{}.ROUTEZ"  # answered by that one server only
+GATEWAYZ = "$SYS.REQ.SERVER.{}.GATEWAYZ"  # likewise
 
 
 class GatewayUnavailable(Exception):
@@ -256,20 +257,38 @@ class Gateway:
         return held
 
     def cluster_size(self, *, timeout: float) -> int | None:
-        """How many servers answer a claims request sent here: the connected server and the servers it has
-        routes to (its own ROUTEZ, one reply; a pooled route counts once). None if it did not say in time."""
+        """How many servers answer a claims request sent here: the connected server and the servers it has routes
+        to (its own ROUTEZ; a pooled route counts once), and in a supercluster every other region's servers: for
+        each region the connected server has an outbound gateway to, the server at its other end (GATEWAYZ names
+        it by id) and the servers that one routes to (its ROUTEZ; system requests cross gateways). None if the
+        connected server did not say in time; a region whose server did not answer counts as that one server."""
         server_id = self._nc._server_info.get("server_id", "")
-        timeout = min(timeout, 2.0)  # one server's answer about itself: milliseconds
+        timeout = min(timeout, 2.0)  # servers' answers about themselves: milliseconds
 
-        async def ask() -> bytes:
-            return (await self._nc.request(ROUTEZ.format(server_id), b"", timeout=timeout)).data
+        async def routes_of(sid: str) -> int:
+            data = parse_reply((await self._nc.request(ROUTEZ.format(sid), b"", timeout=timeout)).data).get("data")
+            return len({r.get("remote_id") for r in (data or {}).get("routes") or []})
+
+        async def ask() -> int:
+            total = 1 + await routes_of(server_id)
+            try:
+                raw = (await self._nc.request(GATEWAYZ.format(server_id), b"", timeout=timeout)).data
+            except Exception:  # no gateway (a lone cluster answers with an error or not at all), or an old server
+                return total
+            outbound = (parse_reply(raw).get("data") or {}).get("outbound_gateways") or {}
+            remote = [(gw.get("connection") or {}).get("name") for gw in outbound.values()]
+            for sid in filter(None, remote):
+                try:
+                    total += 1 + await routes_of(sid)
+                except Exception:  # that region's server did not answer: it is still one server
+                    total += 1
+            return total
 
         try:
-            data = parse_reply(self._call(ask(), timeout + 1)).get("data") or {}
+            return self._call(ask(), 4 * timeout + 1)
         except Exception:  # an old server or a lost reply: the caller falls back to waiting its timeout
             log.debug("routez failed", exc_info=True)
             return None
-        return 1 + len({r.get("remote_id") for r in data.get("routes") or []})
 
     def delete(self, claim_jwt: str, *, expect: int, timeout: float) -> list[dict]:
         (replies,) = self.request_many([(DELETE, claim_jwt.encode("ascii"))], expect=expect, timeout=timeout)

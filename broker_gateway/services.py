@@ -16,8 +16,9 @@ from operators import services as op_services
 
 CONTROL_PLANE_USER = "control-plane"
 # The control plane's own system-account user may only talk on the claims subjects it needs.
-# ROUTEZ (read only): how many servers a claims request sent to one given server will be answered by.
-CONTROL_PLANE_PUB = ["$SYS.REQ.CLAIMS.>", "$SYS.REQ.ACCOUNT.*.CLAIMS.>", "$SYS.REQ.SERVER.*.ROUTEZ"]
+# ROUTEZ and GATEWAYZ (read only): how many servers a claims request sent to one given server will be answered by.
+CONTROL_PLANE_PUB = ["$SYS.REQ.CLAIMS.>", "$SYS.REQ.ACCOUNT.*.CLAIMS.>", "$SYS.REQ.SERVER.*.ROUTEZ",
+                     "$SYS.REQ.SERVER.*.GATEWAYZ"]
 CONTROL_PLANE_SUB = ["_INBOX.>"]
 
 
