@@ -106,6 +106,15 @@ def wait_converged(names: list[str], base: Path) -> dict[str, str]:
     return expected
 
 
+def pin_gateway(urls: list[str]) -> None:
+    """This process's fleet connection, reopened to ``urls`` only."""
+    from broker_gateway import services
+
+    services.gateway_reset()
+    with services._gateway_lock:
+        services._gateway = services.gateway_open(urls)
+
+
 def signal_nodes(sup, names: list[str], signum: int) -> dict[str, int]:
     """Send ``signum`` to each node's process group (the driver starts each node in a session of its own)."""
     pids = {}
@@ -322,7 +331,6 @@ def test_verify_and_reconcile_repair_a_node_of_another_region(supercluster, team
     from broker_gateway import propagation
     from broker_gateway.models import NodeClaim
     from broker_gateway.nodes import node_desired_set
-    from broker_gateway.services import gateway_reset
     from operators.models import IssuedAccountJwt
 
     regions, sup, base = supercluster
@@ -334,8 +342,10 @@ def test_verify_and_reconcile_repair_a_node_of_another_region(supercluster, team
     rolled.refresh_from_db()
     wait_converged(everyone, base)
     previous = IssuedAccountJwt.objects.filter(account_public_key=rolled.public_key).order_by("-iat")[1].jwt
-    gw = gateway_node()
-    victim = next(nodes[0].name for nodes in regions.values() if gw not in {x.name for x in nodes})
+    # The control plane's connection is pinned to us-east (it only ever discovers that region's servers), and the
+    # victim is in eu-west: every request to the victim crosses the gateway.
+    pin_gateway([n.client_url for n in regions["us-east"]])
+    victim = regions["eu-west"][0].name
 
     # The victim's disk loses one account and has an older version of another while it is stopped: the store is
     # primed as usual, then damaged. Its full sync on becoming healthy is off here, so nothing but verify would
@@ -347,7 +357,6 @@ def test_verify_and_reconcile_repair_a_node_of_another_region(supercluster, team
             (store / f"{lost.public_key}.jwt").unlink()
             (store / f"{rolled.public_key}.jwt").write_text(previous)
 
-    gateway_reset()  # lame duck waits its grace period for any client still attached
     node_desired_set(node=node(victim), desired="stopped")
     wait_for(lambda: node(victim).observed_state == "stopped", timeout=CONVERGE, what=f"{victim} stopped")
     sup.driver.prime = damage
