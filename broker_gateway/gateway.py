@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 from broker_gateway import nats_client
 
@@ -125,6 +126,12 @@ class Gateway:
     @property
     def is_connected(self) -> bool:
         return self.is_usable and self._nc.is_connected
+
+    def knows_any(self, urls: Iterable[str]) -> bool:
+        """Some of ``urls`` is in this connection's server pool (the URLs it was opened with, and those the servers
+        it reached announced: the client URLs of their own cluster only, never another region's)."""
+        pool = {(u.hostname, u.port) for u in self._nc.servers}
+        return any((u.hostname, u.port) in pool for u in map(urlparse, urls))
 
     def close(self) -> None:
         if self._loop.is_running():

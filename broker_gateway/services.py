@@ -47,16 +47,25 @@ def gateway_get() -> Gateway:
     """This process's long-lived connection to the fleet (opened on first use, reopened if it closed).
 
     nats-py learns the other cluster members from the server it connects to and reconnects on its
-    own; a connection that gave up is replaced with one to the nodes the database lists now.
+    own; a connection that gave up, or that is reconnecting with none of the nodes healthy now among the
+    servers it knows (another region's), is replaced with one to the nodes the database lists now.
     """
     global _gateway
     with _gateway_lock:
+        healthy = None
         if _gateway is not None and _gateway.is_usable:
-            return _gateway
+            if _gateway.is_connected:
+                return _gateway
+            # Reconnecting. nats-py only ever learns the client URLs of the cluster it reached, so a connection
+            # opened while one region alone was healthy retries that region forever once all of it is down
+            # (a whole region killed): replace it when no node healthy now is among the servers it knows.
+            healthy = [n.client_url for n in healthy_nodes()]
+            if not healthy or _gateway.knows_any(healthy):
+                return _gateway
         if _gateway is not None:
             _gateway.close()
             _gateway = None
-        urls = [n.client_url for n in healthy_nodes()] or running_node_urls()
+        urls = (healthy if healthy is not None else [n.client_url for n in healthy_nodes()]) or running_node_urls()
         if not urls:
             raise GatewayUnavailable("the fleet has no running node")
         _gateway = gateway_open(urls)

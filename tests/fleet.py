@@ -199,15 +199,17 @@ def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: 
 
 
 @contextlib.contextmanager
-def running_supercluster(topology: dict[str, int], base_dir: Path, *, timeout: float = 30.0):
+def running_supercluster(topology: dict[str, int], base_dir: Path, *, timeout: float = 30.0,
+                         policy: dict | None = None, reconcile: bool = True):
     """Regions of nodes (``{"us-east": 3, "eu-west": 3}``: nodes us-east-1.., eu-west-1..) joined by gateways under
-    the real supervisor, every node healthy and every gateway link up before the body runs; yields the BrokerNode
-    rows by region and stops every process afterwards."""
+    the real supervisor (``policy`` over FAST; ``reconcile``: its own reconciler), every node healthy and every
+    gateway link up before the body runs; yields the BrokerNode rows by region and stops every process
+    afterwards."""
     from broker_gateway.selectors import node_gateways
 
     regions = {region: nodes_add(count, region=region) for region, count in topology.items()}
     names = [n.name for nodes in regions.values() for n in nodes]
-    sup = SupervisorThread(base_dir).start()
+    sup = SupervisorThread(base_dir, policy=policy or {}, reconcile=reconcile).start()
     try:
         wait_for(lambda: nodes_healthy(names), timeout=timeout, what=f"{len(names)} healthy nodes")
         everyone = [n for nodes in regions.values() for n in nodes]
