@@ -128,6 +128,16 @@ class RegionAddForm(forms.Form):
     nodes = forms.IntegerField(min_value=1, max_value=64, initial=3, help_text="Nodes named REGION-1, REGION-2, ...")
 
 
+def _name_suggested() -> str:
+    """A name for the add box that no node has: the first region's next free REGION-N."""
+    names = set(BrokerNode.objects.values_list("name", flat=True))
+    region = (regions_list() or [settings.FLEET_REGION])[0]
+    index = 1
+    while f"{region}-{index}" in names:
+        index += 1
+    return f"{region}-{index}"
+
+
 def _nodes_context() -> dict:
     nodes = fleet_overview(connections=True, gateways=True, timeout=VARZ_TIMEOUT)
     for n in nodes:  # the selector's rows are JSON-ready; the page says "4 s ago"
@@ -143,6 +153,8 @@ def _nodes_context() -> dict:
             region["links_total"] += len(n["gateways"])
             region["links_up"] += sum(link["state"] == "up" for link in n["gateways"])
     return {"nodes": nodes, "regions": list(regions.values()), "running_total": len(running),
+            "nodes_total": len(nodes), "stopped_total": len(nodes) - len(running),
+            "suggested_name": _name_suggested(), "suggested_region": next(iter(regions), ""),
             "healthy_total": sum(n["state"] == BrokerNode.Observed.HEALTHY for n in running),
             "behind_total": accounts_out_of_sync_count(), "refresh_seconds": REFRESH_SECONDS}
 
@@ -179,7 +191,10 @@ def fleet_nodes(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Region {added[0].region}: added {', '.join(n.name for n in added)}; the "
                                       "supervisor starts them and they join the other regions by gateways.")
             return redirect("fleet-nodes")
-    return render(request, "fleet/nodes.html", {**_nodes_context(), "form": form, "region_form": region_form},
+    context = _nodes_context()
+    form.fields["name"].widget.attrs["placeholder"] = context["suggested_name"]  # a name no node has
+    form.fields["region"].widget.attrs["placeholder"] = context["suggested_region"] or settings.FLEET_REGION
+    return render(request, "fleet/nodes.html", {**context, "form": form, "region_form": region_form},
                   status=400 if form.errors or region_form.errors else 200)
 
 
@@ -216,14 +231,21 @@ def fleet_nodes_fragment(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def fleet_node_desired(request: HttpRequest, name: str, desired: str) -> HttpResponse:
-    """Start or stop a node (the supervisor acts on the desired state)."""
-    node = node_desired_set(node=node_get(name=name), desired=desired)
+    """Start a node (POST), or stop one: GET asks for confirmation (its clients are moved away), POST acts. The
+    supervisor acts on the desired state."""
+    node = node_get(name=name)
+    stopping = desired == BrokerNode.Desired.STOPPED
+    if request.method == "GET":
+        if not stopping:
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        others = len(running_node_urls()) - (node.desired_state == BrokerNode.Desired.RUNNING)
+        return render(request, "fleet/node_stop.html", {"node": node, "others": others})
+    node = node_desired_set(node=node, desired=desired)
     log.info("node desired state set from the staff page", extra={"node": node.name, "desired": desired,
                                                                    "actor": request.user.pk})
-    verb = "start" if desired == BrokerNode.Desired.RUNNING else "stop"
-    messages.success(request, f"Node {node.name} will {verb} within seconds.")
+    messages.success(request, f"Node {node.name} will {'stop' if stopping else 'start'} within seconds.")
     return redirect("fleet-nodes")
 
 

@@ -323,7 +323,9 @@ class Supervisor:
             self._store_jwts = node_store_jwts()
         self.driver.prime(node.name, self._store_jwts)
         status = self.driver.start(spec)
-        restart = rt.ever_started or node.consecutive_failures > 0
+        # A restart is a start after a failure (the instance ended while it should run); an operator's start of a
+        # node they stopped is not one.
+        restart = node.consecutive_failures > 0
         rt.instance, rt.ever_started, rt.started_at = True, True, self.clock()
         rt.unhealthy_since = rt.healthy_since = None
         fields = {"observed_state": Observed.STARTING, "pid": status.pid}

@@ -191,7 +191,7 @@ def test_node_added_stopped_started_and_removed_while_fleet_runs(operator_setup,
 
     ports = {kind: free_port() for kind in ("client", "cluster", "monitoring", "leafnode")}
     out = procs.command("fleet", "add", "node-4", *[a for k, p in ports.items() for a in (f"--{k}-port", str(p))])
-    assert f"added node-4: nats://127.0.0.1:{ports['client']}" in out
+    assert f"added node-4 to us-east: nats://127.0.0.1:{ports['client']}" in out
     new_pid = wait_for(lambda: healthy_pids(["node-4"]), timeout=20, what="node-4 healthy")
     # It joined the cluster (routes are gossiped): a push sent to node-1 now gets node-4's reply too.
     wait_for(lambda: push_replies(account, first) == {*names, "node-4"}, timeout=15, what="node-4 answers pushes")
@@ -206,6 +206,7 @@ def test_node_added_stopped_started_and_removed_while_fleet_runs(operator_setup,
     assert not process_alive(new_pid["node-4"], procs.fleet_dir)
     procs.command("fleet", "start", "node-4")
     new_pid = wait_for(lambda: healthy_pids(["node-4"]), timeout=20, what="node-4 healthy again")
+    assert BrokerNode.objects.get(name="node-4").restarts == 0  # an operator's start is not a restart
     wait_for(lambda: push_replies(account, first) == {*names, "node-4"}, timeout=15, what="node-4 back in the cluster")
 
     procs.command("fleet", "remove", "node-4")

@@ -171,12 +171,15 @@ def test_stop_and_start_a_node(staff_client):
     node = _node("n1", state=BrokerNode.Observed.FAILED)
     BrokerNode.objects.filter(pk=node.pk).update(consecutive_failures=5)
 
+    confirm = staff_client.get("/staff/fleet/nodes/n1/stop")  # the Stop button asks first
+    assert confirm.status_code == 200 and "Stop node n1?" in confirm.content.decode()
+    assert BrokerNode.objects.get(pk=node.pk).desired_state == BrokerNode.Desired.RUNNING
     response = staff_client.post("/staff/fleet/nodes/n1/stop", follow=True)
     assert response.redirect_chain == [(FLEET, 302)]
     assert BrokerNode.objects.get(pk=node.pk).desired_state == BrokerNode.Desired.STOPPED
     html = response.content.decode()  # the page after the redirect shows the message, then a Start button
     assert '<li class="success">Node n1 will stop within seconds.</li>' in html
-    assert 'action="/staff/fleet/nodes/n1/start"' in html and 'action="/staff/fleet/nodes/n1/stop"' not in html
+    assert 'action="/staff/fleet/nodes/n1/start"' in html and 'href="/staff/fleet/nodes/n1/stop"' not in html
 
     response = staff_client.post("/staff/fleet/nodes/n1/start")
     node.refresh_from_db()
@@ -186,7 +189,7 @@ def test_stop_and_start_a_node(staff_client):
 
 def test_actions_are_post_only_and_need_a_known_node(staff_client):
     _node("n1")
-    assert staff_client.get("/staff/fleet/nodes/n1/stop").status_code == 405
+    assert staff_client.get("/staff/fleet/nodes/n1/start").status_code == 405
     assert staff_client.post("/staff/fleet/nodes/nope/stop").status_code == 404
     assert staff_client.post("/staff/fleet/nodes/nope/remove").status_code == 404
     assert BrokerNode.objects.get(name="n1").desired_state == BrokerNode.Desired.RUNNING
@@ -377,3 +380,15 @@ def test_fleet_page_groups_nodes_by_region_with_gateway_links_and_adds_and_drain
     assert staff_client.get("/staff/fleet/regions/mars/drain").status_code == 404
     node = staff_client.post("/staff/fleet/", {"name": "eu-west-7", "region": "eu-west"})
     assert _messages(node)[0].startswith("Node eu-west-7 added to eu-west")
+
+
+def test_fleet_badges_count_stopped_nodes_a_stopped_node_shows_no_sync_and_the_name_box_suggests_a_free_name(
+        staff_client):
+    for name in ("us-east-1", "us-east-2", "us-east-3", "us-east-4"):
+        _node(name)
+    BrokerNode.objects.filter(name="us-east-4").update(desired_state="stopped", observed_state="stopped")
+    html = staff_client.get("/staff/fleet/").content.decode()
+    assert 'id="fleet-health">3/3 running nodes healthy</span>' in html and "1 of 4 stopped" in html
+    row = html[html.index('id="node-us-east-4"'):]
+    assert '<td class="in-sync"><span class="muted" title="not running' in row[:row.index("</tr>")]
+    assert 'placeholder="us-east-5"' in html  # no node has that name
