@@ -115,6 +115,10 @@ def test_each_killed_piece_is_restarted_and_the_others_keep_running(up):
 
 def test_ctrl_c_stops_every_piece_and_leaves_nothing(up):
     proc, _, log_path = up
+    log = log_path.read_text()
+    # "up" is said once the node is healthy, and the collector starts after it (no refused connections to report).
+    assert log.index("-> healthy") < log.index("natsctl is up.") and "collector connection" not in log, log[-3000:]
+    assert "regions:    us-east (1 node)" in log and (settings.VAR_DIR / "gunicorn.ctl").exists()
     pids = [pid for piece in _status().values() for pid in piece["pids"]]
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]

@@ -22,9 +22,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from broker_gateway.nodes import fleet_ensure
 from broker_gateway.ports import preferred_port
+from broker_gateway.selectors import healthy_nodes
 from core.processes import Piece, ProcessSupervisor
 
 GRACE = 15.0
+NODES_TIMEOUT = 60.0  # the nodes' first start: seconds at most, unless a port or the config is wrong
 
 
 def _redis_server_bin() -> str:
@@ -62,15 +64,20 @@ class Command(BaseCommand):
             fleet = fleet_ensure(topology=topology, count=nodes)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             celery = [str(Path(sys.executable).parent / "celery"), "-A", "accounts_service"]
+            self.supervisor.start(Piece("fleet", [*manage, "fleet", "run"], env))
+            # The collector, the workers and the banner wait for the nodes: a collector started first only reports
+            # refused connections, and "up" must mean the NATS URLs it prints answer.
+            self._nodes_wait(len(fleet))
             for piece in (
-                Piece("fleet", [*manage, "fleet", "run"], env),
                 Piece("collector", [*manage, "collector"], env),
                 Piece("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2", "-Q",
                                  ",".join(settings.WORKER_QUEUES), "--hostname", "natsctl-worker@%h"], env),
                 Piece("beat", [*celery, "beat", "--loglevel", "INFO",
                                "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")], env),
                 Piece("web", [str(Path(sys.executable).parent / "gunicorn"), "accounts_service.wsgi:application",
-                              "--bind", f"{host}:{port}", "--workers", str(web_workers), "--access-logfile", "-"],
+                              "--bind", f"{host}:{port}", "--workers", str(web_workers), "--access-logfile", "-",
+                              # its own control socket: two `make up` in two folders do not share one
+                              "--control-socket", str(settings.VAR_DIR / "gunicorn.ctl")],
                       env, listens=(host, port)),
             ):
                 self.supervisor.start(piece)
@@ -82,6 +89,18 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         finally:
             self._stop_all()
+
+    def _nodes_wait(self, count: int, timeout: float = NODES_TIMEOUT) -> None:
+        """Until ``count`` nodes are healthy (or ``timeout``: said, and the rest starts anyway), keeping the pieces
+        supervised meanwhile."""
+        deadline = time.monotonic() + timeout
+        while not self._stopping and len(healthy_nodes()) < count:
+            if time.monotonic() >= deadline:
+                self.stderr.write(f"up: {len(healthy_nodes())}/{count} nodes healthy after {timeout:.0f}s; starting "
+                                  "the rest anyway (`manage.py fleet status` says why)")
+                return
+            self.supervisor.check()
+            time.sleep(0.2)
 
     def _redis(self, env: dict[str, str]) -> str:
         if os.environ.get("REDIS_URL"):

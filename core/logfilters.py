@@ -1,0 +1,46 @@
+"""Log filters (pure, stdlib only): keep the routine out of the logs so what matters is seen.
+
+Celery logs three INFO lines for every run of a periodic task (beat's "Sending due task", the worker's "Task ...
+received" and "Task ... succeeded"), whatever the task did: at one reconcile a minute and a few housekeeping
+tasks that is thousands of lines a day burying the lines people look for (a verification mail printed to the
+console, a refusal). The tasks log themselves when they did something; failures are WARNING or above and always
+pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+__all__ = ["CELERY_ROUTINE_LOGGERS", "RoutineTaskFilter", "routine_tasks_quiet"]
+
+# The loggers of those three lines (celery.beat.Scheduler.apply_entry, celery.worker.strategy and celery.app.trace).
+CELERY_ROUTINE_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+
+
+class RoutineTaskFilter(logging.Filter):
+    """Drops the INFO-or-below records of those loggers that name one of ``tasks``."""
+
+    def __init__(self, tasks: Iterable[str]) -> None:
+        super().__init__()
+        self.tasks = frozenset(tasks)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        data = getattr(record, "data", None)  # the worker's lines carry their context here
+        names = {data.get("name")} if isinstance(data, dict) else set()
+        if isinstance(record.args, tuple):  # beat's: ("Scheduler: Sending due task %s (%s)", entry name, task)
+            names.update(a for a in record.args if isinstance(a, str))
+        return not (names & self.tasks)
+
+
+def routine_tasks_quiet(tasks: Iterable[str]) -> RoutineTaskFilter:
+    """Install the filter on Celery's loggers (a logger's own filter applies whatever handlers Celery sets up)."""
+    quiet = RoutineTaskFilter(tasks)
+    for name in CELERY_ROUTINE_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, RoutineTaskFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(quiet)
+    return quiet
