@@ -1,6 +1,6 @@
 """Plans as accounts_service sees them: the ceilings of an account's limits and a team's room for accounts.
 
-``accounts_service`` never imports ``billing`` (DESIGN.md: imports point one way), so billing, which keeps
+``accounts_service`` never imports ``billing`` (docs/ARCHITECTURE.md: imports point one way), so billing, which keeps
 plans as data, hands them in through :func:`plan_provider_set` when it loads. A ceiling of -1 means
 unlimited; a tenant's limit must be within the ceiling (and may not be -1 when the ceiling is finite). The
 system account and the operator's tooling are not bound by plans.

@@ -8,7 +8,7 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         # Plans are data here; accounts_service learns their terms through its provider hook (it never
-        # imports billing: DESIGN.md's import direction).
+        # imports billing: docs/ARCHITECTURE.md's import direction).
         from accounts_service.plans import plan_provider_set
         from billing.selectors import plan_terms_all, plan_terms_get
 

@@ -2,8 +2,8 @@
 
 It connects as a system-account user of its own that may only subscribe to the account events it meters and
 ask for STATZ. Messages are queued by the NATS client's callbacks and written by one thread, so a slow
-database never stalls the connection; broker_gateway.events reads them into billing's samples. See
-../shared/NATS_FACTS.md ("System events for metering").
+database never stalls the connection; broker_gateway.events reads them into billing's samples (its docstring
+says what each message holds, as nats-server's server/events.go sends it).
 """
 
 from __future__ import annotations

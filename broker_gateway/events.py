@@ -1,7 +1,7 @@
 """nats-server's metering messages (system events, STATZ and JSZ replies, ``/accstatz``) read into billing's samples.
 
-Everything about their layout lives here; billing gets plain counters and samples. See ../shared/NATS_FACTS.md
-("System events for metering"):
+Everything about their layout lives here; billing gets plain counters and samples. As nats-server sends them
+(server/events.go):
 
 - ``$SYS.ACCOUNT.<acc>.SERVER.CONNS`` events and the ``account_statz`` entries of ``$SYS.REQ.ACCOUNT.PING.STATZ``
   carry per (server, account) **cumulative** counters from the server's point of view: ``received`` is what

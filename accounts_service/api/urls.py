@@ -1,4 +1,5 @@
-"""REST API v1 routes of the tenant domain (mounted under ``api/v1/``); the contract is DESIGN.md's table.
+"""REST API v1 routes of the tenant domain (mounted under ``api/v1/``); the contract is the README's route list
+and the OpenAPI schema.
 The fleet's routes (status, nodes, connect) are broker_gateway's.
 
 Every route that names an account resolves it through ``account_for_user_get``: another team's objects

@@ -13,12 +13,13 @@ REPO = Path(__file__).resolve().parents[2]
 LAYERS = ["core", "operators", "accounts_service", "billing", "broker_gateway"]
 ENTRY_POINTS = {"accounts_service/settings.py", "accounts_service/urls.py", "accounts_service/celery.py",
                 "accounts_service/wsgi.py", "accounts_service/__init__.py", "billing/urls.py", "broker_gateway/urls.py"}
-# Pure modules: no Django at all (STYLE.md habit 1).
+# Pure modules: no Django at all (docs/ARCHITECTURE.md: pure code).
 PURE = sorted({p.relative_to(REPO).as_posix() for pattern in (
-    "core/errors.py", "core/processes.py", "core/regions.py", "operators/nkeys.py", "operators/creds.py",
+    "core/errors.py", "core/processes.py", "core/regions.py", "core/logfilters.py", "operators/nkeys.py",
+    "operators/creds.py",
     "operators/subjects.py",
     "operators/claims.py",
-    "operators/claims/*.py", "broker_gateway/config.py", "broker_gateway/topology.py",
+    "operators/claims/*.py", "broker_gateway/config.py", "broker_gateway/topology.py", "broker_gateway/leafconf.py",
     "billing/metering.py") for p in REPO.glob(pattern)})
 
 

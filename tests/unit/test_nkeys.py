@@ -34,7 +34,7 @@ B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 key_types = st.sampled_from(list(KeyType))
 
 
-# --- reference encoder, written from NATS_FACTS independently of the module under test ------------
+# --- reference encoder, written from the nkeys spec independently of the module under test ------------
 
 
 def ref_crc16(data: bytes) -> int:
