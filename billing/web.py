@@ -20,6 +20,7 @@ from billing.selectors import account_usage, quota_notice_latest, usage_series
 
 CHART_HEIGHT = 120
 CHARTS = (("24h", "Last 24 hours, hourly"), ("7d", "Last 7 days, hourly"), ("30d", "Last 30 days, daily"))
+TOTALS = (("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days"))
 
 
 def chart_bars(series: list[dict[str, Any]], *, step_label: str) -> dict[str, Any]:
@@ -34,7 +35,10 @@ def chart_bars(series: list[dict[str, Any]], *, step_label: str) -> dict[str, An
                      "title": f"{bucket['start']:{step_label}} UTC: sent {bucket['sent_msgs']:,} msgs / "
                               f"{bucket['sent_bytes']:,} B, received {bucket['received_msgs']:,} msgs / "
                               f"{bucket['received_bytes']:,} B"})
-    return {"width": len(series) * 10, "height": CHART_HEIGHT, "bars": bars, "peak": peak,
+    first = f"{series[0]['start']:{step_label}}" if series else ""
+    last = f"{series[-1]['start']:{step_label}}" if series else ""
+    return {"width": len(series) * 10, "height": CHART_HEIGHT, "bars": bars, "peak": peak, "half": peak // 2,
+            "first": first, "last": last,
             "total_bytes": sum(b["sent_bytes"] + b["received_bytes"] for b in series)}
 
 
@@ -47,10 +51,14 @@ def account_usage_page(request: HttpRequest, pk: str) -> HttpResponse:
                "chart": chart_bars(usage_series(account_public_key=account.public_key, chart=key, now=now),
                                    step_label="%Y-%m-%d" if key == "30d" else "%Y-%m-%d %H:00")}
               for key, title in CHARTS]
+    totals = [{"key": key, "title": title, **{k: v for k, v in account_usage(
+        account_public_key=account.public_key, plan_name=account.plan, window=key, now=now).items()
+        if k in ("sent", "received")}} for key, title in TOTALS]
     quota = document["quota"]
     percent = (quota["used_bytes"] * 100 / quota["data_bytes"]) if quota["data_bytes"] > 0 else None
     return render(request, "billing/usage.html", {
         "account": account, "tab": "usage", "document": document, "charts": charts, "percent": percent,
+        "totals": totals,
         "notice": quota_notice_latest(account_public_key=account.public_key, now=now),
     })
 

@@ -20,3 +20,4 @@ def quota_banner(account, compact: bool = False) -> dict:
 def cents(value: int) -> str:
     """1234 -> "12.34"."""
     return f"{int(value) / 100:,.2f}"
+

@@ -67,6 +67,30 @@ def test_usage_page_shows_the_charts_and_the_quota_meter(owner_client, account):
     assert 'id="conns-current">0<' in page
 
 
+def test_usage_page_gives_exact_totals_with_a_last_hour_window_iec_units_and_chart_axes(owner_client, account):
+    Plan.objects.filter(name="free").update(data_bytes=3 * 1024**3)
+    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(0), sent_msgs=3, sent_bytes=1_572_864,
+                             received_msgs=2, received_bytes=10)
+    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(5), sent_msgs=1, sent_bytes=1)
+    page = owner_client.get(f"/accounts/{account.public_key}/usage/").content.decode()
+    last_hour = page[page.index('id="totals-1h"'):]
+    last_hour = last_hour[:last_hour.index("</tr>")]
+    assert "<td>3</td>" in last_hour and "1,572,864 B" in last_hour and "10 B" in last_hour
+    day = page[page.index('id="totals-24h"'):]
+    assert "1,572,865 B" in day[:day.index("</tr>")]  # both hours, to the byte
+    assert "of 3.00 GiB" in page and "(3,221,225,472 B)" in page and " GB" not in page and " MB" not in page
+    chart = page[page.index('id="chart-24h"'):]
+    assert 'class="chart-y' in chart and "1.50 MiB" in chart and "UTC</span>" in chart
+
+
+def test_iec_and_exact_byte_filters():
+    from core.templatetags.units import exact_bytes, iec
+
+    assert [iec(v) for v in (0, 1023, 1024, 1_572_864, 5 * 1024**3, -2048, "x")] == [
+        "0 B", "1,023 B", "1.00 KiB", "1.50 MiB", "5.00 GiB", "-2.00 KiB", ""]
+    assert exact_bytes(1_572_864) == "1,572,864 B" and exact_bytes(None) == ""
+
+
 def test_banners_at_80_90_and_100_percent(owner_client, account):
     Plan.objects.filter(name="free").update(data_bytes=1000)
     UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(1), sent_bytes=820)
