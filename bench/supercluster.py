@@ -101,7 +101,8 @@ def _users_make(accounts: list, count: int) -> list:
     users = []
     for account in accounts[:count]:
         user = NatsUser.objects.filter(account=account, revoked_at__isnull=True).first()
-        users.append(user or user_create(actor=PLATFORM, account=account, name="bench-user", pub_allow=["foo.>"],
+        name = f"bench-user-{NatsUser.objects.filter(account=account).count() + 1}"
+        users.append(user or user_create(actor=PLATFORM, account=account, name=name, pub_allow=["foo.>"],
                                          sub_allow=["foo.>"]))
     return users
 
