@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         everyone = list(BrokerNode.objects.order_by("name"))
         fleet = SuperFleet(var_dir / "fleet")
         t0 = fleet.start()
-        wait_for(lambda: len(healthy_nodes()) == total, timeout=120, interval=0.01, what=f"{total} healthy nodes")
+        wait_for(lambda: len(healthy_nodes()) == total, timeout=300, interval=0.05, what=f"{total} healthy nodes")
         wait_for(lambda: all(link["state"] == "up" for links in node_gateways(nodes=everyone).values()
                              for link in links), timeout=60, interval=0.2, what="every gateway link up")
         start_s = time.monotonic() - t0
