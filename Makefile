@@ -43,6 +43,7 @@ lint: install
 bench: migrate
 	$(PY) bench/jwt_issue.py
 	$(PY) bench/push.py
+	$(PY) bench/supercluster.py
 	$(PY) bench/metering.py
 	$(PY) bench/reconcile.py
 

@@ -352,11 +352,20 @@ def fleet_unknown_delete(*, timeout: float | None = None) -> list[str] | None:
     return _unknown_accounts_delete(gateway_get(), nodes=nodes, timeout=timeout)[1]
 
 
+LIST_TIMEOUT = 10.0  # seconds: see _unknown_accounts_delete
+
+
 def _unknown_accounts_delete(gateway: Gateway, *, nodes: Sequence[BrokerNode],
                              timeout: float) -> tuple[dict[str, set[str]], list[str]]:
     """Ask the nodes which accounts they hold (LIST) and delete those that no longer exist here (never the
-    system account). Returns what each node listed, and the accounts deleted."""
-    listed = gateway.list_claims(expect=len(nodes), timeout=timeout)
+    system account). Returns what each node listed, and the accounts deleted.
+
+    LIST gets at least LIST_TIMEOUT: nodes answer it by reading every JWT file they hold, inline in the connection
+    that delivered it (its other claims requests wait meanwhile), which took 2-7 s at 10,000 accounts on six nodes
+    sharing two CPUs (bench/supercluster.py). Timed out at the 2 s push timeout, no reply came, the connection was
+    given up as dead (cancelling the other threads' requests on it) and the LIST asked again: a storm that kept a
+    supercluster's nodes from acknowledging anything for minutes."""
+    listed = gateway.list_claims(expect=len(nodes), timeout=max(timeout, LIST_TIMEOUT))
     known = set(Account.objects.values_list("public_key", flat=True))
     extra = sorted(set().union(*listed.values()) - known - {system_account_ensure().public_key})
     if extra:

@@ -23,6 +23,8 @@ from broker_gateway.selectors import healthy_nodes
 
 log = logging.getLogger(__name__)
 
+LIST_RETRY = 30.0  # seconds between attempts of the once-only LIST when it fails
+
 
 class Reconciler:
     """Every ``every`` seconds (FLEET_RECONCILE_SECONDS; 0: never): push the accounts some healthy node has not
@@ -41,6 +43,7 @@ class Reconciler:
         self._known: set[str] | None = None  # the accounts that existed at the last round
         self._gone: set[str] = set()  # deleted, not yet answered for by every healthy node
         self._listed = False  # the nodes' LIST was checked against the database once
+        self._list_after = 0.0  # monotonic time before which a failed LIST is not asked again
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -126,7 +129,10 @@ class Reconciler:
             else:
                 log.info("deleted accounts removed from the nodes", extra={"accounts": sorted(self._gone)})
                 self._gone.clear()
-        if not self._listed and expected:
+        if not self._listed and expected and time.monotonic() >= self._list_after:
+            # A LIST costs every node a read of every JWT file, in the connection that delivered it (its other
+            # claims requests wait): one that failed is asked again after LIST_RETRY seconds, not every round.
+            self._list_after = time.monotonic() + LIST_RETRY
             fleet_unknown_delete()
             self._listed = True
         return failures
