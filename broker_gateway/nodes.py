@@ -189,9 +189,9 @@ def regions_list() -> list[str]:
     return list(seen)
 
 
-def node_store_jwts() -> dict[str, str]:
-    """Every account's latest JWT by public key: what a node's resolver store should hold."""
-    return dict(Account.objects.exclude(jwt="").values_list("public_key", "jwt"))
+def node_store_rows() -> list[tuple[int, str, str, str, int]]:
+    """Every account's (id, public key, latest JWT, jti, iat): what a node's resolver store should hold."""
+    return list(Account.objects.exclude(jwt="").values_list("pk", "public_key", "jwt", "jwt_jti", "jwt_iat"))
 
 
 # ------------------------------------------------------------------------------------------------

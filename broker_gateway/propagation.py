@@ -373,6 +373,14 @@ def _unknown_accounts_delete(gateway: Gateway, *, nodes: Sequence[BrokerNode],
     return listed, extra
 
 
+def node_claims_primed(*, node_id: int, rows: Sequence[tuple[int, str, str, str, int]]) -> int:
+    """Record what a node's store was made to hold before it started (``rows``: id, public key, JWT, jti, iat
+    of every account, as written into its resolver directory): it serves exactly that from its first second, so
+    its records need not wait for the full sync's acknowledgements. An account changed after the snapshot keeps
+    the older jti here and is pushed by the reconciler; the full sync still runs."""
+    return _claims_record((pk, node_id, jti, iat) for pk, _pub, _jwt, jti, iat in rows)
+
+
 def node_sync(*, node_id: int) -> FleetPushReport | None:
     """Full sync for a node that (re)became healthy: push every account, not only what our records say it
     lacks (it may have lost its store or missed a revocation), and delete accounts that no longer exist."""

@@ -52,10 +52,10 @@ class FleetDriver(Protocol):
     def check_config(self, spec: NodeSpec) -> str | None:
         """The server's own error for an invalid config, or None."""
 
-    def prime(self, name: str, jwts: dict[str, str]) -> None:
+    def prime(self, name: str, jwts: dict[str, str]) -> bool:
         """Before a start: make the node's stored account JWTs exactly ``jwts``, so a node that was down
-        does not serve what it held then (a missed revocation) until its full sync. A driver that cannot
-        reach the store does nothing; the full sync after the start still covers it."""
+        does not serve what it held then (a missed revocation) until its full sync; True when it did. A driver
+        that cannot reach the store does nothing and says False; the full sync after the start covers it."""
 
     def start(self, spec: NodeSpec) -> NodeStatus: ...
 

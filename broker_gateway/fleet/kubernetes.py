@@ -256,8 +256,9 @@ class KubernetesDriver:
         error = (result.stderr or result.stdout).strip().replace(str(path), "nats.conf")
         return error or f"nats-server -t exited with {result.returncode}"
 
-    def prime(self, name: str, jwts: dict[str, str]) -> None:
+    def prime(self, name: str, jwts: dict[str, str]) -> bool:
         """Nothing: the driver cannot write into a pod's resolver volume (and places nothing in pods)."""
+        return False
 
     def start(self, spec: NodeSpec) -> NodeStatus:
         ordinal = self.ordinal(spec.name)
@@ -487,8 +488,9 @@ class RegionalKubernetesDriver:
                     f"named {names} (remove it; running pods are discovered)")
         return driver.check_config(spec)
 
-    def prime(self, name: str, jwts: dict[str, str]) -> None:
+    def prime(self, name: str, jwts: dict[str, str]) -> bool:
         """Nothing, as for one StatefulSet."""
+        return False
 
     def start(self, spec: NodeSpec) -> NodeStatus:
         driver = self.driver_for(spec.name)

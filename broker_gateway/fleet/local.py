@@ -98,7 +98,7 @@ class LocalProcessDriver:
             return None
         return (result.stderr or result.stdout).strip() or f"nats-server -t exited with {result.returncode}"
 
-    def prime(self, name: str, jwts: dict[str, str]) -> None:
+    def prime(self, name: str, jwts: dict[str, str]) -> bool:
         # The full resolver keeps one file per account, <public key>.jwt, holding the raw JWT (nats-server's
         # DirJWTStore without sharding), and indexes the directory when it starts. The node is not running
         # while we write, so plain writes are safe; only files that differ are written.
@@ -112,6 +112,7 @@ class LocalProcessDriver:
             if pub in present and path.read_text() == jwt:
                 continue
             path.write_text(jwt)
+        return True
 
     def start(self, spec: NodeSpec) -> NodeStatus:
         current = self._instances.get(spec.name)

@@ -25,8 +25,8 @@ from broker_gateway.fleet.driver import FleetDriver, NodeSpec
 from broker_gateway.fleet.reconciler import Reconciler
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
-from broker_gateway.nodes import node_add, node_config_build, node_store_jwts
-from broker_gateway.propagation import node_sync
+from broker_gateway.nodes import node_add, node_config_build, node_store_rows
+from broker_gateway.propagation import node_claims_primed, node_sync
 from broker_gateway.services import gateway_reset
 from core.errors import ApplicationError
 
@@ -102,7 +102,7 @@ class Supervisor:
         self.on_lame_duck = on_lame_duck
         self.clock = clock
         self.runtime: dict[str, _Runtime] = {}
-        self._store_jwts: dict[str, str] | None = None
+        self._store: tuple[list, dict[str, str]] | None = None
         self._next_discover = 0.0
 
     # -- database ---------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class Supervisor:
     # -- the loop ---------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        self._store_jwts = None  # every account's latest JWT, read at most once a tick, when a node starts
+        self._store = None  # every account's latest JWT, read at most once a tick, when a node starts
         self._discover()
         nodes = {n.name: n for n in BrokerNode.objects.all()}
         for name in list(self.runtime):
@@ -319,9 +319,11 @@ class Supervisor:
             log.error("node %s has an invalid config: %s", node.name, error, extra={"node": node.name})
             self._update(node, observed_state=Observed.FAILED, last_error=error[-2000:], pid=None)
             return
-        if self._store_jwts is None:
-            self._store_jwts = node_store_jwts()
-        self.driver.prime(node.name, self._store_jwts)
+        if self._store is None:
+            rows = node_store_rows()
+            self._store = (rows, {pub: jwt for _pk, pub, jwt, _jti, _iat in rows})
+        if self.driver.prime(node.name, self._store[1]):
+            node_claims_primed(node_id=node.pk, rows=self._store[0])
         status = self.driver.start(spec)
         # A restart is a start after a failure (the instance ended while it should run); an operator's start of a
         # node they stopped is not one.
