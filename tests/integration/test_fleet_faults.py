@@ -310,6 +310,7 @@ def fleet3(fleet):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(150)  # a hang guard: 1,000 accounts signed and pushed twice take longer on a loaded machine
 @pytest.mark.parametrize("killed", ["bystander", "gateway-node"])
 def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed, monkeypatch):
     from accounts_service.services import account_create, account_resign
