@@ -1,7 +1,9 @@
 """URL conf of the project."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts_service import views
@@ -15,6 +17,8 @@ from broker_gateway import views as fleet_views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico whatever the page says: send them to the icon (a 404 fills every access log).
+    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True), name="favicon"),
     path("readyz", fleet_views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_urls.urlpatterns)),

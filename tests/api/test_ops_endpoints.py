@@ -118,3 +118,13 @@ def test_error_responses_are_documented(client):
     operation = schema["paths"]["/api/v1/accounts/{account_pk}/"]["patch"]
     assert {"400", "401", "403", "404", "409", "415", "429"} <= set(operation["responses"])
     assert schema["components"]["schemas"]["Error"]["required"] == ["message", "code", "extra"]
+
+
+def test_favicon_is_served_not_a_404(client):
+    from django.contrib.staticfiles import finders
+
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("img/favicon.svg")
+    assert finders.find("img/favicon.svg")  # the file the redirect names exists
+    page = client.get("/login/").content.decode()
+    assert 'rel="icon"' in page and "img/favicon.svg" in page
