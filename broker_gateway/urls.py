@@ -13,6 +13,7 @@ api_urlpatterns = [
          name="api-user-leafnode"),
     path("fleet/nodes/", api.FleetNodeListApi.as_view(), name="api-fleet-nodes"),
     path("connect", api.ConnectApi.as_view(), name="api-connect"),
+    path("diagnose", api.DiagnoseApi.as_view(), name="api-diagnose"),
 ]
 
 staff_urlpatterns = [

@@ -256,7 +256,7 @@ def test_nodes_behind_that_would_accept_warn():
     check = dx.nodes_check([{"node": "n1", "latest": False, "refuses": ""}])
     assert not check.ok and check.severity == dx.WARNING
     assert dx.nodes_check([{"node": "n1", "latest": True}]).ok
-    assert not dx.nodes_check([]).ok
+    assert not dx.nodes_check([]).ok and dx.nodes_check([]).severity == dx.WARNING
 
 
 def test_verdict_is_the_first_blocking_cause():
