@@ -37,5 +37,6 @@ web_urlpatterns = [
     path("accounts/<str:account_pk>/propagation", views.account_propagation_fragment, name="account-propagation"),
     path("accounts/<str:account_pk>/users/<str:upk>/leafnode", views.user_leafnode, name="user-leafnode"),
     path("connect/", views.connect, name="connect"),
+    path("diagnose/", views.diagnose, name="diagnose"),
     path("accounts/<str:account_pk>/home-region", views.account_home_region, name="account-home-region"),
 ]
