@@ -17,11 +17,14 @@ from accounts_service.api.utils import (
     TEXT_RENDERERS,
     AcceptHeaderNegotiation,
     ServiceTransactionsMixin,
+    StrictCharField,
+    StrictInputSerializer,
     paginated,
     paginated_response,
     plain_text_response,
 )
 from accounts_service.selectors import account_for_user_get, user_get
+from broker_gateway.diagnose import MAX_CREDS_BYTES, user_diagnose
 from broker_gateway.leafconf import DEFAULT_LOCAL_PORT
 from broker_gateway.leafnodes import LEAF_CONFIG_FILENAME, port_check, user_leafnode_config
 from broker_gateway.selectors import account_propagation, connect_plan, fleet_overview
@@ -188,3 +191,54 @@ class AccountHomeRegionApi(AccountScopedApi):
         account = home_region_set(account=self.account, actor=request.user, region=data.validated_data["region"])
         return Response(self.OutputSerializer({"account": account.public_key,
                                                "home_region": account.home_region}).data)
+
+
+class _CheckSerializer(serializers.Serializer):
+    check = serializers.CharField(help_text="what was checked: creds, user_jwt, seed_pair, issuer, issuer_account, "
+                                            "user_expiry, account_expiry, bearer, connection_type, revocation, "
+                                            "src_times, suspension, conn_limit, leaf_limit, nodes, permission")
+    ok = serializers.BooleanField()
+    severity = serializers.ChoiceField(choices=["blocking", "warning", "info"])
+    message = serializers.CharField(help_text="plain language, with what to do next")
+    detail = serializers.DictField()
+
+
+class _VerdictSerializer(serializers.Serializer):
+    ok = serializers.BooleanField(help_text="false: the servers refuse this connection")
+    cause = serializers.CharField(allow_null=True, help_text="the first blocking check (or the first warning)")
+    message = serializers.CharField()
+
+
+class DiagnoseApi(APIView):
+    """``POST /api/v1/diagnose``: "why can't my client connect?". Every check the servers make on the connection of
+    a user, given its ``.creds`` text or an ``account`` and ``user`` of your teams, and optionally whether it may
+    ``pub`` or ``sub`` a ``subject`` with the rule that decides. Creds of another team's user get the same 404 as
+    unknown ones. The seed is read to check that it pairs with the JWT and is never stored, logged or returned."""
+
+    class InputSerializer(StrictInputSerializer):
+        creds = StrictCharField(required=False, max_length=MAX_CREDS_BYTES,
+                                help_text=f"the .creds text (at most {MAX_CREDS_BYTES} bytes)")
+        account = StrictCharField(required=False, max_length=56, help_text="an account's public key (with user)")
+        user = StrictCharField(required=False, max_length=56, help_text="a user's public key (with account)")
+        subject = StrictCharField(required=False, max_length=512, help_text="a subject to check (with action)")
+        action = serializers.ChoiceField(choices=["pub", "sub"], required=False)
+        connection_type = serializers.ChoiceField(choices=["STANDARD", "WEBSOCKET", "LEAFNODE", "MQTT"],
+                                                  required=False, default="STANDARD")
+
+    class OutputSerializer(serializers.Serializer):
+        account = serializers.CharField(allow_null=True)
+        account_name = serializers.CharField(allow_null=True)
+        user = serializers.CharField(allow_null=True)
+        user_name = serializers.CharField(allow_null=True)
+        verdict = _VerdictSerializer()
+        checks = _CheckSerializer(many=True, help_text="blocking failures first, then warnings, then what passed")
+
+    @extend_schema(operation_id="v1_diagnose", request=InputSerializer, responses=OutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = user_diagnose(actor=request.user, creds=v.get("creds"), account=v.get("account"),
+                               user=v.get("user"), subject=v.get("subject"), action=v.get("action"),
+                               connection_type=v["connection_type"])
+        return Response(self.OutputSerializer(result).data, headers={"Cache-Control": "no-store"})

@@ -304,6 +304,22 @@ def node_connections(*, nodes: Sequence[BrokerNode], timeout: float = 0.5) -> di
             for name, body in _probe_all(nodes, "/varz", timeout).items()}
 
 
+def node_accountz(*, nodes: Sequence[BrokerNode], account_public_key: str,
+                  timeout: float = 0.5) -> dict[str, dict[str, Any] | None]:
+    """Each node's view of one account from ``/accountz?acc=`` (``account_detail``: ``jwt``, ``client_connections``,
+    ``leafnode_connections``); None for a node that did not answer or has not loaded the account (a node loads an
+    account on its first client, and answers "does not exist" before).
+    https://docs.nats.io/running-a-nats-service/nats_admin/monitoring#account-information
+    """
+    if not nodes:
+        return {}
+    out: dict[str, dict[str, Any] | None] = {}
+    for name, body in _probe_all(nodes, f"/accountz?acc={account_public_key}", timeout).items():
+        detail = body.get("account_detail") if body is not None else None
+        out[name] = detail if isinstance(detail, dict) else None
+    return out
+
+
 def gateway_links(gatewayz: dict[str, Any] | None, regions: Sequence[str], own: str) -> list[dict[str, Any]]:
     """A node's link to each other region from its ``/gatewayz``: ``up`` when its outbound gateway to the region
     is connected, ``down`` when the region is part of the fleet but the node has no connection to it, ``unknown``

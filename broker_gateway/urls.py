@@ -13,6 +13,7 @@ api_urlpatterns = [
          name="api-user-leafnode"),
     path("fleet/nodes/", api.FleetNodeListApi.as_view(), name="api-fleet-nodes"),
     path("connect", api.ConnectApi.as_view(), name="api-connect"),
+    path("diagnose", api.DiagnoseApi.as_view(), name="api-diagnose"),
 ]
 
 staff_urlpatterns = [
@@ -36,5 +37,6 @@ web_urlpatterns = [
     path("accounts/<str:account_pk>/propagation", views.account_propagation_fragment, name="account-propagation"),
     path("accounts/<str:account_pk>/users/<str:upk>/leafnode", views.user_leafnode, name="user-leafnode"),
     path("connect/", views.connect, name="connect"),
+    path("diagnose/", views.diagnose, name="diagnose"),
     path("accounts/<str:account_pk>/home-region", views.account_home_region, name="account-home-region"),
 ]

@@ -25,6 +25,7 @@ from django.utils.text import slugify
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts_service.models import NatsUser
 from accounts_service.selectors import account_for_user_get, user_get
 from accounts_service.services import creds_filename
 from accounts_service.tenants import (
@@ -37,6 +38,7 @@ from accounts_service.tenants import (
     tenant_members,
 )
 from billing.selectors import leafnodes_current
+from broker_gateway.diagnose import user_diagnose
 from broker_gateway.leafnodes import LEAF_CONFIG_FILENAME, user_leafnode_config
 from broker_gateway.models import BrokerNode
 from broker_gateway.nodes import node_add, node_desired_set, node_remove, region_add, region_desired_set, regions_list
@@ -55,6 +57,7 @@ from broker_gateway.selectors import (
 )
 from broker_gateway.services import home_region_set
 from core.errors import ApplicationError, NotFound
+from core.http import status_for
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +353,49 @@ def user_leafnode(request: HttpRequest, account_pk: str, upk: str) -> HttpRespon
 
 _CHOSEN_BY = {"query": "you asked for it", "home_region": "the account's home region",
               "connections": "where the account's clients are connected now", "default": "the fleet's first region"}
+
+
+class DiagnoseForm(forms.Form):
+    """Paste a .creds or pick a user; the pasted creds are never rendered back."""
+
+    creds = forms.CharField(required=False, max_length=16 * 1024, strip=False,
+                            widget=forms.Textarea(attrs={"rows": 8, "autocomplete": "off", "spellcheck": "false"}),
+                            help_text="the .creds text: its seed is only checked against the JWT, never stored")
+    pick = forms.ChoiceField(required=False, label="or one of your users")
+    subject = forms.CharField(required=False, max_length=512, help_text="optional: may the user publish/subscribe it?")
+    action = forms.ChoiceField(required=False, choices=[("", "—"), ("pub", "publish"), ("sub", "subscribe")])
+
+    def __init__(self, *args, users=(), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["pick"].choices = [("", "—")] + [
+            (f"{u.account.public_key}:{u.public_key}", f"{u.name} ({u.account.name})") for u in users]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def diagnose(request: HttpRequest) -> HttpResponse:
+    """"Why can't my client connect?": the checklist of ``broker_gateway.diagnose``, first failing cause on top."""
+    users = list(NatsUser.objects.for_user(request.user).select_related("account").order_by("account__name", "name")
+                 [:500])
+    result, error, status = None, None, 200
+    form = DiagnoseForm(request.POST or None, users=users, initial={"pick": request.GET.get("user", "")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        account_pk, _, user_pk = (data["pick"] or "").partition(":")
+        try:
+            result = user_diagnose(actor=request.user, creds=data["creds"] or None, account=account_pk or None,
+                                   user=user_pk or None, subject=data["subject"] or None,
+                                   action=data["action"] or None)
+        except ApplicationError as exc:
+            error, status = exc.message, status_for(exc)
+    elif request.method == "POST":
+        status = 400
+    if form.is_bound:  # never render the pasted creds back: the page must not hold the seed
+        form.data = form.data.copy()
+        form.data["creds"] = ""
+    response = render(request, "broker/diagnose.html", {"form": form, "result": result, "error": error}, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required

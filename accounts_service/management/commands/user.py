@@ -1,4 +1,4 @@
-"""``manage.py user create|list|revoke|delete|creds|leafnode``."""
+"""``manage.py user create|list|revoke|delete|creds|leafnode|diagnose``."""
 
 from __future__ import annotations
 
@@ -34,7 +34,51 @@ class Command(SubcommandCommand):
         "leafnode": "write leaf.conf and the .creds it references: run your own nats-server as a leafnode",
         "revoke": "revoke a user (pushed in the account JWT)",
         "delete": "delete a user (revoked first)",
+        "diagnose": "why can't this client connect? every check the servers make, the first failing cause first",
     }
+
+    def add_diagnose_arguments(self, p) -> None:
+        who = p.add_mutually_exclusive_group(required=True)
+        who.add_argument("--creds", type=Path, help="a .creds file (its seed is read to check the pair, never shown)")
+        who.add_argument("--account", help="an account public key (with --user)")
+        p.add_argument("--user", help="a user public key of --account")
+        p.add_argument("--subject", help="may the user publish/subscribe this subject? (with --pub or --sub)")
+        action = p.add_mutually_exclusive_group()
+        action.add_argument("--pub", dest="action", action="store_const", const="pub")
+        action.add_argument("--sub", dest="action", action="store_const", const="sub")
+        p.add_argument("--leafnode", action="store_true", help="diagnose a leafnode connection (the leaf limit)")
+        p.add_argument("--json", action="store_true")
+
+    def handle_diagnose(self, *, creds, account, user, subject, action, leafnode, json, **options) -> None:
+        from broker_gateway.diagnose import MAX_CREDS_BYTES, user_diagnose
+
+        if account and not user:
+            raise CommandError("--account needs --user")
+        if bool(subject) != bool(action):
+            raise CommandError("--subject goes with --pub or --sub")
+        text = None
+        if creds is not None:
+            try:
+                if creds.stat().st_size > MAX_CREDS_BYTES:
+                    raise CommandError(f"{creds}: a .creds file is at most {MAX_CREDS_BYTES} bytes")
+                text = creds.read_text(errors="replace")
+            except OSError as exc:
+                raise CommandError(f"cannot read {creds}: {exc.strerror}") from exc
+        result = user_diagnose(actor=None, creds=text, account=account, user=user, subject=subject, action=action,
+                               connection_type="LEAFNODE" if leafnode else "STANDARD")
+        if json:
+            self.out_json(result)
+            return
+        verdict = result["verdict"]
+        who = f"{result['user_name'] or '?'} ({result['user'] or '?'}) of {result['account_name'] or '?'}"
+        self.out(f"{'OK' if verdict['ok'] else 'REFUSED'}: {who}")
+        self.out(f"  {verdict['message']}")
+        marks = {"blocking": "x", "warning": "!", "info": "-"}
+        for check in result["checks"]:
+            mark = "ok" if check["ok"] else marks[check["severity"]]
+            self.out(f"  [{mark:>2}] {check['check']}: {check['message']}")
+        if not verdict["ok"]:
+            raise CommandError(f"refused: {verdict['cause']}", returncode=2)
 
     def add_create_arguments(self, p) -> None:
         p.add_argument("--account", required=True)
