@@ -63,6 +63,9 @@ NOT_EXPRESSIBLE = {
     # exporter must be an existing account (valid checksum) exporting something that covers the subject; a
     # private export needs a valid activation token; the local subject must not overlap another import.
     ("POST", "/api/v1/accounts/{account_pk}/imports/"): [positive_data_acceptance],
+    # Exactly one of creds, or account and user together (a oneOf the request schema does not carry); subject
+    # and action go together; creds must parse as a .creds file.
+    ("POST", "/api/v1/diagnose"): [positive_data_acceptance],
 }
 
 TOKEN_PLACEHOLDER = "the-test-token"
