@@ -168,7 +168,8 @@ def export_get(*, account: Account, export_id: int) -> Export:
 
 
 def import_list(*, account: Account) -> QuerySet[Import]:
-    return Import.objects.filter(account=account).select_related("export__account__team").order_by("local_subject", "id")
+    return (Import.objects.filter(account=account).select_related("export__account__team")
+            .order_by("local_subject", "id"))
 
 
 def import_get(*, account: Account, import_id: int) -> Import:

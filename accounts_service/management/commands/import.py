@@ -50,7 +50,7 @@ class Command(SubcommandCommand):
         p.add_argument("--account", required=True)
         p.add_argument("--id", type=int, required=True, help="the import's id (see import list)")
 
-    def handle_delete(self, *, account, id, **_) -> None:  # noqa: A002 (the option's name)
+    def handle_delete(self, *, account, id, **_) -> None:
         imp = import_get(account=account_get(public_key=account), import_id=id)
         import_delete(imp=imp, actor=PLATFORM)
         self.out(f"removed import {imp.subject} as {imp.local_subject}")
