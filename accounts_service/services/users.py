@@ -253,12 +253,13 @@ def user_delete(*, user: NatsUser, actor: Any) -> None:
         SealedSeed.objects.filter(pk=seed_id).delete()
 
 
-def user_creds_get(*, user: NatsUser) -> str:
-    """The user's `.creds` text; only for users whose key we generated (callers check the actor)."""
+def user_creds_get(*, user: NatsUser, revoked_ok: bool = False) -> str:
+    """The user's `.creds` text; only for users whose key we generated (callers check the actor). ``revoked_ok``:
+    also for a revoked user (the connection test, which shows the servers refusing it)."""
     # Re-read what decides (revoked? which JWT?) together with the sealed seed: one query, not two.
     fresh = NatsUser.objects.select_related("seed").only("revoked_at", "jwt", "seed").get(pk=user.pk)
     user.revoked_at, user.jwt, user.seed = fresh.revoked_at, fresh.jwt, fresh.seed
-    if user.revoked_at:
+    if user.revoked_at and not revoked_ok:
         raise Conflict("the user is revoked", code="user_revoked")
     if user.seed_id is None:
         jwt_path = user_jwt_path(user=user)
