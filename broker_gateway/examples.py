@@ -75,7 +75,7 @@ def _pick_sub(allow: Sequence[str], deny: Sequence[str], *, near: str | None) ->
         for pattern in (list(allow) or [">"]):
             if pattern != ">" and is_subset(near, pattern) and _allowed(pattern, allow, deny):
                 return pattern
-        parent = ".".join(near.split(".")[:-1] + [">"]) if "." in near else None
+        parent = ".".join([*near.split(".")[:-1], ">"]) if "." in near else None
         if parent and _allowed(parent, allow, deny):
             return parent
         if _allowed(near, allow, deny):
@@ -151,7 +151,8 @@ def _go(servers: list[str], creds: str, s: ExampleSubjects) -> str:
     if s.request and s.requester:
         body.append(f"\treply, err := nc.Request({_q(s.request)}, nil, 2*time.Second)\n"
                     "\tif err != nil {\n\t\tlog.Fatal(err)\n\t}\n\tfmt.Println(string(reply.Data))")
-    imports = ['"fmt"', '"log"'] + (['"time"'] if s.request and s.requester else []) + ['', '"github.com/nats-io/nats.go"']
+    imports = ['"fmt"', '"log"', *(['"time"'] if s.request and s.requester else []), "",
+               '"github.com/nats-io/nats.go"']
     return ("package main\n\nimport (\n" + "\n".join(f"\t{i}" if i else "" for i in imports) + "\n)\n\n"
             "func main() {\n"
             f"\tnc, err := nats.Connect({_q(','.join(servers))}, nats.UserCredentials({_q(creds)}))\n"
@@ -194,7 +195,8 @@ def _python(servers: list[str], creds: str, s: ExampleSubjects) -> str:
     if s.request and s.requester:
         body.append(f"    reply = await nc.request({_q(s.request)}, b\"\", timeout=2)\n    print(reply.data.decode())")
     return ("import asyncio\n\nimport nats\n\n\nasync def main():\n"
-            f"    nc = await nats.connect(servers=[{', '.join(_q(u) for u in servers)}], user_credentials={_q(creds)})\n\n"
+            f"    nc = await nats.connect(servers=[{', '.join(_q(u) for u in servers)}],\n"
+            f"                            user_credentials={_q(creds)})\n\n"
             + "\n\n".join(body) + "\n\n    await nc.flush()\n    await nc.drain()\n\n\nasyncio.run(main())")
 
 
