@@ -12,6 +12,7 @@ requester's inbox, which ``allow_responses`` permits even without ``_INBOX.>`` i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -122,6 +123,9 @@ def _q(value: str) -> str:
 
 
 def _sh(value: str) -> str:
+    """A shell word: as it is when plain, else single-quoted (``>`` and ``*`` are special to the shell)."""
+    if re.fullmatch(r"[\w.\-:/,=]+", value):
+        return value
     return "'" + value.replace("'", "'\\''") + "'"
 
 
@@ -135,6 +139,12 @@ def _cli(servers: str, creds: str, context: str, s: ExampleSubjects) -> str:
         lines.append(f"nats reply {_sh(s.request)} 'hi'     # answer requests…")
     if s.request and s.requester:
         lines.append(f"nats req {_sh(s.request)} ''          # …and ask")
+    lines += ["", "# or without a context, the servers and credentials each time:"]
+    each = f"nats --creds ./{creds} --server {servers}"
+    if s.sub:
+        lines.append(f"{each} sub {_sh(s.sub)}")
+    if s.pub:
+        lines.append(f"{each} pub {_sh(s.pub)} 'hello'")
     return "\n".join(lines)
 
 
