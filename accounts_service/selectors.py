@@ -168,12 +168,13 @@ def export_get(*, account: Account, export_id: int) -> Export:
 
 
 def import_list(*, account: Account) -> QuerySet[Import]:
-    return Import.objects.filter(account=account).select_related("export__account").order_by("local_subject", "id")
+    return (Import.objects.filter(account=account).select_related("export__account__team")
+            .order_by("local_subject", "id"))
 
 
 def import_get(*, account: Account, import_id: int) -> Import:
     """One import of ``account``; another account's import and an unknown id give the same NotFound."""
-    imp = Import.objects.filter(account=account, pk=import_id).select_related("export__account").first()
+    imp = Import.objects.filter(account=account, pk=import_id).select_related("export__account__team").first()
     if imp is None:
         raise NotFound(f"no import {import_id} in this account", extra={"import": import_id})
     return imp

@@ -73,4 +73,5 @@ def connect_accounts(*, user) -> QuerySet[Account]:
 
 def connect_users(*, account: Account, limit: int = 20) -> list[NatsUser]:
     """Active NATS users of an account the caller already holds (scoped by ``account_for_user_get``)."""
-    return list(NatsUser.objects.filter(account=account).active().order_by("name", "pk")[:limit])
+    return list(NatsUser.objects.filter(account=account).active().select_related("signing_key")
+                .order_by("name", "pk")[:limit])

@@ -24,6 +24,7 @@ from accounts_service.api.utils import (
     plain_text_response,
 )
 from accounts_service.selectors import account_for_user_get, user_get
+from broker_gateway.connection_test import user_connection_test
 from broker_gateway.diagnose import MAX_CREDS_BYTES, user_diagnose
 from broker_gateway.leafconf import DEFAULT_LOCAL_PORT
 from broker_gateway.leafnodes import LEAF_CONFIG_FILENAME, port_check, user_leafnode_config
@@ -95,6 +96,36 @@ class UserLeafnodeApi(ServiceTransactionsMixin, AccountScopedApi):
             "Cache-Control": "no-store",
             "Content-Disposition": f'attachment; filename="{LEAF_CONFIG_FILENAME}"',
         })
+
+
+class _TestStepSerializer(serializers.Serializer):
+    step = serializers.ChoiceField(choices=["connect", "subscribe", "publish", "round_trip", "connection"])
+    subject = serializers.CharField(required=False)
+    ok = serializers.BooleanField()
+    detail = serializers.CharField(help_text="what happened, with the server's own text when it refused")
+
+
+class UserConnectionTestApi(ServiceTransactionsMixin, AccountScopedApi):
+    """``POST .../users/{user_pk}/test``: connect as the user from the control plane to the account's connect list
+    (closest region first), subscribe and publish the connect examples' subjects (a round trip when it may do
+    both), and say what the servers answered. Users whose seed we never saw are refused (409
+    ``connection_test_seed_unknown``). Audited as ``user.connection_test``."""
+
+    class OutputSerializer(serializers.Serializer):
+        ok = serializers.BooleanField()
+        connected = serializers.BooleanField()
+        server = serializers.CharField(allow_null=True)
+        server_name = serializers.CharField(allow_null=True)
+        region = serializers.CharField(allow_null=True)
+        rtt_ms = serializers.FloatField(allow_null=True)
+        steps = _TestStepSerializer(many=True)
+        error = serializers.CharField(allow_null=True, help_text="the first refusal, as the server worded it")
+        subjects = serializers.DictField(child=serializers.CharField(allow_null=True))
+
+    @extend_schema(request=None, responses=OutputSerializer)
+    def post(self, request: Request, account_pk: str, user_pk: str) -> Response:
+        user = user_get(account=self.account, public_key=user_pk)
+        return Response(self.OutputSerializer(user_connection_test(user=user, actor=request.user)).data)
 
 
 class FleetNodeListApi(APIView):

@@ -11,6 +11,8 @@ api_urlpatterns = [
     path("accounts/<str:account_pk>/home-region", api.AccountHomeRegionApi.as_view(), name="api-account-home-region"),
     path("accounts/<str:account_pk>/users/<str:user_pk>/leafnode", api.UserLeafnodeApi.as_view(),
          name="api-user-leafnode"),
+    path("accounts/<str:account_pk>/users/<str:user_pk>/test", api.UserConnectionTestApi.as_view(),
+         name="api-user-test"),
     path("fleet/nodes/", api.FleetNodeListApi.as_view(), name="api-fleet-nodes"),
     path("connect", api.ConnectApi.as_view(), name="api-connect"),
     path("diagnose", api.DiagnoseApi.as_view(), name="api-diagnose"),

@@ -38,7 +38,9 @@ from accounts_service.tenants import (
     tenant_members,
 )
 from billing.selectors import leafnodes_current
+from broker_gateway.connection_test import user_connection_test, user_example_subjects
 from broker_gateway.diagnose import user_diagnose
+from broker_gateway.examples import example_snippets, example_subjects
 from broker_gateway.leafnodes import LEAF_CONFIG_FILENAME, user_leafnode_config
 from broker_gateway.models import BrokerNode
 from broker_gateway.nodes import node_add, node_desired_set, node_remove, region_add, region_desired_set, regions_list
@@ -399,10 +401,11 @@ def diagnose(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def connect(request: HttpRequest) -> HttpResponse:
-    """The NATS URLs (the closest region's first) and copy-paste client examples; with ``?account=<pk>`` (one's
-    own), for that account; ``?region=`` puts a region first."""
+    """The NATS URLs (the closest region's first) and copy-paste client examples built from one user's own
+    permissions; with ``?account=<pk>`` (one's own), for that account, ``?user=<pk>`` picks the user (else its
+    first), ``?region=`` puts a region first. A POST runs the connection test as that user."""
     account, users = None, []
     if request.GET.get("account"):
         try:
@@ -416,16 +419,34 @@ def connect(request: HttpRequest) -> HttpResponse:
         messages.error(request, exc.message)
         plan = connect_plan(account=account)
     servers = plan["servers"]
-    example_user = users[0] if users else None
+    wanted = request.POST.get("user") or request.GET.get("user")
+    example_user = next((u for u in users if u.public_key == wanted), None)
+    if example_user is None and wanted and account is not None:
+        example_user = user_get(account=account, public_key=wanted)  # past the list's first page; else a 404
+    example_user = example_user or (users[0] if users else None)
+    subjects = user_example_subjects(user=example_user) if example_user else example_subjects()
+    creds_file = creds_filename(example_user.name) if example_user else "USER.creds"
+    context_name = slugify(account.name) if account and slugify(account.name) else "natsctl"
+    test_result = None
+    if request.method == "POST" and example_user is not None:
+        try:
+            test_result = user_connection_test(user=example_user, actor=request.user)
+        except NotFound:
+            raise
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
     return render(request, "broker/connect.html", {
         "servers": servers, "account": account, "users": users, "example_user": example_user, "plan": plan,
+        "subjects": subjects, "test_result": test_result,
+        "snippets": example_snippets(servers=servers, creds_file=creds_file, context=context_name,
+                                     subjects=subjects),
         "chosen_by": _CHOSEN_BY.get(plan["chosen_by"], ""),
         "all_regions": regions_list(),
         "accounts": connect_accounts(user=request.user)[:PAGE_SIZE],
         # Names the examples use: shell- and file-safe, so they paste as they are.
         "servers_arg": ",".join(servers) or "nats://HOST:4222",
-        "creds_file": creds_filename(example_user.name) if example_user else "USER.creds",
-        "context_name": slugify(account.name) if account and slugify(account.name) else "natsctl",
+        "creds_file": creds_file,
+        "context_name": context_name,
     })
 
 

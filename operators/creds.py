@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from operators import nkeys
 from operators.nkeys import KeyType, NKeyError
 
-__all__ = ["Creds", "CredsError", "format_creds", "parse_creds"]
+__all__ = ["SEED_PLACEHOLDER", "Creds", "CredsError", "creds_pairing_command", "format_creds", "format_creds_template",
+           "parse_creds"]
+
+# Where a tenant who keeps their own seed (a user created from their public key) puts it: not a seed (parse_creds
+# refuses it, so a client given the template unfilled fails at once), and free of characters sed would read.
+SEED_PLACEHOLDER = "PASTE-YOUR-USER-NKEY-SEED-HERE"
 
 _TEMPLATE = (
     "-----BEGIN NATS USER JWT-----\n"
@@ -48,6 +53,22 @@ def format_creds(jwt: str, seed: str) -> str:
     if jwt.count(".") != 2:
         raise CredsError("the JWT is malformed")
     return _TEMPLATE.format(jwt=jwt, seed=seed)
+
+
+def format_creds_template(jwt: str) -> str:
+    """The `.creds` layout with the user JWT filled in and ``SEED_PLACEHOLDER`` where the user's seed goes: what a
+    tenant who kept the seed completes (``creds_pairing_command``) into a `.creds` equal to ``format_creds``."""
+    jwt = jwt.strip()
+    if jwt.count(".") != 2:
+        raise CredsError("the JWT is malformed")
+    return _TEMPLATE.format(jwt=jwt, seed=SEED_PLACEHOLDER)
+
+
+def creds_pairing_command(*, template: str, seed_file: str, creds: str) -> str:
+    """A POSIX shell one-liner that fills the template's placeholder with the seed read from ``seed_file`` (the
+    ``SU...`` line that ``nk -gen user`` or nsc wrote) into ``creds``, created private (umask 077)."""
+    return (f"(umask 077 && sed \"s/{SEED_PLACEHOLDER}/$(tr -d '[:space:]' < {seed_file})/\" "
+            f"{template} > {creds})")
 
 
 def parse_creds(text: str | bytes) -> Creds:

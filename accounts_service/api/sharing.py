@@ -22,9 +22,16 @@ from accounts_service.api.utils import (
     paginated_response,
     subject_field,
 )
-from accounts_service.models import Export
+from accounts_service.models import Export, Import
 from accounts_service.selectors import export_get, export_list, import_get, import_list
-from accounts_service.services import activation_create, export_create, export_delete, import_create, import_delete
+from accounts_service.services import (
+    activation_create,
+    export_create,
+    export_delete,
+    import_create,
+    import_delete,
+    import_is_builtin,
+)
 from core.errors import ApplicationError
 
 # ------------------------------------------------------------------------------------------------
@@ -147,7 +154,11 @@ class ImportOutputSerializer(serializers.Serializer):
     subject = serializers.CharField()
     local_subject = serializers.CharField()
     share = serializers.BooleanField()
+    builtin = serializers.SerializerMethodField(help_text="the platform's ngs.usage import: it cannot be removed")
     created_at = serializers.DateTimeField()
+
+    def get_builtin(self, imp: Import) -> bool:
+        return import_is_builtin(imp)
 
 
 class ImportListCreateApi(AccountScopedApi):

@@ -101,6 +101,8 @@ class UserOutputSerializer(serializers.Serializer):
     bearer_token = serializers.BooleanField()
     tags = serializers.ListField(child=serializers.CharField())
     creds_available = serializers.SerializerMethodField()
+    jwt_url = serializers.SerializerMethodField(help_text="where the user JWT is (a user created from your own "
+                                                "public key has no .creds here: pair this JWT with your seed)")
     expires_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
     jwt_iat = serializers.IntegerField()
@@ -124,6 +126,9 @@ class UserOutputSerializer(serializers.Serializer):
 
     def get_creds_available(self, user: NatsUser) -> bool:
         return user.seed_id is not None and user.revoked_at is None
+
+    def get_jwt_url(self, user: NatsUser) -> str:
+        return services.user_jwt_path(user=user)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -238,6 +243,34 @@ class UserCredsApi(ServiceTransactionsMixin, AccountScopedApi):
             "Cache-Control": "no-store",
             "Content-Disposition": f'attachment; filename="{services.creds_filename(user.name)}"',
         })
+
+
+class UserJwtApi(ServiceTransactionsMixin, AccountScopedApi):
+    """``GET .../users/{user_pk}/jwt``: the user's current JWT (``text/plain``), for every user, and the only way to
+    a working ``.creds`` for a user created from your own public key. Audited and never cached, like the creds
+    (a bearer-token user's JWT alone connects)."""
+
+    renderer_classes = TEXT_RENDERERS
+    content_negotiation_class = AcceptHeaderNegotiation
+    template = False
+
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
+    def get(self, request: Request, account_pk: str, user_pk: str) -> HttpResponse:
+        user = user_get(account=self.account, public_key=user_pk)
+        text = services.user_jwt_download(user=user, actor=request.user, template=self.template, via="api")
+        pairing = services.user_creds_pairing(user=user)
+        return plain_text_response(text, headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{pairing["template" if self.template else "jwt"]}"',
+        })
+
+
+class UserCredsTemplateApi(UserJwtApi):
+    """``GET .../users/{user_pk}/creds-template``: the ``.creds`` layout with the user JWT filled in and the line
+    ``PASTE-YOUR-USER-NKEY-SEED-HERE`` where your seed goes (the user's page in the console and ``manage.py user jwt
+    --template`` show the one-line ``sed`` that completes it). Audited and never cached, like the JWT."""
+
+    template = True
 
 
 class UserRevokeApi(AccountScopedApi):

@@ -65,6 +65,8 @@ class AuditEvent(models.Model):
         MEMBER_ROLE = "member.role"
         ACCOUNT_REGION = "account.region"
         LEAFNODE_DOWNLOAD = "leafnode.download"
+        JWT_DOWNLOAD = "jwt.download"
+        CONNECTION_TEST = "user.connection_test"
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="audit_events", null=True, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,

@@ -58,7 +58,13 @@ from accounts_service.services.tokens import (
     api_tokens_revoke_all,
     django_user_get,
 )
-from accounts_service.services.usage import USAGE_ACCOUNT, USAGE_EXPORT_SUBJECT, USAGE_LOCAL_SUBJECT, usage_export_get
+from accounts_service.services.usage import (
+    USAGE_ACCOUNT,
+    USAGE_EXPORT_SUBJECT,
+    USAGE_LOCAL_SUBJECT,
+    import_is_builtin,
+    usage_export_get,
+)
 from accounts_service.services.users import (
     UserSpec,
     creds_filename,
@@ -66,7 +72,10 @@ from accounts_service.services.users import (
     user_create,
     user_creds_download,
     user_creds_get,
+    user_creds_pairing,
     user_delete,
+    user_jwt_download,
+    user_jwt_path,
     user_revoke,
     user_spec_check,
     user_update,
@@ -79,10 +88,12 @@ __all__ = [
     "account_resume", "account_signing_key_add", "account_signing_key_rotate", "account_suspend", "account_update",
     "activation_create", "activation_revoke", "api_token_create", "api_token_digest", "api_token_revoke",
     "api_tokens_revoke_all", "audit_record", "creds_filename", "django_user_get", "email_normalize",
-    "export_create", "export_delete", "import_create", "import_delete", "invitation_accept", "invitation_create",
+    "export_create", "export_delete", "import_create", "import_delete", "import_is_builtin",
+    "invitation_accept", "invitation_create",
     "invitation_get", "invitation_revoke", "member_remove", "member_role_set", "platform_team_get",
     "service_user_ensure", "system_account_ensure", "team_create", "team_default_account_ensure",
     "team_get_or_create", "team_member_add", "team_personal_ensure", "usage_export_get", "usage_service_ensure",
-    "user_create", "user_creds_download", "user_creds_get", "user_delete", "user_revoke", "user_spec_check",
+    "user_create", "user_creds_download", "user_creds_get", "user_creds_pairing", "user_delete",
+    "user_jwt_download", "user_jwt_path", "user_revoke", "user_spec_check",
     "user_update",
 ]

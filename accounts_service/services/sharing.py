@@ -13,6 +13,7 @@ from accounts_service.rights import member_required
 from accounts_service.selectors import export_covering_get
 from accounts_service.services.audit import audit_record
 from accounts_service.services.signing import account_lock, account_resign
+from accounts_service.services.usage import import_is_builtin
 from accounts_service.validation import description_check, future_check, name_check, public_key_check, subject_check
 from core.errors import Conflict, Invalid
 from operators import claims
@@ -236,7 +237,12 @@ def import_create(
 
 @transaction.atomic
 def import_delete(*, imp: Import, actor: Any) -> None:
-    """Remove an import (any member; audited)."""
+    """Remove an import (any member; audited). The platform's built-in ``ngs.usage`` import is refused."""
+    member_required(team=imp.account.team_id, actor=actor)
+    if import_is_builtin(imp):
+        raise Conflict(f"{imp.local_subject} is built in: every account imports the platform's usage service so "
+                       f"that it can ask its own usage over NATS; it cannot be removed",
+                       extra={"import": imp.pk, "local_subject": imp.local_subject}, code="import_builtin")
     account = _deletion_start(account=imp.account, actor=actor, action=AuditEvent.Action.IMPORT_DELETE,
                               detail={"import": imp.name, "subject": imp.subject})
     imp.delete()

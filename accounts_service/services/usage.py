@@ -24,3 +24,10 @@ def usage_import_add(account: Account) -> bool:
     Import.objects.create(account=account, export=export, name="ngs.usage", local_subject=USAGE_LOCAL_SUBJECT,
                           subject=f"ngs.usage.{account.public_key}")
     return True
+
+
+def import_is_builtin(imp: Import) -> bool:
+    """Whether ``imp`` is the platform's ``ngs.usage`` import, which every tenant account carries: removing it
+    would only last until the account is next re-signed (``usage_import_add`` puts it back), so it is refused."""
+    return (imp.local_subject == USAGE_LOCAL_SUBJECT and imp.export.subject == USAGE_EXPORT_SUBJECT
+            and imp.export.account.team.is_platform)

@@ -22,7 +22,7 @@ from accounts_service.services.audit import audit_record
 from accounts_service.services.signing import account_lock, account_resign
 from accounts_service.validation import future_check, limit_check, name_check, public_key_check, subjects_check
 from core.errors import Conflict, Invalid
-from operators import claims
+from operators import claims, creds
 from operators import services as op_services
 from operators.models import SealedSeed, SigningKey
 from operators.nkeys import KeyType
@@ -253,17 +253,51 @@ def user_delete(*, user: NatsUser, actor: Any) -> None:
         SealedSeed.objects.filter(pk=seed_id).delete()
 
 
-def user_creds_get(*, user: NatsUser) -> str:
-    """The user's `.creds` text; only for users whose key we generated (callers check the actor)."""
+def user_creds_get(*, user: NatsUser, revoked_ok: bool = False) -> str:
+    """The user's `.creds` text; only for users whose key we generated (callers check the actor). ``revoked_ok``:
+    also for a revoked user (the connection test, which shows the servers refusing it)."""
     # Re-read what decides (revoked? which JWT?) together with the sealed seed: one query, not two.
     fresh = NatsUser.objects.select_related("seed").only("revoked_at", "jwt", "seed").get(pk=user.pk)
     user.revoked_at, user.jwt, user.seed = fresh.revoked_at, fresh.jwt, fresh.seed
-    if user.revoked_at:
+    if user.revoked_at and not revoked_ok:
         raise Conflict("the user is revoked", code="user_revoked")
     if user.seed_id is None:
-        raise Conflict("this user was created with your own public key; we never saw its seed, "
-                       "so pair the user JWT with your seed", code="creds_seed_unknown")
+        jwt_path = user_jwt_path(user=user)
+        raise Conflict(f"this user was created with your own public key, so we never saw its seed and cannot write "
+                       f"its .creds: get its JWT from GET {jwt_path} (or a .creds template to fill in with your seed "
+                       f"from GET {jwt_path.removesuffix('/jwt')}/creds-template, or the user's page in the console)",
+                       extra={"jwt": jwt_path}, code="creds_seed_unknown")
     return op_services.creds_render(user_seed=user.seed, jwt=user.jwt)
+
+
+def user_jwt_path(*, user: NatsUser) -> str:
+    """The API route of a user's JWT (named in refusals that send a person there)."""
+    return f"/api/v1/accounts/{user.account.public_key}/users/{user.public_key}/jwt"
+
+
+def user_jwt_download(*, user: NatsUser, actor: Any, template: bool = False, via: str = "") -> str:
+    """The user's current JWT for a member of its team, or with ``template`` the ``.creds`` layout holding it and a
+    placeholder for the seed (for users created from the tenant's own key). Audited like a ``.creds`` download:
+    public material, except that a bearer-token user's JWT alone connects."""
+    member_required(team=user.account.team_id, actor=actor)
+    fresh = NatsUser.objects.only("revoked_at", "jwt").get(pk=user.pk)
+    if fresh.revoked_at:
+        raise Conflict("the user is revoked", code="user_revoked")
+    text = creds.format_creds_template(fresh.jwt) if template else fresh.jwt
+    audit_record(action=AuditEvent.Action.JWT_DOWNLOAD, actor=actor, team_id=user.account.team_id,
+                 target=user.public_key, detail={"account": user.account.public_key, "user": user.name,
+                                                 "template": template, **({"via": via} if via else {})})
+    return text
+
+
+def user_creds_pairing(*, user: NatsUser) -> dict[str, str]:
+    """File names and the shell one-liner that turn a downloaded creds template and the tenant's seed file into
+    the user's ``.creds`` (no secret in it)."""
+    filename = creds_filename(user.name)
+    stem = filename.removesuffix(".creds")
+    names = {"creds": filename, "template": f"{stem}.creds.template", "seed_file": f"{stem}.nk", "jwt": f"{stem}.jwt"}
+    return {**names, "command": creds.creds_pairing_command(template=names["template"], seed_file=names["seed_file"],
+                                                            creds=names["creds"])}
 
 
 def user_creds_download(*, user: NatsUser, actor: Any) -> str:

@@ -136,8 +136,11 @@ def user_create(request: HttpRequest, pk: str) -> HttpResponse:
         ok, user = service_call(form, services.user_create, account=account, actor=request.user,
                                 **form.service_kwargs())
         if ok:
-            messages.success(request, f"User {user.name} created."
-                             + (" Download its .creds below." if user.seed_id else ""))
+            if user.seed_id is None:  # your own key: its JWT (and a .creds template) is on the user's page
+                messages.success(request, f"User {user.name} created from your public key. Pair its JWT with your "
+                                          "seed: the .creds template and the command are below.")
+                return redirect("web:user", pk=account.public_key, upk=user.public_key)
+            messages.success(request, f"User {user.name} created. Download its .creds below.")
             return redirect(reverse("web:account", kwargs={"pk": account.public_key}) + f"#user-{user.public_key}")
     return render(request, "web/user_create.html", {"form": form, "account": account, "tab": "overview"})
 
@@ -152,11 +155,57 @@ def user_creds(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
         raise
     except ApplicationError as exc:
         messages.error(request, exc.message)
-        return redirect("web:account", pk=pk)
+        return redirect("web:user", pk=pk, upk=upk)
     response = HttpResponse(text, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{services.creds_filename(user.name)}"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+@login_required
+def user_detail(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
+    """One user: its permissions and its JWT (copy, download) with a ``.creds`` template and the one-liner that
+    pairs it with the tenant's own seed. Showing the JWT is audited like a download, and never cached."""
+    account = request_account(request, pk)
+    user = user_get(account=account, public_key=upk)
+    jwt = None
+    if user.revoked_at is None:
+        jwt = services.user_jwt_download(user=user, actor=request.user, via="web")
+    response = render(request, "web/user_detail.html", {
+        "account": account, "u": user, "jwt": jwt, "tab": "overview",
+        "pairing": services.user_creds_pairing(user=user),
+        "jwt_api": services.user_jwt_path(user=user),
+    })
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _user_text_download(request: HttpRequest, pk: str, upk: str, *, template: bool) -> HttpResponse:
+    user = user_get(account=request_account(request, pk), public_key=upk)
+    try:
+        text = services.user_jwt_download(user=user, actor=request.user, template=template, via="web")
+    except NotFound:
+        raise
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("web:user", pk=pk, upk=upk)
+    pairing = services.user_creds_pairing(user=user)
+    response = HttpResponse(text if text.endswith("\n") else text + "\n", content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{pairing["template" if template else "jwt"]}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def user_jwt(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
+    return _user_text_download(request, pk, upk, template=False)
+
+
+@login_required
+@require_POST
+def user_creds_template(request: HttpRequest, pk: str, upk: str) -> HttpResponse:
+    return _user_text_download(request, pk, upk, template=True)
 
 
 def _user_button(request: HttpRequest, pk: str, upk: str, service, done: str) -> HttpResponse:

@@ -128,8 +128,11 @@ def imports(request: HttpRequest, pk: str) -> HttpResponse:
             messages.success(request, f"Imported {imp.subject} from {imp.export.account.name} as {imp.local_subject}; "
                                       "the account is re-signed and pushed to the fleet.")
             return redirect(reverse("web:imports", kwargs={"pk": account.public_key}) + f"#import-{imp.pk}")
+    imports = list(import_list(account=account))
+    for imp in imports:
+        imp.builtin = services.import_is_builtin(imp)  # shown as built in, with no Delete button
     return render(request, "web/sharing/imports.html", {
-        "account": account, "tab": "imports", "form": form, "imports": import_list(account=account),
+        "account": account, "tab": "imports", "form": form, "imports": imports,
         "prefilled": bool(prefill["from"]) and request.method != "POST",
     })
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import unescape
+
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -116,15 +118,15 @@ def test_connect_shows_every_node_url_and_examples(owner_client, account):
     response = owner_client.get(CONNECT)
 
     assert response.status_code == 200
-    html = response.content.decode()
+    html = unescape(response.content.decode())  # the snippets' quotes are HTML-escaped; the browser shows them
     for node in (n1, n2):
         assert f"<code id=\"server-{1 if node is n1 else 2}\">{node.client_url}</code>" in html
     both = f"{n1.client_url},{n2.client_url}"
     assert f"nats context add natsctl --server {both} --creds ./USER.creds --select" in html
-    assert f"nats --creds ./USER.creds --server {both} pub greet.joe" in html
-    assert (f'await nats.connect(servers=["{n1.client_url}", "{n2.client_url}"], '
-            'user_credentials="USER.creds")') in html
-    assert 'data-copy="#ex-context"' in html and 'id="ex-python"' in html and 'data-copy="#server-1"' in html
+    assert f"nats --creds ./USER.creds --server {both} pub demo.hello" in html
+    assert f'await nats.connect(servers=["{n1.client_url}", "{n2.client_url}"],' in html
+    assert 'user_credentials="USER.creds")' in html
+    assert 'data-copy="#ex-cli"' in html and 'id="ex-python"' in html and 'data-copy="#server-1"' in html
     assert f'value="{account.public_key}"' in html  # the account picker lists the user's accounts
 
 
@@ -207,3 +209,26 @@ def test_home_region_of_another_teams_account_is_a_404(client, account):
     stranger = _user("mallory")
     client.force_login(stranger)
     assert client.post(f"/accounts/{account.public_key}/home-region", {"region": "us-east"}).status_code == 404
+
+
+def test_examples_follow_the_picked_users_permissions(owner_client, account):
+    _node("n1")
+    services.user_create(actor=PLATFORM, account=account, name="a-wide")
+    orders = services.user_create(actor=PLATFORM, account=account, name="orders", pub_allow=["orders.>"],
+                                  sub_allow=["orders.>"])
+    html = unescape(owner_client.get(f"{CONNECT}?account={account.public_key}&user={orders.public_key}")
+                    .content.decode())
+    assert '<strong id="example-user">orders</strong>' in html
+    for snippet in ("cli", "go", "js", "python", "java", "rust"):
+        code = html[html.index(f'<pre id="ex-{snippet}">'):]
+        code = code[:code.index("</pre>")]
+        assert "orders.demo" in code and "greet." not in code, snippet
+    assert 'id="test-connection"' in html and "_INBOX.>" in html  # the note: no request example
+
+
+def test_test_connection_button_reports_a_refusal_as_a_message(owner_client, account):
+    user = services.user_create(actor=PLATFORM, account=account, name="app")
+    # No node runs: the test says so rather than failing the page.
+    response = owner_client.post(f"{CONNECT}?account={account.public_key}", {"user": user.public_key}, follow=True)
+    assert response.status_code == 200
+    assert "no running node" in response.content.decode()

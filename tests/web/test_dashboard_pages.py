@@ -174,7 +174,7 @@ def test_user_with_own_public_key_has_no_creds_download(owner_client, shared):
     user = NatsUser.objects.get(public_key=public_key)
     assert user.seed_id is None
     page = owner_client.get(f"/accounts/{account.public_key}/").content.decode()
-    assert "your own key" in page
+    assert "Get its JWT" in page and f"/users/{public_key}/#jwt" in page  # no dead end: the JWT is on its page
     refused = owner_client.post(f"/accounts/{account.public_key}/users/{public_key}/creds", follow=True)
     assert b"never saw its seed" in refused.content
 

@@ -1,4 +1,4 @@
-"""``manage.py user create|list|revoke|delete|creds|leafnode|diagnose``."""
+"""``manage.py user create|list|revoke|delete|creds|jwt|leafnode|diagnose``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from django.core.management.base import CommandError
 from accounts_service.models import NatsUser
 from accounts_service.rights import PLATFORM
 from accounts_service.selectors import account_get, user_get
-from accounts_service.services import creds_filename, user_create, user_creds_get, user_delete, user_revoke
+from accounts_service.services import (
+    creds_filename,
+    user_create,
+    user_creds_get,
+    user_creds_pairing,
+    user_delete,
+    user_jwt_download,
+    user_revoke,
+)
 from broker_gateway.leafconf import DEFAULT_LOCAL_PORT
 from broker_gateway.leafnodes import LEAF_CONFIG_FILENAME, user_leafnode_config
 from core.cli import SubcommandCommand
@@ -31,6 +39,7 @@ class Command(SubcommandCommand):
         "create": "create a user and write its .creds (mode 0600)",
         "list": "list the users of an account",
         "creds": "write the .creds of an existing user",
+        "jwt": "print or write a user's JWT (or, with --template, a .creds template to complete with your seed)",
         "leafnode": "write leaf.conf and the .creds it references: run your own nats-server as a leafnode",
         "revoke": "revoke a user (pushed in the account JWT)",
         "delete": "delete a user (revoked first)",
@@ -148,6 +157,26 @@ class Command(SubcommandCommand):
         nats_user = user_get(account=account_get(public_key=account), public_key=user)
         _write_creds(creds_out, user_creds_get(user=nats_user))
         self.out(f"creds written to {creds_out}")
+
+    def add_jwt_arguments(self, p) -> None:
+        p.add_argument("--account", required=True)
+        p.add_argument("--user", required=True)
+        p.add_argument("--out", type=Path, default=None, help="write it to this file (mode 0600) instead of stdout")
+        p.add_argument("--template", action="store_true",
+                       help="the .creds layout with the JWT and a placeholder where your seed goes")
+
+    def handle_jwt(self, *, account, user, out, template, **_) -> None:
+        nats_user = user_get(account=account_get(public_key=account), public_key=user)
+        text = user_jwt_download(user=nats_user, actor=PLATFORM, template=template, via="cli")
+        if out is None:
+            self.out(text.rstrip("\n"))
+            return
+        _write_creds(out, text if text.endswith("\n") else text + "\n")
+        self.out(f"{'creds template' if template else 'JWT'} written to {out}")
+        if template:
+            pairing = user_creds_pairing(user=nats_user)
+            command = pairing["command"].replace(pairing["template"], str(out))
+            self.out(f"complete it with your seed file: {command}")
 
     def add_leafnode_arguments(self, p) -> None:
         p.add_argument("--account", required=True)
