@@ -126,7 +126,7 @@ class MemberDetailApi(TeamScopedApi):
     owner_methods = frozenset({"PATCH"})
 
     class InputSerializer(StrictInputSerializer):
-        role = serializers.ChoiceField(choices=TeamMembership.Role.choices)
+        role = serializers.ChoiceField(choices=TeamMembership.Role.choices, required=False)
 
     OutputSerializer = MemberOutputSerializer
 
@@ -139,8 +139,9 @@ class MemberDetailApi(TeamScopedApi):
         membership = team_member_get(team=self.team, member_id=member_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        membership = services.member_role_set(team=self.team, membership=membership, actor=request.user,
-                                              role=serializer.validated_data["role"])
+        if "role" in serializer.validated_data:  # (a PATCH names only what changes)
+            membership = services.member_role_set(team=self.team, membership=membership, actor=request.user,
+                                                  role=serializer.validated_data["role"])
         return Response(self.OutputSerializer(membership).data)
 
     @extend_schema(responses={204: None})
@@ -168,9 +169,10 @@ class TeamAuditApi(TeamScopedApi):
     """``GET /api/v1/teams/{team_id}/audit/``: every change to the team's objects, newest first, filterable."""
 
     class FilterSerializer(StrictInputSerializer):
-        action = StrictCharField(required=False, max_length=32, help_text="an action, or a prefix ending in '.'")
-        target = StrictCharField(required=False, max_length=128)
-        actor = StrictCharField(required=False, max_length=150)
+        # (blank: no filter; no length limit: a value longer than any stored one matches nothing)
+        action = StrictCharField(required=False, allow_blank=True, help_text="an action, or a prefix ending in '.'")
+        target = StrictCharField(required=False, allow_blank=True)
+        actor = StrictCharField(required=False, allow_blank=True)
         since = StrictDateTimeField(required=False, help_text="RFC 3339, inclusive")
         until = StrictDateTimeField(required=False, help_text="RFC 3339, exclusive")
 

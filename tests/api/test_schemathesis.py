@@ -63,6 +63,8 @@ NOT_EXPRESSIBLE = {
     # exporter must be an existing account (valid checksum) exporting something that covers the subject; a
     # private export needs a valid activation token; the local subject must not overlap another import.
     ("POST", "/api/v1/accounts/{account_pk}/imports/"): [positive_data_acceptance],
+    # expires_at must be in the future, and expires_at and expires_in_days are one or the other, not both.
+    ("POST", "/api/v1/tokens/"): [positive_data_acceptance],
 }
 
 TOKEN_PLACEHOLDER = "the-test-token"
