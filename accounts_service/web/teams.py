@@ -137,7 +137,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         team = next((t for t in teams if t.pk == data["team"]), None)
         ok, result = service_call(form, services.api_token_create, user=request.user, actor=request.user,
-                                  name=data["name"], scope=data["scope"], team=team,
+                                  name=data["name"], scope=data["scope"] or "write", team=team,
                                   expires_in_days=data["expires_in_days"])
         if ok:
             # Shown in this response only: never stored, never in a redirect or a message.
