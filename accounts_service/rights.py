@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from accounts_service.models import Team, TeamMembership
+from accounts_service.models.tenancy import token_team_id
 from core.errors import Forbidden, NotFound
 
 OWNER = TeamMembership.Role.OWNER
@@ -53,6 +54,8 @@ def role_of(*, actor: Any, team_id: int) -> str | None:
         return OWNER
     if not getattr(actor, "is_authenticated", False) or not getattr(actor, "is_active", False):
         return None
+    if (only := token_team_id(actor)) is not None and only != team_id:
+        return None  # an API token restricted to another team: this team is a stranger's
     roles = getattr(actor, _ROLES_ATTR, None) or {}
     if team_id in roles:
         return roles[team_id]

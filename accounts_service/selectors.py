@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from accounts_service.models import Account, Activation, Export, Import, Invitation, NatsUser, Revocation, Team
+from accounts_service.models import (
+    Account,
+    Activation,
+    ApiToken,
+    AuditEvent,
+    Export,
+    Import,
+    Invitation,
+    NatsUser,
+    Revocation,
+    Team,
+    TeamMembership,
+)
 from core.errors import ApplicationError, NotFound
 from operators import claims
 from operators.models import SigningKey
@@ -200,3 +213,71 @@ def invitations_open_for(*, user) -> list[Invitation]:
     return list(Invitation.objects.select_related("team")
                 .filter(email=email, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
                 .exclude(team__memberships__user=user))
+
+
+# ------------------------------------------------------------------------------------------------
+# Teams, members, API tokens, the audit log
+# ------------------------------------------------------------------------------------------------
+
+
+def team_list_for_user(*, user) -> QuerySet[Team]:
+    """``user``'s teams (only the token's one for a team-restricted token), each with ``role``: the person's."""
+    return (Team.objects.for_user(user).annotate(role=F("memberships__role"))
+            .order_by("-is_personal", "name", "pk"))
+
+
+def team_member_list(*, team: Team) -> QuerySet[TeamMembership]:
+    return team.memberships.select_related("user").order_by("created_at", "pk")
+
+
+def team_member_get(*, team: Team, member_id: int) -> TeamMembership:
+    """One membership of ``team`` by id; another team's and an unknown one are the same NotFound."""
+    membership = team.memberships.select_related("user").filter(pk=member_id).first()
+    if membership is None:
+        raise NotFound(f"no member {member_id} in this team", extra={"member": member_id})
+    return membership
+
+
+def api_token_list(*, user) -> QuerySet[ApiToken]:
+    """``user``'s own tokens, active first."""
+    return ApiToken.objects.filter(user=user).select_related("team").order_by(F("revoked_at").asc(nulls_first=True),
+                                                                              "-created_at", "-pk")
+
+
+def api_token_get(*, user, prefix: str) -> ApiToken:
+    """One of ``user``'s own tokens by its prefix (the newest active one if two share it); anyone else's is a
+    NotFound."""
+    token = api_token_list(user=user).filter(prefix=prefix).first()
+    if token is None:
+        raise NotFound(f"no token {prefix}", extra={"token": prefix}, code="token_unknown")
+    return token
+
+
+def audit_list(*, team: Team, action: str | None = None, target: str | None = None, actor: str | None = None,
+               since: dt.datetime | None = None, until: dt.datetime | None = None) -> QuerySet[AuditEvent]:
+    """The team's audit log, newest first: ``action`` exact or a prefix ending in ``.`` (``account.``), ``target``
+    exact, ``actor`` by name, ``since`` inclusive, ``until`` exclusive."""
+    events = AuditEvent.objects.for_team(team)
+    if action:
+        events = events.filter(action__startswith=action) if action.endswith(".") else events.filter(action=action)
+    if target:
+        events = events.filter(target=target)
+    if actor:
+        events = events.filter(actor_name=actor)
+    if since is not None:
+        events = events.filter(at__gte=since)
+    if until is not None:
+        events = events.filter(at__lt=until)
+    return events
+
+
+def activation_list(*, export: Export) -> QuerySet[Activation]:
+    return Activation.objects.filter(export=export).order_by("-iat", "-pk")
+
+
+def activation_get(*, export: Export, activation_id: int) -> Activation:
+    """One activation of ``export``; another export's and an unknown id are the same NotFound."""
+    activation = Activation.objects.filter(export=export, pk=activation_id).select_related("export__account").first()
+    if activation is None:
+        raise NotFound(f"no activation {activation_id} of this export", extra={"activation": activation_id})
+    return activation

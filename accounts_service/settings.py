@@ -299,7 +299,10 @@ REST_FRAMEWORK = {
         "accounts_service.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts_service.authentication.TokenScopePermission",  # read-only tokens: GET/HEAD/OPTIONS only
+    ],
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "accounts_service.api.utils.StrictLimitOffsetPagination",
     "DEFAULT_PARSER_CLASSES": ["core.api.JSONParser"],  # the API is JSON only

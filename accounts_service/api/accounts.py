@@ -28,6 +28,7 @@ from accounts_service.api.utils import (
     plain_text_response,
 )
 from accounts_service.models import LIMIT_FIELDS, LIMIT_HELP, Account
+from accounts_service.models.tenancy import token_team_id
 from accounts_service.plans import FREE_PLAN
 from accounts_service.selectors import team_for_user_get
 from accounts_service.validation import MAX_DESCRIPTION, MAX_LIMIT
@@ -123,6 +124,8 @@ class AccountListCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         team_id = data.get("team")
+        if team_id is None:  # a team-restricted token creates in its team, not the personal one
+            team_id = token_team_id(request.user)
         team = (services.team_personal_ensure(user=request.user) if team_id is None
                 else team_for_user_get(user=request.user, team_id=team_id))
         account = services.account_create(

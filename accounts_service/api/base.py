@@ -14,9 +14,9 @@ from django.db.models import F
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts_service.models import Account
-from accounts_service.rights import OWNER, role_of, role_remember
-from accounts_service.selectors import account_for_user_get
+from accounts_service.models import Account, Team
+from accounts_service.rights import OWNER, member_required, role_of, role_remember
+from accounts_service.selectors import account_for_user_get, team_for_user_get
 from core.errors import Forbidden
 
 
@@ -50,3 +50,21 @@ class AccountScopedApi(APIView):
             account = account_for_user_get(user=request.user, public_key=account_pk)
             return account, role_of(actor=request.user, team_id=account.team_id)
         return account, account.actor_role
+
+
+class TeamScopedApi(APIView):
+    """``self.team`` is the URL's team (``team_id``), one of the caller's (another team and an unknown id are the
+    same 404; a team-restricted token sees only its team); ``owner_methods`` need the owner role, as on
+    AccountScopedApi. The services check the role again."""
+
+    owner_methods: ClassVar[frozenset[str]] = frozenset()
+    team: Team
+    role: str
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.team = team_for_user_get(user=request.user, team_id=kwargs["team_id"])
+        self.role = member_required(team=self.team, actor=request.user)
+        if request.method in self.owner_methods and self.role != OWNER:
+            raise Forbidden("only the team's owners may do this: ask an owner, or to be made one",
+                            code="owner_required")

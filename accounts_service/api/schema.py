@@ -17,6 +17,10 @@ PATH_PARAMETERS = {
     "user_pk": {"pattern": USER_KEY_PATTERN},
     "export_id": {"minimum": 1, "maximum": 2**63 - 1},
     "import_id": {"minimum": 1, "maximum": 2**63 - 1},
+    "activation_id": {"minimum": 1, "maximum": 2**63 - 1},
+    "team_id": {"minimum": 1, "maximum": 2**63 - 1},
+    "member_id": {"minimum": 1, "maximum": 2**63 - 1},
+    "prefix": {"pattern": r"^nct_[A-Za-z0-9_-]{6}$"},
 }
 
 

@@ -23,9 +23,10 @@ from accounts_service.api.utils import (
     subject_field,
 )
 from accounts_service.models import Export, Import
-from accounts_service.selectors import export_get, export_list, import_get, import_list
+from accounts_service.selectors import activation_get, activation_list, export_get, export_list, import_get, import_list
 from accounts_service.services import (
     activation_create,
+    activation_revoke,
     export_create,
     export_delete,
     import_create,
@@ -109,9 +110,19 @@ class ExportDetailApi(AccountScopedApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ActivationCreateApi(AccountScopedApi):
-    """``POST /api/v1/accounts/{account_pk}/exports/{id}/activations/``: an activation token for one importer
-    of a private export. The route is scoped by the exporting account, so only its own teams can mint one."""
+class ActivationOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    target = serializers.CharField(source="target_public_key", help_text="the importing account's public key")
+    subject = serializers.CharField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ActivationListCreateApi(AccountScopedApi):
+    """``GET/POST /api/v1/accounts/{account_pk}/exports/{id}/activations/``: the activations of a private export
+    (without their tokens), and a new activation token for one importer. The route is scoped by the exporting
+    account, so only its own teams can list or mint them."""
 
     class InputSerializer(StrictInputSerializer):
         target = StrictCharField(pattern=ACCOUNT_KEY_PATTERN, help_text="the importing account's public key")
@@ -122,11 +133,17 @@ class ActivationCreateApi(AccountScopedApi):
                                                    " on an export with an account_token_position, where nats-server"
                                                    " would not enforce it")
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(ActivationOutputSerializer):
         token = serializers.CharField(help_text="the activation JWT")
-        target = serializers.CharField(source="target_public_key")
-        subject = serializers.CharField()
-        expires_at = serializers.DateTimeField(allow_null=True)
+
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
+    @extend_schema(operation_id="v1_accounts_exports_activations_list",
+                   responses=paginated(ActivationOutputSerializer, "PaginatedActivationList"))
+    def get(self, request: Request, account_pk: str, export_id: int) -> Response:
+        export = export_get(account=self.account, export_id=export_id)
+        return paginated_response(queryset=activation_list(export=export), serializer_class=ActivationOutputSerializer,
+                                  request=request, view=self)
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request, account_pk: str, export_id: int) -> Response:
@@ -138,6 +155,32 @@ class ActivationCreateApi(AccountScopedApi):
         activation = activation_create(export=export, actor=request.user, target_public_key=data["target"],
                                        subject=data.get("subject") or None, expires_at=data.get("expires_at"))
         return Response(self.OutputSerializer(activation).data, status=status.HTTP_201_CREATED)
+
+
+class ActivationDetailApi(AccountScopedApi):
+    """``GET /api/v1/accounts/{account_pk}/exports/{id}/activations/{activation_id}/``: one activation."""
+
+    OutputSerializer = ActivationOutputSerializer
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request, account_pk: str, export_id: int, activation_id: int) -> Response:
+        export = export_get(account=self.account, export_id=export_id)
+        return Response(self.OutputSerializer(activation_get(export=export, activation_id=activation_id)).data)
+
+
+class ActivationRevokeApi(AccountScopedApi):
+    """``POST .../exports/{id}/activations/{activation_id}/revoke``: the exporter's JWT lists the importer in the
+    export's revocations and is pushed, so the servers stop delivering to the importer (idempotent). Refused (409
+    activation_not_enforced) on an export with an account token position, where the servers never read it."""
+
+    OutputSerializer = ActivationOutputSerializer
+
+    @extend_schema(request=None, responses=OutputSerializer)
+    def post(self, request: Request, account_pk: str, export_id: int, activation_id: int) -> Response:
+        export = export_get(account=self.account, export_id=export_id)
+        activation = activation_revoke(activation=activation_get(export=export, activation_id=activation_id),
+                                       actor=request.user)
+        return Response(self.OutputSerializer(activation).data)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ are a 404. tests/api/test_isolation.py walks this list, so a new route cannot mi
 
 from django.urls import path
 
-from accounts_service.api import accounts, sharing, users
+from accounts_service.api import accounts, sharing, teams, tokens, users
 
 urlpatterns = [
     path("accounts/", accounts.AccountListCreateApi.as_view(), name="api-account-list"),
@@ -25,9 +25,20 @@ urlpatterns = [
     path("accounts/<str:account_pk>/exports/", sharing.ExportListCreateApi.as_view(), name="api-export-list"),
     path("accounts/<str:account_pk>/exports/<int:export_id>/", sharing.ExportDetailApi.as_view(),
          name="api-export-detail"),
-    path("accounts/<str:account_pk>/exports/<int:export_id>/activations/", sharing.ActivationCreateApi.as_view(),
-         name="api-activation-create"),
+    path("accounts/<str:account_pk>/exports/<int:export_id>/activations/", sharing.ActivationListCreateApi.as_view(),
+         name="api-activation-list"),
+    path("accounts/<str:account_pk>/exports/<int:export_id>/activations/<int:activation_id>/",
+         sharing.ActivationDetailApi.as_view(), name="api-activation-detail"),
+    path("accounts/<str:account_pk>/exports/<int:export_id>/activations/<int:activation_id>/revoke",
+         sharing.ActivationRevokeApi.as_view(), name="api-activation-revoke"),
     path("accounts/<str:account_pk>/imports/", sharing.ImportListCreateApi.as_view(), name="api-import-list"),
     path("accounts/<str:account_pk>/imports/<int:import_id>/", sharing.ImportDetailApi.as_view(),
          name="api-import-detail"),
+    path("teams/", teams.TeamListCreateApi.as_view(), name="api-team-list"),
+    path("teams/<int:team_id>/", teams.TeamDetailApi.as_view(), name="api-team-detail"),
+    path("teams/<int:team_id>/members/", teams.MemberListCreateApi.as_view(), name="api-member-list"),
+    path("teams/<int:team_id>/members/<int:member_id>/", teams.MemberDetailApi.as_view(), name="api-member-detail"),
+    path("teams/<int:team_id>/audit/", teams.TeamAuditApi.as_view(), name="api-team-audit"),
+    path("tokens/", tokens.TokenListCreateApi.as_view(), name="api-token-list"),
+    path("tokens/<str:prefix>/", tokens.TokenDetailApi.as_view(), name="api-token-detail"),
 ]

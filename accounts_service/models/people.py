@@ -14,10 +14,19 @@ from accounts_service.models.tenancy import Team, TeamMembership
 
 
 class ApiToken(models.Model):
-    """A REST API bearer token; only its SHA-256 digest is stored, the token is shown once."""
+    """A REST API bearer token; only its SHA-256 digest is stored, the token is shown once. A ``read`` token may
+    only read (GET/HEAD); a token with a ``team`` sees only that team's objects; past ``expires_at`` it is refused."""
+
+    class Scope(models.TextChoices):
+        READ = "read"
+        WRITE = "write"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=64, blank=True)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.WRITE)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, blank=True, related_name="api_tokens",
+                             help_text="only this team's objects (none: every team of the person)")
+    expires_at = models.DateTimeField(null=True, blank=True)
     prefix = models.CharField(max_length=12, db_index=True)
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -45,8 +54,9 @@ class AuditEventQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """A security action (creds download, revocation, API token created or revoked, key rotation) by whom,
-    on what, when. Append-only: the model refuses updates and deletes; the team sees its own events."""
+    """Every change to a team's objects (accounts, users, exports, imports, activations, signing keys, plans,
+    members, API tokens) and every creds download, by whom, on what, when; ``detail`` holds before/after of what
+    changed. Append-only: the model refuses updates and deletes; the team sees its own events."""
 
     class Action(models.TextChoices):
         CREDS_DOWNLOAD = "creds.download"
@@ -67,6 +77,19 @@ class AuditEvent(models.Model):
         LEAFNODE_DOWNLOAD = "leafnode.download"
         JWT_DOWNLOAD = "jwt.download"
         CONNECTION_TEST = "user.connection_test"
+        ACCOUNT_CREATE = "account.create"
+        ACCOUNT_UPDATE = "account.update"
+        ACCOUNT_SUSPEND = "account.suspend"
+        ACCOUNT_RESUME = "account.resume"
+        USER_CREATE = "user.create"
+        USER_UPDATE = "user.update"
+        EXPORT_CREATE = "export.create"
+        IMPORT_CREATE = "import.create"
+        ACTIVATION_CREATE = "activation.create"
+        ACTIVATION_REVOKE = "activation.revoke"
+        KEY_ADD = "key.add"
+        TEAM_CREATE = "team.create"
+        INVITE_REVOKE = "member.invite_revoke"
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="audit_events", null=True, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,

@@ -9,11 +9,23 @@ from django.db import models
 # Tenancy
 # ------------------------------------------------------------------------------------------------
 
+# Set on the request's user by the bearer authentication when its API token is restricted to one team: every
+# scoped query (``for_user``) and every role check (``rights.role_of``) then sees that team alone, so another team
+# of the same person is a 404 as a stranger's, on every route, without a view having to remember it.
+TOKEN_TEAM_ATTR = "_natsctl_token_team_id"
+
+
+def token_team_id(user) -> int | None:
+    """The one team ``user``'s API token is restricted to, or None (a session, or a token for every team)."""
+    return getattr(user, TOKEN_TEAM_ATTR, None)
+
 
 class TeamQuerySet(models.QuerySet):
     def for_user(self, user) -> TeamQuerySet:
         if not getattr(user, "is_authenticated", False):
             return self.none()
+        if (only := token_team_id(user)) is not None:
+            return self.filter(memberships__user=user, pk=only)
         return self.filter(memberships__user=user)
 
 
@@ -65,6 +77,8 @@ class TenantQuerySet(models.QuerySet):
     def for_user(self, user) -> TenantQuerySet:
         if not getattr(user, "is_authenticated", False):
             return self.none()
+        if (only := token_team_id(user)) is not None:
+            return self.filter(**{f"{self.team_path}__memberships__user": user, f"{self.team_path}_id": only})
         return self.filter(**{f"{self.team_path}__memberships__user": user})
 
 

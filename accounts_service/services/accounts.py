@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts_service.models import LIMIT_FIELDS, Account, AuditEvent, Import, NatsUser, PlanSpan, Team
 from accounts_service.plans import limits_within, plan_limits, team_room_check
 from accounts_service.rights import member_required, owner_required, platform_required
-from accounts_service.services.audit import audit_record
+from accounts_service.services.audit import audit_changes, audit_record
 from accounts_service.services.signing import account_lock, account_resign
 from accounts_service.services.usage import usage_import_add
 from accounts_service.signals import account_deleted, account_plan_changed
@@ -37,6 +37,13 @@ def _limits_apply(account: Account, limits: dict[str, Any]) -> None:
         setattr(account, field, value)
     if account.plan:
         limits_within(plan=account.plan, limits={f: getattr(account, f) for f in limits if f in LIMIT_FIELDS})
+
+
+_AUDITED_FIELDS = ("name", "description", *LIMIT_FIELDS, "wildcard_exports")
+
+
+def _audited(account: Account) -> dict[str, Any]:
+    return {f: getattr(account, f) for f in _AUDITED_FIELDS}
 
 
 def _name_free(*, team_id: int, name: str, exclude_pk: int | None = None) -> None:
@@ -92,6 +99,9 @@ def account_create(
     usage_import_add(account)  # signed with everything else: version 1 already answers ngs.usage
     if account.plan:
         _plan_span(account)
+    audit_record(action=AuditEvent.Action.ACCOUNT_CREATE, actor=actor, team_id=team.pk, target=account.public_key,
+                 detail={"name": account.name, "plan": account.plan,
+                         "limits": {f: getattr(account, f) for f in (*LIMIT_FIELDS, "wildcard_exports")}})
     return account_resign(account=account)
 
 
@@ -101,6 +111,7 @@ def account_update(*, account: Account, actor: Any, name: str | None = None, des
     """Rename, describe or change the limits of an account (any member; limits stay within the plan)."""
     member_required(team=account.team_id, actor=actor)
     account = account_lock(account)
+    before = _audited(account)
     if name is not None:
         name = name_check(name)
         _name_free(team_id=account.team_id, name=name, exclude_pk=account.pk)
@@ -110,6 +121,10 @@ def account_update(*, account: Account, actor: Any, name: str | None = None, des
     if limits:
         _limits_apply(account, limits)
     account.save()
+    changed = audit_changes(before, _audited(account))
+    if changed:
+        audit_record(action=AuditEvent.Action.ACCOUNT_UPDATE, actor=actor, team_id=account.team_id,
+                     target=account.public_key, detail={"name": account.name, "changes": changed})
     return account_resign(account=account)
 
 
@@ -148,13 +163,15 @@ def account_plan_set(*, account: Account, plan: str, actor: Any) -> Account:
     if plan != account.plan:
         _team_room_check(team=account.team, plan=plan)
     previous, account.plan = account.plan, plan
+    before = _audited(account)
     _limits_apply(account, {k: v for k, v in limits.items() if k in LIMIT_FIELDS})
     account.save()
     account = account_resign(account=account)
     if previous != plan:
         _plan_span(account)
         audit_record(action=AuditEvent.Action.PLAN_CHANGE, actor=actor, team_id=account.team_id,
-                     target=account.public_key, detail={"name": account.name, "from": previous, "to": plan})
+                     target=account.public_key, detail={"name": account.name, "from": previous, "to": plan,
+                                                        "changes": audit_changes(before, _audited(account))})
         transaction.on_commit(lambda: account_plan_changed.send(sender=Account, account_id=account.pk,
                                                                 previous=previous, plan=plan))
     return account
@@ -171,6 +188,8 @@ def account_suspend(*, account: Account, reason: str, actor: Any) -> Account:
         return account
     account.suspended_at, account.suspended_reason = timezone.now(), reason[:200]
     account.save(update_fields=["suspended_at", "suspended_reason", "updated_at"])
+    audit_record(action=AuditEvent.Action.ACCOUNT_SUSPEND, actor=actor, team_id=account.team_id,
+                 target=account.public_key, detail={"name": account.name, "reason": account.suspended_reason})
     return account_resign(account=account)
 
 
@@ -180,8 +199,11 @@ def account_resume(*, account: Account, actor: Any) -> Account:
     account = account_lock(account)
     if account.suspended_at is None:
         return account
+    reason = account.suspended_reason
     account.suspended_at, account.suspended_reason = None, ""
     account.save(update_fields=["suspended_at", "suspended_reason", "updated_at"])
+    audit_record(action=AuditEvent.Action.ACCOUNT_RESUME, actor=actor, team_id=account.team_id,
+                 target=account.public_key, detail={"name": account.name, "was_suspended_for": reason})
     return account_resign(account=account)
 
 

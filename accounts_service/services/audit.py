@@ -20,3 +20,18 @@ def audit_record(*, action: str, actor: Any, team: Team | None = None, team_id: 
         action=action, **by_team, actor=actor if getattr(actor, "pk", None) else None,
         actor_name=actor_name(actor), target=target[:128], detail=detail or {},
     )
+
+
+def audit_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Only what changed, as ``{field: {"before": ..., "after": ...}}`` (the detail of an update's audit row)."""
+    return {field: {"before": _plain(before.get(field)), "after": _plain(value)}
+            for field, value in after.items() if _plain(before.get(field)) != _plain(value)}
+
+
+def _plain(value: Any) -> Any:
+    # JSON-storable and comparable: tuples as lists, datetimes as RFC 3339 text.
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

@@ -46,6 +46,8 @@ def account_signing_key_add(*, account: Account, actor: Any, role: str = "", tem
         description=description_check(description),
     )
     account_resign(account=account)
+    audit_record(action=AuditEvent.Action.KEY_ADD, actor=actor, team_id=account.team_id, target=key.public_key,
+                 detail={"account": account.public_key, "role": role, **({"template": template} if role else {})})
     return key
 
 

@@ -90,7 +90,10 @@ def invitation_accept(*, token: str, actor: Any) -> TeamMembership:
 @transaction.atomic
 def invitation_revoke(*, invitation: Invitation, actor: Any) -> None:
     owner_required(team=invitation.team_id, actor=actor)
-    Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).update(revoked_at=timezone.now())
+    if Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()):
+        audit_record(action=AuditEvent.Action.INVITE_REVOKE, actor=actor, team_id=invitation.team_id,
+                     target=invitation.email, detail={"role": invitation.role})
 
 
 def _last_owner_check(*, team: Team, membership: TeamMembership, message: str) -> None:

@@ -83,6 +83,10 @@ def export_create(
         description=description_check(description),
     )
     account_resign(account=account)
+    audit_record(action=AuditEvent.Action.EXPORT_CREATE, actor=actor, team_id=account.team_id,
+                 target=account.public_key, detail={"export": export.name, "subject": export.subject,
+                                                    "type": export.type, "private": export.token_req,
+                                                    "account_token_position": export.account_token_position})
     return export
 
 
@@ -130,8 +134,12 @@ def activation_create(
         exporter_seed=export.account.identity_seed, target_public_key=target, subject=subject, kind=export.type,
         exp=int(expires_at.timestamp()) if expires_at else None,
     )
-    return Activation.objects.create(export=export, target_public_key=target, subject=subject, token=signed.token,
-                                     jti=signed.jti, iat=signed.iat, expires_at=expires_at)
+    activation = Activation.objects.create(export=export, target_public_key=target, subject=subject,
+                                           token=signed.token, jti=signed.jti, iat=signed.iat, expires_at=expires_at)
+    audit_record(action=AuditEvent.Action.ACTIVATION_CREATE, actor=actor, team_id=export.account.team_id,
+                 target=target, detail={"account": export.account.public_key, "export": export.name, "subject": subject,
+                                        "expires_at": expires_at.isoformat() if expires_at else None})
+    return activation
 
 
 @transaction.atomic
@@ -148,6 +156,10 @@ def activation_revoke(*, activation: Activation, actor: Any) -> Activation:
         activation.revoked_at = timezone.now()
         activation.save(update_fields=["revoked_at"])
         account_resign(account=account)
+        audit_record(action=AuditEvent.Action.ACTIVATION_REVOKE, actor=actor, team_id=account.team_id,
+                     target=activation.target_public_key,
+                     detail={"account": account.public_key, "export": activation.export.name,
+                             "subject": activation.subject})
     return activation
 
 
@@ -232,6 +244,9 @@ def import_create(
     except IntegrityError as exc:
         raise Invalid("the import conflicts with an existing one", extra={"field": "local_subject"}) from exc
     account_resign(account=account)
+    audit_record(action=AuditEvent.Action.IMPORT_CREATE, actor=actor, team_id=account.team_id,
+                 target=account.public_key, detail={"import": imp.name, "from": exporter.public_key,
+                                                    "subject": subject, "local_subject": local})
     return imp
 
 

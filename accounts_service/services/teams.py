@@ -7,10 +7,11 @@ from typing import Any
 from django.db import transaction
 from django.utils.text import slugify
 
-from accounts_service.models import Account, Team, TeamMembership
+from accounts_service.models import Account, AuditEvent, Team, TeamMembership
 from accounts_service.plans import FREE_PLAN
 from accounts_service.rights import PLATFORM
 from accounts_service.services.accounts import account_create
+from accounts_service.services.audit import audit_record
 from accounts_service.validation import name_check
 
 DEFAULT_ACCOUNT_NAME = "default"
@@ -34,6 +35,9 @@ def team_create(*, name: str, actor: Any, is_personal: bool = False, is_platform
     team = Team.objects.create(name=name, slug=_unique_slug(name), is_personal=is_personal, is_platform=is_platform)
     if actor is not PLATFORM:
         TeamMembership.objects.create(team=team, user=actor, role=TeamMembership.Role.OWNER)
+    if not is_personal:  # (a personal team comes with the person: nobody chose to make it)
+        audit_record(action=AuditEvent.Action.TEAM_CREATE, actor=actor, team=team, target=team.slug,
+                     detail={"name": team.name})
     if default_account:
         team_default_account_ensure(team=team)
     return team
@@ -66,5 +70,8 @@ def platform_team_get() -> Team:
 
 def team_member_add(*, team: Team, user, role: str = TeamMembership.Role.MEMBER) -> TeamMembership:
     """Make ``user`` a member (the operator's CLI; people join through invitations)."""
-    membership, _ = TeamMembership.objects.get_or_create(team=team, user=user, defaults={"role": role})
+    membership, created = TeamMembership.objects.get_or_create(team=team, user=user, defaults={"role": role})
+    if created:
+        audit_record(action=AuditEvent.Action.MEMBER_JOIN, actor=PLATFORM, team=team,
+                     target=user.email or user.get_username(), detail={"role": role})
     return membership

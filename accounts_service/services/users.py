@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts_service.models import Account, AuditEvent, NatsUser, Revocation
 from accounts_service.rights import PLATFORM, member_required
 from accounts_service.selectors import user_permissions
-from accounts_service.services.audit import audit_record
+from accounts_service.services.audit import audit_changes, audit_record
 from accounts_service.services.signing import account_lock, account_resign
 from accounts_service.validation import future_check, limit_check, name_check, public_key_check, subjects_check
 from core.errors import Conflict, Invalid
@@ -143,6 +143,11 @@ def _signing_key_for(account: Account, role: str | None) -> SigningKey:
 # ------------------------------------------------------------------------------------------------
 
 
+def _audited(user: NatsUser) -> dict[str, Any]:
+    """What an audit row shows of a user: its name, permissions, limits and expiry."""
+    return {f: getattr(user, f) for f in ("name", *USER_DEFAULTS)}
+
+
 def user_create(*, account: Account, actor: Any, public_key: str | None = None, role: str | None = None,
                 **spec: Unpack[UserSpec]) -> NatsUser:
     """A user of ``account`` (any member): we generate its key (and keep the seed sealed) unless ``public_key``
@@ -191,6 +196,10 @@ def user_create(*, account: Account, actor: Any, public_key: str | None = None, 
                 raise Conflict("a user with this public key already exists", extra={"field": "public_key"},
                                code="public_key_taken") from exc
             raise
+        audit_record(action=AuditEvent.Action.USER_CREATE, actor=actor, team_id=account.team_id,
+                     target=user.public_key, detail={"account": account.public_key, "user": user.name,
+                                                     "role": key.role, "own_key": seed is None,
+                                                     "permissions": audit_changes({}, _audited(user))})
     return user
 
 
@@ -208,8 +217,10 @@ def user_update(*, user: NatsUser, actor: Any, **changes: Unpack[UserSpec]) -> N
             pk=user.pk).exists():
         raise Conflict(f"the account already has a user named {checked['name']!r}", extra={"field": "name"},
                        code="user_name_taken")
+    before = _audited(user)
     for field, value in checked.items():
         setattr(user, field, value)
+    changed = audit_changes(before, _audited(user))
     # Revoke every JWT issued so far for this key, then issue one strictly newer than that.
     cutoff = user.jwt_iat
     Revocation.objects.update_or_create(account=account, public_key=user.public_key,
@@ -218,6 +229,10 @@ def user_update(*, user: NatsUser, actor: Any, **changes: Unpack[UserSpec]) -> N
     user.jwt = user_jwt(user, iat=user.jwt_iat)
     user.save()
     account_resign(account=account)
+    if changed:
+        audit_record(action=AuditEvent.Action.USER_UPDATE, actor=actor, team_id=account.team_id,
+                     target=user.public_key, detail={"account": account.public_key, "user": user.name,
+                                                     "changes": changed})
     return user
 
 

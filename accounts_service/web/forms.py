@@ -133,6 +133,16 @@ class NatsUserForm(forms.Form):
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=64, help_text="what the token is for, e.g. “CI deploy”")
+    scope = forms.ChoiceField(choices=[("write", "read and write"), ("read", "read only (GET and HEAD)")],
+                              initial="write", required=False)  # (empty: write, as before scopes existed)
+    team = forms.TypedChoiceField(coerce=int, required=False, empty_value=None,
+                                  help_text="only this team's objects (other teams are unknown to the token)")
+    expires_in_days = forms.IntegerField(required=False, min_value=1, max_value=3650, label="Expires in (days)",
+                                         help_text="empty: never")
+
+    def __init__(self, *args, teams=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].choices = [("", "every team of mine"), *((t.pk, t.name) for t in teams)]
 
 
 class ConfirmNameForm(forms.Form):

@@ -6,6 +6,8 @@ member's attempt gets the service's refusal as a message.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -17,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from accounts_service import services
 from accounts_service.models import ApiToken, AuditEvent, TeamMembership
-from accounts_service.selectors import invitations_open_for
+from accounts_service.selectors import api_token_list, audit_list, invitations_open_for, team_list_for_user
 from accounts_service.web import forms
 from accounts_service.web.helpers import attempt, base_url, is_owner, one, request_team, service_call
 from core.errors import ApplicationError, NotFound
@@ -55,9 +57,12 @@ def team_detail(request: HttpRequest, slug: str) -> HttpResponse:
         if ok:
             messages.success(request, f"Invitation sent to {invitation.email}.")
             return redirect("web:team", slug=team.slug)
-    audit = Paginator(AuditEvent.objects.for_team(team).select_related("actor"), 25).get_page(request.GET.get("page"))
+    audit_filter = {k: request.GET[k][:150] for k in ("action", "target", "actor") if request.GET.get(k)}
+    audit = Paginator(audit_list(team=team, **audit_filter), 25).get_page(request.GET.get("page"))
     return render(request, "web/team_detail.html", {
         "team": team, "is_owner": is_owner(request, team), "form": form, "audit": audit,
+        "audit_filter": audit_filter, "audit_actions": AuditEvent.Action.choices,
+        "audit_query": urlencode(audit_filter) + "&" if audit_filter else "",
         "memberships": team.memberships.select_related("user").order_by("role", "user__email"),
         "invitations": team.invitations.filter(accepted_at__isnull=True, revoked_at__isnull=True,
                                                expires_at__gt=timezone.now()).order_by("-created_at"),
@@ -125,18 +130,22 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
-    form = forms.TokenForm(request.POST or None)
+    teams = list(team_list_for_user(user=request.user))
+    form = forms.TokenForm(request.POST or None, teams=teams)
     created = None
     if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        team = next((t for t in teams if t.pk == data["team"]), None)
         ok, result = service_call(form, services.api_token_create, user=request.user, actor=request.user,
-                                  name=form.cleaned_data["name"])
+                                  name=data["name"], scope=data["scope"] or "write", team=team,
+                                  expires_in_days=data["expires_in_days"])
         if ok:
             # Shown in this response only: never stored, never in a redirect or a message.
             created = {"record": result[0], "token": result[1]}
-            form = forms.TokenForm()
+            form = forms.TokenForm(teams=teams)
     response = render(request, "web/tokens.html", {
         "form": form, "created": created,
-        "tokens": ApiToken.objects.filter(user=request.user).order_by("revoked_at", "-created_at"),
+        "tokens": api_token_list(user=request.user), "now": timezone.now(),
     })
     response["Cache-Control"] = "no-store"
     return response

@@ -24,10 +24,15 @@ def first_team_objects(operator_setup):
     account = services.account_create(actor=PLATFORM, team=team, name="shop")
     feed = services.account_create(actor=PLATFORM, team=team, name="feed")
     user = services.user_create(actor=PLATFORM, account=account, name="app", pub_allow=["orders.>"])
-    export = services.export_create(actor=PLATFORM, account=feed, name="prices", subject="prices.>", type="stream")
-    imp = services.import_create(actor=PLATFORM,
-                                 account=account, exporter_public_key=feed.public_key, subject="prices.>")
+    export = services.export_create(actor=PLATFORM, account=feed, name="prices", subject="prices.>", type="stream",
+                                    private=True)
+    activation = services.activation_create(actor=PLATFORM, export=export, target_public_key=account.public_key)
+    imp = services.import_create(actor=PLATFORM, account=account, exporter_public_key=feed.public_key,
+                                 subject="prices.>", token=activation.token)
     services.account_plan_set(actor=PLATFORM, account=account, plan="free")
     invoice, _ = invoice_generate(team=team, start=period_start())
+    token, _ = services.api_token_create(actor=PLATFORM, user=owner, name="ci")
     return {"owner": owner, "account_pk": account.public_key, "user_pk": user.public_key, "export_id": export.pk,
-            "import_id": imp.pk, "export_account_pk": feed.public_key, "number": invoice.number}
+            "import_id": imp.pk, "export_account_pk": feed.public_key, "number": invoice.number,
+            "activation_id": activation.pk, "team_id": team.pk, "member_id": team.memberships.get(user=owner).pk,
+            "prefix": token.prefix}

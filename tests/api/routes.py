@@ -15,7 +15,11 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # Routes that name no tenant object: scoping there is by the caller's own teams or by staff permission.
 # api-diagnose names its account inside the body (creds or account): tests/api/test_diagnose_api.py proves
 # another team's creds or account get the same 404 as unknown ones.
-UNSCOPED = {"api-account-list", "api-connect", "api-diagnose", "api-fleet-nodes", "api-plan-list", "api-invoice-list"}
+UNSCOPED = {"api-account-list", "api-connect", "api-diagnose", "api-fleet-nodes", "api-plan-list", "api-invoice-list",
+            "api-team-list", "api-token-list"}
+# Routes of a person's own objects (their API tokens): another person's is a 404 (the isolation walk), and no team
+# role applies (the role walk skips them).
+PERSONAL = {"api-token-detail"}
 
 
 def api_routes() -> list[tuple[str, str, type]]:

@@ -11,13 +11,15 @@ from django.contrib.auth import get_user_model
 
 from accounts_service import services
 from accounts_service.models import Account, AuditEvent, TeamMembership
-from tests.api.routes import ROUTES, UNSCOPED, fill, token_client
+from tests.api.routes import PERSONAL, ROUTES, UNSCOPED, fill, token_client
 
 pytestmark = pytest.mark.django_db
 
 WRITES = ("post", "put", "patch", "delete")
 # (route name, method) -> the body that makes the write owner-only; everything else a member may write.
-OWNER_ONLY = {("api-account-detail", "delete"): {}, ("api-account-detail", "patch"): {"plan": "free"}}
+OWNER_ONLY = {("api-account-detail", "delete"): {}, ("api-account-detail", "patch"): {"plan": "free"},
+              ("api-member-list", "post"): {"email": "carol@example.com", "role": "member"},
+              ("api-member-detail", "patch"): {"role": "member"}, ("api-member-detail", "delete"): {}}
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def _writes():
     out = []
     for name, route, view in ROUTES:
         for method in WRITES:
-            if hasattr(view, method) and (name not in UNSCOPED or method == "post"):
+            if hasattr(view, method) and name not in PERSONAL and (name not in UNSCOPED or method == "post"):
                 out.append((name, route, method))
     return out
 

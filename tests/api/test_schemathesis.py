@@ -66,6 +66,8 @@ NOT_EXPRESSIBLE = {
     # Exactly one of creds, or account and user together (a oneOf the request schema does not carry); subject
     # and action go together; creds must parse as a .creds file.
     ("POST", "/api/v1/diagnose"): [positive_data_acceptance],
+    # expires_at must be in the future, and expires_at and expires_in_days are one or the other, not both.
+    ("POST", "/api/v1/tokens/"): [positive_data_acceptance],
 }
 
 TOKEN_PLACEHOLDER = "the-test-token"
@@ -132,10 +134,11 @@ def api_objects(operator_setup, _connections_kept_open):
                                  token=activation.token)
     services.account_plan_set(actor=PLATFORM, account=account, plan="free")
     invoice, _ = invoice_generate(team=team, start=period_start())
-    _, token = services.api_token_create(actor=PLATFORM, user=owner)
+    record, token = services.api_token_create(actor=PLATFORM, user=owner)
     REAL.clear()
     REAL.update(account_pk=account.public_key, user_pk=user.public_key, export_id=export.pk, import_id=imp.pk,
-                export_account_pk=feed.public_key, token=token, number=invoice.number)
+                export_account_pk=feed.public_key, token=token, number=invoice.number, activation_id=activation.pk,
+                team_id=team.pk, member_id=team.memberships.get(user=owner).pk, prefix=record.prefix)
     yield
     REAL.clear()
 

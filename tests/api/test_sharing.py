@@ -165,7 +165,7 @@ def test_private_export_activation_and_import_across_teams(alice, bob, acct_a, a
                    format="json")
     assert r.status_code == 201, r.content
     body = r.json()
-    assert set(body) == {"token", "target", "subject", "expires_at"}
+    assert set(body) == {"id", "token", "target", "subject", "expires_at", "revoked_at", "created_at"}
     assert body["target"] == acct_b.public_key and body["subject"] == "orders.lookup.eu"
     assert dt.datetime.fromisoformat(body["expires_at"]) == expires
     act = claims.decode(body["token"], expected_type=claims.ACTIVATION)

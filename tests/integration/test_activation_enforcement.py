@@ -138,3 +138,46 @@ def test_with_a_token_position_the_server_ignores_the_activation(nats_server, te
             await close_all(svc, cli)
 
     run(still_served)
+
+
+def test_revoking_an_activation_through_the_api_cuts_the_importer_off(nats_server, team, other_team):
+    """``POST .../activations/{id}/revoke`` re-signs the exporter; the pushed JWT stops a real importer."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    from accounts_service.services import api_token_create, team_member_add
+
+    url = nats_server.url
+    exporter, importer = _accounts(team, other_team)
+    owner = get_user_model().objects.create_user(username="ops", password="pw-ops-12345")
+    team_member_add(team=team, user=owner, role="owner")
+    _, token = api_token_create(actor=PLATFORM, user=owner)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    export = export_create(actor=PLATFORM, account=exporter, name="q", subject="quote.get", type="service",
+                           private=True)
+    base = f"/api/v1/accounts/{exporter.public_key}/exports/{export.pk}/activations/"
+    created = api.post(base, {"target": importer.public_key}, format="json")
+    assert created.status_code == 201, created.content
+    import_create(actor=PLATFORM, account=importer, exporter_public_key=exporter.public_key, subject="quote.get",
+                  token=created.json()["token"])
+    push(exporter, url)
+    push(importer, url)
+    svc_creds, cli_creds = _creds(exporter, importer, "quote.get")
+
+    async def served(expected: bool) -> None:
+        svc = await open_conn(url, svc_creds, name="svc")
+        cli = await open_conn(url, cli_creds, name="cli")
+        try:
+            await echo_responder(svc, "quote.get")
+            deadline = asyncio.get_running_loop().time() + DEADLINE
+            while await _answered(cli, "quote.get") != expected:
+                assert asyncio.get_running_loop().time() < deadline, f"served should be {expected}"
+        finally:
+            await close_all(svc, cli)
+
+    run(lambda: served(True))
+    revoked = api.post(f"{base}{created.json()['id']}/revoke")
+    assert revoked.status_code == 200, revoked.content
+    push(exporter, url)  # (the fleet's push task in production; this server is not a fleet node)
+    run(lambda: served(False))
