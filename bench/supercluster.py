@@ -157,8 +157,9 @@ def bench_return(fleet: SuperFleet, region: str, *, resign: int, revoke: int,
     ev = fleet.events
     wait_for(lambda: all(ev.first(n, "healthy", t_resume) is not None for n in names), timeout=timeout,
              interval=0.02, what=f"{region} healthy")
-    # The returning nodes' full syncs run on the syncer (event-driven: no database polling while they run).
-    fleet.syncs_drained()
+    # Polled from the resume, while the returning nodes' full syncs run: the supervisor records what it wrote into
+    # each node's store before starting it, so the records can be complete before the syncs end (the LOOKUPs
+    # below check the nodes themselves).
     t_claims = None
     polls = 0
     while time.monotonic() - t_resume <= timeout:
@@ -181,6 +182,7 @@ def bench_return(fleet: SuperFleet, region: str, *, resign: int, revoke: int,
     finally:
         monitor.close()
     t_done = None if t_claims is None or t_lookup is None else max(t_claims, t_lookup)
+    fleet.syncs_drained()  # the full syncs end after that (the timeline shows when)
 
     starting = [ev.first(n, "starting", t_resume) for n in names]
     healthy = [ev.first(n, "healthy", t_resume) for n in names]

@@ -84,6 +84,7 @@ class _Runtime:
     stop_deadline: float | None = None
     last_beat: float = 0.0
     refusal: str = ""  # the driver's last refusal, logged once
+    primed: bool | None = None  # this tick's store write, done ahead for nodes starting together (None: not yet)
 
 
 class Supervisor:
@@ -141,6 +142,7 @@ class Supervisor:
                     self._refused(name, exc)
                 except Exception:  # a driver that talks to an API server can fail here too
                     log.exception("retiring %s failed", name, extra={"node": name})
+        self._prime_ahead(list(nodes.values()))
         for node in nodes.values():
             try:
                 self._step(node)
@@ -148,6 +150,41 @@ class Supervisor:
                 self._refused(node.name, exc, node)
             except Exception:  # one node's trouble must not stop the others' supervision
                 log.exception("supervising %s failed", node.name, extra={"node": node.name})
+
+    def _store_get(self) -> tuple[list, dict[str, str]]:
+        if self._store is None:
+            rows = node_store_rows()
+            self._store = (rows, {pub: jwt for _pk, pub, jwt, _jti, _iat in rows})
+        return self._store
+
+    def _starts_now(self, node: BrokerNode) -> bool:
+        """``_step`` will start this node in this tick (the same conditions, read without changing anything)."""
+        rt = self.runtime.get(node.name) or _Runtime()
+        return (node.desired_state == BrokerNode.Desired.RUNNING and rt.stop_deadline is None and not rt.instance
+                and node.observed_state != Observed.FAILED and self.clock() >= rt.backoff_until
+                and not self.driver.status(node.name).running)
+
+    def _prime_ahead(self, nodes: list[BrokerNode]) -> None:
+        """Nodes starting in the same tick (a region coming back) get their stores written side by side rather
+        than one after another: the writes are file work, each on its own directory. The starts themselves stay on
+        this thread (a node's death signal follows the thread that forked it)."""
+        for rt in self.runtime.values():
+            rt.primed = None  # a write ahead counts for its own tick only
+        due = [n for n in nodes if self._starts_now(n)]
+        if len(due) < 2:
+            return
+        jwts = self._store_get()[1]
+
+        def prime(node: BrokerNode) -> bool | None:
+            try:
+                return bool(self.driver.prime(node.name, jwts))
+            except Exception:  # written again by _start, on this thread, where its failure is the node's own
+                return None
+
+        with ThreadPoolExecutor(max_workers=min(8, len(due)), thread_name_prefix="prime") as pool:
+            done = list(pool.map(prime, due))
+        for node, primed in zip(due, done, strict=True):
+            self.runtime.setdefault(node.name, _Runtime()).primed = primed
 
     def _refused(self, name: str, exc: ApplicationError, node: BrokerNode | None = None) -> None:
         """A driver's refusal (e.g. Kubernetes cannot stop a pod below the StatefulSet's highest ordinal, or its
@@ -319,11 +356,11 @@ class Supervisor:
             log.error("node %s has an invalid config: %s", node.name, error, extra={"node": node.name})
             self._update(node, observed_state=Observed.FAILED, last_error=error[-2000:], pid=None)
             return
-        if self._store is None:
-            rows = node_store_rows()
-            self._store = (rows, {pub: jwt for _pk, pub, jwt, _jti, _iat in rows})
-        if self.driver.prime(node.name, self._store[1]):
-            node_claims_primed(node_id=node.pk, rows=self._store[0])
+        rows, jwts = self._store_get()
+        primed = rt.primed if rt.primed is not None else self.driver.prime(node.name, jwts)
+        rt.primed = None
+        if primed:
+            node_claims_primed(node_id=node.pk, rows=rows)
         status = self.driver.start(spec)
         # A restart is a start after a failure (the instance ended while it should run); an operator's start of a
         # node they stopped is not one.

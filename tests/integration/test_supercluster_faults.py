@@ -172,6 +172,8 @@ def test_region_killed_comes_back_with_everything_and_refuses_the_revoked_user(s
             real_start(n, rt)
 
     sup.supervisor._start = start_unless_held
+    real_starts_now = sup.supervisor._starts_now
+    sup.supervisor._starts_now = lambda n: n.name not in held and real_starts_now(n)  # nor written ahead of it
     old = signal_nodes(sup, victims, signal.SIGKILL)
     wait_for(lambda: healthy_names() == set(survivors), timeout=CONVERGE, what=f"only {survivors} healthy")
     assert all(not sup.driver.status(n).running for n in victims)

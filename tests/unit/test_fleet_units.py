@@ -233,3 +233,44 @@ def test_leafnode_urls_list_every_region_first_region_first(operator_setup):
     urls = leafnode_urls_public()
     names = {n.leafnode_url: n.name for n in BrokerNode.objects.all()}
     assert [names[u] for u in urls] == ["a-0", "b-1", "a-1"] and all(u.startswith("nats-leaf://") for u in urls)
+
+
+def test_nodes_starting_together_have_their_stores_written_side_by_side_and_recorded(operator_setup, team, tmp_path):
+    """A region coming back: every node's store is written on a pool thread of its own in the same tick, the
+    starts stay on the supervisor's thread, and what was written is recorded as held (NodeClaim)."""
+    import threading
+
+    from accounts_service.services import account_create
+    from broker_gateway.fleet.driver import NodeStatus
+    from broker_gateway.fleet.supervisor import Policy, Supervisor
+    from broker_gateway.models import NodeClaim
+    from broker_gateway.nodes import node_add
+
+    account = account_create(actor=PLATFORM, team=team, name="orders")
+    nodes = [node_add(name=f"w{i}", region="eu-west") for i in (1, 2, 3)]
+
+    class Driver(LocalProcessDriver):
+        primed: dict[str, str] = {}
+        started: dict[str, str] = {}
+
+        def prime(self, name, jwts):
+            assert jwts[account.public_key] == account.jwt
+            self.primed[name] = threading.current_thread().name
+            return True
+
+        def check_config(self, spec):
+            return None
+
+        def start(self, spec):
+            self.started[spec.name] = threading.current_thread().name
+            return NodeStatus(running=True, pid=1)
+
+        def status(self, name):
+            return NodeStatus(running=name in self.started, pid=1 if name in self.started else None)
+
+    driver = Driver(tmp_path / "fleet")
+    Supervisor(driver, policy=Policy()).tick()
+    assert set(driver.primed) == {"w1", "w2", "w3"} and all(t.startswith("prime") for t in driver.primed.values())
+    assert set(driver.started.values()) == {threading.current_thread().name}
+    held = set(NodeClaim.objects.filter(account=account, jti=account.jwt_jti).values_list("node__name", flat=True))
+    assert held == {n.name for n in nodes}
