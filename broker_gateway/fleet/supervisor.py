@@ -105,6 +105,9 @@ class Supervisor:
         self.runtime: dict[str, _Runtime] = {}
         self._store: tuple[list, dict[str, str]] | None = None
         self._next_discover = 0.0
+        # What a started node's store was written with is recorded off this thread: 10,000 rows per node would
+        # hold up the next node's start and every probe of the tick.
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="primed-claims")
 
     # -- database ---------------------------------------------------------------------------------
 
@@ -253,8 +256,19 @@ class Supervisor:
         if self.error is not None:
             raise self.error
 
+    @staticmethod
+    def _claims_primed(node_id: int, name: str, rows: list) -> None:
+        try:
+            node_claims_primed(node_id=node_id, rows=rows)
+        except Exception:  # the full sync records the same from the node's own acknowledgements
+            log.exception("recording what %s was started with failed", name)
+        finally:
+            connection.close()  # this thread's own connection
+
     def shutdown(self) -> None:
         """Stop every node (SIGTERM, SIGKILL after the grace period) and record it."""
+        self._recorder.shutdown(wait=True)
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="primed-claims")
         self.driver.close(self.policy.stop_grace)
         BrokerNode.objects.exclude(observed_state=Observed.FAILED).update(
             observed_state=Observed.STOPPED, pid=None, state_changed_at=timezone.now())
@@ -360,7 +374,7 @@ class Supervisor:
         primed = rt.primed if rt.primed is not None else self.driver.prime(node.name, jwts)
         rt.primed = None
         if primed:
-            node_claims_primed(node_id=node.pk, rows=rows)
+            self._recorder.submit(self._claims_primed, node.pk, node.name, rows)
         status = self.driver.start(spec)
         # A restart is a start after a failure (the instance ended while it should run); an operator's start of a
         # node they stopped is not one.

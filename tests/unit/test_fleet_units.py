@@ -235,6 +235,7 @@ def test_leafnode_urls_list_every_region_first_region_first(operator_setup):
     assert [names[u] for u in urls] == ["a-0", "b-1", "a-1"] and all(u.startswith("nats-leaf://") for u in urls)
 
 
+@pytest.mark.django_db(transaction=True)  # the records are written by another thread, on its own connection
 def test_nodes_starting_together_have_their_stores_written_side_by_side_and_recorded(operator_setup, team, tmp_path):
     """A region coming back: every node's store is written on a pool thread of its own in the same tick, the
     starts stay on the supervisor's thread, and what was written is recorded as held (NodeClaim)."""
@@ -269,7 +270,9 @@ def test_nodes_starting_together_have_their_stores_written_side_by_side_and_reco
             return NodeStatus(running=name in self.started, pid=1 if name in self.started else None)
 
     driver = Driver(tmp_path / "fleet")
-    Supervisor(driver, policy=Policy()).tick()
+    sup = Supervisor(driver, policy=Policy())
+    sup.tick()
+    sup._recorder.shutdown(wait=True)  # the records are written off the supervisor's thread
     assert set(driver.primed) == {"w1", "w2", "w3"} and all(t.startswith("prime") for t in driver.primed.values())
     assert set(driver.started.values()) == {threading.current_thread().name}
     held = set(NodeClaim.objects.filter(account=account, jti=account.jwt_jti).values_list("node__name", flat=True))
