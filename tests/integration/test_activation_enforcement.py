@@ -58,6 +58,19 @@ async def _answered(cli, subject: str) -> bool:
         return False
 
 
+async def _served(url: str, svc_creds: str, cli_creds: str, expected: bool) -> None:
+    """Until the importer's request of quote.get is answered by the exporter's responder (``expected``) or not."""
+    svc = await open_conn(url, svc_creds, name="svc")
+    cli = await open_conn(url, cli_creds, name="cli")
+    try:
+        await echo_responder(svc, "quote.get")
+        deadline = asyncio.get_running_loop().time() + DEADLINE
+        while await _answered(cli, "quote.get") != expected:  # each try waits for its reply: no sleep
+            assert asyncio.get_running_loop().time() < deadline, f"served should be {expected}"
+    finally:
+        await close_all(svc, cli)
+
+
 def test_revoking_an_activation_of_a_private_export_cuts_the_importer_off(nats_server, team, other_team):
     url = nats_server.url
     exporter, importer = _accounts(team, other_team)
@@ -70,24 +83,13 @@ def test_revoking_an_activation_of_a_private_export_cuts_the_importer_off(nats_s
     push(importer, url)
     svc_creds, cli_creds = _creds(exporter, importer, "quote.get")
 
-    async def served(expected: bool) -> None:
-        svc = await open_conn(url, svc_creds, name="svc")
-        cli = await open_conn(url, cli_creds, name="cli")
-        try:
-            await echo_responder(svc, "quote.get")
-            deadline = asyncio.get_running_loop().time() + DEADLINE
-            while await _answered(cli, "quote.get") != expected:  # each try waits for its reply: no sleep
-                assert asyncio.get_running_loop().time() < deadline, f"served should be {expected}"
-        finally:
-            await close_all(svc, cli)
-
-    run(lambda: served(True))
+    run(lambda: _served(url, svc_creds, cli_creds, True))
     activation_revoke(actor=PLATFORM, activation=act)
     # The exporter's new JWT lists the importer in the export's revocations: the server unwires the import.
     assert importer.public_key in claims.decode(Account.objects.get(pk=exporter.pk).jwt).nats["exports"][0][
         "revocations"]
     push(exporter, url)
-    run(lambda: served(False))
+    run(lambda: _served(url, svc_creds, cli_creds, False))
 
 
 def test_with_a_token_position_the_server_ignores_the_activation(nats_server, team, other_team):
@@ -165,19 +167,8 @@ def test_revoking_an_activation_through_the_api_cuts_the_importer_off(nats_serve
     push(importer, url)
     svc_creds, cli_creds = _creds(exporter, importer, "quote.get")
 
-    async def served(expected: bool) -> None:
-        svc = await open_conn(url, svc_creds, name="svc")
-        cli = await open_conn(url, cli_creds, name="cli")
-        try:
-            await echo_responder(svc, "quote.get")
-            deadline = asyncio.get_running_loop().time() + DEADLINE
-            while await _answered(cli, "quote.get") != expected:
-                assert asyncio.get_running_loop().time() < deadline, f"served should be {expected}"
-        finally:
-            await close_all(svc, cli)
-
-    run(lambda: served(True))
+    run(lambda: _served(url, svc_creds, cli_creds, True))
     revoked = api.post(f"{base}{created.json()['id']}/revoke")
     assert revoked.status_code == 200, revoked.content
     push(exporter, url)  # (the fleet's push task in production; this server is not a fleet node)
-    run(lambda: served(False))
+    run(lambda: _served(url, svc_creds, cli_creds, False))
