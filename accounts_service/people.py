@@ -116,9 +116,10 @@ class _VerificationTokens(PasswordResetTokenGenerator):
 verification_tokens = _VerificationTokens()
 
 
-def signup_start(*, email: str, password: str, base_url: str) -> None:
+def signup_start(*, email: str, password: str, base_url: str, invitation_token: str | None = None) -> None:
     """Register ``email`` (inactive until verified) and mail the verification link. A known email gets a
-    mail saying so instead; the caller shows the same page either way."""
+    mail saying so instead; the caller shows the same page either way. ``invitation_token`` (a sign-up from an
+    invitation to this email) rides in the link, so verifying also accepts it; a known email's mail links to it."""
     email = email_normalize(email)
     User = get_user_model()
     existing = User.objects.filter(username=email).first() or User.objects.filter(email__iexact=email).first()
@@ -127,19 +128,20 @@ def signup_start(*, email: str, password: str, base_url: str) -> None:
         # timing tells which emails have a login (~0.02 s against ~0.6 s before).
         make_password(password)
         mail_send(to=email, subject="You already have a natsctl login", template="emails/signup_existing.txt",
-                  context={"base_url": base_url, "email": email})
+                  context={"base_url": base_url, "email": email, "invitation": invitation_token})
         return
     with transaction.atomic():
         user = existing or User(username=email, email=email, is_active=False)
         user.set_password(password)
         user.save()
-    _verification_mail(user=user, email=email, base_url=base_url)
+    _verification_mail(user=user, email=email, base_url=base_url, invitation_token=invitation_token)
 
 
-def _verification_mail(*, user, email: str, base_url: str) -> None:
+def _verification_mail(*, user, email: str, base_url: str, invitation_token: str | None = None) -> None:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     mail_send(to=email, subject="Verify your email for natsctl", template="emails/verify.txt",
-              context={"base_url": base_url, "email": email, "uid": uid, "token": verification_tokens.make_token(user)})
+              context={"base_url": base_url, "email": email, "uid": uid, "token": verification_tokens.make_token(user),
+                       "invitation": invitation_token})
 
 
 def verification_resend(*, email: str, base_url: str) -> None:

@@ -339,8 +339,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Invitation tokens live in URLs; Django logs 4xx paths and runserver every request line (core.logfilters).
+    "filters": {"secret_urls": {"()": "core.logfilters.SecretUrlFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["secret_urls"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # runserver's request lines, through the same filter (Django's own handler for them has none).
+    "loggers": {"django.server": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
 
 # Tests use a database file (not memory) so a test can scan it for seeds in clear.

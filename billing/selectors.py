@@ -12,6 +12,7 @@ from accounts_service.plans import PlanTerms
 from billing import metering
 from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageHour
 from billing.units import GIB
+from core.templatetags.units import iec
 
 WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
            "30d": dt.timedelta(days=30)}
@@ -155,3 +156,75 @@ def quota_notice_latest(*, account_public_key: str, now: dt.datetime | None = No
     """The highest threshold the account crossed this period (80, 90 or 100 %), or None."""
     return (QuotaNotice.objects.filter(account_public_key=account_public_key, period_start=period_start(now))
             .order_by("-threshold").first())
+
+
+# ------------------------------------------------------------------------------------------------
+# Plan change: what the owner confirms
+# ------------------------------------------------------------------------------------------------
+
+# (field, label, kind): "bytes" and "count" treat -1 as unlimited; money fields are formatted by their own rule.
+PLAN_COMPARED: tuple[tuple[str, str, str], ...] = (
+    ("base_price_cents", "Price / month", "money"),
+    ("data_bytes", "Data / month", "bytes"),
+    ("overage_cents_per_gib", "Overage / GiB", "overage"),
+    ("conn", "Connections", "count"),
+    ("payload", "Max payload", "bytes"),
+    ("subs", "Subscriptions", "count"),
+    ("leaf", "Leafnode connections", "count"),
+    ("imports", "Imports", "count"),
+    ("exports", "Exports", "count"),
+    ("mem_storage", "JetStream memory", "bytes"),
+    ("disk_storage", "JetStream disk", "bytes"),
+    ("streams", "Streams", "count"),
+    ("consumer", "Consumers", "count"),
+    ("accounts_per_team", "Accounts per team", "count"),
+)
+
+
+def _plan_value_text(value: int, kind: str) -> str:
+    if kind == "money":
+        return f"${value / 100:,.2f}"
+    if kind == "overage":
+        return f"${value / 100:,.2f}" if value else "none (suspends at 100%)"
+    if value < 0:
+        return "unlimited"
+    return iec(value) if kind == "bytes" else f"{value:,}"
+
+
+def _plan_rank(value: int, kind: str) -> float:
+    """How much the value gives (more is better for limits; for money, more costs more): -1 is unlimited."""
+    return float("inf") if value < 0 and kind in ("bytes", "count") else float(value)
+
+
+def _change_note(*, before: int, after: int, kind: str, up: bool) -> str:
+    if kind == "money":
+        return "costs more" if up else "costs less"
+    if kind == "overage":
+        if not before:
+            return "billed per GiB instead of suspending"
+        if not after:
+            return "suspends instead of billing"
+        return "higher" if up else "lower"
+    return "more" if up else "less"
+
+
+def plan_change_rows(*, current: Plan | None, new: Plan) -> list[dict[str, Any]]:
+    """Each compared term of the current plan and the new one, as text, and whether (and which way) it changes.
+    ``current`` is None when the account's plan is no longer in the table."""
+    rows = []
+    for field, label, kind in PLAN_COMPARED:
+        after = getattr(new, field)
+        before = getattr(current, field) if current is not None else None
+        change = note = ""
+        if before is not None and before != after:
+            change = "up" if _plan_rank(after, kind) > _plan_rank(before, kind) else "down"
+            note = _change_note(before=before, after=after, kind=kind, up=change == "up")
+        rows.append({"field": field, "label": label, "change": change, "note": note,
+                     "before": _plan_value_text(before, kind) if before is not None else "—",
+                     "after": _plan_value_text(after, kind)})
+    return rows
+
+
+def plan_terms_key(plan: Plan) -> str:
+    """The priced terms an owner confirms: a confirmation of other terms (staff edited the plan meanwhile) is stale."""
+    return f"{plan.base_price_cents}:{plan.data_bytes}:{plan.overage_cents_per_gib}"

@@ -16,7 +16,13 @@ from accounts_service import services
 from accounts_service.web.helpers import attempt, is_owner, request_account, request_team
 from billing import invoices as invoice_docs
 from billing.models import Invoice, Plan
-from billing.selectors import account_usage, quota_notice_latest, usage_series
+from billing.selectors import (
+    account_usage,
+    plan_change_rows,
+    plan_terms_key,
+    quota_notice_latest,
+    usage_series,
+)
 
 CHART_HEIGHT = 120
 CHARTS = (("24h", "Last 24 hours, hourly"), ("7d", "Last 7 days, hourly"), ("30d", "Last 30 days, daily"))
@@ -63,23 +69,55 @@ def account_usage_page(request: HttpRequest, pk: str) -> HttpResponse:
     })
 
 
+def _plan_rows(account) -> list[dict[str, Any]]:
+    held = dict(account.team.accounts.values_list("plan").annotate(n=Count("pk")).values_list("plan", "n"))
+    return [{"plan": plan, "held": held.get(plan.name, 0),
+             "full": 0 <= plan.accounts_per_team <= held.get(plan.name, 0) and plan.name != account.plan}
+            for plan in Plan.objects.all()]
+
+
 @login_required
 def account_plan_page(request: HttpRequest, pk: str) -> HttpResponse:
     account = request_account(request, pk)
     if request.method == "POST":
+        # A switch is confirmed on its own page (prices and limits side by side); a bare POST here only opens it.
         plan = request.POST.get("plan", "")
-        if attempt(request, services.account_plan_set, account=account, plan=plan, actor=request.user):
-            messages.success(request, f"Account {account.name} is now on the {plan} plan; its new limits are being "
-                                      "pushed to the fleet.")
+        if Plan.objects.filter(name=plan).exists():
+            return redirect("billing:account_plan_confirm", pk=pk, name=plan)
+        messages.error(request, "Choose one of the plans below.")
         return redirect("billing:account_plan", pk=pk)
-    held = dict(account.team.accounts.values_list("plan").annotate(n=Count("pk")).values_list("plan", "n"))
-    plans = [{"plan": plan, "held": held.get(plan.name, 0),
-              "full": 0 <= plan.accounts_per_team <= held.get(plan.name, 0) and plan.name != account.plan}
-             for plan in Plan.objects.all()]
     return render(request, "billing/plan.html", {
-        "account": account, "tab": "plan", "plans": plans,
+        "account": account, "tab": "plan", "plans": _plan_rows(account),
         "is_owner": is_owner(request, account.team),
     })
+
+
+@login_required
+def account_plan_confirm(request: HttpRequest, pk: str, name: str) -> HttpResponse:
+    """GET: the account's current plan and ``name`` side by side (price, allowance, overage, every limit) with a
+    Confirm button for owners. Only the confirmed POST switches; one made against terms that have since changed
+    shows the new terms instead."""
+    account = request_account(request, pk)
+    new = Plan.objects.filter(name=name).first()
+    if new is None:
+        raise Http404("no such plan")
+    if new.name == account.plan:
+        messages.info(request, f"Account {account.name} is already on the {new.title} plan.")
+        return redirect("billing:account_plan", pk=pk)
+    current = Plan.objects.filter(name=account.plan).first()
+    row = next(r for r in _plan_rows(account) if r["plan"].pk == new.pk)
+    context = {"account": account, "tab": "plan", "current": current, "new": new, "full": row["full"],
+               "rows": plan_change_rows(current=current, new=new), "terms": plan_terms_key(new),
+               "is_owner": is_owner(request, account.team)}
+    if request.method == "POST":
+        if request.POST.get("terms") != plan_terms_key(new):
+            context["stale"] = True
+            return render(request, "billing/plan_confirm.html", context, status=409)
+        if attempt(request, services.account_plan_set, account=account, plan=new.name, actor=request.user):
+            messages.success(request, f"Account {account.name} is now on the {new.title} plan; its new limits are "
+                                      "being pushed to the fleet.")
+        return redirect("billing:account_plan", pk=pk)
+    return render(request, "billing/plan_confirm.html", context)
 
 
 def _invoice(request: HttpRequest, slug: str, number: str) -> Invoice:

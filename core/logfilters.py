@@ -10,9 +10,10 @@ pass.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
-__all__ = ["CELERY_ROUTINE_LOGGERS", "RoutineTaskFilter", "routine_tasks_quiet"]
+__all__ = ["CELERY_ROUTINE_LOGGERS", "RoutineTaskFilter", "SecretUrlFilter", "routine_tasks_quiet", "secrets_redact"]
 
 # The loggers of those three lines (celery.beat.Scheduler.apply_entry, celery.worker.strategy and celery.app.trace).
 CELERY_ROUTINE_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
@@ -44,3 +45,36 @@ def routine_tasks_quiet(tasks: Iterable[str]) -> RoutineTaskFilter:
             logger.removeFilter(old)
         logger.addFilter(quiet)
     return quiet
+
+
+# ------------------------------------------------------------------------------------------------
+# Secrets in URLs: an invitation's token is its path (/invitations/<token>/) and rides in sign-up and verification
+# links (?invitation=<token>). Django logs the path of every 4xx answer ("Not Found: /invitations/...") and
+# runserver logs every request line, so those records are rewritten before any handler writes them.
+# ------------------------------------------------------------------------------------------------
+
+_SECRET_URL_PARTS = (
+    (re.compile(r"(/invitations/)[^/\s?\"']+"), r"\1[redacted]"),
+    (re.compile(r"([?&]invitation=)[^&\s\"']+"), r"\1[redacted]"),
+)
+
+
+def secrets_redact(text: str) -> str:
+    """``text`` with the secret parts of the URLs it names replaced by ``[redacted]``."""
+    for pattern, replacement in _SECRET_URL_PARTS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class SecretUrlFilter(logging.Filter):
+    """Rewrites a record whose message names a secret URL part (the record still passes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the formatter's to report, not ours
+            return True
+        redacted = secrets_redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True

@@ -61,14 +61,23 @@ def invitation_create(*, team: Team, email: str, role: str, actor: Any, base_url
 
 
 def invitation_get(*, token: str) -> Invitation:
-    """The open invitation behind ``token`` (expired, revoked, used and unknown are the same 404)."""
-    invitation = (Invitation.objects.select_related("team")
-                  .filter(digest=_digest(token), accepted_at__isnull=True, revoked_at__isnull=True,
-                          expires_at__gt=timezone.now()).first())
+    """The open invitation behind ``token``; a closed one is a 404 that says why (expired, withdrawn or used):
+    whoever holds the token was sent the invitation, so the reason tells them nothing new. An unknown token
+    gets the generic answer."""
+    invitation = Invitation.objects.select_related("team").filter(digest=_digest(token)).first()
+    if invitation is not None and invitation.accepted_at is None and invitation.revoked_at is None \
+            and invitation.expires_at > timezone.now():
+        return invitation
     if invitation is None:
-        raise NotFound("this invitation is not valid: it expired, was revoked or was already used",
-                       code="invitation_invalid")
-    return invitation
+        message = "this invitation is not valid: it expired, was revoked or was already used"
+    elif invitation.accepted_at is not None:
+        message = "this invitation was already used; if it was you, the team is in your list of teams"
+    elif invitation.revoked_at is not None:
+        message = ("this invitation was withdrawn or replaced by a newer one; use the latest invitation mail or ask "
+                   "the team's owner")
+    else:
+        message = "this invitation expired; ask the team's owner for a new one"
+    raise NotFound(message, code="invitation_invalid")
 
 
 @transaction.atomic

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from accounts_service import people, services
 from accounts_service.web import forms
 from accounts_service.web.helpers import base_url, client_ip
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFound
 
 
 def _safe_next(request: HttpRequest, default: str) -> str:
@@ -43,20 +43,42 @@ def _over_limit(form, *, key: str, rule: str, message: str) -> bool:
     return False
 
 
+def _invitation_for(token: str):
+    """The open invitation behind a token a sign-up carries, with the reason it cannot be used (one of the two)."""
+    if not token:
+        return None, None
+    try:
+        return services.invitation_get(token=token), None
+    except NotFound as exc:
+        return None, exc.message
+
+
 def signup(request: HttpRequest) -> HttpResponse:
+    # An invitation rides along (``?invitation=`` from the invitation page, then a hidden field): the email is the
+    # invited one, fixed (a disabled field ignores what is posted), and the verification link carries the token on,
+    # so verifying the address also joins the team.
+    token = (request.POST.get("invitation") or request.GET.get("invitation") or "")[:200]
+    invitation, invitation_error = _invitation_for(token)
     if request.user.is_authenticated:
-        return redirect("web:dashboard")
+        return redirect("web:invitation", token=token) if invitation else redirect("web:dashboard")
     form = forms.SignupForm(request.POST or None)
+    if invitation is not None:
+        form.fields["email"].disabled = True
+        form.fields["email"].initial = invitation.email
+        form.fields["email"].widget.attrs.pop("autofocus", None)
+        form.fields["password"].widget.attrs["autofocus"] = True
+    context = {"form": form, "invitation": invitation, "token": token if invitation else "",
+               "invitation_error": invitation_error}
     if request.method == "POST":
         if _over_limit(form, key=f"signup:ip:{client_ip(request)}", rule="signup",
                        message="Too many sign-ups from your address; try again later."):
-            return render(request, "web/signup.html", {"form": form}, status=429)
+            return render(request, "web/signup.html", context, status=429)
         if form.is_valid():
             people.signup_start(email=form.cleaned_data["email"], password=form.cleaned_data["password"],
-                                base_url=base_url(request))
+                                base_url=base_url(request), invitation_token=token if invitation else None)
             email = people.email_normalize(form.cleaned_data["email"])
-            return render(request, "web/check_email.html", {"email": email})
-    return render(request, "web/signup.html", {"form": form})
+            return render(request, "web/check_email.html", {"email": email, "invitation": invitation})
+    return render(request, "web/signup.html", context)
 
 
 def resend_verification(request: HttpRequest) -> HttpResponse:
@@ -71,15 +93,26 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
 
 
 def verify(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
-    # GET only shows a button: mail scanners that follow links must not activate accounts.
+    # GET only shows a button: mail scanners that follow links must not activate accounts (or join teams).
+    invitation_token = request.GET.get("invitation", "")[:200]
+    invitation, _ = _invitation_for(invitation_token)
     if request.method != "POST":
-        return render(request, "web/verify.html", {})
+        return render(request, "web/verify.html", {"invitation": invitation})
     try:
         user = people.signup_verify(uidb64=uidb64, token=token)
     except ApplicationError as exc:
         return render(request, "web/verify.html", {"error": exc.message}, status=400)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     messages.success(request, "Your email is verified. Your team has a default account on the free plan.")
+    if invitation_token:
+        # The address is proven now; the service still checks it is the invited one (and audits the join).
+        try:
+            membership = services.invitation_accept(token=invitation_token, actor=user)
+        except ApplicationError as exc:
+            messages.error(request, exc.message[:1].upper() + exc.message[1:] + ".")
+        else:
+            messages.success(request, f"You joined {membership.team.name} as {membership.role}.")
+            return redirect("web:team", slug=membership.team.slug)
     return redirect("web:dashboard")
 
 
@@ -115,7 +148,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 def logout_view(request: HttpRequest) -> HttpResponse:
     logout(request)
-    return redirect(settings.LOGOUT_REDIRECT_URL)
+    # ``next`` (this site only) lets a page send someone back after logging out, e.g. an invitation for another email.
+    return redirect(_safe_next(request, reverse(settings.LOGOUT_REDIRECT_URL)))
 
 
 class PasswordResetView(auth_views.PasswordResetView):

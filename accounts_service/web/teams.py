@@ -106,21 +106,27 @@ def invitation_revoke(request: HttpRequest, slug: str, invitation_id: int) -> Ht
 
 
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """The page an invitee lands on. Signed out: log in (back here) or sign up as the invited email, the invitation
+    carried along. Signed in as the invited email: an Accept button. Signed in as another email: what to do.
+    Closed invitations say why and do nothing. The token is in this URL only; it is never logged
+    (``core.logfilters.SecretUrlFilter``) and only its digest is stored."""
     try:
         invitation = services.invitation_get(token=token)
     except NotFound as exc:
         return render(request, "web/invitation.html", {"error": exc.message}, status=404)
+    context = {"invitation": invitation, "token": token, "next": request.path}
     if not request.user.is_authenticated:
-        return render(request, "web/invitation.html", {"invitation": invitation, "next": request.path})
+        return render(request, "web/invitation.html", context)
+    context["other_email"] = services.email_normalize(request.user.email or request.user.get_username()) \
+        != invitation.email
     if request.method == "POST":
         try:
             services.invitation_accept(token=token, actor=request.user)
         except ApplicationError as exc:
-            return render(request, "web/invitation.html", {"invitation": invitation, "error": exc.message},
-                          status=status_for(exc))
+            return render(request, "web/invitation.html", {**context, "error": exc.message}, status=status_for(exc))
         messages.success(request, f"You joined {invitation.team.name} as {invitation.role}.")
         return redirect("web:team", slug=invitation.team.slug)
-    return render(request, "web/invitation.html", {"invitation": invitation})
+    return render(request, "web/invitation.html", context)
 
 
 # ------------------------------------------------------------------------------------------------

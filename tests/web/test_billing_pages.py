@@ -19,7 +19,8 @@ from billing import metering
 from billing.invoices import invoice_generate
 from billing.models import Plan, QuotaNotice, UsageHour
 from billing.quotas import quota_evaluate
-from billing.selectors import period_start, usage_series
+from billing.selectors import period_start, plan_terms_key, usage_series
+from core.templatetags.units import iec
 from tests.web.conftest import person
 
 pytestmark = pytest.mark.django_db
@@ -106,6 +107,11 @@ def test_banners_at_80_90_and_100_percent(owner_client, account):
     assert QuotaNotice.objects.filter(account_public_key=account.public_key).count() == 3
 
 
+def _terms(name: str) -> dict:
+    """What the confirmation page's form posts: the priced terms the owner saw."""
+    return {"terms": plan_terms_key(Plan.objects.get(name=name))}
+
+
 def test_owner_switches_plan_and_the_suspension_ends(owner_client, account, django_capture_on_commit_callbacks):
     Plan.objects.filter(name="free").update(data_bytes=1000)
     UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(1), sent_bytes=5000)
@@ -114,8 +120,9 @@ def test_owner_switches_plan_and_the_suspension_ends(owner_client, account, djan
     assert account.suspended_at is not None
     page = owner_client.get(f"/accounts/{account.public_key}/plan/").content.decode()
     assert 'id="plan-free" class="current-plan"' in page and "Switch to Pro" in page
+    assert f'href="/accounts/{account.public_key}/plan/pro/"' in page  # a link to the confirmation, not a POST
     with django_capture_on_commit_callbacks(execute=True):
-        response = owner_client.post(f"/accounts/{account.public_key}/plan/", {"plan": "pro"})
+        response = owner_client.post(f"/accounts/{account.public_key}/plan/pro/", _terms("pro"))
     assert response.status_code == 302
     account.refresh_from_db()
     assert account.plan == "pro" and account.suspended_at is None  # billing re-evaluated on commit
@@ -128,7 +135,9 @@ def test_members_see_plans_but_cannot_switch(client, shared, account):
     client.force_login(member)
     page = client.get(f"/accounts/{account.public_key}/plan/").content.decode()
     assert "Only the team's owners change plans" in page and "Switch to" not in page
-    response = client.post(f"/accounts/{account.public_key}/plan/", {"plan": "pro"}, follow=True)
+    confirm = client.get(f"/accounts/{account.public_key}/plan/pro/").content.decode()
+    assert "Only the team's owners change plans" in confirm and "Confirm: switch" not in confirm
+    response = client.post(f"/accounts/{account.public_key}/plan/pro/", _terms("pro"), follow=True)
     assert "only the team&#x27;s owners may do this" in response.content.decode()
     assert Account.objects.get(pk=account.pk).plan == "free"
 
@@ -138,9 +147,49 @@ def test_a_full_plan_is_refused_with_the_reason(owner_client, shared, account):
     dev = services.account_create(actor=PLATFORM, team=shared, name="dev", plan="developer")
     page = owner_client.get(f"/accounts/{dev.public_key}/plan/").content.decode()
     assert "team is full" in page
-    response = owner_client.post(f"/accounts/{dev.public_key}/plan/", {"plan": "free"}, follow=True)
+    response = owner_client.post(f"/accounts/{dev.public_key}/plan/free/", _terms("free"), follow=True)
     assert "the Free plan allows 2 accounts per team" in response.content.decode()
     assert Account.objects.get(pk=dev.pk).plan == "developer"
+    confirm = owner_client.get(f"/accounts/{dev.public_key}/plan/free/").content.decode()
+    assert "all the Free accounts that plan allows" in confirm and "Confirm: switch" not in confirm
+
+
+def test_plan_confirmation_shows_both_prices_and_limits_and_only_its_post_switches(owner_client, account):
+    free, pro = Plan.objects.get(name="free"), Plan.objects.get(name="pro")
+    Plan.objects.filter(name="pro").update(base_price_cents=4900, overage_cents_per_gib=25)
+    pro.refresh_from_db()
+    url = f"/accounts/{account.public_key}/plan/pro/"
+
+    # The old one-click form (a POST to the plan page) now only opens the confirmation.
+    opened = owner_client.post(f"/accounts/{account.public_key}/plan/", {"plan": "pro"})
+    assert opened.status_code == 302 and opened["Location"] == url
+    assert Account.objects.get(pk=account.pk).plan == "free"
+
+    page = owner_client.get(url).content.decode()
+    assert Account.objects.get(pk=account.pk).plan == "free"  # a GET changes nothing
+    assert 'id="price-current">$0.00<' in page and 'id="price-new">$49.00<' in page
+    price = re.search(r'id="compare-base_price_cents">(.*?)</tr>', page, re.S).group(1)
+    assert "$0.00" in price and "$49.00" in price and "costs more" in price
+    overage = re.search(r'id="compare-overage_cents_per_gib">(.*?)</tr>', page, re.S).group(1)
+    assert "none (suspends at 100%)" in overage and "$0.25" in overage
+    data = re.search(r'id="compare-data_bytes">(.*?)</tr>', page, re.S).group(1)
+    assert iec(free.data_bytes) in data and (iec(pro.data_bytes) if pro.data_bytes >= 0 else "unlimited") in data
+    conn = re.search(r'id="compare-conn">(.*?)</tr>', page, re.S).group(1)
+    assert f"{free.conn:,}" in conn and ("more" in conn or free.conn == pro.conn)
+    assert "Confirm: switch to Pro" in page and f'name="terms" value="{plan_terms_key(pro)}"' in page
+
+    # Terms edited by staff since the page was opened: nothing switches, the new terms are shown.
+    stale = owner_client.post(url, {"terms": "0:0:0"})
+    assert stale.status_code == 409 and b"terms changed since you opened this page" in stale.content
+    assert Account.objects.get(pk=account.pk).plan == "free"
+
+    assert owner_client.post(url, _terms("pro")).status_code == 302
+    assert Account.objects.get(pk=account.pk).plan == "pro"
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.PLAN_CHANGE, target=account.public_key).count() == 1
+
+    # The current plan and an unknown one have no confirmation.
+    assert owner_client.get(url)["Location"] == f"/accounts/{account.public_key}/plan/"
+    assert owner_client.get(f"/accounts/{account.public_key}/plan/platinum/").status_code == 404
 
 
 def test_invoices_list_detail_and_downloads(owner_client, shared, account):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from accounts_service.models import Account, AuditEvent, Invitation, TeamMembership
+from billing.models import Plan
+from billing.selectors import plan_terms_key
 from operators.models import SigningKey
 from tests.web.conftest import person
 
@@ -29,7 +31,8 @@ def _follow(client, url: str, data: dict) -> bytes:
 def test_a_member_cannot_change_the_plan(member_client, shared):
     account = Account.objects.get(team=shared)
     version = account.version
-    content = _follow(member_client, f"/accounts/{account.public_key}/plan/", {"plan": "free"})
+    terms = plan_terms_key(Plan.objects.get(name="pro"))  # what the confirmation page posts
+    content = _follow(member_client, f"/accounts/{account.public_key}/plan/pro/", {"terms": terms})
     assert REFUSAL in content
     account.refresh_from_db()
     assert account.version == version
