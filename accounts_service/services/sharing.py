@@ -134,8 +134,16 @@ def activation_create(
         exporter_seed=export.account.identity_seed, target_public_key=target, subject=subject, kind=export.type,
         exp=int(expires_at.timestamp()) if expires_at else None,
     )
-    activation = Activation.objects.create(export=export, target_public_key=target, subject=subject,
-                                           token=signed.token, jti=signed.jti, iat=signed.iat, expires_at=expires_at)
+    # The same activation asked twice within one second signs the same claims: the same token (and jti), which is
+    # the one already issued, not a second row.
+    activation = Activation.objects.filter(jti=signed.jti).first()
+    if activation is not None and activation.revoked_at is not None:
+        raise Conflict("this activation was revoked within the last second; ask for it again in a second",
+                       code="activation_just_revoked")
+    if activation is None:
+        activation = Activation.objects.create(export=export, target_public_key=target, subject=subject,
+                                               token=signed.token, jti=signed.jti, iat=signed.iat,
+                                               expires_at=expires_at)
     audit_record(action=AuditEvent.Action.ACTIVATION_CREATE, actor=actor, team_id=export.account.team_id,
                  target=target, detail={"account": export.account.public_key, "export": export.name, "subject": subject,
                                         "expires_at": expires_at.isoformat() if expires_at else None})
