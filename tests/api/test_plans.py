@@ -72,7 +72,9 @@ def test_owner_changes_the_plan_resigned_and_audited(owner, team, operator_setup
     assert body["plan"] == "pro" and body["limits"]["conn"] == pro.conn
     assert body["version"] == account.version + 1
     event = AuditEvent.objects.get(action=AuditEvent.Action.PLAN_CHANGE)
-    assert event.target == account.public_key and event.detail == {"name": "app", "from": "free", "to": "pro"}
+    assert event.target == account.public_key
+    assert {k: event.detail[k] for k in ("name", "from", "to")} == {"name": "app", "from": "free", "to": "pro"}
+    assert event.detail["changes"]["conn"] == {"before": account.conn, "after": pro.conn}  # the limits it changed
 
 
 def test_plan_change_and_limits_land_together_or_not_at_all(owner, team, operator_setup):
