@@ -3,7 +3,7 @@ tenant-facing pages (at the root)."""
 
 from django.urls import path
 
-from broker_gateway import api, views
+from broker_gateway import api, staff_views, views
 from broker_gateway.models import BrokerNode
 
 api_urlpatterns = [
@@ -19,20 +19,20 @@ api_urlpatterns = [
 ]
 
 staff_urlpatterns = [
-    path("fleet/", views.fleet_nodes, name="fleet-nodes"),
-    path("fleet/nodes-fragment", views.fleet_nodes_fragment, name="fleet-nodes-fragment"),
-    path("fleet/nodes/<str:name>/start", views.fleet_node_desired, {"desired": BrokerNode.Desired.RUNNING},
+    path("fleet/", staff_views.fleet_nodes, name="fleet-nodes"),
+    path("fleet/nodes-fragment", staff_views.fleet_nodes_fragment, name="fleet-nodes-fragment"),
+    path("fleet/nodes/<str:name>/start", staff_views.fleet_node_desired, {"desired": BrokerNode.Desired.RUNNING},
          name="fleet-node-start"),
-    path("fleet/nodes/<str:name>/stop", views.fleet_node_desired, {"desired": BrokerNode.Desired.STOPPED},
+    path("fleet/nodes/<str:name>/stop", staff_views.fleet_node_desired, {"desired": BrokerNode.Desired.STOPPED},
          name="fleet-node-stop"),
-    path("fleet/nodes/<str:name>/remove", views.fleet_node_remove, name="fleet-node-remove"),
-    path("fleet/regions/<str:region>/drain", views.fleet_region_desired, {"desired": BrokerNode.Desired.STOPPED},
+    path("fleet/nodes/<str:name>/remove", staff_views.fleet_node_remove, name="fleet-node-remove"),
+    path("fleet/regions/<str:region>/drain", staff_views.fleet_region_desired, {"desired": BrokerNode.Desired.STOPPED},
          name="fleet-region-drain"),
-    path("fleet/regions/<str:region>/resume", views.fleet_region_desired, {"desired": BrokerNode.Desired.RUNNING},
+    path("fleet/regions/<str:region>/resume", staff_views.fleet_region_desired, {"desired": BrokerNode.Desired.RUNNING},
          name="fleet-region-resume"),
-    path("out-of-sync/", views.fleet_out_of_sync, name="staff-out-of-sync"),
-    path("tenants/", views.staff_tenants, name="staff-tenants"),
-    path("tenants/<slug:slug>/", views.staff_tenant, name="staff-tenant"),
+    path("out-of-sync/", staff_views.fleet_out_of_sync, name="staff-out-of-sync"),
+    path("tenants/", staff_views.staff_tenants, name="staff-tenants"),
+    path("tenants/<slug:slug>/", staff_views.staff_tenant, name="staff-tenant"),
 ]
 
 web_urlpatterns = [

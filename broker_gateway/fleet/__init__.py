@@ -17,7 +17,7 @@ def driver_get() -> FleetDriver:
 
         return LocalProcessDriver(settings.FLEET_DIR, binary=settings.NATS_SERVER_BIN)
     if settings.FLEET_DRIVER == "kubernetes":
-        from broker_gateway.fleet.kubernetes import driver_from_settings
+        from broker_gateway.fleet.kubernetes_regions import driver_from_settings
 
         return driver_from_settings()
     raise ValueError(f"unknown FLEET_DRIVER {settings.FLEET_DRIVER!r} (known: {', '.join(DRIVERS)})")

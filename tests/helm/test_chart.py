@@ -578,7 +578,7 @@ def test_the_control_plane_discovers_every_regions_statefulset(rendered):
         "us-east=natsctl-nats-us-east,eu-west=natsctl-nats-eu-west,ap-south=natsctl-nats-ap-south")
     assert env["K8S_STATEFULSET"] == "natsctl-nats-us-east" and env["FLEET_REGION"] == "us-east"
     assert env["FLEET_GATEWAY_PORT"] == "7222"
-    from broker_gateway.fleet.kubernetes import statefulsets_parse
+    from broker_gateway.fleet.kubernetes_regions import statefulsets_parse
 
     assert dict(statefulsets_parse(env["K8S_STATEFULSETS"])) == {  # what the driver reads: each one rendered
         r: o["metadata"]["name"] for o in out.kinds("StatefulSet") if (r := o["metadata"]["labels"].get(

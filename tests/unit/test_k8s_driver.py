@@ -537,7 +537,7 @@ US, EU = "natsctl-nats-us-east", "natsctl-nats-eu-west"
 
 
 def regional(*kubes: tuple[str, FakeKube], **kwargs):
-    from broker_gateway.fleet.kubernetes import RegionalKubernetesDriver
+    from broker_gateway.fleet.kubernetes_regions import RegionalKubernetesDriver
 
     drivers = {}
     for region, kube in kubes:
@@ -565,7 +565,7 @@ def two_regions():
 
 
 def test_statefulsets_setting_is_parsed_and_checked():
-    from broker_gateway.fleet.kubernetes import statefulsets_parse
+    from broker_gateway.fleet.kubernetes_regions import statefulsets_parse
 
     assert statefulsets_parse("") == [] and statefulsets_parse(" , ") == []
     assert statefulsets_parse(f"us-east={US}, eu-west={EU}") == [("us-east", US), ("eu-west", EU)]
@@ -578,7 +578,7 @@ def test_statefulsets_setting_is_parsed_and_checked():
 
 def test_driver_per_region_is_chosen_by_setting(settings, two_regions, tmp_path):
     from broker_gateway.fleet import driver_get
-    from broker_gateway.fleet.kubernetes import RegionalKubernetesDriver
+    from broker_gateway.fleet.kubernetes_regions import RegionalKubernetesDriver
 
     us, _ = two_regions
     token = tmp_path / "token"
