@@ -39,3 +39,4 @@ urlpatterns = [
 ]
 
 handler404 = "accounts_service.views.not_found"
+handler400 = "accounts_service.views.bad_request"

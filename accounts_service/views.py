@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 
-from core.api import json_404
+from core.api import json_400, json_404
 from operators.models import Operator
 
 
@@ -18,6 +19,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def bad_request(request: HttpRequest, exception=None) -> HttpResponse:
+    """The API answers in its one error shape; the web gets Django's page."""
+    if request.path.startswith("/api/"):
+        return json_400(request, exception)
+    return defaults.bad_request(request, exception)
 
 
 def not_found(request: HttpRequest, exception=None) -> HttpResponse:

@@ -61,6 +61,13 @@ def json_404(request, exception=None) -> JsonResponse:
     return JsonResponse({"message": "not found", "code": "not_found", "extra": {}}, status=404)
 
 
+def json_400(request, exception=None) -> JsonResponse:
+    """A request Django refuses before any view (a Host header not in ALLOWED_HOSTS, a malformed multipart body)
+    answers in the one error shape under /api/, not an HTML page."""
+    return JsonResponse({"message": "bad request: the Host header or the request itself is not acceptable",
+                         "code": "invalid", "extra": {}}, status=400)
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, except that a body nested too deeply for Python's parser (``json`` recurses) is the 400
     every other malformed body gets, not a server error."""

@@ -128,3 +128,10 @@ def test_favicon_is_served_not_a_404(client):
     assert finders.find("img/favicon.svg")  # the file the redirect names exists
     page = client.get("/login/").content.decode()
     assert 'rel="icon"' in page and "img/favicon.svg" in page
+
+
+def test_a_host_header_django_refuses_is_the_apis_json_400(client, operator_setup):
+    response = client.get("/api/v1/accounts/", HTTP_HOST="evil.example.com'#x")
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "invalid"
+    assert client.get("/login/", HTTP_HOST="evil.example.com'#x").status_code == 400  # the web: Django's page

@@ -14,7 +14,7 @@ OP = nkeys.generate(KeyType.OPERATOR)
 ACC = nkeys.generate(KeyType.ACCOUNT)
 SK = nkeys.generate(KeyType.ACCOUNT)
 USER = nkeys.generate(KeyType.USER)
-NOW = int(time.time())
+NOW = int(time.time())  # read once at import: the checks below are given it (a long run must not age it)
 
 
 def account(*, keys=(), revocations=None, conn=-1, leaf=-1, exp=None, exports=(), imports=()) -> claims.Jwt:
@@ -96,16 +96,16 @@ def test_issuer_account_missing_for_a_signing_key_user():
 
 
 def test_expired_and_not_yet_valid_user():
-    assert not dx.user_times_check(user(exp=NOW - 10)).ok
-    assert "expired" in dx.user_times_check(user(exp=NOW - 10)).message
-    assert not dx.user_times_check(user(nbf=NOW + 3600)).ok
-    assert dx.user_times_check(user(exp=NOW + 3600)).ok
+    assert not dx.user_times_check(user(exp=NOW - 10), now=NOW).ok
+    assert "expired" in dx.user_times_check(user(exp=NOW - 10), now=NOW).message
+    assert not dx.user_times_check(user(nbf=NOW + 3600), now=NOW).ok
+    assert dx.user_times_check(user(exp=NOW + 3600), now=NOW).ok
 
 
 def test_expired_account():
-    check = dx.account_expiry_check(account(exp=NOW - 5))
+    check = dx.account_expiry_check(account(exp=NOW - 5), now=NOW)
     assert not check.ok and "Account JWT has expired" in check.message
-    assert dx.account_expiry_check(account(exp=NOW + 100)).ok
+    assert dx.account_expiry_check(account(exp=NOW + 100), now=NOW).ok
 
 
 @pytest.mark.parametrize(("key", "ts_offset", "revoked"), [
