@@ -100,6 +100,20 @@ def test_api_token_create_prints_a_working_token(db):
         run("api_token", "create", "--user", "nobody")
 
 
+def test_api_token_create_with_scope_team_and_expiry(db):
+    from accounts_service.services import team_create
+
+    ann = get_user_model().objects.create_user("ann")
+    team = team_create(name="acme", actor=ann)
+    run("api_token", "create", "--user", "ann", "--name", "ci", "--scope", "read", "--team", team.slug,
+        "--expires-in-days", "7")
+    token = ApiToken.objects.get(name="ci")
+    assert token.scope == "read" and token.team_id == team.pk and token.expires_at is not None
+    with pytest.raises(CommandError, match="no team"):  # not one of hers: as unknown
+        run("api_token", "create", "--user", "ann", "--team", "globex")
+    assert ApiToken.objects.count() == 1
+
+
 def test_user_limits_tags_signing_key_and_activation_revoke(op):
     a = run("account", "create", "--team", "acme", "--name", "svc")
     b = run("account", "create", "--team", "globex", "--name", "client")
