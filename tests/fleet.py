@@ -116,6 +116,13 @@ class SupervisorThread:
     def pid(self, name: str) -> int | None:
         return self.driver.status(name).pid
 
+    def syncs_done(self) -> bool:
+        """The full syncs the nodes' health asked for are over (none running or queued) and every node is synced:
+        one still under way pushes every latest JWT, overtaking whatever a test pushes meanwhile."""
+        from broker_gateway.models import BrokerNode
+
+        return self.syncer.idle() and not BrokerNode.objects.filter(synced_at__isnull=True).exists()
+
     def stop(self) -> None:
         from broker_gateway.services import gateway_reset
 

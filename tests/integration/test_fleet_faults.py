@@ -329,8 +329,7 @@ def test_node_killed_during_bulk_push_restarts_and_converges(fleet, team, killed
     wait_for(lambda: nodes_healthy(NODES), timeout=CONVERGE, what="3 healthy nodes")
     # The full syncs the nodes' first health asked for must be over: one still running (or queued) would push the
     # re-signed versions below itself, and the victim would already hold every one when the bulk push began.
-    wait_for(lambda: sup.syncer.idle() and not BrokerNode.objects.filter(synced_at__isnull=True).exists(),
-             timeout=CONVERGE, what="the nodes' first full syncs done")
+    wait_for(sup.syncs_done, timeout=CONVERGE, what="the nodes' first full syncs done")
     # Then every account changes, with the on-commit push muted: a thousand new versions no node holds,
     # which is what a bulk push is for. The victim dies with part of them written.
     account_jwt_issued.disconnect(dispatch_uid="broker_gateway.push_on_issue")
@@ -533,6 +532,8 @@ def test_stale_jwt_replayed_is_detected_and_repaired_by_verify(fleet3, team):
     history = list(IssuedAccountJwt.objects.filter(account_public_key=account.public_key).order_by("-iat"))
     assert history[0].jwt == account.jwt and len(history) >= 3
     previous = history[1]
+    # A full sync still under way (the nodes' first health asks for one) would push the latest over the replay below.
+    wait_for(fleet3.sup.syncs_done, timeout=CONVERGE, what="the nodes' first full syncs done")
 
     # A late delivery of the previous version (a retried task, a slow queue): nats-server's UPDATE has no
     # age check, so every node takes it and the account is rolled back on all of them.
