@@ -230,6 +230,9 @@ METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
 INVOICE_GRACE_SECONDS = env.float("INVOICE_GRACE_SECONDS", default=3600.0)
 # The payment provider (billing/payments.py): a dotted path to a class; the default needs no network.
 BILLING_PAYMENT_PROVIDER = env("BILLING_PAYMENT_PROVIDER", default="billing.payments.ManualProvider")
+# Plans are priced, and invoices and bills issued, in this ISO 4217 currency, as integers of its minor unit (cents:
+# a currency with two decimals). Invoices keep the currency they were issued in. See docs/BILLING.md.
+BILLING_CURRENCY = env("BILLING_CURRENCY", default="USD")
 
 # ------------------------------------------------------------------------------------------------
 # The Kubernetes fleet driver (FLEET_DRIVER=kubernetes): nodes are the pods <K8S_STATEFULSET>-<ordinal> of the

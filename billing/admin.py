@@ -10,8 +10,20 @@ from core.admin import ReadOnlyAdmin
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ("name", "title", "conn", "data_bytes", "base_price_cents", "overage_cents_per_gib")
+    list_display = ("name", "title", "conn", "base_price_cents", "data_bytes", "overage_cents_per_gib",
+                    "connection_hours", "connection_cents_per_1000_hours", "storage_gib_hours",
+                    "storage_cents_per_1000_gib_hours")
     ordering = ("sort_order",)
+    fieldsets = (
+        (None, {"fields": ("name", "title", "sort_order", "accounts_per_team")}),
+        ("Price and allowances (per calendar month, prorated by the seconds an account holds the plan; cents of "
+         "BILLING_CURRENCY; an allowance of -1 is unlimited, a unit price of 0 is not billed)",
+         {"fields": ("base_price_cents", "data_bytes", "overage_cents_per_gib", "connection_hours",
+                     "connection_cents_per_1000_hours", "storage_gib_hours", "storage_cents_per_1000_gib_hours")}),
+        ("Limits (the ceilings of its accounts' JWTs)",
+         {"fields": ("conn", "payload", "subs", "leaf", "imports", "exports", "mem_storage", "disk_storage",
+                     "streams", "consumer")}),
+    )
 
     def get_readonly_fields(self, request, obj=None):
         return ("name",) if obj is not None else ()  # accounts name their plan: a rename would orphan them
@@ -24,8 +36,8 @@ class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
-    readonly_fields = ("position", "kind", "description", "account_name", "plan", "quantity", "unit_cents",
-                       "amount_cents", "used_bytes", "allowance_bytes")
+    readonly_fields = ("position", "kind", "description", "account_name", "plan", "starts_at", "ends_at", "measured",
+                       "included", "billed", "quantity", "unit_cents", "amount_cents")
     fields = readonly_fields
 
     def has_add_permission(self, request, obj=None):

@@ -7,6 +7,8 @@ from django.db import models
 
 from accounts_service.models import LIMIT_FIELDS
 from billing.metering import SampleKind
+from billing.pricing import Kind as PricedKind
+from billing.pricing import Rates
 from operators.claims import JwtError, jetstream_tenant_limits
 
 # ------------------------------------------------------------------------------------------------
@@ -32,8 +34,18 @@ class Plan(models.Model):
     consumer = models.BigIntegerField(default=50)
     accounts_per_team = models.IntegerField(help_text="accounts a team may have on this plan (-1 unlimited)")
     data_bytes = models.BigIntegerField(help_text="monthly data allowance, sent + received bytes (-1 unlimited)")
-    base_price_cents = models.PositiveIntegerField(default=0)
-    overage_cents_per_gib = models.PositiveIntegerField(default=0, help_text="0: no overage, suspend at 100%")
+    base_price_cents = models.PositiveIntegerField(default=0, help_text="per month, in the billing currency's "
+                                                                        "minor unit (cents)")
+    overage_cents_per_gib = models.PositiveIntegerField(default=0, help_text="data past the allowance, cents per GiB; "
+                                                                             "0: no overage, suspend at 100%")
+    connection_hours = models.BigIntegerField(default=-1, help_text="monthly connection-hours included (-1 "
+                                                                    "unlimited)")
+    connection_cents_per_1000_hours = models.PositiveIntegerField(
+        default=0, help_text="connection-hours past the allowance, cents per 1,000; 0: not priced")
+    storage_gib_hours = models.BigIntegerField(default=-1, help_text="monthly JetStream GiB-hours included (every "
+                                                                     "replica; -1 unlimited)")
+    storage_cents_per_1000_gib_hours = models.PositiveIntegerField(
+        default=0, help_text="JetStream GiB-hours past the allowance, cents per 1,000; 0: not priced")
 
     class Meta:
         ordering = ["sort_order", "name"]
@@ -49,6 +61,25 @@ class Plan(models.Model):
                                     streams=self.streams, consumer=self.consumer)
         except JwtError as exc:
             raise ValidationError({"consumer": str(exc)}) from exc
+        errors = {}
+        for allowance, price in (("data_bytes", "overage_cents_per_gib"), ("connection_hours",
+                                 "connection_cents_per_1000_hours"), ("storage_gib_hours",
+                                                                       "storage_cents_per_1000_gib_hours")):
+            if getattr(self, allowance) < -1:
+                errors[allowance] = "-1 (unlimited), 0 or more"
+            elif getattr(self, allowance) == -1 and getattr(self, price):
+                errors[price] = f"an unlimited {allowance} leaves nothing to price: set an allowance (0 bills every " \
+                                "unit) or a price of 0"
+        if errors:
+            raise ValidationError(errors)
+
+    def rates(self) -> Rates:
+        """The plan's prices and allowances as the pure pricing code takes them."""
+        return Rates(plan=self.name, title=self.title, base_cents=self.base_price_cents, data_bytes=self.data_bytes,
+                     data_cents_per_gib=self.overage_cents_per_gib, connection_hours=self.connection_hours,
+                     connection_cents_per_1000_hours=self.connection_cents_per_1000_hours,
+                     storage_gib_hours=self.storage_gib_hours,
+                     storage_cents_per_1000_gib_hours=self.storage_cents_per_1000_gib_hours)
 
     def account_limits(self) -> dict[str, int]:
         """The limits an account on this plan gets, by the account model's field names. The JWT's ``data`` limit
@@ -207,24 +238,34 @@ class Invoice(models.Model):
 
 
 class InvoiceLine(models.Model):
-    """One line: an account's base price on its plan, or its data past the plan's allowance (per GiB)."""
+    """One line: a plan's base price for the seconds an account held it in the period, or one priced dimension's
+    use past the plan's allowance (prorated the same way). ``measured``, ``included`` and ``billed`` are exact
+    integers in the kind's base unit (billing.pricing.METERS); ``quantity`` is ``billed`` shown in the priced unit,
+    to 6 decimals; ``amount_cents`` was rounded once, half up, from the exact figures."""
 
-    class Kind(models.TextChoices):
-        BASE = "base"
-        OVERAGE = "overage"
+    class Kind(models.TextChoices):  # the values of billing.pricing.Kind
+        BASE = PricedKind.BASE.value, "Base price"
+        DATA = PricedKind.DATA.value, "Data"
+        CONNECTIONS = PricedKind.CONNECTIONS.value, "Connection-hours"
+        STORAGE = PricedKind.STORAGE.value, "JetStream storage"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()
-    kind = models.CharField(max_length=8, choices=Kind.choices)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
     account_public_key = models.CharField(max_length=56)
     account_name = models.CharField(max_length=64)
     plan = models.CharField(max_length=32)
     description = models.CharField(max_length=200)
-    quantity = models.DecimalField(max_digits=16, decimal_places=3, help_text="months, or GiB past the allowance")
-    unit_cents = models.PositiveIntegerField()
+    starts_at = models.DateTimeField(help_text="when the account started holding the plan in the period")
+    ends_at = models.DateTimeField(help_text="when it stopped (or the period's end)")
+    measured = models.BigIntegerField(help_text="seconds held (base), bytes (data), connection-seconds, "
+                                                "byte-seconds (storage)")
+    included = models.BigIntegerField(help_text="the allowance prorated to the time held, same unit (-1 unlimited)")
+    billed = models.BigIntegerField(help_text="what was priced, same unit: measured past included; seconds held")
+    quantity = models.DecimalField(max_digits=24, decimal_places=6,
+                                   help_text="billed in the priced unit: months, GiB, connection-hours, GiB-hours")
+    unit_cents = models.PositiveIntegerField(help_text="per month, per GiB, per 1,000 connection- or GiB-hours")
     amount_cents = models.BigIntegerField()
-    used_bytes = models.BigIntegerField(help_text="the account's sent plus received bytes in the period")
-    allowance_bytes = models.BigIntegerField(help_text="the plan's monthly data (-1 unlimited)")
 
     class Meta:
         constraints = [

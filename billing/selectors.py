@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts_service.plans import PlanTerms
 from billing import metering
 from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageHour
+from billing.pricing import cents_text
 from billing.units import GIB
 from core.templatetags.units import iec
 
@@ -107,13 +108,18 @@ def period_start(now: dt.datetime | None = None) -> dt.datetime:
 
 def account_usage(*, account_public_key: str, plan_name: str, window: str,
                   now: dt.datetime | None = None) -> dict[str, Any]:
-    """The usage document of an account on ``plan_name``: ``window``'s traffic, and the month's data against
-    the plan's allowance (sent plus received bytes; -1 for an unlimited or operator-managed account)."""
+    """The usage document of an account on ``plan_name``: ``window``'s traffic, the month's data against the
+    plan's allowance (sent plus received bytes; -1 for an unlimited or operator-managed account), and the month's
+    bill so far and its estimate (``bill``: cents of its currency; docs/BILLING.md)."""
+    from billing.bills import account_bill, bill_summary  # (billing.bills reads the ledger through this module)
+
     now = now or timezone.now()
     plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
-    return usage_document(account_public_key=account_public_key, window=window, plan=plan_name,
-                          data_bytes=plan.data_bytes if plan is not None else -1,
-                          used_bytes=month_used_bytes(account_public_key=account_public_key, now=now), now=now)
+    document = usage_document(account_public_key=account_public_key, window=window, plan=plan_name,
+                              data_bytes=plan.data_bytes if plan is not None else -1,
+                              used_bytes=month_used_bytes(account_public_key=account_public_key, now=now), now=now)
+    document["bill"] = bill_summary(account_bill(account_public_key=account_public_key, now=now)[0])
+    return document
 
 
 def month_used_bytes(*, account_public_key: str, now: dt.datetime | None = None) -> int:
@@ -167,6 +173,10 @@ PLAN_COMPARED: tuple[tuple[str, str, str], ...] = (
     ("base_price_cents", "Price / month", "money"),
     ("data_bytes", "Data / month", "bytes"),
     ("overage_cents_per_gib", "Overage / GiB", "overage"),
+    ("connection_hours", "Connection-hours / month included", "count"),
+    ("connection_cents_per_1000_hours", "Connection-hours past it / 1,000", "rate"),
+    ("storage_gib_hours", "JetStream GiB-hours / month included", "count"),
+    ("storage_cents_per_1000_gib_hours", "JetStream GiB-hours past it / 1,000", "rate"),
     ("conn", "Connections", "count"),
     ("payload", "Max payload", "bytes"),
     ("subs", "Subscriptions", "count"),
@@ -183,9 +193,11 @@ PLAN_COMPARED: tuple[tuple[str, str, str], ...] = (
 
 def _plan_value_text(value: int, kind: str) -> str:
     if kind == "money":
-        return f"${value / 100:,.2f}"
+        return f"${cents_text(value)}"
     if kind == "overage":
-        return f"${value / 100:,.2f}" if value else "none (suspends at 100%)"
+        return f"${cents_text(value)}" if value else "none (suspends at 100%)"
+    if kind == "rate":
+        return f"${cents_text(value)}" if value else "not billed"
     if value < 0:
         return "unlimited"
     return iec(value) if kind == "bytes" else f"{value:,}"
@@ -199,6 +211,10 @@ def _plan_rank(value: int, kind: str) -> float:
 def _change_note(*, before: int, after: int, kind: str, up: bool) -> str:
     if kind == "money":
         return "costs more" if up else "costs less"
+    if kind == "rate":
+        if not before:
+            return "billed past the allowance"
+        return "no longer billed" if not after else "costs more" if up else "costs less"
     if kind == "overage":
         if not before:
             return "billed per GiB instead of suspending"
@@ -225,6 +241,10 @@ def plan_change_rows(*, current: Plan | None, new: Plan) -> list[dict[str, Any]]
     return rows
 
 
+PRICED_TERMS = ("base_price_cents", "data_bytes", "overage_cents_per_gib", "connection_hours",
+                "connection_cents_per_1000_hours", "storage_gib_hours", "storage_cents_per_1000_gib_hours")
+
+
 def plan_terms_key(plan: Plan) -> str:
     """The priced terms an owner confirms: a confirmation of other terms (staff edited the plan meanwhile) is stale."""
-    return f"{plan.base_price_cents}:{plan.data_bytes}:{plan.overage_cents_per_gib}"
+    return ":".join(str(getattr(plan, field)) for field in PRICED_TERMS)

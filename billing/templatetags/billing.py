@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import template
 
+from billing.pricing import cents_text
 from billing.selectors import quota_notice_latest
 
 register = template.Library()
@@ -18,6 +19,6 @@ def quota_banner(account, compact: bool = False) -> dict:
 
 @register.filter
 def cents(value: int) -> str:
-    """1234 -> "12.34"."""
-    return f"{int(value) / 100:,.2f}"
+    """1234 -> "12.34" (integer arithmetic: money is never a float)."""
+    return cents_text(int(value))
 
