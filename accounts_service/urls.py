@@ -10,6 +10,7 @@ from accounts_service import views
 from accounts_service.api import urls as api_urls
 from accounts_service.web import urls as web_urls
 from billing import api as billing_api
+from billing import api_bills
 from billing import urls as billing_urls
 from broker_gateway import urls as fleet_urls
 from broker_gateway import views as fleet_views
@@ -24,6 +25,8 @@ urlpatterns = [
     path("api/v1/", include(api_urls.urlpatterns)),
     path("api/v1/", include(fleet_urls.api_urlpatterns)),
     path("api/v1/accounts/<str:account_pk>/usage", billing_api.AccountUsageApi.as_view(), name="api-account-usage"),
+    path("api/v1/accounts/<str:account_pk>/bill", api_bills.AccountBillApi.as_view(), name="api-account-bill"),
+    path("api/v1/teams/<int:team_id>/bill", api_bills.TeamBillApi.as_view(), name="api-team-bill"),
     path("api/v1/plans/", billing_api.PlanListApi.as_view(), name="api-plan-list"),
     path("api/v1/invoices/", billing_api.InvoiceListApi.as_view(), name="api-invoice-list"),
     path("api/v1/invoices/<str:number>", billing_api.InvoiceDetailApi.as_view(), name="api-invoice-detail"),

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import paginated, paginated_response
 from accounts_service.models import Team
+from billing.bills import currency
 from billing.invoices import invoice_document
 from billing.models import Invoice, InvoiceLine, Plan
 from billing.selectors import WINDOWS, account_usage, window_parse
@@ -39,6 +40,14 @@ class _JetStream(serializers.Serializer):
     gib_hours = serializers.FloatField(help_text="JetStream storage over the window, in GiB-hours")
 
 
+class _Bill(serializers.Serializer):
+    to_date = serializers.IntegerField(help_text="this calendar month (UTC) so far, in minor units (cents) of "
+                                                 "currency")
+    estimate = serializers.IntegerField(help_text="the month's bill if the plan held now stays and usage goes on "
+                                                  "at the month's rate so far, in minor units (cents)")
+    currency = serializers.CharField(help_text="ISO 4217")
+
+
 class AccountUsageApi(AccountScopedApi):
     """``GET /api/v1/accounts/{account_pk}/usage?window=24h``: the account's own usage, as ``ngs.usage`` answers."""
 
@@ -56,6 +65,7 @@ class AccountUsageApi(AccountScopedApi):
         plan = serializers.CharField(allow_blank=True)
         quota = _Quota()
         jetstream = _JetStream()
+        bill = _Bill()
 
     @extend_schema(responses=OutputSerializer, parameters=[
         OpenApiParameter("window", str, enum=list(WINDOWS), required=False, description="default 24h"),
@@ -86,8 +96,20 @@ class PlanListApi(APIView):
         limits = serializers.SerializerMethodField()
         accounts_per_team = serializers.IntegerField(help_text="-1 unlimited")
         data_bytes = serializers.IntegerField(help_text="monthly data allowance, sent plus received; -1 unlimited")
-        base_price_cents = serializers.IntegerField()
-        overage_cents_per_gib = serializers.IntegerField(help_text="0: no overage; the account is suspended at 100%")
+        currency = serializers.SerializerMethodField(help_text="ISO 4217: every price is in its minor unit (cents)")
+        base_price_cents = serializers.IntegerField(help_text="per calendar month, prorated by the seconds held")
+        overage_cents_per_gib = serializers.IntegerField(help_text="data past the allowance, per GiB; 0: no overage, "
+                                                                   "the account is suspended at 100%")
+        connection_hours = serializers.IntegerField(help_text="connection-hours included per month; -1 unlimited")
+        connection_cents_per_1000_hours = serializers.IntegerField(help_text="connection-hours past the allowance, "
+                                                                             "per 1,000; 0: not billed")
+        storage_gib_hours = serializers.IntegerField(help_text="JetStream GiB-hours (every replica) included per "
+                                                               "month; -1 unlimited")
+        storage_cents_per_1000_gib_hours = serializers.IntegerField(help_text="JetStream GiB-hours past the "
+                                                                              "allowance, per 1,000; 0: not billed")
+
+        def get_currency(self, plan: Plan) -> str:
+            return currency()
 
         def get_limits(self, plan: Plan) -> dict[str, int]:
             return plan.account_limits()
@@ -100,21 +122,31 @@ class PlanListApi(APIView):
                                   request=request, view=self)
 
 
-class _InvoiceLine(serializers.Serializer):
-    position = serializers.IntegerField()
+class LineSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=InvoiceLine.Kind.choices)
     description = serializers.CharField()
+    plan = serializers.CharField()
+    start = serializers.CharField(help_text="when the account started holding the plan within the period")
+    end = serializers.CharField(help_text="when it stopped, or the period's end (now, for the month to date)")
+    measure_unit = serializers.CharField(help_text="the unit of measured, included and billed: second (base), byte "
+                                                   "(data), connection-second, byte-second (storage)")
+    measured = serializers.IntegerField(help_text="exact: seconds held, or what was used in the time held")
+    included = serializers.IntegerField(help_text="the plan's allowance prorated to the time held; -1 unlimited")
+    billed = serializers.IntegerField(help_text="what was priced: measured past included (base: seconds held)")
+    quantity = serializers.CharField(help_text="billed in quantity_unit, to 6 decimals (decimal string)")
+    quantity_unit = serializers.CharField(help_text="months, GiB, connection-hours or GiB-hours")
+    unit_cents = serializers.IntegerField(help_text="the price of one unit")
+    unit = serializers.CharField(help_text="month, GiB, 1,000 connection-hours or 1,000 GiB-hours")
+    amount_cents = serializers.IntegerField(help_text="rounded once, half up, from the exact figures")
+
+
+class _InvoiceLine(LineSerializer):
+    position = serializers.IntegerField()
     account = serializers.CharField()
     account_name = serializers.CharField()
-    plan = serializers.CharField()
-    quantity = serializers.CharField(help_text="months, or GiB past the allowance (decimal string)")
-    unit_cents = serializers.IntegerField()
-    amount_cents = serializers.IntegerField()
-    used_bytes = serializers.IntegerField()
-    allowance_bytes = serializers.IntegerField()
 
 
-class _Period(serializers.Serializer):
+class PeriodSerializer(serializers.Serializer):
     start = serializers.CharField()
     end = serializers.CharField()
 
@@ -135,7 +167,7 @@ class InvoiceDocumentSerializer(serializers.Serializer):
 
     number = serializers.CharField()
     team = _TeamRef()
-    period = _Period()
+    period = PeriodSerializer()
     currency = serializers.CharField()
     total_cents = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Invoice.Status.choices)

@@ -202,7 +202,9 @@ def segments_from_spans(spans: Sequence[tuple[dt.datetime, str]], *, start: dt.d
     is kept even when it started there (an empty, open segment: the estimate of a month just begun)."""
     points: list[tuple[dt.datetime, str]] = []
     for at, plan in spans:
-        at = min(max(second_floor(at), start), end)
+        at = max(second_floor(at), start)
+        if at > end:
+            continue
         if points and points[-1][0] == at:
             points[-1] = (at, plan)
         else:

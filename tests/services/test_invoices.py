@@ -1,12 +1,12 @@
-"""Monthly invoices: which accounts a team held on which plan, base and overage lines, idempotent generation,
-the payment provider interface, and the CSV and JSON documents."""
+"""Monthly invoices: which accounts a team held on which plan and for how long (a plan change mid-month bills each
+plan for its part), a line per priced dimension, idempotent generation, the payment provider interface, and the CSV
+and JSON documents. The pricing arithmetic itself is tested in tests/unit/test_pricing.py."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import io
-from decimal import Decimal
 
 import pytest
 from django.test import override_settings
@@ -25,33 +25,35 @@ DEC = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 AFTER_GRACE = DEC + dt.timedelta(hours=2)
 
 
-def _create(team, name, plan):
+def _create(team, name, plan, at=NOV - dt.timedelta(days=3)):
+    """An account on ``plan`` since ``at`` (default: before November, so held all month)."""
     from accounts_service.services import account_create
 
     account = account_create(actor=PLATFORM, team=team, name=name, plan=plan)
-    PlanSpan.objects.filter(account_public_key=account.public_key).update(at=NOV + dt.timedelta(days=2))
+    PlanSpan.objects.filter(account_public_key=account.public_key).update(at=at)
     return account
 
 
-def _used(account, hour, sent, received=0):
+def _used(account, hour, sent, received=0, connection_seconds=0.0, storage_byte_seconds=0):
     UsageHour.objects.create(account_public_key=account.public_key, hour=hour, sent_bytes=sent,
-                             received_bytes=received)
+                             received_bytes=received, connection_seconds=connection_seconds,
+                             storage_byte_seconds=storage_byte_seconds)
 
 
 @pytest.fixture
 def plans(operator_setup):
-    Plan.objects.filter(name="pro").update(data_bytes=10 * GIB, base_price_cents=4900, overage_cents_per_gib=40)
-    Plan.objects.filter(name="developer").update(data_bytes=1 * GIB, base_price_cents=900, overage_cents_per_gib=0)
+    """Pro prices data, connection-hours and GiB-hours; Developer only connection-hours; Free nothing."""
+    Plan.objects.filter(name="pro").update(data_bytes=10 * GIB, base_price_cents=4900, overage_cents_per_gib=40,
+                                           connection_hours=1000, connection_cents_per_1000_hours=8,
+                                           storage_gib_hours=100, storage_cents_per_1000_gib_hours=20)
+    Plan.objects.filter(name="developer").update(data_bytes=1 * GIB, base_price_cents=900, overage_cents_per_gib=0,
+                                                 connection_hours=500, connection_cents_per_1000_hours=10,
+                                                 storage_gib_hours=-1, storage_cents_per_1000_gib_hours=0)
 
 
-def test_overage_rounds_up_to_a_thousandth_of_a_gib_and_cents_half_up():
-    assert invoices.overage_gib(5, 10) == 0
-    assert invoices.overage_gib(5, -1) == 0
-    assert invoices.overage_gib(10 * GIB + 1, 10 * GIB) == Decimal("0.001")
-    assert invoices.overage_gib(12 * GIB + GIB // 2, 10 * GIB) == Decimal("2.500")
-    assert invoices.cents(Decimal("2.500"), 40) == 100
-    assert invoices.cents(Decimal("0.001"), 40) == 0
-    assert invoices.cents(Decimal("0.013"), 40) == 1  # 0.52 cents rounds half up to 1
+def _rows(invoice):
+    return [(line.kind, line.account_name, line.plan, line.measured, line.included, line.billed, line.unit_cents,
+             line.amount_cents) for line in invoice.lines.all()]
 
 
 def test_periods_are_calendar_months():
@@ -63,56 +65,98 @@ def test_periods_are_calendar_months():
 def test_an_hour_row_belongs_to_the_period_its_hour_starts_in_for_invoices_quotas_and_usage():
     """Rows are keyed by their hour's start and periods are [start, end): the hour starting at ``end`` is the
     next period's, for the invoice, the month's allowance and a usage window alike."""
+    from billing.bills import segment_usage
     from billing.selectors import month_used_bytes, usage_document, usage_totals
 
     key = "A" + "B" * 55
     for hour, sent in ((NOV - dt.timedelta(hours=1), 1), (NOV, 10), (DEC - dt.timedelta(hours=1), 100), (DEC, 1000)):
         UsageHour.objects.create(account_public_key=key, hour=hour, sent_bytes=sent)
-    assert invoices.used_bytes_between(account_public_key=key, start=NOV, end=DEC) == 110
+    assert segment_usage(account_public_key=key, first=NOV, stop=DEC).data_bytes == 110
     assert usage_totals(account_public_key=key, start=NOV, end=DEC)["sent_bytes"] == 110
     assert month_used_bytes(account_public_key=key, now=DEC) == 0  # December has not started using anything yet
     document = usage_document(account_public_key=key, window="1h", plan="", data_bytes=-1, used_bytes=0, now=DEC)
     assert document["sent"]["bytes"] == 100  # the last hour of November, not the first of December too
 
-def test_invoice_lines_base_and_overage(plans, team):
+def test_invoice_lines_per_priced_dimension_for_a_whole_month(plans, team):
     pro = _create(team, "orders", "pro")
     dev = _create(team, "tooling", "developer")
     free = _create(team, "sandbox", "free")
-    _used(pro, NOV + dt.timedelta(days=3), 8 * GIB, 4 * GIB + GIB // 2)  # 12.5 GiB: 2.5 over
+    _used(pro, NOV + dt.timedelta(days=3), 8 * GIB, 4 * GIB + GIB // 2,  # 12.5 GiB: 2.5 over
+          connection_seconds=1_000 * 3600 + 0.4, storage_byte_seconds=150 * GIB * 3600)
+    _used(pro, NOV + dt.timedelta(days=4), 0, connection_seconds=500 * 3600 + 0.2)  # 500 h + 0.6 s past 1,000 h
     _used(pro, DEC + dt.timedelta(hours=1), 50 * GIB)  # December's: not on November's invoice
-    _used(dev, NOV + dt.timedelta(days=4), 3 * GIB)  # over, but the developer plan has no overage: no line
+    _used(dev, NOV + dt.timedelta(days=4), 3 * GIB, connection_seconds=499 * 3600)  # data over, but not priced
     invoice, created = invoices.invoice_generate(team=team, start=NOV)
-    assert created and invoice.number == f"NC-202611-{team.pk:06d}"
-    rows = [(line.kind, line.account_name, line.plan, line.quantity, line.unit_cents, line.amount_cents)
-            for line in invoice.lines.all()]
-    assert rows == [
-        ("base", "orders", "pro", Decimal("1.000"), 4900, 4900),
-        ("overage", "orders", "pro", Decimal("2.500"), 40, 100),
-        ("base", "tooling", "developer", Decimal("1.000"), 900, 900),
-        ("base", "sandbox", "free", Decimal("1.000"), 0, 0),
+    assert created and invoice.number == f"NC-202611-{team.pk:06d}" and invoice.currency == "USD"
+    month = 30 * 86400
+    assert _rows(invoice) == [
+        ("base", "orders", "pro", month, 0, month, 4900, 4900),
+        ("data", "orders", "pro", 12 * GIB + GIB // 2, 10 * GIB, 2 * GIB + GIB // 2, 40, 100),
+        # the ledger's float seconds, summed, become whole connection-seconds once: 0.4 + 0.2 rounds to 1
+        ("connections", "orders", "pro", 1_500 * 3600 + 1, 1_000 * 3600, 500 * 3600 + 1, 8, 4),
+        ("storage", "orders", "pro", 150 * GIB * 3600, 100 * GIB * 3600, 50 * GIB * 3600, 20, 1),
+        ("base", "tooling", "developer", month, 0, month, 900, 900),
+        ("connections", "tooling", "developer", 499 * 3600, 500 * 3600, 0, 10, 0),
+        ("base", "sandbox", "free", month, 0, month, 0, 0),
     ]
-    assert invoice.total_cents == 5900 and invoice.status == Invoice.Status.OPEN
-    overage = invoice.lines.get(kind="overage")
-    assert (overage.used_bytes, overage.allowance_bytes) == (12 * GIB + GIB // 2, 10 * GIB)
-    assert free.public_key in {line.account_public_key for line in invoice.lines.all()}
+    lines = list(invoice.lines.all())
+    assert [str(line.quantity) for line in lines[:4]] == ["1.000000", "2.500000", "500.000278", "50.000000"]
+    assert invoice.total_cents == sum(line.amount_cents for line in lines) == 5905
+    assert invoice.status == Invoice.Status.OPEN
+    assert free.public_key in {line.account_public_key for line in lines}
+    assert lines[2].description == "Connection-hours on Pro, account orders"
 
 
-def test_accounts_deleted_during_the_period_are_billed_and_later_ones_are_not(plans, team):
-    from accounts_service.services import account_create, account_delete, account_plan_set
+def test_a_plan_change_mid_month_bills_each_plan_for_its_part(plans, team):
+    """Developer until 16 November 00:30, Pro from then (1,297,800 and 1,294,200 of November's 2,592,000 seconds).
+    Each plan's base price and allowances are prorated by its seconds; each hour's usage goes to the plan held in
+    it, the hour of the change to the new one."""
+    from accounts_service.services import account_plan_set
 
-    gone = _create(team, "gone", "pro")
+    account = _create(team, "app", "developer")
+    account_plan_set(actor=PLATFORM, account=account, plan="pro")
+    change = NOV + dt.timedelta(days=15, minutes=30)
+    PlanSpan.objects.filter(account_public_key=account.public_key, plan="pro").update(at=change)
+    _used(account, NOV + dt.timedelta(days=2), GIB, connection_seconds=300 * 3600)  # on Developer
+    _used(account, NOV + dt.timedelta(days=15), 7 * GIB, connection_seconds=600 * 3600)  # 00:00, the change's hour
+    invoice, _ = invoices.invoice_generate(team=team, start=NOV)
+    dev, pro = 1_297_800, 1_294_200
+    assert _rows(invoice) == [
+        ("base", "app", "developer", dev, 0, dev, 900, 451),  # 450.625
+        # 500 h a month prorated: 901,250 s; 178,750 s past it at 10 c / 1,000 h is 0.4965 c
+        ("connections", "app", "developer", 300 * 3600, 901_250, 178_750, 10, 0),
+        ("base", "app", "pro", pro, 0, pro, 4900, 2447),  # 2446.597...
+        # 10 GiB prorated: 5,361,252,580 B; 2,154,940,188 B past it at 40 c / GiB is 80.28 c
+        ("data", "app", "pro", 7 * GIB, 5_361_252_580, 2_154_940_188, 40, 80),
+        # 1,000 h prorated: 1,797,500 s; 362,500 s past it at 8 c / 1,000 h is 0.806 c
+        ("connections", "app", "pro", 600 * 3600, 1_797_500, 362_500, 8, 1),
+        ("storage", "app", "pro", 0, 193_005_092_864_000, 0, 20, 0),
+    ]
+    lines = list(invoice.lines.all())
+    assert [(line.starts_at, line.ends_at) for line in lines] == [(NOV, change)] * 2 + [(change, DEC)] * 4
+    assert [str(line.quantity) for line in lines[:4]] == ["0.500694", "49.652778", "0.499306", "2.006944"]
+    assert invoice.total_cents == sum(line.amount_cents for line in lines) == 451 + 2447 + 80 + 1
+    # The plan held at the month's end is no longer billed for the whole month: that would have been 4900 + 84.
+    doc = invoices.invoice_document(invoice)
+    assert [line["start"] for line in doc["lines"]][::2] == ["2026-11-01T00:00:00Z", "2026-11-16T00:30:00Z",
+                                                             "2026-11-16T00:30:00Z"]
+
+
+def test_accounts_deleted_during_the_period_are_billed_for_their_days_and_later_ones_are_not(plans, team):
+    from accounts_service.services import account_create, account_delete
+
+    gone = _create(team, "gone", "pro", at=NOV + dt.timedelta(days=2))
     account_delete(actor=PLATFORM, account=gone)
-    PlanSpan.objects.filter(account_public_key=gone.public_key, plan="").update(at=NOV + dt.timedelta(days=9))
+    PlanSpan.objects.filter(account_public_key=gone.public_key, plan="").update(at=NOV + dt.timedelta(days=8))
     old = _create(team, "old", "pro")
     account_delete(actor=PLATFORM, account=old)
     PlanSpan.objects.filter(account_public_key=old.public_key).update(at=NOV - dt.timedelta(days=5))
     late = account_create(actor=PLATFORM, team=team, name="late", plan="pro")  # created in December (its span is now)
     PlanSpan.objects.filter(account_public_key=late.public_key).update(at=DEC + dt.timedelta(days=1))
-    upgraded = _create(team, "upgraded", "developer")
-    account_plan_set(actor=PLATFORM, account=upgraded, plan="pro")  # the plan at the period's end is billed
-    PlanSpan.objects.filter(account_public_key=upgraded.public_key, plan="pro").update(at=NOV + dt.timedelta(days=20))
     invoice, _ = invoices.invoice_generate(team=team, start=NOV)
-    assert [(line.account_name, line.plan) for line in invoice.lines.all()] == [("gone", "pro"), ("upgraded", "pro")]
+    base = [(line.account_name, line.plan, line.billed, line.amount_cents)
+            for line in invoice.lines.filter(kind="base")]
+    assert base == [("gone", "pro", 6 * 86400, 980)]  # 6 of 30 days of 4900
 
 
 def test_generation_is_idempotent_and_waits_for_the_grace_period(plans, team, other_team):
@@ -122,7 +166,7 @@ def test_generation_is_idempotent_and_waits_for_the_grace_period(plans, team, ot
     assert invoices.invoices_generate(now=AFTER_GRACE) == 2
     assert invoices.invoices_generate(now=AFTER_GRACE) == 0
     assert invoices.invoices_generate(now=AFTER_GRACE + dt.timedelta(days=3)) == 0
-    assert Invoice.objects.count() == 2 and InvoiceLine.objects.count() == 2
+    assert Invoice.objects.count() == 2 and InvoiceLine.objects.count() == 4 + 1  # Pro: base and 3 priced; Free: base
     free = Invoice.objects.get(team=other_team)
     assert free.total_cents == 0 and free.status == Invoice.Status.PAID and free.paid_at is not None
     paid = Invoice.objects.get(team=team)
@@ -182,12 +226,20 @@ def test_json_and_csv_documents(plans, team):
     doc = invoices.invoice_document(invoice)
     assert doc["period"] == {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
     assert doc["total_cents"] == 4940 and doc["currency"] == "USD"
-    assert [(line["kind"], line["quantity"], line["amount_cents"]) for line in doc["lines"]] == [
-        ("base", "1.000", 4900), ("overage", "1.000", 40)]
+    assert [(line["kind"], line["quantity"], line["quantity_unit"], line["unit"], line["amount_cents"])
+            for line in doc["lines"]] == [
+        ("base", "1.000000", "months", "month", 4900), ("data", "1.000000", "GiB", "GiB", 40),
+        ("connections", "0.000000", "connection-hours", "1,000 connection-hours", 0),
+        ("storage", "0.000000", "GiB-hours", "1,000 GiB-hours", 0)]
+    data = doc["lines"][1]
+    assert (data["measure_unit"], data["measured"], data["included"], data["billed"]) == (
+        "byte", 11 * GIB, 10 * GIB, GIB)
+    assert (data["start"], data["end"]) == ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z")
     rows = list(csv.DictReader(io.StringIO(invoices.invoice_csv(invoice))))
-    assert [row["kind"] for row in rows] == ["base", "overage", "total"]
+    assert [row["kind"] for row in rows] == ["base", "data", "connections", "storage", "total"]
     assert sum(int(row["amount_cents"]) for row in rows[:-1]) == int(rows[-1]["amount_cents"]) == 4940
-    assert rows[1]["used_bytes"] == str(11 * GIB) and rows[1]["account"] == pro.public_key
+    assert rows[1]["measured"] == str(11 * GIB) and rows[1]["account"] == pro.public_key
+    assert rows[1]["quantity"] == "1.000000" and rows[1]["unit_cents"] == "40"
 
 
 def test_an_invoice_is_final_once_issued(plans, team):

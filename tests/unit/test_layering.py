@@ -20,7 +20,7 @@ PURE = sorted({p.relative_to(REPO).as_posix() for pattern in (
     "operators/subjects.py",
     "operators/claims.py",
     "operators/claims/*.py", "broker_gateway/config.py", "broker_gateway/topology.py", "broker_gateway/leafconf.py",
-    "billing/metering.py") for p in REPO.glob(pattern)})
+    "billing/metering.py", "billing/pricing.py", "billing/units.py") for p in REPO.glob(pattern)})
 
 
 def _modules() -> list[Path]:
