@@ -192,3 +192,54 @@ def team_bill_document(*, team_id: int, now: dt.datetime | None = None) -> dict[
     period = Period.at(now)
     return {"team": team_id, **_document(team_accounts_held(team_id=team_id, start=period.start, end=period.now),
                                          period)}
+
+
+# ------------------------------------------------------------------------------------------------
+# For people: the lines side by side, quantities in the units they are priced in
+# ------------------------------------------------------------------------------------------------
+
+
+def _number(value) -> str:
+    """A Decimal without trailing zeros, never in exponent form: 12.500000 -> "12.5", 10.000000 -> "10"."""
+    text = format(value.normalize(), "f")
+    return text if "." not in text else text.rstrip("0").rstrip(".")
+
+
+def quantity_text(kind: str, amount: int) -> str:
+    """``amount`` (in the kind's base unit) as a person reads it: days held, GiB, connection-hours, GiB-hours."""
+    if amount < 0:
+        return "unlimited"
+    if kind == Kind.BASE:
+        return f"{_number(pricing.shown(amount, 86400))} days"
+    meter = METERS[Kind(kind)]
+    return f"{_number(pricing.shown(amount, meter.shown_unit))} {meter.shown_label}"
+
+
+def bill_rows(bill: pricing.Bill, *, account_name: str = "") -> list[dict[str, Any]]:
+    """Each line of the estimate beside the same line to date (same plan, start and kind): what it is, what was
+    used and included so far, and both amounts in cents."""
+    to_date = {(line.kind, line.plan, line.start): line for line in bill.to_date}
+    rows = []
+    for line in bill.estimate:
+        now = to_date.get((line.kind, line.plan, line.start))
+        rows.append({
+            "kind": str(line.kind), "plan": line.plan, "start": line.start, "end": line.end,
+            "label": f"{line.title} plan" if line.kind == Kind.BASE else METERS[line.kind].title,
+            "used": quantity_text(line.kind, now.measured if now is not None else 0),
+            "used_exact": f"{now.measured if now is not None else 0:,} {line.measure_unit}s",
+            "included": "" if line.kind == Kind.BASE else quantity_text(line.kind, line.included),
+            "price": f"{pricing.cents_text(line.unit_cents)} / {line.price_label}",
+            "to_date": now.amount_cents if now is not None else 0, "estimate": line.amount_cents,
+            "estimate_used": quantity_text(line.kind, line.measured),
+        })
+    return rows
+
+
+def team_bill_rows(*, team_id: int, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The team's month per account, for its page: each account's to date and estimate, and the sums."""
+    document = team_bill_document(team_id=team_id, now=now)
+    live = set(Account.objects.filter(public_key__in=[a["account"] for a in document["accounts"]])
+               .values_list("public_key", flat=True))
+    for account in document["accounts"]:
+        account["live"] = account["account"] in live
+    return document

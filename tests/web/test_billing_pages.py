@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from accounts_service import services
-from accounts_service.models import Account, AuditEvent, TeamMembership
+from accounts_service.models import Account, AuditEvent, PlanSpan, TeamMembership
 from accounts_service.rights import PLATFORM
 from billing import metering
 from billing.invoices import invoice_generate
@@ -194,6 +194,7 @@ def test_plan_confirmation_shows_both_prices_and_limits_and_only_its_post_switch
 
 def test_invoices_list_detail_and_downloads(owner_client, shared, account):
     Plan.objects.filter(name="free").update(base_price_cents=250)
+    PlanSpan.objects.filter(account_public_key=account.public_key).update(at=period_start() - dt.timedelta(days=1))
     invoice, _ = invoice_generate(team=shared, start=period_start())
     listing = owner_client.get(f"/teams/{shared.slug}/invoices/").content.decode()
     assert invoice.number in listing and "USD 2.50" in listing
