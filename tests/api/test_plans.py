@@ -111,15 +111,26 @@ def test_plans_are_listed_with_limits_and_prices(member, operator_setup):
     free = body["results"][0]
     assert free["limits"]["conn"] == 50 and free["limits"]["data"] == -1  # data is metered, not in the JWT
     assert (free["accounts_per_team"], free["data_bytes"], free["base_price_cents"]) == (2, 1024**3, 0)
+    assert (free["connection_hours"], free["connection_cents_per_1000_hours"]) == (-1, 0)  # bounded by its limits
+    pro = body["results"][2]
+    assert pro["currency"] == "USD"
+    assert {k: pro[k] for k in ("connection_hours", "connection_cents_per_1000_hours", "storage_gib_hours",
+                                "storage_cents_per_1000_gib_hours")} == {
+        "connection_hours": 500_000, "connection_cents_per_1000_hours": 8, "storage_gib_hours": 7_300,
+        "storage_cents_per_1000_gib_hours": 20}  # the seeded defaults (billing/migrations/0009)
 
 
 def test_invoices_of_the_callers_teams_only(member, team, other_team, operator_setup):
+    import datetime as dt
+
+    from accounts_service.models import PlanSpan
     from billing.invoices import invoice_generate
     from billing.selectors import period_start
 
     Plan.objects.filter(name="developer").update(base_price_cents=900)
     services.account_create(actor=PLATFORM, team=team, name="app", plan="developer")
     services.account_create(actor=PLATFORM, team=other_team, name="theirs", plan="developer")
+    PlanSpan.objects.update(at=period_start() - dt.timedelta(days=1))  # held the whole month: its whole price
     mine, _ = invoice_generate(team=team, start=period_start())
     theirs, _ = invoice_generate(team=other_team, start=period_start())
     listing = member.get("/api/v1/invoices/").json()

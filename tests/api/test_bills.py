@@ -1,0 +1,88 @@
+"""The month to date and the estimate over the REST API: the usage document's ``bill`` (what ``ngs.usage`` answers
+too), an account's bill line by line, a team's bill per account; exact figures on a fixed clock (tests/bill_month.py),
+and another team's a 404."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts_service.models import TeamMembership
+from tests.api.routes import member_client
+from tests.bill_month import (
+    APP_ESTIMATE,
+    APP_TO_DATE,
+    GONE,
+    TEAM_ESTIMATE,
+    TEAM_TO_DATE,
+    clock_set,
+    month_build,
+)
+
+
+@pytest.fixture
+def month(team, operator_setup, monkeypatch):
+    clock_set(monkeypatch)
+    return month_build(team)
+
+
+@pytest.fixture
+def api(team):
+    return member_client("max", team, role=TeamMembership.Role.MEMBER)
+
+
+def test_the_usage_document_carries_the_months_bill(api, month):
+    doc = api.get(f"/api/v1/accounts/{month.app.public_key}/usage?window=1h").json()
+    assert doc["bill"] == {"to_date": APP_TO_DATE, "estimate": APP_ESTIMATE, "currency": "USD"}
+    assert doc["plan"] == "pro" and doc["quota"]["used_bytes"] == 5 * 1024**3  # the other keys as they were
+    free = api.get(f"/api/v1/accounts/{month.sandbox.public_key}/usage").json()
+    assert free["bill"] == {"to_date": 0, "estimate": 0, "currency": "USD"}
+
+
+def test_an_accounts_bill_line_by_line(api, month):
+    doc = api.get(f"/api/v1/accounts/{month.app.public_key}/bill").json()
+    assert doc["period"] == {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
+    assert (doc["at"], doc["currency"], doc["to_date"], doc["estimate"]) == (
+        "2026-11-20T00:00:00Z", "USD", APP_TO_DATE, APP_ESTIMATE)
+    [account] = doc["accounts"]
+    assert (account["account"], account["plan"]) == (month.app.public_key, "pro")
+    lines = [(x["kind"], x["plan"], x["start"], x["end"], x["amount_cents"]) for x in account["lines"]]
+    assert lines == [
+        ("base", "developer", "2026-11-01T00:00:00Z", "2026-11-10T00:00:00Z", 270),
+        ("connections", "developer", "2026-11-01T00:00:00Z", "2026-11-10T00:00:00Z", 2),
+        ("base", "pro", "2026-11-10T00:00:00Z", "2026-11-20T00:00:00Z", 1633),
+        ("data", "pro", "2026-11-10T00:00:00Z", "2026-11-20T00:00:00Z", 0),
+        ("connections", "pro", "2026-11-10T00:00:00Z", "2026-11-20T00:00:00Z", 0),
+        ("storage", "pro", "2026-11-10T00:00:00Z", "2026-11-20T00:00:00Z", 0),
+    ]
+    dev_conns = account["lines"][1]
+    assert (dev_conns["measure_unit"], dev_conns["measured"], dev_conns["included"], dev_conns["billed"]) == (
+        "connection-second", 300 * 3600, 150 * 3600, 150 * 3600)
+    assert (dev_conns["quantity"], dev_conns["quantity_unit"], dev_conns["unit"]) == (
+        "150.000000", "connection-hours", "1,000 connection-hours")
+    pro_data = account["lines"][3]
+    assert (pro_data["measured"], pro_data["included"]) == (5 * 1024**3, 7 * 1024**3)  # 21 of 30 days of 10 GiB
+    estimate = {(x["kind"], x["plan"]): x for x in account["estimate_lines"]}
+    pro_base = estimate[("base", "pro")]
+    assert (pro_base["end"], pro_base["amount_cents"]) == ("2026-12-01T00:00:00Z", 3430)  # kept to the month's end
+    assert estimate[("data", "pro")]["measured"] == 8_476_909_137  # 5 GiB carried on 11 days at 19 days' rate
+    assert estimate[("data", "pro")]["amount_cents"] == 36
+    assert sum(x["amount_cents"] for x in account["lines"]) == doc["to_date"]
+    assert sum(x["amount_cents"] for x in account["estimate_lines"]) == doc["estimate"]
+
+
+def test_a_teams_bill_sums_its_accounts_deleted_ones_included(api, team, month):
+    doc = api.get(f"/api/v1/teams/{team.pk}/bill").json()
+    assert (doc["team"], doc["to_date"], doc["estimate"]) == (team.pk, TEAM_TO_DATE, TEAM_ESTIMATE)
+    rows = [(a["name"], a["plan"], a["to_date"], a["estimate"]) for a in doc["accounts"]]
+    assert rows == [("app", "pro", APP_TO_DATE, APP_ESTIMATE), ("sandbox", "free", 0, 0),  # in the order it got them
+                    ("gone", "pro", GONE, GONE)]
+    assert doc["to_date"] == sum(a["to_date"] for a in doc["accounts"])
+
+
+def test_another_teams_bills_are_404(month, other_team, team):
+    stranger = member_client("eve", other_team, role=TeamMembership.Role.OWNER)
+    for path in (f"/api/v1/teams/{team.pk}/bill", f"/api/v1/accounts/{month.app.public_key}/bill",
+                 f"/api/v1/accounts/{month.app.public_key}/usage"):
+        response = stranger.get(path)
+        assert response.status_code == 404 and set(response.json()) == {"message", "code", "extra"}, path
+    assert stranger.get(f"/api/v1/teams/{other_team.pk}/bill").json()["accounts"] == []
