@@ -102,6 +102,13 @@ def console(operator_setup, client) -> dict:
     services.import_create(account=account, actor=owner, exporter_public_key=globex_account.public_key,
                            subject="weather.>", local_subject="imported.weather.>")
 
+    # Billing: the account on a plan that prices every dimension, and this month's invoice so far (its widest table).
+    from billing.invoices import invoice_generate
+    from billing.selectors import period_start
+
+    services.account_plan_set(account=account, actor=PLATFORM, plan="pro")
+    invoice, _ = invoice_generate(team=team, start=period_start())
+
     # Nodes last: an account's change is pushed to every node, and these have no process to answer.
     for name, region in (("us-east-1", "us-east"), ("us-east-2", "us-east"), ("eu-west-1", "eu-west"),
                          ("eu-west-2", "eu-west")):
@@ -128,6 +135,8 @@ def console(operator_setup, client) -> dict:
             "catalog": "/catalog/",
             "teams": "/teams/",
             "team": f"/teams/{team.slug}/",
+            "invoices": f"/teams/{team.slug}/invoices/",
+            "invoice": f"/teams/{team.slug}/invoices/{invoice.number}/",
             "tokens": "/tokens/",
             "diagnose": "/diagnose/",
             "staff-fleet": "/staff/fleet/",
