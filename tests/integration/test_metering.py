@@ -133,11 +133,13 @@ def test_route_traffic_is_counted_once_as_sent_and_received(fleet2, team):
     from django.utils import timezone
 
     from accounts_service.services import account_create, usage_service_ensure, user_create, user_creds_get
+    from billing.models import Plan
     from billing.selectors import usage_totals
     from broker_gateway.propagation import fleet_reconcile
     from broker_gateway.selectors import running_node_urls
 
     usage_service_ensure()  # the platform's ngs.usage export: new accounts import it at creation
+    Plan.objects.filter(name="free").update(base_price_cents=100_000)  # a price, so the bill says something
     account = account_create(actor=PLATFORM, team=team, name="metered", plan="free")
     other = account_create(actor=PLATFORM, team=team, name="nosy", plan="free")
     fleet_reconcile()
@@ -170,6 +172,17 @@ def test_route_traffic_is_counted_once_as_sent_and_received(fleet2, team):
     assert "error" in bad_window and "window must be one of" in bad_window["error"]
     assert nosy_own["account"] == other.public_key and nosy_own["sent"]["msgs"] == 0
     assert nosy_peek.startswith("refused")
+    # The month's bill rides along: the plan's price for the seconds held so far, and the estimate to the month's
+    # end, exactly what billing computes for the moment of the answer (only the base price is priced here, so the
+    # traffic that followed the answer changes nothing).
+    from billing.bills import account_bill
+
+    for answer in (own, nosy_own):
+        at = datetime.datetime.fromisoformat(answer["end"].replace("Z", "+00:00"))
+        bill, _ = account_bill(account_public_key=answer["account"], now=at)
+        assert answer["bill"] == {"to_date": bill.to_date_cents, "estimate": bill.estimate_cents,
+                                  "currency": "USD"}, answer
+    assert own["bill"]["estimate"] > own["bill"]["to_date"] >= 0
     assert (totals["sent_msgs"], totals["sent_bytes"]) == (N, N * M)
     assert (totals["received_msgs"], totals["received_bytes"]) == (N, N * M)
 
@@ -190,6 +203,7 @@ def test_route_traffic_is_counted_once_as_sent_and_received(fleet2, team):
     assert doc["sent"] == {"msgs": N + 2, "bytes": N * M + 2}
     assert doc["received"]["msgs"] == N + 2 and doc["received"]["bytes"] > N * M
     assert doc["quota"] == {"data_bytes": 1024**3, "used_bytes": doc["sent"]["bytes"] + doc["received"]["bytes"]}
+    assert set(doc["bill"]) == {"to_date", "estimate", "currency"} and doc["bill"]["estimate"] >= own["bill"]["to_date"]
     assert api.get(f"/api/v1/accounts/{account.public_key}/usage?window=2h").status_code == 400
     stranger = get_user_model().objects.create_user(username="s@example.com", email="s@example.com", password="x")
     api.force_authenticate(stranger)
