@@ -76,7 +76,8 @@ class AccountUsageApi(AccountScopedApi):
             window = window_parse(request.query_params.get("window"))
         except ValueError as exc:
             raise ApplicationError(str(exc), extra={"field": "window"}) from None
-        return Response(account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window))
+        return Response(account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window,
+                                      team_id=account.team_id))
 
 
 # ------------------------------------------------------------------------------------------------

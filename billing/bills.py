@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -49,18 +49,33 @@ class AccountHeld:
         return self.held[-1].segment.plan if self.held else ""
 
 
-def segment_usage(*, account_public_key: str, first: dt.datetime, stop: dt.datetime) -> pricing.Usage:
+@dataclass(frozen=True)
+class Known:
+    """Reads a caller already made, so a bill does not make them again (the usage document's plan and month):
+    plans by name, and ``usage_totals`` results by the hours they cover, (first hour, hour after the last)."""
+
+    plans: dict[str, Plan] = field(default_factory=dict)
+    usage: dict[tuple[dt.datetime, dt.datetime], dict[str, Any]] = field(default_factory=dict)
+
+
+NOTHING_KNOWN = Known()
+
+
+def segment_usage(*, account_public_key: str, first: dt.datetime, stop: dt.datetime,
+                  known: Known = NOTHING_KNOWN) -> pricing.Usage:
     """The ledger's usage in the hours [first, stop), in the pricing's integer base units."""
     if stop <= first:
         return pricing.Usage()
-    totals = usage_totals(account_public_key=account_public_key, start=first, end=stop)
+    totals = known.usage.get((first, stop))
+    if totals is None:
+        totals = usage_totals(account_public_key=account_public_key, start=first, end=stop)
     return pricing.Usage(data_bytes=int(totals["sent_bytes"]) + int(totals["received_bytes"]),
                          connection_seconds=pricing.whole_seconds(totals["connection_seconds"]),
                          storage_byte_seconds=int(totals["storage_byte_seconds"]))
 
 
 def _account_held(*, public_key: str, spans: list[PlanSpan], start: dt.datetime, end: dt.datetime,
-                  plans: dict[str, Plan]) -> AccountHeld | None:
+                  plans: dict[str, Plan], known: Known = NOTHING_KNOWN) -> AccountHeld | None:
     segments = pricing.segments_from_spans([(s.at, s.plan) for s in spans], start=start, end=end)
     held = []
     for segment, (first, stop) in zip(segments, pricing.segment_hours(segments), strict=True):
@@ -69,7 +84,8 @@ def _account_held(*, public_key: str, spans: list[PlanSpan], start: dt.datetime,
             log.warning("billing: account %s was on plan %r, which no longer exists", public_key, segment.plan)
             continue
         held.append(pricing.Held(segment=segment, rates=plan.rates(),
-                                 usage=segment_usage(account_public_key=public_key, first=first, stop=stop)))
+                                 usage=segment_usage(account_public_key=public_key, first=first, stop=stop,
+                                                     known=known)))
     if not held:
         return None
     return AccountHeld(public_key=public_key, name=spans[-1].account_name, held=held)
@@ -97,8 +113,8 @@ def team_accounts_held(*, team_id: int, start: dt.datetime, end: dt.datetime) ->
     return [a for a in found if a is not None]
 
 
-def account_held(*, account_public_key: str, start: dt.datetime, end: dt.datetime,
-                 team_id: int | None = None) -> AccountHeld | None:
+def account_held(*, account_public_key: str, start: dt.datetime, end: dt.datetime, team_id: int | None = None,
+                 known: Known = NOTHING_KNOWN) -> AccountHeld | None:
     if team_id is None:
         team_id = Account.objects.filter(public_key=account_public_key).values_list("team_id", flat=True).first()
     spans = PlanSpan.objects.filter(account_public_key=account_public_key, at__lt=_until(end)).order_by("at", "pk")
@@ -107,8 +123,11 @@ def account_held(*, account_public_key: str, start: dt.datetime, end: dt.datetim
     rows = list(spans)
     if not rows:
         return None
-    plans = {p.name: p for p in Plan.objects.filter(name__in={r.plan for r in rows if r.plan})}
-    return _account_held(public_key=account_public_key, spans=rows, start=start, end=end, plans=plans)
+    names = {r.plan for r in rows if r.plan}
+    plans = {name: plan for name, plan in known.plans.items() if name in names}
+    if names - set(plans):
+        plans |= {p.name: p for p in Plan.objects.filter(name__in=names - set(plans))}
+    return _account_held(public_key=account_public_key, spans=rows, start=start, end=end, plans=plans, known=known)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -135,11 +154,12 @@ def month_bill(account: AccountHeld | None, period: Period) -> pricing.Bill:
     return pricing.bill_month(account.held, now=period.now, period_start=period.start, period_end=period.end)
 
 
-def account_bill(*, account_public_key: str, now: dt.datetime | None = None,
-                 team_id: int | None = None) -> tuple[pricing.Bill, Period]:
+def account_bill(*, account_public_key: str, now: dt.datetime | None = None, team_id: int | None = None,
+                 known: Known = NOTHING_KNOWN) -> tuple[pricing.Bill, Period]:
     """An account's month to date and estimate at ``now`` (default: now)."""
     period = Period.at(now)
-    held = account_held(account_public_key=account_public_key, start=period.start, end=period.now, team_id=team_id)
+    held = account_held(account_public_key=account_public_key, start=period.start, end=period.now, team_id=team_id,
+                        known=known)
     return month_bill(held, period), period
 
 

@@ -226,7 +226,7 @@ def _hour_floor(at: dt.datetime) -> dt.datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-def _hour_ceil(at: dt.datetime) -> dt.datetime:
+def hour_ceil(at: dt.datetime) -> dt.datetime:
     floor = _hour_floor(at)
     return floor if floor == at else floor + dt.timedelta(hours=1)
 
@@ -237,7 +237,7 @@ def segment_hours(segments: Sequence[Segment]) -> list[tuple[dt.datetime, dt.dat
     billed. Every hour is in at most one segment, so no usage is billed twice."""
     out = []
     for i, seg in enumerate(segments):
-        stop = _hour_ceil(seg.end)
+        stop = hour_ceil(seg.end)
         if i + 1 < len(segments):
             stop = min(stop, _hour_floor(segments[i + 1].start))
         first = _hour_floor(seg.start)

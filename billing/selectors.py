@@ -106,19 +106,27 @@ def period_start(now: dt.datetime | None = None) -> dt.datetime:
     return now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def account_usage(*, account_public_key: str, plan_name: str, window: str,
-                  now: dt.datetime | None = None) -> dict[str, Any]:
+def account_usage(*, account_public_key: str, plan_name: str, window: str, now: dt.datetime | None = None,
+                  team_id: int | None = None) -> dict[str, Any]:
     """The usage document of an account on ``plan_name``: ``window``'s traffic, the month's data against the
     plan's allowance (sent plus received bytes; -1 for an unlimited or operator-managed account), and the month's
-    bill so far and its estimate (``bill``: cents of its currency; docs/BILLING.md)."""
-    from billing.bills import account_bill, bill_summary  # (billing.bills reads the ledger through this module)
+    bill so far and its estimate (``bill``: cents of its currency; docs/BILLING.md). ``team_id``, when the caller
+    has it, spares the bill a read."""
+    from billing.bills import Known, account_bill, bill_summary  # (billing.bills reads the ledger through here)
+    from billing.pricing import hour_ceil
 
     now = now or timezone.now()
     plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
+    month_start = period_start(now)
+    month = usage_totals(account_public_key=account_public_key, start=month_start, end=now)
     document = usage_document(account_public_key=account_public_key, window=window, plan=plan_name,
                               data_bytes=plan.data_bytes if plan is not None else -1,
-                              used_bytes=month_used_bytes(account_public_key=account_public_key, now=now), now=now)
-    document["bill"] = bill_summary(account_bill(account_public_key=account_public_key, now=now)[0])
+                              used_bytes=month["sent_bytes"] + month["received_bytes"], now=now)
+    # The month's hours read once: the bill of an account on one plan all month asks exactly these.
+    known = Known(plans={plan.name: plan} if plan is not None else {},
+                  usage={(month_start, hour_ceil(now)): month})
+    bill, _ = account_bill(account_public_key=account_public_key, now=now, team_id=team_id, known=known)
+    document["bill"] = bill_summary(bill)
     return document
 
 

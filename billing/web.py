@@ -17,11 +17,13 @@ from accounts_service.web.helpers import attempt, is_owner, request_account, req
 from billing import invoices as invoice_docs
 from billing.models import Invoice, Plan
 from billing.selectors import (
+    WINDOWS,
     account_usage,
     plan_change_rows,
     plan_terms_key,
     quota_notice_latest,
     usage_series,
+    usage_totals,
 )
 
 CHART_HEIGHT = 120
@@ -52,14 +54,17 @@ def chart_bars(series: list[dict[str, Any]], *, step_label: str) -> dict[str, An
 def account_usage_page(request: HttpRequest, pk: str) -> HttpResponse:
     account = request_account(request, pk)
     now = timezone.now()
-    document = account_usage(account_public_key=account.public_key, plan_name=account.plan, window="30d", now=now)
+    document = account_usage(account_public_key=account.public_key, plan_name=account.plan, window="30d", now=now,
+                             team_id=account.team_id)
     charts = [{"key": key, "title": title,
                "chart": chart_bars(usage_series(account_public_key=account.public_key, chart=key, now=now),
                                    step_label="%Y-%m-%d" if key == "30d" else "%Y-%m-%d %H:00")}
               for key, title in CHARTS]
-    totals = [{"key": key, "title": title, **{k: v for k, v in account_usage(
-        account_public_key=account.public_key, plan_name=account.plan, window=key, now=now).items()
-        if k in ("sent", "received")}} for key, title in TOTALS]
+    totals = []
+    for key, title in TOTALS:
+        t = usage_totals(account_public_key=account.public_key, start=now - WINDOWS[key], end=now)
+        totals.append({"key": key, "title": title, "sent": {"msgs": t["sent_msgs"], "bytes": t["sent_bytes"]},
+                       "received": {"msgs": t["received_msgs"], "bytes": t["received_bytes"]}})
     quota = document["quota"]
     percent = (quota["used_bytes"] * 100 / quota["data_bytes"]) if quota["data_bytes"] > 0 else None
     return render(request, "billing/usage.html", {

@@ -109,7 +109,7 @@ def usage_answer(subject: str, payload: bytes) -> dict[str, Any]:
     """The answer to a request on ``ngs.usage.<account>``. The account token comes from the subject, which the
     servers only let an account import with its own key, so an account can only ever learn its own usage."""
     tokens = subject.split(".")
-    account = Account.objects.filter(public_key=tokens[2]).only("public_key", "plan").first() if len(
+    account = Account.objects.filter(public_key=tokens[2]).only("public_key", "plan", "team_id").first() if len(
         tokens) == 3 else None
     if account is None:
         return {"error": "unknown account"}
@@ -117,7 +117,8 @@ def usage_answer(subject: str, payload: bytes) -> dict[str, Any]:
         window = window_parse(payload.decode("utf-8", errors="replace"))
     except ValueError as exc:
         return {"error": str(exc)}
-    return account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window)
+    return account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window,
+                         team_id=account.team_id)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -86,3 +86,22 @@ def test_another_teams_bills_are_404(month, other_team, team):
         response = stranger.get(path)
         assert response.status_code == 404 and set(response.json()) == {"message", "code", "extra"}, path
     assert stranger.get(f"/api/v1/teams/{other_team.pk}/bill").json()["accounts"] == []
+
+
+def test_the_usage_documents_bill_reads_the_month_once_and_agrees_with_the_bill(month, django_assert_num_queries):
+    """The document already sums the month's hours; for an account on one plan all month the bill uses that sum
+    instead of reading them again, and says the same as the bill computed on its own."""
+    from billing.bills import account_bill, bill_summary
+    from billing.models import Plan
+    from billing.selectors import account_usage
+
+    Plan.objects.filter(name="free").update(data_bytes=1024**3 // 2, overage_cents_per_gib=100)  # 0.5 GiB past
+    key, team_id = month.sandbox.public_key, month.sandbox.team_id
+    alone = bill_summary(account_bill(account_public_key=key, team_id=team_id)[0])
+    # 1 GiB in 19 days: 30/19 GiB by the month's end, less the 0.5 included, at 1 USD per GiB
+    assert alone == {"to_date": 50, "estimate": round(100 * (30 / 19 - 0.5)), "currency": "USD"}
+    with django_assert_num_queries(7):  # plan, month, window, connections, leafnodes, storage; the bill's spans
+        doc = account_usage(account_public_key=key, plan_name="free", window="24h", team_id=team_id)
+    assert doc["bill"] == alone
+    assert account_usage(account_public_key=month.app.public_key, plan_name="pro", window="24h")["bill"] == \
+        bill_summary(account_bill(account_public_key=month.app.public_key)[0])  # two plans: read per plan
