@@ -17,7 +17,7 @@ from accounts_service.models import Account, PlanSpan
 from billing import pricing
 from billing.models import Plan
 from billing.pricing import METERS, Kind
-from billing.selectors import usage_totals
+from billing.selectors import usage_totals, usage_totals_by_account
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,21 @@ def _until(end: dt.datetime) -> dt.datetime:
 
 def team_accounts_held(*, team_id: int, start: dt.datetime, end: dt.datetime) -> list[AccountHeld]:
     """The accounts ``team_id`` held on a plan at some time in [start, end), in the order it got them (an account
-    deleted during the period included)."""
+    deleted during the period included). The hours of accounts that share a range (every account on one plan all
+    month shares the month's) are summed in one grouped query per range, not one per account."""
     plans = {p.name: p for p in Plan.objects.all()}
     spans = _by_account(PlanSpan.objects.filter(team_id=team_id, at__lt=_until(end)).order_by("at", "pk"))
-    found = (_account_held(public_key=key, spans=rows, start=start, end=end, plans=plans)
+    ranges: dict[tuple[dt.datetime, dt.datetime], list[str]] = {}
+    for key, rows in spans.items():
+        segments = pricing.segments_from_spans([(s.at, s.plan) for s in rows], start=start, end=end)
+        for first, stop in pricing.segment_hours(segments):
+            if stop > first:
+                ranges.setdefault((first, stop), []).append(key)
+    known: dict[str, Known] = {key: Known(usage={}) for key in spans}
+    for (first, stop), keys in ranges.items():
+        for key, totals in usage_totals_by_account(account_public_keys=keys, start=first, end=stop).items():
+            known[key].usage[(first, stop)] = totals
+    found = (_account_held(public_key=key, spans=rows, start=start, end=end, plans=plans, known=known[key])
              for key, rows in spans.items())
     return [a for a in found if a is not None]
 

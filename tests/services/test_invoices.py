@@ -77,6 +77,20 @@ def test_an_hour_row_belongs_to_the_period_its_hour_starts_in_for_invoices_quota
     document = usage_document(account_public_key=key, window="1h", plan="", data_bytes=-1, used_bytes=0, now=DEC)
     assert document["sent"]["bytes"] == 100  # the last hour of November, not the first of December too
 
+def test_many_accounts_summed_in_one_query_as_each_alone(django_assert_num_queries):
+    from billing.selectors import usage_totals, usage_totals_by_account
+
+    keys = ["A" + c * 55 for c in "BCD"]
+    for i, key in enumerate(keys[:2], start=1):
+        for hour in (NOV - dt.timedelta(hours=1), NOV, NOV + dt.timedelta(hours=5), DEC):
+            UsageHour.objects.create(account_public_key=key, hour=hour, sent_bytes=i * 10, received_msgs=i,
+                                     connection_seconds=i * 1.25, storage_byte_seconds=i * 7, peak_connections=i)
+    with django_assert_num_queries(1):
+        grouped = usage_totals_by_account(account_public_keys=keys, start=NOV, end=DEC)
+    assert grouped == {key: usage_totals(account_public_key=key, start=NOV, end=DEC) for key in keys}
+    assert grouped[keys[1]]["sent_bytes"] == 40 and grouped[keys[2]]["sent_bytes"] == 0
+
+
 def test_invoice_lines_per_priced_dimension_for_a_whole_month(plans, team):
     pro = _create(team, "orders", "pro")
     dev = _create(team, "tooling", "developer")
