@@ -46,6 +46,7 @@ bench: migrate
 	$(PY) bench/supercluster.py
 	$(PY) bench/metering.py
 	$(PY) bench/reconcile.py
+	$(PY) bench/bills.py
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3*

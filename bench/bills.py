@@ -3,7 +3,7 @@ against the same document without it, and a team's bill and invoice lines.
 
 Run from the repo root::
 
-    .venv/bin/python bench/bills.py            # 2,000 accounts (20 teams of 100) x 35 days of hours (~1 min)
+    .venv/bin/python bench/bills.py            # 1,000 accounts (10 teams of 100) x 35 days of hours (~1 min)
     .venv/bin/python bench/bills.py --quick    # 300 accounts (3 teams of 100) x 35 days (~20 s)
 
 Everything happens in a throw-away directory (its own SQLite file): a team per 100 accounts, each account's plan
@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    accounts = args.accounts or (300 if args.quick else 2000)
+    accounts = args.accounts or (300 if args.quick else 1000)
     var_dir = bench_dir(None, "natsctl-billbench-")
     try:
         django_setup(var_dir)
