@@ -90,3 +90,26 @@ def test_the_plans_show_their_connection_hour_and_storage_terms(owner_client, sh
     key = plan_terms_key(Plan.objects.get(name="pro"))
     Plan.objects.filter(name="pro").update(connection_cents_per_1000_hours=9)
     assert owner_client.post(f"/accounts/{account.public_key}/plan/pro/", {"terms": key}).status_code == 409
+
+
+def test_staff_edit_the_new_prices_in_the_admin_and_a_price_without_an_allowance_is_refused(client):
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_superuser(username="root", email="root@example.com", password="x")
+    client.force_login(staff)
+    pro = Plan.objects.get(name="pro")
+    url = f"/admin/billing/plan/{pro.pk}/change/"
+    form = client.get(url).content.decode()
+    for field in ("connection_hours", "connection_cents_per_1000_hours", "storage_gib_hours",
+                  "storage_cents_per_1000_gib_hours"):
+        assert f'name="{field}"' in form, field
+    fields = [f.name for f in Plan._meta.fields if f.name not in ("id", "name")]
+    data = {f: getattr(pro, f) for f in fields} | {"connection_cents_per_1000_hours": 12, "storage_gib_hours": 50}
+    assert client.post(url, data).status_code == 302
+    pro.refresh_from_db()
+    assert (pro.connection_cents_per_1000_hours, pro.storage_gib_hours) == (12, 50)
+    refused = client.post(url, data | {"connection_hours": -1})
+    assert refused.status_code == 200 and "an unlimited connection_hours leaves nothing to price" in \
+        refused.content.decode()
+    pro.refresh_from_db()
+    assert pro.connection_hours == 500_000
