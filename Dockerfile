@@ -71,4 +71,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, sys, urllib.request as r; url = os.environ.get('NATSCTL_HEALTHCHECK_URL', 'http://127.0.0.1:8000/healthz'); url and r.urlopen(r.Request(url, headers={'Host': 'localhost'}), timeout=4); sys.exit(0)"]
 
 CMD ["gunicorn", "accounts_service.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", \
-     "--access-logfile", "-", "--worker-tmp-dir", "/dev/shm"]
+     "--access-logfile", "-", "--logger-class", "core.gunicorn_logging.RedactingLogger", "--worker-tmp-dir", "/dev/shm"]

@@ -210,7 +210,7 @@ def invitations_open_for(*, user) -> list[Invitation]:
     email = (user.email or "").lower()
     if not email:
         return []
-    return list(Invitation.objects.select_related("team")
+    return list(Invitation.objects.select_related("team", "invited_by")
                 .filter(email=email, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
                 .exclude(team__memberships__user=user))
 

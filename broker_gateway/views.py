@@ -195,10 +195,7 @@ def connect(request: HttpRequest) -> HttpResponse:
     first), ``?region=`` puts a region first. A POST runs the connection test as that user."""
     account, users = None, []
     if request.GET.get("account"):
-        try:
-            account = account_for_user_get(user=request.user, public_key=request.GET["account"])
-        except NotFound:
-            return render(request, "broker/not_found.html", {"what": "account"}, status=404)
+        account = account_for_user_get(user=request.user, public_key=request.GET["account"])  # else a 404
         users = connect_users(account=account)
     try:
         plan = connect_plan(account=account, region=request.GET.get("region") or None)
@@ -241,10 +238,7 @@ def connect(request: HttpRequest) -> HttpResponse:
 @require_POST
 def account_home_region(request: HttpRequest, account_pk: str) -> HttpResponse:
     """Set (or clear) the account's home region from the connect page."""
-    try:
-        account = account_for_user_get(user=request.user, public_key=account_pk)
-    except NotFound:
-        return render(request, "broker/not_found.html", {"what": "account"}, status=404)
+    account = account_for_user_get(user=request.user, public_key=account_pk)  # another team's: a 404
     try:
         account = home_region_set(account=account, actor=request.user, region=request.POST.get("region", ""))
     except ApplicationError as exc:

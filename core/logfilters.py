@@ -49,13 +49,17 @@ def routine_tasks_quiet(tasks: Iterable[str]) -> RoutineTaskFilter:
 
 # ------------------------------------------------------------------------------------------------
 # Secrets in URLs: an invitation's token is its path (/invitations/<token>/) and rides in sign-up and verification
-# links (?invitation=<token>). Django logs the path of every 4xx answer ("Not Found: /invitations/...") and
-# runserver logs every request line, so those records are rewritten before any handler writes them.
+# links (?invitation=<token>); the verification and password-reset links end in a one-time token. Django logs
+# the path of every 4xx answer ("Not Found: /invitations/..."), runserver logs every request line and gunicorn's
+# access log every request (core.gunicorn_logging), so those records are rewritten before any handler writes them.
 # ------------------------------------------------------------------------------------------------
 
 _SECRET_URL_PARTS = (
-    (re.compile(r"(/invitations/)[^/\s?\"']+"), r"\1[redacted]"),
+    (re.compile(r"(?<!/api/v1)(/invitations/)(?!mine/)[^/\s?\"']+"), r"\1[redacted]"),  # (mine/<id>/accept: no secret)
     (re.compile(r"([?&]invitation=)[^&\s\"']+"), r"\1[redacted]"),
+    (re.compile(r"(/verify/[^/\s?\"']+/)[^/\s?\"']+"), r"\1[redacted]"),
+    # Django's reset view swaps the token for "set-password" (kept in the session) on its first answer.
+    (re.compile(r"(/password-reset/[^/\s?\"']+/)(?!set-password\b|sent/|done/)[^/\s?\"']+"), r"\1[redacted]"),
 )
 
 

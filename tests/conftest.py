@@ -19,6 +19,26 @@ def _celery_eager():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Tests hash passwords with a cheap hasher: the production one (PBKDF2, 1,000,000 rounds) costs ~0.5 s a
+    password on this machine's CPUs, and the suite creates and logs in hundreds of people. What is tested about
+    hashing (that a known and a new email cost one hash each, tests/web/test_hostile_web.py) counts calls, not
+    seconds; PBKDF2 stays listed so a stored PBKDF2 hash still verifies. Processes a test starts (gunicorn, the
+    worker) keep the product's settings."""
+    from django.conf import settings
+    from django.contrib.auth import hashers
+
+    saved = settings.PASSWORD_HASHERS
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *saved]
+    hashers.get_hashers.cache_clear()
+    hashers.get_hashers_by_algorithm.cache_clear()
+    yield
+    settings.PASSWORD_HASHERS = saved
+    hashers.get_hashers.cache_clear()
+    hashers.get_hashers_by_algorithm.cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def _throttles_reset():
     """API throttling counts in the cache; each test starts with a clean slate."""

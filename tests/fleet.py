@@ -100,8 +100,9 @@ class SupervisorThread:
 
     def __post_init__(self) -> None:
         from broker_gateway.fleet.local import LocalProcessDriver
+        from broker_gateway.fleet.node_sync import NodeSyncer
         from broker_gateway.fleet.reconciler import Reconciler
-        from broker_gateway.fleet.supervisor import NodeSyncer, Policy, Supervisor
+        from broker_gateway.fleet.supervisor import Policy, Supervisor
 
         self.driver = LocalProcessDriver(self.base_dir)
         self.syncer = NodeSyncer()

@@ -1,4 +1,5 @@
-"""REST API v1 of teams: the caller's teams (and their ids), members and invitations, the team's audit log."""
+"""REST API v1 of teams: the caller's teams (and their ids), members and invitations (sent, and mailed to the
+caller), the team's audit log."""
 
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ from accounts_service.api.utils import (
 )
 from accounts_service.models import AuditEvent, TeamMembership
 from accounts_service.rights import OWNER
-from accounts_service.selectors import audit_list, team_list_for_user, team_member_get, team_member_list
+from accounts_service.selectors import (
+    audit_list,
+    invitations_open_for,
+    team_list_for_user,
+    team_member_get,
+    team_member_list,
+)
 
 # ------------------------------------------------------------------------------------------------
 # Teams
@@ -149,6 +156,43 @@ class MemberDetailApi(TeamScopedApi):
         membership = team_member_get(team=self.team, member_id=member_id)
         services.member_remove(team=self.team, membership=membership, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="the {invitation_id} of the accept route")
+    team_id = serializers.IntegerField()
+    team = serializers.CharField(source="team.name")
+    role = serializers.ChoiceField(choices=TeamMembership.Role.choices)
+    email = serializers.EmailField()
+    invited_by = serializers.SerializerMethodField()
+    expires_at = serializers.DateTimeField()
+
+    def get_invited_by(self, invitation) -> str | None:
+        inviter = invitation.invited_by
+        return (inviter.email or inviter.get_username()) if inviter is not None else None
+
+
+class InvitationListApi(APIView):
+    """``GET /api/v1/invitations/``: the open invitations mailed to the caller's (verified) email, to teams they
+    are not in yet; the same list the dashboard shows."""
+
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
+    @extend_schema(operation_id="v1_invitations_list",
+                   responses=paginated(InvitationOutputSerializer, "PaginatedInvitationList"))
+    def get(self, request: Request) -> Response:
+        return paginated_response(queryset=invitations_open_for(user=request.user),
+                                  serializer_class=InvitationOutputSerializer, request=request, view=self)
+
+
+class InvitationAcceptApi(APIView):
+    """``POST /api/v1/invitations/{invitation_id}/accept``: join the team of an open invitation mailed to the
+    caller's own email (404 for any other, as for an unknown id); the membership is the answer."""
+
+    @extend_schema(request=None, responses={200: MemberOutputSerializer})
+    def post(self, request: Request, invitation_id: int) -> Response:
+        membership = services.invitation_accept_own(invitation_id=invitation_id, actor=request.user)
+        return Response(MemberOutputSerializer(membership).data)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ urlpatterns = [
     path("teams/<int:team_id>/members/", teams.MemberListCreateApi.as_view(), name="api-member-list"),
     path("teams/<int:team_id>/members/<int:member_id>/", teams.MemberDetailApi.as_view(), name="api-member-detail"),
     path("teams/<int:team_id>/audit/", teams.TeamAuditApi.as_view(), name="api-team-audit"),
+    path("invitations/", teams.InvitationListApi.as_view(), name="api-invitation-list"),
+    path("invitations/<int:invitation_id>/accept", teams.InvitationAcceptApi.as_view(), name="api-invitation-accept"),
     path("tokens/", tokens.TokenListCreateApi.as_view(), name="api-token-list"),
     path("tokens/<str:prefix>/", tokens.TokenDetailApi.as_view(), name="api-token-detail"),
 ]

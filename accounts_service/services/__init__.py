@@ -25,6 +25,7 @@ from accounts_service.services.keys import account_signing_key_add, account_sign
 from accounts_service.services.members import (
     email_normalize,
     invitation_accept,
+    invitation_accept_own,
     invitation_create,
     invitation_get,
     invitation_revoke,
@@ -89,7 +90,7 @@ __all__ = [
     "activation_create", "activation_revoke", "api_token_create", "api_token_digest", "api_token_revoke",
     "api_tokens_revoke_all", "audit_record", "creds_filename", "django_user_get", "email_normalize",
     "export_create", "export_delete", "import_create", "import_delete", "import_is_builtin",
-    "invitation_accept", "invitation_create",
+    "invitation_accept", "invitation_accept_own", "invitation_create",
     "invitation_get", "invitation_revoke", "member_remove", "member_role_set", "platform_team_get",
     "service_user_ensure", "system_account_ensure", "team_create", "team_default_account_ensure",
     "team_get_or_create", "team_member_add", "team_personal_ensure", "usage_export_get", "usage_service_ensure",

@@ -83,7 +83,27 @@ def invitation_get(*, token: str) -> Invitation:
 @transaction.atomic
 def invitation_accept(*, token: str, actor: Any) -> TeamMembership:
     """``actor`` (the person the invitation was mailed to) joins the team with the invitation's role."""
-    invitation = invitation_get(token=token)
+    return _join(invitation=invitation_get(token=token), actor=actor)
+
+
+@transaction.atomic
+def invitation_accept_own(*, invitation_id: int, actor: Any) -> TeamMembership:
+    """Accept an open invitation mailed to ``actor``'s own email, by its id (the dashboard's Accept button and
+    ``POST /api/v1/invitations/{id}/accept``): a login is only active once its email is verified, so the address
+    is proven without the mailed token. This is what a person who asked for a new verification mail (whose link
+    no longer carries the invitation) or lost the invitation mail accepts with. Another email's invitation, or
+    a closed one, is the same 404 as an unknown id."""
+    email = email_normalize(actor.email or actor.get_username())
+    invitation = Invitation.objects.select_related("team").filter(
+        pk=invitation_id, email=email, accepted_at__isnull=True, revoked_at__isnull=True,
+        expires_at__gt=timezone.now()).first()
+    if invitation is None:
+        raise NotFound("no open invitation with this id was sent to your email", code="invitation_not_found")
+    return _join(invitation=invitation, actor=actor)
+
+
+@transaction.atomic
+def _join(*, invitation: Invitation, actor: Any) -> TeamMembership:
     if email_normalize(actor.email or actor.get_username()) != invitation.email:
         raise Forbidden(f"this invitation was sent to {invitation.email}; log in with that email to accept it",
                         code="invitation_other_email")

@@ -129,6 +129,16 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "web/invitation.html", context)
 
 
+@login_required
+@require_POST
+def invitation_accept_own(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    """The Accept button of an invitation listed on the dashboard or the teams page: open invitations mailed to
+    the signed-in (so verified) email, accepted without the mailed link; any other id is a 404."""
+    membership = services.invitation_accept_own(invitation_id=invitation_id, actor=request.user)
+    messages.success(request, f"You joined {membership.team.name} as {membership.role}.")
+    return redirect("web:team", slug=membership.team.slug)
+
+
 # ------------------------------------------------------------------------------------------------
 # API tokens
 # ------------------------------------------------------------------------------------------------

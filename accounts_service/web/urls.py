@@ -40,6 +40,7 @@ urlpatterns = [
     path("teams/<slug:slug>/members/<int:membership_id>/role", teams.member_role, name="member_role"),
     path("teams/<slug:slug>/invitations/<int:invitation_id>/revoke", teams.invitation_revoke,
          name="invitation_revoke"),
+    path("invitations/mine/<int:invitation_id>/accept", teams.invitation_accept_own, name="invitation_accept_own"),
     path("invitations/<str:token>/", teams.invitation_accept, name="invitation"),
     path("tokens/", teams.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke", teams.token_revoke, name="token_revoke"),

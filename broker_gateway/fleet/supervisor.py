@@ -8,13 +8,13 @@ step: start, probe, mark healthy or unhealthy, restart with exponential backoff,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
@@ -22,13 +22,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from broker_gateway.fleet.driver import FleetDriver, NodeSpec
+from broker_gateway.fleet.node_sync import NodeSyncer
 from broker_gateway.fleet.reconciler import Reconciler
-from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
 from broker_gateway.nodes import node_add, node_config_build, node_store_rows
-from broker_gateway.propagation import node_claims_primed, node_sync
-from broker_gateway.services import gateway_reset
+from broker_gateway.propagation import node_claims_primed
 from core.errors import ApplicationError
+
+__all__ = ["NodeSyncer", "Policy", "Supervisor"]  # (NodeSyncer lives in fleet/node_sync.py)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class _Runtime:
     last_beat: float = 0.0
     refusal: str = ""  # the driver's last refusal, logged once
     primed: bool | None = None  # this tick's store write, done ahead for nodes starting together (None: not yet)
+    checked: tuple[str, str | None] | None = None  # (config, its `nats-server -t` error), checked ahead likewise
 
 
 class Supervisor:
@@ -168,26 +170,41 @@ class Supervisor:
                 and not self.driver.status(node.name).running)
 
     def _prime_ahead(self, nodes: list[BrokerNode]) -> None:
-        """Nodes starting in the same tick (a region coming back) get their stores written side by side rather
-        than one after another: the writes are file work, each on its own directory. The starts themselves stay on
-        this thread (a node's death signal follows the thread that forked it)."""
+        """Nodes starting in the same tick (a region coming back) get their stores written and their configs
+        checked (``nats-server -t``, a process of its own, 0.1 s on a quiet machine and seconds on a starved one)
+        side by side rather than one after another: file work on each node's own directory. The configs are built
+        here, on this thread (they read the database); the starts stay on this thread too (a node's death signal
+        follows the thread that forked it)."""
         for rt in self.runtime.values():
-            rt.primed = None  # a write ahead counts for its own tick only
+            rt.primed = rt.checked = None  # work done ahead counts for its own tick only
         due = [n for n in nodes if self._starts_now(n)]
         if len(due) < 2:
             return
         jwts = self._store_get()[1]
-
-        def prime(node: BrokerNode) -> bool | None:
+        specs: dict[str, NodeSpec] = {}
+        for node in due:
             try:
-                return bool(self.driver.prime(node.name, jwts))
-            except Exception:  # written again by _start, on this thread, where its failure is the node's own
-                return None
+                specs[node.name] = self._spec(node, node_config_build(node=node,
+                                                                      dirs=self.driver.data_dirs(node.name)))
+            except (ApplicationError, ValueError):
+                pass  # _start builds it again and records the failure as the node's own
+
+        def ahead(node: BrokerNode) -> tuple[bool | None, tuple[str, str | None] | None]:
+            primed = checked = None
+            # A failure here is not the node's yet: _start does the work again, on this thread, and records it.
+            with contextlib.suppress(Exception):
+                primed = bool(self.driver.prime(node.name, jwts))
+            spec = specs.get(node.name)
+            if spec is not None:
+                with contextlib.suppress(Exception):
+                    checked = (spec.config, self.driver.check_config(spec))
+            return primed, checked
 
         with ThreadPoolExecutor(max_workers=min(8, len(due)), thread_name_prefix="prime") as pool:
-            done = list(pool.map(prime, due))
-        for node, primed in zip(due, done, strict=True):
-            self.runtime.setdefault(node.name, _Runtime()).primed = primed
+            done = list(pool.map(ahead, due))
+        for node, (primed, checked) in zip(due, done, strict=True):
+            rt = self.runtime.setdefault(node.name, _Runtime())
+            rt.primed, rt.checked = primed, checked
 
     def _refused(self, name: str, exc: ApplicationError, node: BrokerNode | None = None) -> None:
         """A driver's refusal (e.g. Kubernetes cannot stop a pod below the StatefulSet's highest ordinal, or its
@@ -365,7 +382,10 @@ class Supervisor:
             self._update(node, observed_state=Observed.FAILED, last_error=f"config: {exc}")
             return
         spec = self._spec(node, config)
-        error = self.driver.check_config(spec)
+        checked, rt.checked = rt.checked, None
+        # The check made ahead this tick stands if it checked this very config (it is rebuilt here from the
+        # database, so a change in between is checked again).
+        error = checked[1] if checked is not None and checked[0] == config else self.driver.check_config(spec)
         if error:
             log.error("node %s has an invalid config: %s", node.name, error, extra={"node": node.name})
             self._update(node, observed_state=Observed.FAILED, last_error=error[-2000:], pid=None)
@@ -401,50 +421,3 @@ class Supervisor:
             return
         self.driver.forget(name)
         del self.runtime[name]
-
-
-class NodeSyncer:
-    """Full syncs for nodes that became healthy, one at a time off the supervisor's thread; a sync asked
-    for while another waits is folded into it (a sync pushes to every healthy node)."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-sync")
-        self._waiting = threading.Lock()
-        self._since: datetime | None = None
-
-    def running_since(self) -> datetime | None:
-        """When the full sync under way began (None: none is): the reconciler pushes meanwhile only what
-        changed from then on, since the sync pushes everything else."""
-        return self._since
-
-    def __call__(self, node: BrokerNode) -> None:
-        if self._waiting.acquire(blocking=False):
-            self._pool.submit(self._run, node.pk, node.name)
-
-    def idle(self) -> bool:
-        """No full sync is waiting or running."""
-        return self._since is None and not self._waiting.locked()
-
-    def _run(self, node_id: int, name: str) -> None:
-        self._since = timezone.now()  # (before the release: idle() never sees a gap between waiting and running)
-        self._waiting.release()
-        try:
-            for attempt in (1, 2):
-                try:
-                    node_sync(node_id=node_id)
-                    break
-                except GatewayUnavailable as exc:
-                    # The connection may be pinned to a node that just froze or died: reopen it once, to the
-                    # nodes healthy now; after that, the reconciler catches up.
-                    gateway_reset()
-                    if attempt == 2:
-                        log.warning("full sync of %s postponed: %s", name, exc)
-                except Exception:
-                    log.exception("full sync of %s failed", name)
-                    break
-        finally:
-            self._since = None
-            connection.close()  # this pool thread's own connection
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -16,10 +16,10 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # api-diagnose names its account inside the body (creds or account): tests/api/test_diagnose_api.py proves
 # another team's creds or account get the same 404 as unknown ones.
 UNSCOPED = {"api-account-list", "api-connect", "api-diagnose", "api-fleet-nodes", "api-plan-list", "api-invoice-list",
-            "api-team-list", "api-token-list"}
-# Routes of a person's own objects (their API tokens): another person's is a 404 (the isolation walk), and no team
-# role applies (the role walk skips them).
-PERSONAL = {"api-token-detail"}
+            "api-invitation-list", "api-team-list", "api-token-list"}
+# Routes of a person's own objects (their API tokens, the invitations mailed to them): another person's is a 404
+# (the isolation walk), and no team role applies (the role walk skips them).
+PERSONAL = {"api-invitation-accept", "api-token-detail"}
 
 
 def api_routes() -> list[tuple[str, str, type]]:

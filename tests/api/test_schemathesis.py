@@ -120,9 +120,12 @@ def _connections_kept_open():
 @pytest.fixture
 def api_objects(operator_setup, _connections_kept_open):
     """A person who owns a team with two accounts: one (on the free plan, with this month's invoice) with a user and
-    an import of the other's private export."""
-    owner = get_user_model().objects.create_user(username="alice", password="pw-alice-123")
+    an import of the other's private export; another team's invitation mailed to them."""
+    owner = get_user_model().objects.create_user(username="alice", email="alice@example.com", password="pw-alice-123")
     team = services.team_create(name="acme", actor=owner)
+    inviter = get_user_model().objects.create_user(username="carol", email="carol@example.com", password="pw-carol-1")
+    invitation = services.invitation_create(team=services.team_create(name="initech", actor=inviter), actor=inviter,
+                                            email="alice@example.com", role="member", base_url="http://testserver")
     account = services.account_create(actor=PLATFORM, team=team, name="shop")
     feed = services.account_create(actor=PLATFORM, team=team, name="feed")
     user = services.user_create(actor=PLATFORM, account=account, name="app", pub_allow=["orders.>"])
@@ -138,7 +141,8 @@ def api_objects(operator_setup, _connections_kept_open):
     REAL.clear()
     REAL.update(account_pk=account.public_key, user_pk=user.public_key, export_id=export.pk, import_id=imp.pk,
                 export_account_pk=feed.public_key, token=token, number=invoice.number, activation_id=activation.pk,
-                team_id=team.pk, member_id=team.memberships.get(user=owner).pk, prefix=record.prefix)
+                team_id=team.pk, member_id=team.memberships.get(user=owner).pk, prefix=record.prefix,
+                invitation_id=invitation.pk)
     yield
     REAL.clear()
 

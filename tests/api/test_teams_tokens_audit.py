@@ -89,6 +89,27 @@ def test_members_invite_role_and_the_last_owner(api, acme, alice, django_capture
     assert {"member.invite", "member.role", "member.remove"} <= set(actions)
 
 
+def test_invitations_mailed_to_the_caller_are_listed_and_accepted_by_id(api, alice, acme):
+    bob = get_user_model().objects.create_user(username="bob", email="bob@example.com", password="pw-bob-123")
+    invitation = services.invitation_create(team=acme, email="bob@example.com", role="member", actor=alice,
+                                            base_url="http://testserver")
+    _, token = services.api_token_create(actor=bob, user=bob)
+    bob_api = _client(token)
+    listed = bob_api.get("/api/v1/invitations/").json()["results"]
+    assert [(i["id"], i["team_id"], i["team"], i["role"], i["invited_by"]) for i in listed] == [
+        (invitation.pk, acme.pk, "acme", "member", "alice@example.com")]
+    assert api.get("/api/v1/invitations/").json()["results"] == []  # alice was not invited
+    # Only the invited email may accept: alice's own attempt is the 404 of an unknown id, and writes nothing.
+    refused = api.post(f"/api/v1/invitations/{invitation.pk}/accept")
+    assert (refused.status_code, refused.json()["code"]) == (404, "invitation_not_found")
+    joined = bob_api.post(f"/api/v1/invitations/{invitation.pk}/accept")
+    assert (joined.status_code, joined.json()["username"], joined.json()["role"]) == (200, "bob", "member")
+    assert TeamMembership.objects.filter(team=acme, user=bob).exists()
+    assert AuditEvent.objects.filter(team=acme, action="member.join", target="bob@example.com").count() == 1
+    assert bob_api.get("/api/v1/invitations/").json()["results"] == []
+    assert bob_api.post(f"/api/v1/invitations/{invitation.pk}/accept").status_code == 404  # used
+
+
 # ------------------------------------------------------------------------------------------------
 # Tokens
 # ------------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ P0, P1, P2 = (f"{STS}-{i}" for i in range(3))
 def test_supervisor_runs_a_statefulset_of_real_nats_servers(operator_setup, team, tmp_path: Path):
     from accounts_service.services import account_create
     from broker_gateway.fleet.local import LocalProcessDriver
-    from broker_gateway.fleet.supervisor import NodeSyncer, Policy, Supervisor
+    from broker_gateway.fleet.node_sync import NodeSyncer
+    from broker_gateway.fleet.supervisor import Policy, Supervisor
     from broker_gateway.models import BrokerNode
     from broker_gateway.nodes import node_add, node_config_build, node_desired_set
     from broker_gateway.propagation import fleet_reconcile

@@ -237,8 +237,9 @@ def test_leafnode_urls_list_every_region_first_region_first(operator_setup):
 
 @pytest.mark.django_db(transaction=True)  # the records are written by another thread, on its own connection
 def test_nodes_starting_together_have_their_stores_written_side_by_side_and_recorded(operator_setup, team, tmp_path):
-    """A region coming back: every node's store is written on a pool thread of its own in the same tick, the
-    starts stay on the supervisor's thread, and what was written is recorded as held (NodeClaim)."""
+    """A region coming back: every node's store is written and its config checked (``nats-server -t``, once) on a
+    pool thread of its own in the same tick, the starts stay on the supervisor's thread, and what was written is
+    recorded as held (NodeClaim)."""
     import threading
 
     from accounts_service.services import account_create
@@ -252,6 +253,7 @@ def test_nodes_starting_together_have_their_stores_written_side_by_side_and_reco
 
     class Driver(LocalProcessDriver):
         primed: dict[str, str] = {}
+        checked: list[tuple[str, str]] = []
         started: dict[str, str] = {}
 
         def prime(self, name, jwts):
@@ -260,7 +262,8 @@ def test_nodes_starting_together_have_their_stores_written_side_by_side_and_reco
             return True
 
         def check_config(self, spec):
-            return None
+            self.checked.append((spec.name, threading.current_thread().name))
+            return super().check_config(spec)  # the real `nats-server -t` of the config the node starts with
 
         def start(self, spec):
             self.started[spec.name] = threading.current_thread().name
@@ -274,6 +277,8 @@ def test_nodes_starting_together_have_their_stores_written_side_by_side_and_reco
     sup.tick()
     sup._recorder.shutdown(wait=True)  # the records are written off the supervisor's thread
     assert set(driver.primed) == {"w1", "w2", "w3"} and all(t.startswith("prime") for t in driver.primed.values())
+    assert sorted(name for name, _ in driver.checked) == ["w1", "w2", "w3"]  # once each: _start took it as done
+    assert all(thread.startswith("prime") for _, thread in driver.checked)
     assert set(driver.started.values()) == {threading.current_thread().name}
     held = set(NodeClaim.objects.filter(account=account, jti=account.jwt_jti).values_list("node__name", flat=True))
     assert held == {n.name for n in nodes}

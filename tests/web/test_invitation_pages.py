@@ -148,3 +148,64 @@ def test_the_token_never_reaches_the_logs(client, invite, caplog):
     assert any(isinstance(f, SecretUrlFilter) for h in logging.getLogger().handlers for f in h.filters)
     # Only the digest is stored.
     assert not Invitation.objects.filter(digest=token).exists() and Invitation.objects.get().digest != token
+
+
+def test_a_new_verification_mail_loses_no_invitation_the_dashboard_accepts_it(client, invite, shared):
+    """The verification link asked for again (resend) no longer carries the invitation: once verified, the
+    dashboard lists the invitation mailed to that email with an Accept button that joins without the mailed link."""
+    client.post("/signup/", {"email": "new@example.com", "password": PASSWORD, "invitation": _token(invite)})
+    client.post("/signup/resend/", {"email": "new@example.com"})
+    link = _link(mail.outbox[-1].body)
+    assert link.startswith("/verify/") and "invitation=" not in link
+    assert client.post(link).status_code == 302
+    user = get_user_model().objects.get(username="new@example.com")
+    assert not TeamMembership.objects.filter(team=shared, user=user).exists()
+
+    dashboard = client.get("/dashboard/").content.decode()
+    invitation = Invitation.objects.get(team=shared, email="new@example.com", accepted_at__isnull=True)
+    accept = f"/invitations/mine/{invitation.pk}/accept"
+    assert f'action="{accept}"' in dashboard and "Accept and join Acme" in dashboard
+    assert client.get(accept).status_code == 405  # a link scanner's GET joins nothing
+    response = client.post(accept)
+    assert response.status_code == 302 and response["Location"] == f"/teams/{shared.slug}/"
+    assert TeamMembership.objects.get(team=shared, user=user).role == "member"
+    assert AuditEvent.objects.filter(team=shared, action="member.join", target="new@example.com").count() == 1
+    assert "Accept and join Acme" not in client.get("/dashboard/").content.decode()
+    assert client.get(invite).status_code == 404  # the mailed link is used up too
+
+
+def test_the_dashboards_accept_takes_only_an_invitation_mailed_to_you(client, invite, shared):
+    invitation = Invitation.objects.get(team=shared, email="new@example.com")
+    client.force_login(person("other@example.com"))
+    assert client.post(f"/invitations/mine/{invitation.pk}/accept").status_code == 404  # as for an unknown id
+    assert not TeamMembership.objects.filter(team=shared, user__username="other@example.com").exists()
+    assert Invitation.objects.get(pk=invitation.pk).accepted_at is None
+
+
+def test_gunicorns_access_log_redacts_invitation_verification_and_reset_tokens():
+    """The access-log line gunicorn writes for each request (``--logger-class``, as ``manage.py up``, the image and
+    the chart run it): no one-time token of any mailed link survives, the rest of the line does."""
+    import datetime as _dt
+
+    from gunicorn.config import Config
+
+    from core.gunicorn_logging import RedactingLogger
+
+    config = Config()
+    config.set("logger_class", "core.gunicorn_logging.RedactingLogger")
+    logger = RedactingLogger(config)
+    secret_paths = {"/invitations/s3cr3t-inv/": "/invitations/[redacted]/",
+                    "/verify/Mg/s3cr3t-ver/": "/verify/Mg/[redacted]/",
+                    "/password-reset/Mg/s3cr3t-rst/": "/password-reset/Mg/[redacted]/"}
+    for path, shown in secret_paths.items():
+        environ = {"REQUEST_METHOD": "GET", "RAW_URI": f"{path}?invitation=s3cr3t-q", "PATH_INFO": path,
+                   "QUERY_STRING": "invitation=s3cr3t-q", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+                   "HTTP_REFERER": f"http://testserver{path}"}
+        response = type("Response", (), {"status": "200 OK", "sent": 12, "headers": []})()
+        line = config.access_log_format % logger.atoms(response, [("REFERER", environ["HTTP_REFERER"])], environ,
+                                                        _dt.timedelta(milliseconds=3))
+        assert "s3cr3t" not in line, line
+        assert f"GET {shown}?invitation=[redacted] HTTP/1.1" in line and '" 200 12 ' in line, line
+    # What is no secret stays readable.
+    assert secrets_redact("/password-reset/Mg/set-password/") == "/password-reset/Mg/set-password/"
+    assert secrets_redact("/password-reset/sent/") == "/password-reset/sent/"

@@ -76,6 +76,7 @@ class Command(BaseCommand):
                                "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")], env),
                 Piece("web", [str(Path(sys.executable).parent / "gunicorn"), "accounts_service.wsgi:application",
                               "--bind", f"{host}:{port}", "--workers", str(web_workers), "--access-logfile", "-",
+                              "--logger-class", "core.gunicorn_logging.RedactingLogger",
                               # its own control socket: two `make up` in two folders do not share one
                               "--control-socket", str(settings.VAR_DIR / "gunicorn.ctl")],
                       env, listens=(host, port)),

@@ -9,8 +9,9 @@ import threading
 from django.conf import settings
 
 from broker_gateway.fleet import driver_get
+from broker_gateway.fleet.node_sync import NodeSyncer
 from broker_gateway.fleet.reconciler import Reconciler
-from broker_gateway.fleet.supervisor import NodeSyncer, Supervisor
+from broker_gateway.fleet.supervisor import Supervisor
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
 from broker_gateway.nodes import (

@@ -14,7 +14,7 @@ kubelet would otherwise send the pod's IP, which Django refuses.
 -}}
 {{- $command := list "gunicorn" "accounts_service.wsgi:application"
   "--bind" (printf "0.0.0.0:%d" (int64 $w.port)) "--workers" (int64 $w.workers | toString)
-  "--access-logfile" "-" "--worker-tmp-dir" "/dev/shm" -}}
+  "--access-logfile" "-" "--logger-class" "core.gunicorn_logging.RedactingLogger" "--worker-tmp-dir" "/dev/shm" -}}
 {{- include "natsctl.controlPlane.deployment" (dict "ctx" . "component" "web" "values" $w "command" $command "extra" $extra) -}}
 {{- end -}}
 
