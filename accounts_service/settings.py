@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "accounts_service.apps.AccountsServiceConfig",
     "billing",
     "broker_gateway",
+    "payouts.apps.PayoutsConfig",
 ]
 
 MIDDLEWARE = [
@@ -289,6 +291,10 @@ CELERY_BEAT_SCHEDULE = {
     "quotas-enforce": {"task": "billing.tasks.quotas_enforce", "schedule": env.float("QUOTA_SECONDS", default=60.0)},
     "invoices-generate": {"task": "billing.tasks.invoices_generate",
                           "schedule": env.float("INVOICE_SECONDS", default=3600.0)},
+    # Monthly, after the invoice run (hourly, once INVOICE_GRACE_SECONDS past the month): last month's payout
+    # statement (docs/ECONOMICS.md). https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html#crontab-schedules
+    "payouts-run": {"task": "payouts.tasks.payouts_run_due",
+                    "schedule": crontab(minute=0, hour=env.int("PAYOUTS_HOUR", default=3), day_of_month=1)},
 }
 
 # ------------------------------------------------------------------------------------------------
