@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from bisect import bisect_right
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +19,7 @@ from accounts_service.services import audit_record, platform_team_get
 from broker_gateway.models import PLATFORM_OPERATOR_SLUG, BrokerNode, NodeAssignment, NodeOperator, platform_operator_pk
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 
+_HOUR = dt.timedelta(hours=1)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 
@@ -104,8 +105,8 @@ def node_assignment_start(*, node: BrokerNode, actor: Any = PLATFORM) -> None:
 @transaction.atomic
 def node_operator_assign(*, node: BrokerNode, operator: NodeOperator, actor: Any,
                          at: dt.datetime | None = None) -> BrokerNode:
-    """From now on ``operator`` runs ``node`` (staff approved it to carry the network's traffic): the hours from
-    the next one on are theirs; the current hour stays with whoever ran the node when it began."""
+    """From now on ``operator`` runs ``node`` (staff approved it to carry the network's traffic): the ledger counts
+    by the hour, and the hour in which this happens is already theirs, as is every later one."""
     staff_required(actor)
     node = BrokerNode.objects.select_for_update().get(pk=node.pk)
     if node.operator_id == operator.pk:
@@ -143,9 +144,9 @@ def operators_for_user(user: Any) -> list[NodeOperator]:
 
 
 class NodeAttribution:
-    """Who ran each node in a given hour: the last assignment that began at or before the hour; an hour before a
-    node's first assignment belongs to its first operator; a node with no history (made outside ``node_add``)
-    to its current operator, or to the platform once it is gone."""
+    """Who ran each node in a given hour: the last assignment made before the hour was over (a node's hour goes to
+    whoever ran it at its end); an hour before a node's first assignment belongs to its first operator; a node
+    with no history (made outside ``node_add``) to its current operator, or to the platform once it is gone."""
 
     def __init__(self, node_names: Iterable[str]):
         names = sorted(set(node_names))
@@ -162,4 +163,4 @@ class NodeAttribution:
         if history is None:
             return self._current.get(node_name, self._platform)
         since, ops = history
-        return ops[max(bisect_right(since, hour) - 1, 0)]
+        return ops[max(bisect_left(since, hour + _HOUR) - 1, 0)]
