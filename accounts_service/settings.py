@@ -228,6 +228,9 @@ FLEET_BEAT_RECONCILE_SECONDS = env.float("FLEET_BEAT_RECONCILE_SECONDS", default
 FLEET_VERIFY_SECONDS = env.float("FLEET_VERIFY_SECONDS", default=60.0)
 # The collector polls every node's STATZ this often; on a crash, a node's traffic since its last poll is lost.
 METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
+# Export use (docs/ECONOMICS.md) is read from every node's SUBSZ this often; a subscription that closes loses what it
+# counted since the last poll, so this bounds what a publisher can miss.
+EXPORT_USE_POLL_SECONDS = env.float("EXPORT_USE_POLL_SECONDS", default=5.0)
 # A period is invoiced once it has been over this long (late metering data lands first); its invoice is final.
 INVOICE_GRACE_SECONDS = env.float("INVOICE_GRACE_SECONDS", default=3600.0)
 # The payment provider (billing/payments.py): a dotted path to a class; the default needs no network.

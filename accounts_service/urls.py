@@ -13,6 +13,7 @@ from billing import api as billing_api
 from billing import urls as billing_urls
 from broker_gateway import urls as fleet_urls
 from broker_gateway import views as fleet_views
+from payouts import urls as payout_urls
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -23,6 +24,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_urls.urlpatterns)),
     path("api/v1/", include(fleet_urls.api_urlpatterns)),
+    path("api/v1/", include(payout_urls.api_urlpatterns)),
     path("api/v1/accounts/<str:account_pk>/usage", billing_api.AccountUsageApi.as_view(), name="api-account-usage"),
     path("api/v1/plans/", billing_api.PlanListApi.as_view(), name="api-plan-list"),
     path("api/v1/invoices/", billing_api.InvoiceListApi.as_view(), name="api-invoice-list"),
@@ -31,6 +33,7 @@ urlpatterns = [
     path("", include(web_urls)),
     path("", include(billing_urls)),
     path("", include(fleet_urls.web_urlpatterns)),
+    path("", include(payout_urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's init script as a file (/api/docs/?script), so the page keeps the console's
     # CSP (script-src 'self'); templates/api_docs.html moves the package page's inline style element to a file.

@@ -15,8 +15,12 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # Routes that name no tenant object: scoping there is by the caller's own teams or by staff permission.
 # api-diagnose names its account inside the body (creds or account): tests/api/test_diagnose_api.py proves
 # another team's creds or account get the same 404 as unknown ones.
-UNSCOPED = {"api-account-list", "api-connect", "api-diagnose", "api-fleet-nodes", "api-plan-list", "api-invoice-list",
-            "api-team-list", "api-token-list"}
+# Staff routes: no tenant's object; anyone else is a 403 (tests/api/test_payouts_api.py walks them).
+STAFF = {"api-fleet-nodes", "api-payout-statements", "api-payout-statement", "api-payout-statement-csv",
+         "api-node-operators", "api-node-operator-members", "api-node-operator-member", "api-node-operator-assign"}
+# api-payout-list lists the caller's own payout lines (tests/api/test_payouts_api.py proves nobody sees another's).
+UNSCOPED = {"api-account-list", "api-connect", "api-diagnose", "api-plan-list", "api-invoice-list",
+            "api-team-list", "api-token-list", "api-payout-list"} | STAFF
 # Routes of a person's own objects (their API tokens): another person's is a 404 (the isolation walk), and no team
 # role applies (the role walk skips them).
 PERSONAL = {"api-token-detail"}
