@@ -58,7 +58,8 @@ def payout_run(*, period: str | dt.datetime, actor: Any, now: dt.datetime | None
 
 
 def _statement_write(*, start: dt.datetime, end: dt.datetime, label: str, actor: Any) -> PayoutStatement:
-    invoices = list(invoices_collectible(start=start).select_for_update())
+    # of=self: PostgreSQL refuses FOR UPDATE on the nullable side of the outer join to PayoutInvoice.
+    invoices = list(invoices_collectible(start=start).select_for_update(of=("self",)))
     collected = sum(i.total_cents for i in invoices)
     if not collected:
         raise Conflict(f"nothing was collected for {label}: no invoice of the period is paid yet, and no older one "
