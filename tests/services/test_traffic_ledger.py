@@ -12,7 +12,7 @@ from django.db.models import Sum
 from billing.metering import Counters, CountersSample, SampleKind
 from billing.models import ExportUseCounter, ExportUseHour, NodeUsageHour, UsageHour
 from billing.services import samples_ingest
-from billing.traffic import ExportUseSample, export_use_ingest, export_use_counters_prune, use_step
+from billing.traffic import ExportUseSample, export_use_counters_prune, export_use_ingest, use_step
 from broker_gateway.export_meter import Tracked, connz_is_connection, subsz_read
 
 pytestmark = pytest.mark.django_db
