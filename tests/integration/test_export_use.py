@@ -11,6 +11,7 @@ import pytest
 
 from accounts_service.rights import PLATFORM
 from tests.fleet import running_fleet
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -61,6 +62,43 @@ def world(operator_setup, tmp_path, team, other_team):
         creds = {name: user_creds_get(user=user_create(actor=PLATFORM, account=acc, name="app"))
                  for name, acc in accounts.items()}
         yield {"nodes": nodes, "accounts": accounts, "creds": creds}
+
+
+async def looped(node1, node2, creds, meter, counted) -> None:
+    import threading
+
+    from broker_gateway import nats_client
+
+    sub = await nats_client.connect_creds(node2.client_url, creds["a"], name="a-loop")
+    got = asyncio.Event()
+    seen = []
+
+    async def cb(msg):
+        seen.append(msg)
+        if len(seen) == 4:
+            got.set()
+
+    await sub.subscribe("feed.>", cb=cb)
+    await sub.flush()
+    for _ in range(200):
+        if await asyncio.to_thread(route_interest, node1, "feed.>"):
+            break
+        await asyncio.sleep(0.05)
+    pub = await nats_client.connect_creds(node1.client_url, creds["pub"], name="pub-loop")
+    for _ in range(4):
+        await pub.publish("feed.loop", b"y" * 10)
+    await pub.flush()
+    await asyncio.wait_for(got.wait(), 10)
+    stop = threading.Event()
+    loop = threading.Thread(target=meter.run, args=(stop,), kwargs={"poll_seconds": 0.2}, daemon=True)
+    loop.start()
+    try:
+        await asyncio.to_thread(wait_for, counted, timeout=10, what="the meter's loop to count the deliveries")
+    finally:
+        stop.set()
+        await asyncio.to_thread(loop.join, 10)
+    await pub.close()
+    await sub.close()
 
 
 async def resigned_between(node, creds: str, account, meter) -> int:
@@ -169,6 +207,11 @@ def test_requests_and_deliveries_through_imports_are_counted_exactly(world):
         assert (added, again) == (2 * (7 + 4 + 3) + 10 + 5, 0)
         assert use(acc["pub"], acc["a"], "service") == 3 * 7
         assert use(acc["pub"], acc["b"], "stream") == 2 * 5
+
+        # The meter's own loop (as `manage.py collector` runs it on a thread) picks up what the servers count.
+        before = use(acc["pub"], acc["a"], "stream")
+        asyncio.run(looped(node1, node2, creds, meter, lambda: use(acc["pub"], acc["a"], "stream") == before + 4))
+        assert use(acc["pub"], acc["a"], "stream") == before + 4
 
         # The limit: a new JWT of the importer re-creates its service imports on every server, so requests sent
         # since the last poll are not counted (2 here); those after it are (3).
