@@ -79,3 +79,9 @@ def test_node_operators_from_the_cli(world):  # noqa: F811
     assert json.loads(run("node_operator", "show", "acme-ops"))["nodes"] == ["n2"]
     run("node_operator", "member-remove", "--operator", "north", "--user", "opal")
     assert not NodeOperator.objects.get(slug="north").members.exists()
+    # Staff approve an operator's server by adding it as a node the operator runs.
+    ports = [f"--{kind}-port={20100 + i}" for i, kind in enumerate(("client", "cluster", "monitoring", "leafnode"))]
+    assert run("fleet", "add", "n3", "--operator", "north", *ports).strip().endswith("run by north")
+    assert BrokerNode.objects.get(name="n3").operator.slug == "north"
+    assert "no node operator 'south'" in refused("fleet", "add", "n4", "--operator", "south", *ports)
+    assert not BrokerNode.objects.filter(name="n4").exists()
