@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts_service.models import AuditEvent
 from accounts_service.rights import PLATFORM, actor_name
 from accounts_service.services import audit_record, platform_team_get
+from accounts_service.validation import name_check
 from broker_gateway.models import PLATFORM_OPERATOR_SLUG, BrokerNode, NodeAssignment, NodeOperator, platform_operator_pk
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 
@@ -50,9 +51,7 @@ def operator_create(*, slug: str, name: str, actor: Any, contact_email: str = ""
                                code="operator_slug_invalid", extra={"field": "slug"})
     if slug == PLATFORM_OPERATOR_SLUG:
         raise Conflict(f"{slug!r} is the platform's own operator", code="operator_slug_taken", extra={"field": "slug"})
-    name = (name or "").strip()
-    if not name or len(name) > 100 or any(ord(ch) < 32 for ch in name):
-        raise ApplicationError("name must be 1-100 printable characters", extra={"field": "name"})
+    name = name_check(name, max_length=100)  # a name people read: no control, bidi or invisible-only text
     platform_operator_pk()  # the platform is the first operator, whatever staff register next
     if NodeOperator.objects.filter(slug=slug).exists():
         raise Conflict(f"operator {slug} already exists", code="operator_slug_taken", extra={"field": "slug"})

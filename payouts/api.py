@@ -12,7 +12,13 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts_service.api.utils import StrictCharField, StrictInputSerializer, paginated, paginated_response
+from accounts_service.api.utils import (
+    NAME_PATTERN,
+    StrictCharField,
+    StrictInputSerializer,
+    paginated,
+    paginated_response,
+)
 from broker_gateway.models import NodeOperator
 from broker_gateway.node_operators import (
     node_operator_assign,
@@ -191,7 +197,7 @@ class OperatorListApi(APIView):
 
     class InputSerializer(StrictInputSerializer):
         slug = StrictCharField(pattern=SLUG_PATTERN, max_length=40)
-        name = StrictCharField(max_length=100, pattern=r"^[^\x00-\x1f]+$")
+        name = StrictCharField(max_length=100, pattern=NAME_PATTERN)
         contact_email = serializers.EmailField(required=False, allow_blank=True)
 
     @extend_schema(operation_id="v1_node_operators_list",
