@@ -9,12 +9,12 @@ from django.db import models
 
 
 class NodeUsageHour(models.Model):
-    """What one node carried for one account's clients in one UTC hour, from the clients' point of view (the
-    same deltas as UsageHour, split by the server that counted them). ``node`` is the nats-server's
+    """What one node carried for tenants' clients in one UTC hour, from the clients' point of view: the same deltas
+    as UsageHour, summed by the server that counted them, over every account but the platform's own (the system
+    account, whose traffic is the control plane's polling, and the platform team's). ``node`` is the nats-server's
     ``server_name``, which is the BrokerNode's name: it outlives the server id, which changes on every start."""
 
     node = models.CharField(max_length=64)
-    account_public_key = models.CharField(max_length=56)
     hour = models.DateTimeField()
     sent_msgs = models.BigIntegerField(default=0)
     sent_bytes = models.BigIntegerField(default=0)
@@ -23,12 +23,12 @@ class NodeUsageHour(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["node", "account_public_key", "hour"], name="%(app_label)s_%(class)s_one"),
+            models.UniqueConstraint(fields=["node", "hour"], name="%(app_label)s_%(class)s_one"),
         ]
         indexes = [models.Index(fields=["hour"], name="billing_nodeusagehour_hour")]
 
     def __str__(self) -> str:
-        return f"{self.node} {self.account_public_key[:8]}… {self.hour:%Y-%m-%d %H}:00"
+        return f"{self.node} {self.hour:%Y-%m-%d %H}:00"
 
 
 class ExportUseCounter(models.Model):

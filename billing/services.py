@@ -14,8 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from accounts_service.models import Account
 from billing import metering
 from billing.metering import ConnectionSample, CountersSample, Sample, StorageSample
 from billing.models import AccountStorage, MeterSample, NodeUsageHour, ServerAccountCounter, UsageHour
@@ -241,11 +243,18 @@ def _hours_upsert(hours: dict[tuple[str, dt.datetime], _Hour]) -> None:
 
 
 def _node_hours_upsert(by_node: dict[tuple[str, str, dt.datetime], metering.Counters]) -> None:
-    """The same deltas by the node (server name) that counted them: what each node carried for each account's
-    clients in each hour (the node operators' payout basis)."""
+    """The same deltas by the node (server name) that counted them, tenants' accounts only: what each node carried
+    for tenants in each hour (the node operators' payout basis, docs/ECONOMICS.md). One row per node and hour."""
+    if not by_node:
+        return
+    platform = set(Account.objects.filter(Q(is_system=True) | Q(team__is_platform=True))
+                   .values_list("public_key", flat=True))
+    nodes: dict[tuple[str, dt.datetime], metering.Counters] = defaultdict(metering.Counters)
+    for (node, account, hour), step in by_node.items():
+        if account not in platform:
+            nodes[(node, hour)] += step
     adapt = datetime_adapter()
     fields = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes")
-    rows_upsert(NodeUsageHour, ("node", "account_public_key", "hour", *fields),
-                [(node, account, adapt(hour), *(getattr(c, f) for f in fields))
-                 for (node, account, hour), c in sorted(by_node.items())],
-                conflict=("node", "account_public_key", "hour"), merge=dict.fromkeys(fields, Merge.ADD))
+    rows_upsert(NodeUsageHour, ("node", "hour", *fields),
+                [(node, adapt(hour), *(getattr(c, f) for f in fields)) for (node, hour), c in sorted(nodes.items())],
+                conflict=("node", "hour"), merge=dict.fromkeys(fields, Merge.ADD))

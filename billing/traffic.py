@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -93,21 +93,15 @@ def export_use_counters_prune(*, before: dt.datetime) -> int:
 @dataclass(frozen=True)
 class NodeHour:
     node: str
-    account: str
     hour: dt.datetime
-    bytes: int  # sent plus received
+    bytes: int  # sent plus received, tenants' clients
 
 
-def node_hours_between(*, start: dt.datetime, end: dt.datetime,
-                       accounts: Iterable[str] | None = None) -> list[NodeHour]:
-    """Each (node, account, hour) of [start, end) with the bytes the node carried for the account's clients
-    (sent plus received), optionally only for ``accounts``."""
-    rows = NodeUsageHour.objects.filter(hour__gte=start, hour__lt=end)
-    if accounts is not None:
-        rows = rows.filter(account_public_key__in=list(accounts))
-    return [NodeHour(node=n, account=a, hour=h, bytes=s + r) for n, a, h, s, r in rows.order_by(
-        "node", "hour", "account_public_key").values_list("node", "account_public_key", "hour", "sent_bytes",
-                                                          "received_bytes") if s + r]
+def node_hours_between(*, start: dt.datetime, end: dt.datetime) -> list[NodeHour]:
+    """Each (node, hour) of [start, end) with the bytes the node exchanged with tenants' clients."""
+    rows = NodeUsageHour.objects.filter(hour__gte=start, hour__lt=end).order_by("node", "hour")
+    return [NodeHour(node=n, hour=h, bytes=s + r) for n, h, s, r in rows.values_list(
+        "node", "hour", "sent_bytes", "received_bytes") if s + r]
 
 
 @dataclass(frozen=True)

@@ -63,13 +63,6 @@ def invoices_collectible(*, start: dt.datetime) -> QuerySet[Invoice]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _platform_keys() -> set[str]:
-    """Accounts that are the platform's own (the system account, ngs): their traffic is not a tenant's."""
-    keys = set(Account.objects.filter(Q(is_system=True) | Q(team__is_platform=True)).values_list("public_key",
-                                                                                                    flat=True))
-    return keys | set(PlanSpan.objects.filter(team__is_platform=True).values_list("account_public_key", flat=True))
-
-
 def _team_of_keys(keys: set[str]) -> dict[str, int]:
     """Each account key's team, deleted accounts included (their plan history keeps it)."""
     teams = dict(PlanSpan.objects.filter(account_public_key__in=keys).values_list("account_public_key", "team_id"))
@@ -79,9 +72,9 @@ def _team_of_keys(keys: set[str]) -> dict[str, int]:
 
 def operator_bytes(*, start: dt.datetime, end: dt.datetime) -> dict[int, int]:
     """Bytes tenants' clients exchanged with each operator's nodes in [start, end): per node and hour, the node's
-    operator in that hour (the assignment history) is credited with what the ledger counted there."""
-    platform = _platform_keys()
-    hours = [h for h in node_hours_between(start=start, end=end) if h.account not in platform]
+    operator in that hour (the assignment history) is credited with what the ledger counted there (tenants only:
+    billing.NodeUsageHour leaves the platform's own accounts out)."""
+    hours = node_hours_between(start=start, end=end)
     who = NodeAttribution(h.node for h in hours)
     out: dict[int, int] = defaultdict(int)
     for h in hours:

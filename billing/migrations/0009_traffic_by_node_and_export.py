@@ -49,7 +49,6 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('node', models.CharField(max_length=64)),
-                ('account_public_key', models.CharField(max_length=56)),
                 ('hour', models.DateTimeField()),
                 ('sent_msgs', models.BigIntegerField(default=0)),
                 ('sent_bytes', models.BigIntegerField(default=0)),
@@ -58,7 +57,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'indexes': [models.Index(fields=['hour'], name='billing_nodeusagehour_hour')],
-                'constraints': [models.UniqueConstraint(fields=('node', 'account_public_key', 'hour'), name='billing_nodeusagehour_one')],
+                'constraints': [models.UniqueConstraint(fields=('node', 'hour'), name='billing_nodeusagehour_one')],
             },
         ),
     ]

@@ -94,7 +94,7 @@ def _payout(w):
     nov, dec = dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     Invoice.objects.create(team=w["team"], number="T-1", period_start=nov, period_end=dec, total_cents=900,
                            status="paid", paid_at=dec)
-    NodeUsageHour.objects.create(node="n1", account_public_key=w["shop"].public_key, hour=nov, sent_bytes=5)
+    NodeUsageHour.objects.create(node="n1", hour=nov, sent_bytes=5)
     payout_run(period="2026-11", actor=PLATFORM, now=dec + dt.timedelta(days=1))
 
 

@@ -37,9 +37,9 @@ def invoice(team, start, cents, *, paid_at=None, number=None):
                                   status=Invoice.Status.PAID if paid_at else Invoice.Status.OPEN, paid_at=paid_at)
 
 
-def carried(node, account, hour, sent, received=0):
-    NodeUsageHour.objects.create(node=node, account_public_key=account.public_key, hour=hour, sent_bytes=sent,
-                                 received_bytes=received)
+def carried(node, hour, sent, received=0):
+    """What the ledger holds for a node and hour: tenants' traffic only (tests/services/test_traffic_ledger.py)."""
+    NodeUsageHour.objects.create(node=node, hour=hour, sent_bytes=sent, received_bytes=received)
 
 
 def used(exporter, importer, hour, msgs, kind="service"):
@@ -49,7 +49,7 @@ def used(exporter, importer, hour, msgs, kind="service"):
 
 @pytest.fixture
 def world(operator_setup):
-    from accounts_service.services import account_create, system_account_ensure, team_create
+    from accounts_service.services import account_create, team_create
     from broker_gateway.models import NodeAssignment
     from broker_gateway.node_operators import operator_create
     from broker_gateway.nodes import node_add
@@ -62,11 +62,10 @@ def world(operator_setup):
     accounts = {name: account_create(actor=PLATFORM, team=teams[name], name=f"{name}-app", plan="free")
                 for name in teams}
     accounts["pubs2"] = account_create(actor=PLATFORM, team=teams["pubs"], name="pubs-other", plan="free")
-    # November's traffic: 1000 bytes on the platform's node, 3000 on Acme's; the system account's own traffic
-    # (the collector's polls) is no tenant's and counts nothing.
-    carried("n1", accounts["alpha"], NOV + dt.timedelta(hours=5), 600, 400)
-    carried("n2", accounts["beta"], NOV + dt.timedelta(days=3), 1000, 2000)
-    carried("n1", system_account_ensure(), NOV + dt.timedelta(hours=5), 10**9)
+    # November's traffic: 1000 bytes on the platform's node, 3000 on Acme's (and October's counts nothing).
+    carried("n1", NOV + dt.timedelta(hours=5), 600, 400)
+    carried("n2", NOV + dt.timedelta(days=3), 1000, 2000)
+    carried("n2", OCT + dt.timedelta(days=3), 10**9)
     # Use of the publisher's export: 30 + 10 by other teams; 999 by its own team's other account (not counted).
     used(accounts["pubs"], accounts["alpha"], NOV + dt.timedelta(days=1), 30)
     used(accounts["pubs"], accounts["beta"], NOV + dt.timedelta(days=2), 10, kind="stream")
@@ -112,7 +111,7 @@ def test_an_unpaid_invoice_rolls_into_the_period_in_which_it_is_paid(world):
 
     payout_run(period="2026-11", actor=PLATFORM, now=DEC + GRACE)
     Invoice.objects.filter(pk=world["beta_nov"].pk).update(status="paid", paid_at=DEC + dt.timedelta(days=9))
-    carried("n2", world["accounts"]["beta"], DEC + dt.timedelta(days=4), 7)
+    carried("n2", DEC + dt.timedelta(days=4), 7)
     december = payout_run(period="2026-12", actor=PLATFORM, now=JAN + GRACE)
     # 50.00: 40.00 / 5.00 / 5.00; no export was used in December, so the publishers' 5.00 is the community's.
     assert (december.collected_cents, december.operators_cents, december.publishers_cents,
@@ -144,8 +143,7 @@ def test_refusals_write_nothing(world):
     assert nothing_written()
 
     # Revenue, but no operator's node carried any tenant traffic: the operators' 80 % has nobody to go to.
-    NodeUsageHour.objects.exclude(account_public_key__in=[a.public_key for a in world["accounts"].values()]).delete()
-    NodeUsageHour.objects.update(hour=OCT)
+    NodeUsageHour.objects.filter(hour__gte=NOV).delete()
     with pytest.raises(Conflict, match="no node operator carried tenant traffic in 2026-11") as exc:
         payout_run(period="2026-11", actor=PLATFORM, now=DEC + GRACE)
     assert exc.value.code == "payout_no_operator_traffic"
@@ -186,7 +184,7 @@ def test_the_operator_of_each_hour_is_paid_even_after_a_reassignment_or_removal(
     n1, _ = world["nodes"]
     north = operator_create(slug="north", name="North Racks", actor=PLATFORM)
     node_operator_assign(node=n1, operator=north, actor=PLATFORM, at=NOV + dt.timedelta(days=10))
-    carried("n1", world["accounts"]["alpha"], NOV + dt.timedelta(days=20), 500, 500)
+    carried("n1", NOV + dt.timedelta(days=20), 500, 500)
     node_remove(node=n1)  # gone, but what it carried in November stays its operators'
     who = NodeAttribution(["n1"])
     assert who.operator_id("n1", NOV) == world["nodes"][0].operator_id  # the platform, before the reassignment

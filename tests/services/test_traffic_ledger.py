@@ -32,7 +32,9 @@ def node_bytes():
     return {(row["node"], row["hour"].hour): (row["s"], row["r"]) for row in rows}
 
 
-def test_each_node_keeps_what_it_counted_per_hour_and_the_sum_is_the_accounts():
+def test_each_node_keeps_what_it_counted_per_hour_and_the_sum_is_the_accounts(operator_setup):
+    from accounts_service.services import system_account_ensure
+
     later = T0 + dt.timedelta(minutes=1)  # the next hour
     samples_ingest([counters("S1", "n1", 1, T0, 100, 10), counters("S2", "n2", 1, T0, 0, 300),
                     counters("S1", "n1", 2, later, 150, 10), counters("S2", "n2", 2, later, 0, 350)])
@@ -40,11 +42,16 @@ def test_each_node_keeps_what_it_counted_per_hour_and_the_sum_is_the_accounts():
     samples_ingest([counters("S1", "n1", 2, later, 150, 10), counters("S1", "n1", 1, T0, 999, 999)])
     # The node restarted: a new server id under the same name starts from zero; its hours are the same node's.
     samples_ingest([counters("S9", "n1", 1, later + dt.timedelta(seconds=5), 40, 0)])
+    # Another tenant on the same node and hour adds to it; the system account's own traffic (the collector's
+    # polls) is no tenant's: the account's hours have it, the node's not.
+    samples_ingest([counters("S2", "n2", 3, later, 5, 5, account=B),
+                    counters("S2", "n2", 4, later, 10**6, 10**6, account=system_account_ensure().public_key)])
     assert node_bytes() == {("n1", 10): (100, 10), ("n2", 10): (0, 300), ("n1", 11): (50 + 40, 0),
-                            ("n2", 11): (0, 50)}
-    account = UsageHour.objects.aggregate(s=Sum("sent_bytes"), r=Sum("received_bytes"))
+                            ("n2", 11): (5, 50 + 5)}
+    tenants = UsageHour.objects.filter(account_public_key__in=[A, B]).aggregate(s=Sum("sent_bytes"),
+                                                                               r=Sum("received_bytes"))
     nodes = NodeUsageHour.objects.aggregate(s=Sum("sent_bytes"), r=Sum("received_bytes"))
-    assert account == nodes == {"s": 190, "r": 360}
+    assert tenants == nodes == {"s": 195, "r": 365}
     assert not NodeUsageHour.objects.filter(sent_bytes=0, received_bytes=0).exists()  # no row for nothing
 
 
