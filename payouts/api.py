@@ -54,6 +54,24 @@ class LineSerializer(serializers.Serializer):
     cents = serializers.IntegerField()
 
 
+class OperatorSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "NodeOperator"
+
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    is_platform = serializers.BooleanField()
+    contact_email = serializers.CharField(allow_blank=True)
+    nodes = serializers.SerializerMethodField()
+    members = serializers.SerializerMethodField()
+
+    def get_nodes(self, operator: NodeOperator) -> list[str]:
+        return sorted(operator.nodes.values_list("name", flat=True))
+
+    def get_members(self, operator: NodeOperator) -> list[str]:
+        return sorted(operator.members.values_list("username", flat=True))
+
+
 class PayoutLineListApi(APIView):
     """``GET /api/v1/payouts/``: the lines paying someone you speak for: node operators you are a member of (bytes
     their nodes carried) and your teams (as publishers: messages other teams took through your exports). Nobody
@@ -66,6 +84,20 @@ class PayoutLineListApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(lines_for_user(request.user).select_related("operator"), request, self)
         return paginator.get_paginated_response([line_document(line) for line in page])
+
+
+class MyOperatorListApi(APIView):
+    """``GET /api/v1/payouts/operators/``: the node operators you are a member of, with their nodes (what the
+    Payouts page shows above their lines). Nobody else's."""
+
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
+    @extend_schema(operation_id="v1_payouts_operators_list",
+                   responses=paginated(OperatorSerializer, "PaginatedMyNodeOperatorList"))
+    def get(self, request: Request) -> Response:
+        return paginated_response(queryset=NodeOperator.objects.filter(members=request.user).order_by("name")
+                                  if request.user.is_authenticated else NodeOperator.objects.none(),
+                                  serializer_class=OperatorSerializer, request=request, view=self)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -169,24 +201,6 @@ class StatementCsvApi(APIView):
 # ------------------------------------------------------------------------------------------------
 # Staff: node operators
 # ------------------------------------------------------------------------------------------------
-
-
-class OperatorSerializer(serializers.Serializer):
-    class Meta:
-        ref_name = "NodeOperator"
-
-    slug = serializers.CharField()
-    name = serializers.CharField()
-    is_platform = serializers.BooleanField()
-    contact_email = serializers.CharField(allow_blank=True)
-    nodes = serializers.SerializerMethodField()
-    members = serializers.SerializerMethodField()
-
-    def get_nodes(self, operator: NodeOperator) -> list[str]:
-        return sorted(operator.nodes.values_list("name", flat=True))
-
-    def get_members(self, operator: NodeOperator) -> list[str]:
-        return sorted(operator.members.values_list("username", flat=True))
 
 
 class OperatorListApi(APIView):

@@ -6,6 +6,7 @@ from payouts import api, web
 
 api_urlpatterns = [
     path("payouts/", api.PayoutLineListApi.as_view(), name="api-payout-list"),
+    path("payouts/operators/", api.MyOperatorListApi.as_view(), name="api-payout-operators"),
     path("payouts/statements/", api.StatementListApi.as_view(), name="api-payout-statements"),
     path("payouts/statements/<str:period>", api.StatementDetailApi.as_view(), name="api-payout-statement"),
     path("payouts/statements/<str:period>/csv", api.StatementCsvApi.as_view(), name="api-payout-statement-csv"),

@@ -18,9 +18,10 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # Staff routes: no tenant's object; anyone else is a 403 (tests/api/test_payouts_api.py walks them).
 STAFF = {"api-fleet-nodes", "api-payout-statements", "api-payout-statement", "api-payout-statement-csv",
          "api-node-operators", "api-node-operator-members", "api-node-operator-member", "api-node-operator-assign"}
-# api-payout-list lists the caller's own payout lines (tests/api/test_payouts_api.py proves nobody sees another's).
+# api-payout-list and api-payout-operators list the caller's own payout lines and node operators
+# (tests/api/test_payouts_api.py proves nobody sees another's).
 UNSCOPED = {"api-account-list", "api-connect", "api-diagnose", "api-plan-list", "api-invoice-list",
-            "api-team-list", "api-token-list", "api-payout-list"} | STAFF
+            "api-team-list", "api-token-list", "api-payout-list", "api-payout-operators"} | STAFF
 # Routes of a person's own objects (their API tokens): another person's is a 404 (the isolation walk), and no team
 # role applies (the role walk skips them).
 PERSONAL = {"api-token-detail"}

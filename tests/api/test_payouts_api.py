@@ -62,6 +62,12 @@ def test_each_person_sees_only_their_own_lines(paid_out):
     assert _lines(token_client(people["stranger"])) == []
     # Staff read whole statements on their own routes; their /payouts/ is theirs alone, like anyone's.
     assert _lines(token_client(paid_out["staff"])) == []
+    # And the operators they are a member of, with their nodes: only their own.
+    mine = token_client(people["opal"]).get("/api/v1/payouts/operators/").json()["results"]
+    assert [(o["slug"], o["nodes"]) for o in mine] == [("acme-ops", ["n2"])]
+    assert [o["slug"] for o in token_client(people["otto"]).get("/api/v1/payouts/operators/").json()["results"]] == [
+        "other-ops"]
+    assert token_client(people["stranger"]).get("/api/v1/payouts/operators/").json()["results"] == []
     row = token_client(people["opal"]).get("/api/v1/payouts/").json()["results"][0]
     assert row == {"period": "2026-11", "currency": "USD", "position": 1, "bucket": "operator",
                    "payee": "Acme Hosting", "operator": "acme-ops", "team": None, "basis_quantity": 3000,
