@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "accounts_service.apps.AccountsServiceConfig",
     "billing",
     "broker_gateway",
+    "payouts.apps.PayoutsConfig",
 ]
 
 MIDDLEWARE = [
@@ -226,6 +228,9 @@ FLEET_BEAT_RECONCILE_SECONDS = env.float("FLEET_BEAT_RECONCILE_SECONDS", default
 FLEET_VERIFY_SECONDS = env.float("FLEET_VERIFY_SECONDS", default=60.0)
 # The collector polls every node's STATZ this often; on a crash, a node's traffic since its last poll is lost.
 METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
+# Export use (docs/ECONOMICS.md) is read from every node's SUBSZ this often; a subscription that closes loses what it
+# counted since the last poll, so this bounds what a publisher can miss.
+EXPORT_USE_POLL_SECONDS = env.float("EXPORT_USE_POLL_SECONDS", default=5.0)
 # A period is invoiced once it has been over this long (late metering data lands first); its invoice is final.
 INVOICE_GRACE_SECONDS = env.float("INVOICE_GRACE_SECONDS", default=3600.0)
 # The payment provider (billing/payments.py): a dotted path to a class; the default needs no network.
@@ -292,6 +297,10 @@ CELERY_BEAT_SCHEDULE = {
     "quotas-enforce": {"task": "billing.tasks.quotas_enforce", "schedule": env.float("QUOTA_SECONDS", default=60.0)},
     "invoices-generate": {"task": "billing.tasks.invoices_generate",
                           "schedule": env.float("INVOICE_SECONDS", default=3600.0)},
+    # Monthly, after the invoice run (hourly, once INVOICE_GRACE_SECONDS past the month): last month's payout
+    # statement (docs/ECONOMICS.md). https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html#crontab-schedules
+    "payouts-run": {"task": "payouts.tasks.payouts_run_due",
+                    "schedule": crontab(minute=0, hour=env.int("PAYOUTS_HOUR", default=3), day_of_month=1)},
 }
 
 # ------------------------------------------------------------------------------------------------

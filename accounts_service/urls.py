@@ -14,6 +14,7 @@ from billing import api_bills
 from billing import urls as billing_urls
 from broker_gateway import urls as fleet_urls
 from broker_gateway import views as fleet_views
+from payouts import urls as payout_urls
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -24,6 +25,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_urls.urlpatterns)),
     path("api/v1/", include(fleet_urls.api_urlpatterns)),
+    path("api/v1/", include(payout_urls.api_urlpatterns)),
     path("api/v1/accounts/<str:account_pk>/usage", billing_api.AccountUsageApi.as_view(), name="api-account-usage"),
     path("api/v1/accounts/<str:account_pk>/bill", api_bills.AccountBillApi.as_view(), name="api-account-bill"),
     path("api/v1/teams/<int:team_id>/bill", api_bills.TeamBillApi.as_view(), name="api-team-bill"),
@@ -34,6 +36,7 @@ urlpatterns = [
     path("", include(web_urls)),
     path("", include(billing_urls)),
     path("", include(fleet_urls.web_urlpatterns)),
+    path("", include(payout_urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's init script as a file (/api/docs/?script), so the page keeps the console's
     # CSP (script-src 'self'); templates/api_docs.html moves the package page's inline style element to a file.

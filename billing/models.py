@@ -275,3 +275,8 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice.number} #{self.position}"
+
+
+
+# The ledger's traffic by node and by export (the payouts' bases) lives in its own module.
+from billing.models_traffic import ExportUseCounter, ExportUseHour, NodeUsageHour  # noqa: E402, F401

@@ -14,11 +14,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from accounts_service.models import Account
 from billing import metering
 from billing.metering import ConnectionSample, CountersSample, Sample, StorageSample
-from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageHour
+from billing.models import AccountStorage, MeterSample, NodeUsageHour, ServerAccountCounter, UsageHour
 from core.db import Merge, datetime_adapter, rows_upsert
 
 _HOUR_FIELDS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds",
@@ -97,9 +99,12 @@ def _ingest(samples: list[Sample]) -> int:
     dirty_counters: dict[int, _Counter] = {}
     new_counters: dict[tuple[str, str], _Counter] = {}
     dirty_storage: set[str] = set()
+    by_node: dict[tuple[str, str, dt.datetime], metering.Counters] = defaultdict(metering.Counters)
     for sample in fresh:
         if isinstance(sample, CountersSample):
-            _apply_counters(sample, counters, hours, dirty_counters, new_counters)
+            step = _apply_counters(sample, counters, hours, dirty_counters, new_counters)
+            if step is not None and not step.is_zero:
+                by_node[(sample.server_name, sample.account, metering.hour_floor(sample.at))] += step
         elif isinstance(sample, ConnectionSample):
             for hour, seconds in metering.split_by_hour(sample.start, sample.at):
                 hours[(sample.account, hour)].connection_seconds += seconds
@@ -126,6 +131,7 @@ def _ingest(samples: list[Sample]) -> int:
             AccountStorage.objects.filter(pk=row.pk).update(bytes=row.bytes, observed_at=row.observed_at,
                                                             server_name=row.server_name)
     _hours_upsert(hours)
+    _node_hours_upsert(by_node)
     return len(fresh)
 
 
@@ -162,9 +168,10 @@ def _counters_for(accounts: set[str]) -> dict[str, list[_Counter]]:
 
 
 def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]], hours: dict,
-                    dirty: dict[int, _Counter], new: dict[tuple[str, str], _Counter]) -> None:
+                    dirty: dict[int, _Counter], new: dict[tuple[str, str], _Counter]) -> metering.Counters | None:
     """The delta since the last applied snapshot of the same (server id, account) lands in the hour of the
-    sample's ``at`` (the server's clock); a new server id under a known name is that server restarted."""
+    sample's ``at`` (the server's clock); a new server id under a known name is that server restarted. Returns
+    the delta (None for a stale sample)."""
     rows = counters[sample.account]
     row = next((r for r in rows if r.server_id == sample.server_id), None)
     snapshot = metering.Snapshot(server_id=sample.server_id, seq=sample.seq, counters=sample.counters,
@@ -174,7 +181,7 @@ def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]],
         counters=metering.Counters(row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes))
     change = metering.delta(previous, snapshot)
     if change.stale:
-        return
+        return None
     if row is None:
         for other in rows:  # the restarted server's old counters hold no connection
             if other.server_name == sample.server_name and (other.conns or other.leafnodes):
@@ -199,6 +206,7 @@ def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]],
     hour.received_bytes += d.received_bytes
     now = metering.connections_at(((r.conns, r.observed_at) for r in rows), sample.at)  # across servers
     hour.peak_connections = max(hour.peak_connections, now)
+    return d
 
 
 def _apply_storage(sample: StorageSample, storage: dict[str, AccountStorage], hours: dict, dirty: set[str]) -> None:
@@ -232,3 +240,21 @@ def _hours_upsert(hours: dict[tuple[str, dt.datetime], _Hour]) -> None:
                  for (account, hour), h in sorted(hours.items())],
                 conflict=("account_public_key", "hour"),
                 merge={**dict.fromkeys(_HOUR_FIELDS, Merge.ADD), "peak_connections": Merge.MAX})
+
+
+def _node_hours_upsert(by_node: dict[tuple[str, str, dt.datetime], metering.Counters]) -> None:
+    """The same deltas by the node (server name) that counted them, tenants' accounts only: what each node carried
+    for tenants in each hour (the node operators' payout basis, docs/ECONOMICS.md). One row per node and hour."""
+    if not by_node:
+        return
+    platform = set(Account.objects.filter(Q(is_system=True) | Q(team__is_platform=True))
+                   .values_list("public_key", flat=True))
+    nodes: dict[tuple[str, dt.datetime], metering.Counters] = defaultdict(metering.Counters)
+    for (node, account, hour), step in by_node.items():
+        if account not in platform:
+            nodes[(node, hour)] += step
+    adapt = datetime_adapter()
+    fields = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes")
+    rows_upsert(NodeUsageHour, ("node", "hour", *fields),
+                [(node, adapt(hour), *(getattr(c, f) for f in fields)) for (node, hour), c in sorted(nodes.items())],
+                conflict=("node", "hour"), merge=dict.fromkeys(fields, Merge.ADD))

@@ -84,7 +84,7 @@ class UserLeafnodeApi(ServiceTransactionsMixin, AccountScopedApi):
     account_fields = ("public_key", "leaf")
 
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR}, parameters=[
-        OpenApiParameter("port", int, required=False,
+        OpenApiParameter("port", {"type": "integer", "minimum": 1, "maximum": 65535}, required=False,
                          description=f"the leaf's local client port, 1..65535 (default {DEFAULT_LOCAL_PORT})"),
     ])
     def get(self, request: Request, account_pk: str, user_pk: str) -> HttpResponse:

@@ -13,7 +13,8 @@ from accounts_service.models import Account
 from accounts_service.services import system_account_ensure
 from broker_gateway import config as config_render
 from broker_gateway.fleet.driver import DataDirs
-from broker_gateway.models import BrokerNode
+from broker_gateway.models import BrokerNode, NodeOperator
+from broker_gateway.node_operators import node_assignment_start
 from broker_gateway.ports import free_port, port_free
 from broker_gateway.topology import MAX_NODES, region_check, topology_parse
 from core.errors import ApplicationError, Conflict, NotFound
@@ -60,10 +61,10 @@ def _region(region: str | None) -> str:
 
 @transaction.atomic
 def node_add(*, name: str, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-             extra_config: str = "", region: str | None = None) -> BrokerNode:
-    """A new node (desired running) in ``region``. Its config routes to every node of its region and has gateways
-    to every other region; the others are not restarted: routes and gateways are gossiped, so they learn of it
-    when it connects."""
+             extra_config: str = "", region: str | None = None, operator: NodeOperator | None = None) -> BrokerNode:
+    """A new node (desired running) in ``region``, run by ``operator`` (default: the platform). Its config routes
+    to every node of its region and has gateways to every other region; the others are not restarted: routes and
+    gateways are gossiped, so they learn of it when it connects."""
     if not isinstance(name, str) or not _NODE_NAME.match(name):
         raise ApplicationError("node name must be 1-64 letters, digits, '-' or '_'", extra={"field": "name"})
     region = _region(region)
@@ -92,8 +93,11 @@ def node_add(*, name: str, host: str = "127.0.0.1", ports: dict[str, int] | None
     if used & set(ports.values()):
         raise Conflict(f"ports {sorted(used & set(ports.values()))} are used by another node",
                        extra={"field": "ports"})
-    return BrokerNode.objects.create(name=name, host=host, extra_config=extra_config, region=region,
+    node = BrokerNode.objects.create(name=name, host=host, extra_config=extra_config, region=region,
+                                     **({"operator": operator} if operator is not None else {}),
                                      **{k: ports[k] for k in PORT_KINDS})
+    node_assignment_start(node=node)
+    return node
 
 
 def node_remove(*, node: BrokerNode) -> None:

@@ -90,6 +90,12 @@ class AuditEvent(models.Model):
         KEY_ADD = "key.add"
         TEAM_CREATE = "team.create"
         INVITE_REVOKE = "member.invite_revoke"
+        # The platform team's log: staff's acts on node operators and payouts (payouts/, broker_gateway).
+        OPERATOR_CREATE = "operator.create"
+        OPERATOR_MEMBER_ADD = "operator.member_add"
+        OPERATOR_MEMBER_REMOVE = "operator.member_remove"
+        NODE_ASSIGN = "node.assign"
+        PAYOUT_RUN = "payout.run"
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="audit_events", null=True, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,

@@ -15,8 +15,13 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # Routes that name no tenant object: scoping there is by the caller's own teams or by staff permission.
 # api-diagnose names its account inside the body (creds or account): tests/api/test_diagnose_api.py proves
 # another team's creds or account get the same 404 as unknown ones.
-UNSCOPED = {"api-account-list", "api-connect", "api-diagnose", "api-fleet-nodes", "api-plan-list", "api-invoice-list",
-            "api-invitation-list", "api-team-list", "api-token-list"}
+# Staff routes: no tenant's object; anyone else is a 403 (tests/api/test_payouts_api.py walks them).
+STAFF = {"api-fleet-nodes", "api-payout-statements", "api-payout-statement", "api-payout-statement-csv",
+         "api-node-operators", "api-node-operator-members", "api-node-operator-member", "api-node-operator-assign"}
+# api-payout-list and api-payout-operators list the caller's own payout lines and node operators
+# (tests/api/test_payouts_api.py proves nobody sees another's).
+UNSCOPED = {"api-account-list", "api-connect", "api-diagnose", "api-plan-list", "api-invoice-list",
+            "api-invitation-list", "api-team-list", "api-token-list", "api-payout-list", "api-payout-operators"} | STAFF
 # Routes of a person's own objects (their API tokens, the invitations mailed to them): another person's is a 404
 # (the isolation walk), and no team role applies (the role walk skips them).
 PERSONAL = {"api-invitation-accept", "api-token-detail"}

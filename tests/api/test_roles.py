@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 
 from accounts_service import services
 from accounts_service.models import Account, AuditEvent, TeamMembership
-from tests.api.routes import PERSONAL, ROUTES, UNSCOPED, fill, token_client
+from tests.api.routes import PERSONAL, ROUTES, STAFF, UNSCOPED, fill, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,8 @@ def _writes():
     out = []
     for name, route, view in ROUTES:
         for method in WRITES:
-            if hasattr(view, method) and name not in PERSONAL and (name not in UNSCOPED or method == "post"):
+            if (hasattr(view, method) and name not in PERSONAL | STAFF
+                    and (name not in UNSCOPED or method == "post")):
                 out.append((name, route, method))
     return out
 

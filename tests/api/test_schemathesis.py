@@ -142,7 +142,9 @@ def api_objects(operator_setup, _connections_kept_open):
     REAL.update(account_pk=account.public_key, user_pk=user.public_key, export_id=export.pk, import_id=imp.pk,
                 export_account_pk=feed.public_key, token=token, number=invoice.number, activation_id=activation.pk,
                 team_id=team.pk, member_id=team.memberships.get(user=owner).pk, prefix=record.prefix,
-                invitation_id=invitation.pk)
+                invitation_id=invitation.pk,
+                # Staff routes (payouts, node operators): the caller is no staff, so these are its 403s.
+                period=f"{period_start():%Y-%m}", slug="platform", username="alice", name="node-1")
     yield
     REAL.clear()
 

@@ -118,6 +118,14 @@ def console(operator_setup, client) -> dict:
             observed_state=BrokerNode.Observed.HEALTHY, last_healthy_at=timezone.now(), version="2.11.0",
             last_error="nats-server exited with status 1: could not listen on port 4222: address already in use")
 
+    # A node operator the owner is a member of, running one of the nodes (the Payouts page shows it).
+    from broker_gateway.node_operators import node_operator_assign, operator_create, operator_member_add
+
+    racks = operator_create(slug="acme-racks", name="Acme Racks and Rented Servers of the Northern Region",
+                            actor=PLATFORM)
+    operator_member_add(operator=racks, username=owner.get_username(), actor=PLATFORM)
+    node_operator_assign(node=BrokerNode.objects.get(name="eu-west-2"), operator=racks, actor=PLATFORM)
+
     client.force_login(owner)
     acc, user = account.public_key, users[0].public_key
     return {
@@ -143,6 +151,9 @@ def console(operator_setup, client) -> dict:
             "staff-tenants": "/staff/tenants/",
             "staff-tenant": f"/staff/tenants/{team.slug}/",
             "staff-out-of-sync": "/staff/out-of-sync/",
+            "payouts": "/payouts/",
+            "staff-payouts": "/staff/payouts/",
+            "staff-operators": "/staff/operators/",
         },
     }
 

@@ -57,6 +57,47 @@ def _join(w):
         services.invitation_accept(token="x", actor=carol)
 
 
+def _operator(w, slug="acme-ops"):
+    from broker_gateway.node_operators import operator_create
+
+    return operator_create(slug=slug, name="Acme Hosting", actor=PLATFORM)
+
+
+def _member_add(w):
+    from broker_gateway.node_operators import operator_member_add
+
+    operator_member_add(operator=_operator(w), username="bob", actor=PLATFORM)
+
+
+def _member_remove(w):
+    from broker_gateway.node_operators import operator_member_add, operator_member_remove
+
+    operator = operator_member_add(operator=_operator(w), username="bob", actor=PLATFORM)
+    operator_member_remove(operator=operator, username="bob", actor=PLATFORM)
+
+
+def _node_assign(w):
+    from broker_gateway.node_operators import node_operator_assign
+    from broker_gateway.nodes import node_add
+
+    node = node_add(name="n1", ports={"client_port": 21000, "cluster_port": 21001, "monitoring_port": 21002,
+                                      "leafnode_port": 21003, "gateway_port": 21004})
+    node_operator_assign(node=node, operator=_operator(w), actor=PLATFORM)
+
+
+def _payout(w):
+    import datetime as dt
+
+    from billing.models import Invoice, NodeUsageHour
+    from payouts.services import payout_run
+
+    nov, dec = dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    Invoice.objects.create(team=w["team"], number="T-1", period_start=nov, period_end=dec, total_cents=900,
+                           status="paid", paid_at=dec)
+    NodeUsageHour.objects.create(node="n1", hour=nov, sent_bytes=5)
+    payout_run(period="2026-11", actor=PLATFORM, now=dec + dt.timedelta(days=1))
+
+
 WRITES = {
     "account.create": lambda w: services.account_create(actor=w["owner"], team=w["team"], name="new"),
     "account.update": lambda w: services.account_update(actor=w["owner"], account=w["shop"], limits={"conn": 3}),
@@ -91,6 +132,11 @@ WRITES = {
     "member.remove": lambda w: services.member_remove(team=w["team"], membership=w["member"], actor=w["owner"]),
     "team.create": lambda w: services.team_create(name="initech", actor=w["owner"]),
     "token.create": lambda w: services.api_token_create(user=w["owner"], actor=w["owner"], team=w["team"]),
+    "operator.create": _operator,
+    "operator.member_add": _member_add,
+    "operator.member_remove": _member_remove,
+    "node.assign": _node_assign,
+    "payout.run": _payout,
     "token.revoke": lambda w: services.api_token_revoke(
         token=services.api_token_create(user=w["owner"], actor=w["owner"], team=w["team"])[0], actor=w["owner"]),
 }

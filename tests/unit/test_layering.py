@@ -1,6 +1,7 @@
-"""The layering holds: core <- operators <- accounts_service <- billing <- broker_gateway, and only broker_gateway
-imports nats-py. Entry points (management commands, URL confs, the project's settings/celery/wsgi) may import
-every app. Read from the source with ``ast`` (imports inside functions count too), so a new module cannot slip."""
+"""The layering holds: core <- operators <- accounts_service <- billing <- broker_gateway <- payouts, and only
+broker_gateway imports nats-py. Entry points (management commands, URL confs, the project's settings/celery/wsgi)
+may import every app. Read from the source with ``ast`` (imports inside functions count too), so a new module
+cannot slip."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-LAYERS = ["core", "operators", "accounts_service", "billing", "broker_gateway"]
+LAYERS = ["core", "operators", "accounts_service", "billing", "broker_gateway", "payouts"]
 ENTRY_POINTS = {"accounts_service/settings.py", "accounts_service/urls.py", "accounts_service/celery.py",
-                "accounts_service/wsgi.py", "accounts_service/__init__.py", "billing/urls.py", "broker_gateway/urls.py"}
+                "accounts_service/wsgi.py", "accounts_service/__init__.py", "billing/urls.py", "broker_gateway/urls.py",
+                "payouts/urls.py"}
 # Pure modules: no Django at all (docs/ARCHITECTURE.md: pure code).
 PURE = sorted({p.relative_to(REPO).as_posix() for pattern in (
     "core/errors.py", "core/processes.py", "core/regions.py", "core/logfilters.py", "operators/nkeys.py",
@@ -20,7 +22,7 @@ PURE = sorted({p.relative_to(REPO).as_posix() for pattern in (
     "operators/subjects.py",
     "operators/claims.py",
     "operators/claims/*.py", "broker_gateway/config.py", "broker_gateway/topology.py", "broker_gateway/leafconf.py",
-    "billing/metering.py", "billing/pricing.py", "billing/units.py") for p in REPO.glob(pattern)})
+    "billing/metering.py", "billing/pricing.py", "billing/units.py", "payouts/shares.py") for p in REPO.glob(pattern)})
 
 
 def _modules() -> list[Path]:

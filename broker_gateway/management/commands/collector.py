@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from broker_gateway.collector import Collector
+from broker_gateway.export_meter import ExportMeter
 from broker_gateway.selectors import running_node_urls
 
 
@@ -20,8 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--poll", type=float, default=settings.METERING_POLL_SECONDS,
                             help="seconds between STATZ polls of every node")
         parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for a running node")
+        parser.add_argument("--export-poll", type=float, default=settings.EXPORT_USE_POLL_SECONDS,
+                            help="seconds between SUBSZ polls measuring export use (0: do not measure it)")
 
-    def handle(self, *args, poll: float, wait: float, **options) -> None:
+    def handle(self, *args, poll: float, wait: float, export_poll: float, **options) -> None:
         deadline = time.monotonic() + wait
         while not (urls := running_node_urls()):
             if time.monotonic() > deadline:
@@ -29,6 +33,13 @@ class Command(BaseCommand):
             time.sleep(0.5)
         collector = Collector(urls, poll_seconds=poll)
         self.stdout.write(f"collector: metering {', '.join(urls)} (STATZ every {poll:g} s)")
+        # Export use (SUBSZ counters, broker_gateway/export_meter.py) on a thread of its own: its requests wait
+        # for every node's reply and must not hold up the event loop that takes the system events.
+        meter_stop, meter = threading.Event(), None
+        if export_poll > 0:
+            meter = threading.Thread(target=ExportMeter(urls).run, args=(meter_stop,),
+                                     kwargs={"poll_seconds": export_poll}, name="export-meter", daemon=True)
+            meter.start()
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -37,5 +48,10 @@ class Command(BaseCommand):
                 loop.add_signal_handler(signum, stop.set)
             await collector.run(stop)
 
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        finally:
+            meter_stop.set()
+            if meter is not None:
+                meter.join(timeout=30)
         self.stdout.write(f"collector: stopped after {collector.ingested} new samples")

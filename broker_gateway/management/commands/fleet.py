@@ -14,6 +14,7 @@ from broker_gateway.fleet.reconciler import Reconciler
 from broker_gateway.fleet.supervisor import Supervisor
 from broker_gateway.gateway import GatewayUnavailable
 from broker_gateway.models import BrokerNode
+from broker_gateway.node_operators import operator_get
 from broker_gateway.nodes import (
     fleet_ensure,
     fleet_scale,
@@ -107,9 +108,11 @@ class Command(SubcommandCommand):
         for port in ("client", "cluster", "monitoring", "leafnode", "gateway"):
             p.add_argument(f"--{port}-port", type=int, default=None)
         p.add_argument("--extra-config", default="", help="nats-server config appended to the rendered one")
+        p.add_argument("--operator", default=None, help="the node operator that runs it (a slug; default: the "
+                                                        "platform): staff approve an operator's server this way")
 
     def handle_add(self, *, name, region, host, client_port, cluster_port, monitoring_port, leafnode_port,
-                   gateway_port, extra_config, **_) -> None:
+                   gateway_port, extra_config, operator=None, **_) -> None:
         given = {"client_port": client_port, "cluster_port": cluster_port, "monitoring_port": monitoring_port,
                  "leafnode_port": leafnode_port}
         if any(v is not None for v in given.values()) and not all(v is not None for v in given.values()):
@@ -117,9 +120,11 @@ class Command(SubcommandCommand):
                                    "(--gateway-port is optional: a free one is chosen)")
         if gateway_port is not None:
             given["gateway_port"] = gateway_port
+        runner = operator_get(slug=operator) if operator is not None else None
         node = node_add(name=name, host=host, extra_config=extra_config, region=region,
-                        ports=given if client_port is not None else None)
-        self.out(f"added {node.name} to {node.region}: {node.client_url} (monitoring {node.monitoring_url})")
+                        ports=given if client_port is not None else None, operator=runner)
+        self.out(f"added {node.name} to {node.region}: {node.client_url} (monitoring {node.monitoring_url})"
+                 + (f", run by {runner.slug}" if runner is not None else ""))
 
     def add_remove_arguments(self, p) -> None:
         p.add_argument("name")
