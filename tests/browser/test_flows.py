@@ -26,10 +26,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "correct horse battery"
 
 
-def _signed_in(browser, live_server, session: str):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+def _context(browser, live_server, *, session: str | None = None, width: int = 1280, height: int = 900):
+    """A fresh browser context (signed in when given a session cookie), as a new visitor's browser."""
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
     context.set_default_timeout(15_000)
-    context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
+    if session is not None:
+        context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
     return context
 
 
@@ -67,7 +69,7 @@ def test_own_key_user_gets_its_jwt_and_template_and_connects_with_its_own_seed(
     session, account, url = own_key_setup["session"], own_key_setup["account"], own_key_setup["url"]
     key = nkeys.generate(nkeys.KeyType.USER)  # made by the tenant: the platform never sees this seed
 
-    context = _signed_in(browser, live_server, session)
+    context = _context(browser, live_server, session=session)
     page = context.new_page()
     try:
         page.goto(f"{live_server.url}/accounts/{account.public_key}/users/new/")
@@ -131,7 +133,7 @@ def team_setup(operator_setup, client) -> dict:
 def test_invitation_by_email_to_sign_up_and_dashboard_accept(team_setup, live_server, browser, artifacts_dir,
                                                              mailoutbox):
     team, session = team_setup["team"], team_setup["session"]
-    owner_context = _signed_in(browser, live_server, session)
+    owner_context = _context(browser, live_server, session=session)
     page = owner_context.new_page()
     try:
         page.goto(f"{live_server.url}/teams/{team.slug}/")
@@ -145,8 +147,7 @@ def test_invitation_by_email_to_sign_up_and_dashboard_accept(team_setup, live_se
         owner_context.close()
 
     # The first invitee signs up from the link: the email is fixed, and verifying joins the team.
-    context = browser.new_context(viewport={"width": 390, "height": 844})
-    context.set_default_timeout(15_000)
+    context = _context(browser, live_server, width=390, height=844)
     page = context.new_page()
     try:
         page.goto(live_server.url + _mailed_link(mailoutbox, "new@example.com", "/invitations/"))
@@ -167,8 +168,7 @@ def test_invitation_by_email_to_sign_up_and_dashboard_accept(team_setup, live_se
 
     # The second signs up too, asks for a new verification mail (its link carries no invitation) and accepts the
     # invitation from the dashboard instead.
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
+    context = _context(browser, live_server)
     page = context.new_page()
     try:
         page.goto(live_server.url + _mailed_link(mailoutbox, "later@example.com", "/invitations/"))
@@ -223,7 +223,7 @@ def revoked_setup(operator_setup, client) -> dict:
 def test_diagnose_a_pasted_revoked_users_creds_names_the_revocation_first(revoked_setup, live_server, browser,
                                                                           artifacts_dir):
     session, creds = revoked_setup["session"], revoked_setup["creds"]
-    context = _signed_in(browser, live_server, session)
+    context = _context(browser, live_server, session=session)
     page = context.new_page()
     try:
         page.goto(f"{live_server.url}/diagnose/")
