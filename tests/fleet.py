@@ -226,3 +226,26 @@ def running_supercluster(topology: dict[str, int], base_dir: Path, *, timeout: f
         yield regions, sup
     finally:
         sup.stop()
+
+
+def route_interest(node, subject: str) -> bool:
+    """``node`` learned a subscription on ``subject`` from its route (so a publisher there reaches it)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{node.monitoring_url}/routez?subs=1", timeout=1) as response:
+        routes = json.load(response).get("routes") or []
+    return any(subject in (r.get("subscriptions_list") or []) for r in routes)
+
+
+async def route_interest_wait(*pairs: tuple, timeout: float = 10.0) -> None:
+    """Wait (inside an event loop) until each ``(node, subject)``'s node learned that subscription from its route."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    for node, subject in pairs:
+        deadline = loop.time() + timeout
+        while not await asyncio.to_thread(route_interest, node, subject):
+            if loop.time() > deadline:
+                raise AssertionError(f"{node.name} never learned interest in {subject}")
+            await asyncio.sleep(0.05)

@@ -4,23 +4,14 @@ by two other teams, the real export meter (SUBSZ and CONNZ over the system accou
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
 
 import pytest
 
 from accounts_service.rights import PLATFORM
-from tests.fleet import running_fleet
+from tests.fleet import route_interest_wait, running_fleet
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
-
-
-def route_interest(node, subject: str) -> bool:
-    """``node`` learned a subscription on ``subject`` from its route (so a publisher there reaches it)."""
-    with urllib.request.urlopen(f"{node.monitoring_url}/routez?subs=1", timeout=1) as response:
-        routes = json.load(response).get("routes") or []
-    return any(subject in (r.get("subscriptions_list") or []) for r in routes)
 
 
 def use(exporter, importer, kind: str) -> int:
@@ -80,10 +71,7 @@ async def looped(node1, node2, creds, meter, counted) -> None:
 
     await sub.subscribe("feed.>", cb=cb)
     await sub.flush()
-    for _ in range(200):
-        if await asyncio.to_thread(route_interest, node1, "feed.>"):
-            break
-        await asyncio.sleep(0.05)
+    await route_interest_wait((node1, "feed.>"))
     pub = await nats_client.connect_creds(node1.client_url, creds["pub"], name="pub-loop")
     for _ in range(4):
         await pub.publish("feed.loop", b"y" * 10)
@@ -165,13 +153,7 @@ def test_requests_and_deliveries_through_imports_are_counted_exactly(world):
         await b_subs.subscribe("feed.>", cb=counter("b", want))
         for nc in (responder, a_req, b_req, own_req, a_subs, b_subs):
             await nc.flush()
-        for node, subject in ((node2, "weather.*"), (node1, "feed.>")):
-            for _ in range(200):
-                if await asyncio.to_thread(route_interest, node, subject):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"{node.name} never learned interest in {subject}")
+        await route_interest_wait((node2, "weather.*"), (node1, "feed.>"))
         for nc, n in ((a_req, 7), (b_req, 4), (own_req, 3)):
             for _ in range(n * phase):
                 assert (await nc.request("weather.now", b"?", timeout=5)).data == b"sunny"

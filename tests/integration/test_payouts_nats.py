@@ -11,8 +11,7 @@ import pytest
 from django.db.models import Sum
 
 from accounts_service.rights import PLATFORM
-from tests.fleet import running_fleet
-from tests.integration.test_export_use import route_interest
+from tests.fleet import route_interest_wait, running_fleet
 from tests.integration.test_metering import CollectorThread
 from tests.waiting import wait_for
 
@@ -141,13 +140,7 @@ async def traffic(node1, node2, creds: dict[str, str], meter) -> None:
     await beta1.subscribe("feed.>", cb=counting("beta-feed"))
     for nc in (alpha2, alpha1, beta1):
         await nc.flush()
-    for node, subject in ((node1, "feed.>"), (node2, "alpha.x")):
-        for _ in range(200):
-            if await asyncio.to_thread(route_interest, node, subject):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"{node.name} never learned interest in {subject}")
+    await route_interest_wait((node1, "feed.>"), (node2, "alpha.x"))
     pubs1 = await nats_client.connect_creds(node1.client_url, creds["feed"], name="pubs-1")
     beta2 = await nats_client.connect_creds(node2.client_url, creds["news"], name="beta-2")
     for nc, subject, n, size in ((pubs1, "feed.today", N, M), (alpha2, "alpha.x", K, L),
