@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import Max, Sum
+from django.db import connection
 from django.utils import timezone
 
 from accounts_service.plans import PlanTerms
 from billing import metering
-from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageHour
+from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageDay, UsageHour, UsageMonth
 from billing.units import GIB
 from core.templatetags.units import iec
 
@@ -29,15 +29,21 @@ def window_parse(value: str | None) -> str:
 
 
 def connections_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
-    return metering.connections_at(ServerAccountCounter.objects.filter(account_public_key=account_public_key)
-                                   .values_list("conns", "observed_at"), now or timezone.now())
+    return _connected(account_public_key, now or timezone.now())[0]
 
 
 def leafnodes_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
     """The account's leafnode connections (tenants' own servers) now, summed over servers as client connections
     are: each leaf is connected to one server, which alone reports it."""
-    return metering.connections_at(ServerAccountCounter.objects.filter(account_public_key=account_public_key)
-                                   .values_list("leafnodes", "observed_at"), now or timezone.now())
+    return _connected(account_public_key, now or timezone.now())[1]
+
+
+def _connected(account_public_key: str, now: dt.datetime) -> tuple[int, int]:
+    """(client connections, leafnode connections) now, from one read of the account's per-server counters."""
+    rows = list(ServerAccountCounter.objects.filter(account_public_key=account_public_key)
+                .values_list("conns", "leafnodes", "observed_at"))
+    return (metering.connections_at(((c, at) for c, _, at in rows), now),
+            metering.connections_at(((leaf, at) for _, leaf, at in rows), now))
 
 
 def storage_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
@@ -48,24 +54,60 @@ def storage_current(*, account_public_key: str, now: dt.datetime | None = None) 
     return row.bytes if row is not None else 0
 
 
+_TOTALS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds", "storage_byte_seconds")
+_GRAINS = {"hour": UsageHour, "day": UsageDay, "month": UsageMonth}
+
+
 def usage_totals(*, account_public_key: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     """Sums over the hours that start in [hour of ``start``, ``end``): a row is keyed by its hour's start, so the
     hour starting at ``end`` is after the window (as in the invoice's ``used_bytes_between``)."""
-    agg = UsageHour.objects.filter(account_public_key=account_public_key, hour__gte=metering.hour_floor(start),
-                                   hour__lt=end).aggregate(
-        sent_msgs=Sum("sent_msgs"), sent_bytes=Sum("sent_bytes"), received_msgs=Sum("received_msgs"),
-        received_bytes=Sum("received_bytes"), connection_seconds=Sum("connection_seconds"),
-        peak=Max("peak_connections"), storage_byte_seconds=Sum("storage_byte_seconds"),
-    )
-    return {key: value or 0 for key, value in agg.items()}
+    return _totals_many(account_public_key, [(start, end)])[0]
+
+
+def _totals_many(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]]) -> list[dict[str, Any]]:
+    """The totals of several windows in one query. Each window is read as the fewest whole months, days and hours
+    (billing.metering.spans_cover) from the rollups the ledger keeps beside its hours: a 30-day window is ~30
+    day rows and the hours at its two ends, not 720 hours on as many pages."""
+    adapt = connection.ops.adapt_datetimefield_value
+    quote = connection.ops.quote_name
+    parts, params = [], []
+    for tag, (start, end) in enumerate(windows):
+        for grain, lo, hi in metering.spans_cover(start, end):
+            meta = _GRAINS[grain]._meta
+            column = quote(meta.get_field(grain).column)
+            parts.append(f"SELECT {tag} AS w, {', '.join(_TOTALS)}, peak_connections FROM {quote(meta.db_table)} "  # noqa: S608
+                         f"WHERE account_public_key = %s AND {column} >= %s AND {column} < %s")
+            params += [account_public_key, adapt(lo), adapt(hi)]
+    found: dict[int, tuple] = {}
+    if parts:
+        sums = ", ".join(f"SUM({c})" for c in _TOTALS)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT w, {sums}, MAX(peak_connections) FROM ({' UNION ALL '.join(parts)}) AS spans "  # noqa: S608
+                           "GROUP BY w", params)
+            found = {row[0]: row[1:] for row in cursor.fetchall()}
+    out = []
+    for tag in range(len(windows)):
+        values = found.get(tag) or (None,) * (len(_TOTALS) + 1)
+        # PostgreSQL sums bigints as numeric (Decimal): the document holds plain ints, and a float for seconds
+        totals = {field: int(value or 0) for field, value in zip((*_TOTALS, "peak"), values, strict=True)}
+        totals["connection_seconds"] = float(values[_TOTALS.index("connection_seconds")] or 0)
+        out.append(totals)
+    return out
 
 
 def usage_document(*, account_public_key: str, window: str, plan: str, data_bytes: int, used_bytes: int,
                    now: dt.datetime | None = None) -> dict[str, Any]:
     """The usage document of one account (the same for ``ngs.usage`` and ``GET .../usage``)."""
     now = now or timezone.now()
+    totals = usage_totals(account_public_key=account_public_key, start=now - WINDOWS[window], end=now)
+    return _document(account_public_key=account_public_key, window=window, plan=plan, data_bytes=data_bytes,
+                     used_bytes=used_bytes, now=now, totals=totals)
+
+
+def _document(*, account_public_key: str, window: str, plan: str, data_bytes: int, used_bytes: int,
+              now: dt.datetime, totals: dict[str, Any]) -> dict[str, Any]:
     start = now - WINDOWS[window]
-    totals = usage_totals(account_public_key=account_public_key, start=start, end=now)
+    conns, leafnodes = _connected(account_public_key, now)
     return {
         "account": account_public_key,
         "window": window,
@@ -73,9 +115,7 @@ def usage_document(*, account_public_key: str, window: str, plan: str, data_byte
         "end": now.isoformat().replace("+00:00", "Z"),
         "sent": {"msgs": totals["sent_msgs"], "bytes": totals["sent_bytes"]},
         "received": {"msgs": totals["received_msgs"], "bytes": totals["received_bytes"]},
-        "connections": {"current": connections_current(account_public_key=account_public_key, now=now),
-                        "peak": totals["peak"],
-                        "leafnodes": leafnodes_current(account_public_key=account_public_key, now=now)},
+        "connections": {"current": conns, "peak": totals["peak"], "leafnodes": leafnodes},
         "plan": plan,
         "quota": {"data_bytes": data_bytes, "used_bytes": used_bytes},
         "jetstream": {"storage_bytes": storage_current(account_public_key=account_public_key, now=now),
@@ -108,12 +148,15 @@ def period_start(now: dt.datetime | None = None) -> dt.datetime:
 def account_usage(*, account_public_key: str, plan_name: str, window: str,
                   now: dt.datetime | None = None) -> dict[str, Any]:
     """The usage document of an account on ``plan_name``: ``window``'s traffic, and the month's data against
-    the plan's allowance (sent plus received bytes; -1 for an unlimited or operator-managed account)."""
+    the plan's allowance (sent plus received bytes; -1 for an unlimited or operator-managed account). The
+    window's totals and the month's are read in one query."""
     now = now or timezone.now()
-    plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
-    return usage_document(account_public_key=account_public_key, window=window, plan=plan_name,
-                          data_bytes=plan.data_bytes if plan is not None else -1,
-                          used_bytes=month_used_bytes(account_public_key=account_public_key, now=now), now=now)
+    data_bytes = (Plan.objects.filter(name=plan_name).values_list("data_bytes", flat=True).first()
+                  if plan_name else None)
+    totals, month = _totals_many(account_public_key, [(now - WINDOWS[window], now), (period_start(now), now)])
+    return _document(account_public_key=account_public_key, window=window, plan=plan_name,
+                     data_bytes=data_bytes if data_bytes is not None else -1,
+                     used_bytes=month["sent_bytes"] + month["received_bytes"], now=now, totals=totals)
 
 
 def month_used_bytes(*, account_public_key: str, now: dt.datetime | None = None) -> int:
@@ -141,11 +184,12 @@ def usage_series(*, account_public_key: str, chart: str, now: dt.datetime | None
     first = last - step * (count - 1)
     buckets = {first + step * i: {"start": first + step * i, "sent_msgs": 0, "sent_bytes": 0, "received_msgs": 0,
                                   "received_bytes": 0} for i in range(count)}
-    rows = UsageHour.objects.filter(account_public_key=account_public_key, hour__gte=first, hour__lt=last + step)
-    for row in rows.values("hour", "sent_msgs", "sent_bytes", "received_msgs", "received_bytes"):
-        hour = row.pop("hour").astimezone(dt.UTC)
-        key = hour.replace(hour=0) if step == dt.timedelta(days=1) else hour
-        bucket = buckets.get(key)
+    daily = step == dt.timedelta(days=1)
+    model, column = (UsageDay, "day") if daily else (UsageHour, "hour")  # 30 day rows, not 720 hours
+    rows = model.objects.filter(account_public_key=account_public_key, **{f"{column}__gte": first,
+                                                                          f"{column}__lt": last + step})
+    for row in rows.values(column, "sent_msgs", "sent_bytes", "received_msgs", "received_bytes"):
+        bucket = buckets.get(row.pop(column).astimezone(dt.UTC))
         if bucket is not None:
             for field, value in row.items():
                 bucket[field] += value

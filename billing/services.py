@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from billing import metering
 from billing.metering import ConnectionSample, CountersSample, Sample, StorageSample
-from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageHour
+from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageDay, UsageHour, UsageMonth
 from core.db import Merge, datetime_adapter, rows_upsert
 
 _HOUR_FIELDS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds",
@@ -225,10 +225,54 @@ def _counter_values(row: _Counter, adapt) -> tuple:
 
 
 def _hours_upsert(hours: dict[tuple[str, dt.datetime], _Hour]) -> None:
-    """Add to every touched hour (and raise its peak) in one statement per batch."""
+    """Add to every touched hour (and raise its peak), and to its day and month, in one statement per table."""
     adapt = datetime_adapter()
-    rows_upsert(UsageHour, ("account_public_key", "hour", *_HOUR_FIELDS, "peak_connections"),
-                [(account, adapt(hour), *(getattr(h, f) for f in _HOUR_FIELDS), h.peak_connections)
-                 for (account, hour), h in sorted(hours.items())],
-                conflict=("account_public_key", "hour"),
-                merge={**dict.fromkeys(_HOUR_FIELDS, Merge.ADD), "peak_connections": Merge.MAX})
+    days: dict[tuple[str, dt.datetime], _Hour] = defaultdict(_Hour)
+    months: dict[tuple[str, dt.datetime], _Hour] = defaultdict(_Hour)
+    for (account, hour), h in hours.items():
+        day = metering.day_floor(hour)
+        for into in (days[(account, day)], months[(account, metering.month_floor(day))]):
+            for f in _HOUR_FIELDS:
+                setattr(into, f, getattr(into, f) + getattr(h, f))
+            into.peak_connections = max(into.peak_connections, h.peak_connections)
+    for model, column, rows in ((UsageHour, "hour", hours), (UsageDay, "day", days), (UsageMonth, "month", months)):
+        rows_upsert(model, ("account_public_key", column, *_HOUR_FIELDS, "peak_connections"),
+                    [(account, adapt(at), *(getattr(h, f) for f in _HOUR_FIELDS), h.peak_connections)
+                     for (account, at), h in sorted(rows.items())],
+                    conflict=("account_public_key", column),
+                    merge={**dict.fromkeys(_HOUR_FIELDS, Merge.ADD), "peak_connections": Merge.MAX})
+
+
+def usage_hours_add(*, account_public_key: str, hour: dt.datetime, sent_msgs: int = 0, sent_bytes: int = 0,
+                    received_msgs: int = 0, received_bytes: int = 0, connection_seconds: float = 0.0,
+                    storage_byte_seconds: int = 0, peak_connections: int = 0) -> None:
+    """Add usage to one hour of an account (and to its day and month), as ingesting a sample does; the peak is
+    raised, never lowered. For corrections, imports and tests: the collector's samples go through samples_ingest."""
+    with transaction.atomic():
+        _hours_upsert({(account_public_key, metering.hour_floor(hour)): _Hour(
+            sent_msgs=sent_msgs, sent_bytes=sent_bytes, received_msgs=received_msgs, received_bytes=received_bytes,
+            connection_seconds=connection_seconds, storage_byte_seconds=storage_byte_seconds,
+            peak_connections=peak_connections)})
+
+
+def usage_rollups_rebuild() -> None:
+    """Sum every account's days and months again from its hours (a repair: the write path keeps them equal)."""
+    from django.db import connection
+
+    sums = ", ".join(f"SUM({f})" for f in _HOUR_FIELDS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        for model, column, source, source_column, grain in ((UsageDay, "day", UsageHour, "hour", "day"),
+                                                           (UsageMonth, "month", UsageDay, "day", "month")):
+            bucket = _truncated(connection.vendor, source_column, grain)
+            table, source_table = model._meta.db_table, source._meta.db_table
+            cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (the models' own names)
+            cursor.execute(f"INSERT INTO {table} (account_public_key, {column}, {', '.join(_HOUR_FIELDS)}, "  # noqa: S608
+                           f"peak_connections) SELECT account_public_key, {bucket}, {sums}, MAX(peak_connections) "
+                           f"FROM {source_table} GROUP BY account_public_key, {bucket}")
+
+
+def _truncated(vendor: str, column: str, grain: str) -> str:
+    """The start of the UTC day or month of ``column`` as the backend stores a DateTimeField (SQLite: UTC text)."""
+    if vendor == "postgresql":
+        return f"date_trunc('{grain}', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    return f"substr({column}, 1, 10) || ' 00:00:00'" if grain == "day" else f"substr({column}, 1, 7) || '-01 00:00:00'"

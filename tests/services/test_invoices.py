@@ -14,8 +14,9 @@ from django.test import override_settings
 from accounts_service.models import PlanSpan
 from accounts_service.rights import PLATFORM
 from billing import invoices
-from billing.models import Invoice, InvoiceLine, Plan, UsageHour
+from billing.models import Invoice, InvoiceLine, Plan
 from billing.payments import PaymentOutcome
+from billing.services import usage_hours_add
 from billing.units import GIB
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +35,7 @@ def _create(team, name, plan):
 
 
 def _used(account, hour, sent, received=0):
-    UsageHour.objects.create(account_public_key=account.public_key, hour=hour, sent_bytes=sent,
+    usage_hours_add(account_public_key=account.public_key, hour=hour, sent_bytes=sent,
                              received_bytes=received)
 
 
@@ -67,7 +68,7 @@ def test_an_hour_row_belongs_to_the_period_its_hour_starts_in_for_invoices_quota
 
     key = "A" + "B" * 55
     for hour, sent in ((NOV - dt.timedelta(hours=1), 1), (NOV, 10), (DEC - dt.timedelta(hours=1), 100), (DEC, 1000)):
-        UsageHour.objects.create(account_public_key=key, hour=hour, sent_bytes=sent)
+        usage_hours_add(account_public_key=key, hour=hour, sent_bytes=sent)
     assert invoices.used_bytes_between(account_public_key=key, start=NOV, end=DEC) == 110
     assert usage_totals(account_public_key=key, start=NOV, end=DEC)["sent_bytes"] == 110
     assert month_used_bytes(account_public_key=key, now=DEC) == 0  # December has not started using anything yet
