@@ -74,7 +74,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchenv import bench_dir, bench_dir_close, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
+from benchenv import (  # noqa: E402 (bench/ is the script's own folder)
+    bench_dir,
+    bench_dir_close,
+    db_argument,
+    db_describe,
+    django_setup,
+    fmt,
+    load_average,
+    sigterm_unwinds,
+    verdict,
+)
 
 TARGET_RATIO = 0.3
 TENANT_TEAM = "bench-tenants"
@@ -139,13 +149,15 @@ def setup_create(accounts: int) -> Setup:
     have = team.accounts.count()
     if have > accounts:
         raise SystemExit(f"the reused directory holds {have:,} accounts, more than --accounts {accounts:,}")
+    from core.progress import progress_bar
+
     t0 = time.perf_counter()
-    for start in range(have, accounts, 500):
-        with transaction.atomic():  # one commit per 500 accounts rather than per account
-            for i in range(start, min(start + 500, accounts)):
-                acc_services.account_create(actor=PLATFORM, team=team, name=f"acct-{i:06d}", plan=TENANT_PLAN)
-        print(f"\r  creating accounts: {min(start + 500, accounts):,}/{accounts:,}", end="", flush=True)
-    print("\r" + " " * 40 + "\r", end="")
+    with progress_bar("  creating accounts", total=accounts - have, unit="accounts") as progress:
+        for start in range(have, accounts, 500):
+            with transaction.atomic():  # one commit per 500 accounts rather than per account
+                for i in range(start, min(start + 500, accounts)):
+                    acc_services.account_create(actor=PLATFORM, team=team, name=f"acct-{i:06d}", plan=TENANT_PLAN)
+            progress(min(start + 500, accounts) - have)
     create_s = time.perf_counter() - t0
     tenants = sorted(team.accounts.values_list("public_key", flat=True))
     return Setup(tenants=tenants, floor_account=floor_account, migrate_s=migrate_s, create_s=create_s,
@@ -181,9 +193,8 @@ class SeedInfo:
 def usage_seed(db_path: Path, tenants: list[str], days: int, info_path: Path) -> SeedInfo:
     """Insert ``days`` x 24 hours of rows for every tenant, ending with the current hour (reused when a --var-dir
     already holds the same seed)."""
-    import sqlite3
 
-    from django.db import connection, connections
+    from django.db import connection
 
     from billing.metering import hour_floor
     from billing.models import UsageHour
@@ -204,30 +215,10 @@ def usage_seed(db_path: Path, tenants: list[str], days: int, info_path: Path) ->
     others = [f for f in UsageHour._meta.concrete_fields if f.column not in ("id", *columns)]
     extra = tuple(f.get_db_prep_save(f.get_default(), connection) for f in others)
     columns += [f.column for f in others]
-    sql = (f"INSERT INTO {UsageHour._meta.db_table} ({', '.join(columns)}) "
-           f"VALUES ({', '.join('?' * len(columns))})")
-    connections.close_all()  # the journal mode can only change with no other connection open
-    con = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        # A throw-away file: no rollback journal worth keeping, no fsync; WAL again (persistent) afterwards.
-        con.execute("PRAGMA journal_mode=DELETE")
-        con.execute("PRAGMA synchronous=OFF")
-        con.execute("PRAGMA cache_size=-262144")  # 256 MiB: the unique index's hot leaves stay cached
-        t0 = time.perf_counter()
-        con.execute("BEGIN")
-        for h in range(hours):  # hour-major, the order the collector creates them in
-            text = hour_text[h]
-            con.executemany(sql, [(key, text, *seeded(i, h), *extra) for i, key in enumerate(tenants)])
-            if h % 24 == 23:
-                done = (h + 1) * len(tenants)
-                print(f"\r  seeding UsageHour: day {(h + 1) // 24}/{days}, {done:,} rows, "
-                      f"{done / (time.perf_counter() - t0):,.0f} rows/s", end="", flush=True)
-        con.execute("COMMIT")
-        seconds = time.perf_counter() - t0
-        con.execute("PRAGMA journal_mode=WAL")  # no ANALYZE: Django never runs it, so production has no stats
-    finally:
-        con.close()
-    print("\r" + " " * 80 + "\r", end="")
+    if connection.vendor == "postgresql":
+        seconds = _seed_postgres(tenants, hours, h0, columns, extra, days)
+    else:
+        seconds = _seed_sqlite(db_path, tenants, hours, hour_text, columns, extra, days)
     from billing.services import usage_rollups_rebuild
 
     t0 = time.perf_counter()
@@ -239,7 +230,70 @@ def usage_seed(db_path: Path, tenants: list[str], days: int, info_path: Path) ->
     return info
 
 
+def _seed_sqlite(db_path: Path, tenants: list[str], hours: int, hour_text: list[str], columns: list[str],
+                 extra: tuple, days: int) -> float:
+    import sqlite3
+
+    from django.db import connections
+
+    from billing.models import UsageHour
+    from core.progress import progress_bar
+
+    sql = (f"INSERT INTO {UsageHour._meta.db_table} ({', '.join(columns)}) "
+           f"VALUES ({', '.join('?' * len(columns))})")
+    connections.close_all()  # the journal mode can only change with no other connection open
+    con = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        # A throw-away file: no rollback journal worth keeping, no fsync; WAL again (persistent) afterwards.
+        con.execute("PRAGMA journal_mode=DELETE")
+        con.execute("PRAGMA synchronous=OFF")
+        con.execute("PRAGMA cache_size=-262144")  # 256 MiB: the unique index's hot leaves stay cached
+        t0 = time.perf_counter()
+        con.execute("BEGIN")
+        with progress_bar("  seeding UsageHour", total=hours * len(tenants), unit="rows") as progress:
+            for h in range(hours):  # hour-major, the order the collector creates them in
+                text = hour_text[h]
+                con.executemany(sql, [(key, text, *seeded(i, h), *extra) for i, key in enumerate(tenants)])
+                progress((h + 1) * len(tenants))
+        con.execute("COMMIT")
+        seconds = time.perf_counter() - t0
+        con.execute("PRAGMA journal_mode=WAL")  # no ANALYZE: Django never runs it, so production has no stats
+    finally:
+        con.close()
+    return seconds
+
+
+def _seed_postgres(tenants: list[str], hours: int, h0: dt.datetime, columns: list[str], extra: tuple,
+                   days: int) -> float:
+    """COPY, hour after hour (the order the collector creates rows in), in one transaction."""
+    from django.db import connection, transaction
+
+    from billing.models import UsageHour
+    from core.progress import progress_bar
+
+    t0 = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg's own cursor: COPY FROM STDIN
+        with (raw.copy(f"COPY {UsageHour._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy,
+              progress_bar("  seeding UsageHour", total=hours * len(tenants), unit="rows") as progress):
+            for h in range(hours):
+                at = h0 + h * HOUR
+                for i, key in enumerate(tenants):
+                    copy.write_row((key, at, *seeded(i, h), *extra))
+                progress((h + 1) * len(tenants))
+    seconds = time.perf_counter() - t0
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {UsageHour._meta.db_table}")  # what autovacuum does after a bulk load
+    return seconds
+
+
 def db_size(db_path: Path) -> int:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_database_size(current_database())")
+            return cursor.fetchone()[0]
     return sum(p.stat().st_size for p in (db_path, Path(f"{db_path}-wal")) if p.exists())
 
 
@@ -929,7 +983,7 @@ def bench_usage(env: Env, setup: Setup, info: SeedInfo, *, requests: int, rounds
     as many one-shot requests to a trivial responder."""
     from accounts_service.models import Account
     from billing.models import Plan, ServerAccountCounter
-    from broker_gateway.collector import _usage_answer_db
+    from broker_gateway.usage_responder import usage_answer_db as _usage_answer_db
     from tests.waiting import wait_for
 
     rng = random.Random(seed + 1)
@@ -1075,6 +1129,7 @@ def main(argv: list[str] | None = None) -> int:
                         "ingest round and print the top")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the event stream and the requests")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, database) at the end")
+    db_argument(parser)
     parser.add_argument("--var-dir", type=Path, help="use (and keep) this directory; accounts and the seeded ledger "
                         "in it are reused")
     args = parser.parse_args(argv)
@@ -1094,7 +1149,7 @@ def main(argv: list[str] | None = None) -> int:
     floor: FloorSubscriber | None = None
     t_all = time.perf_counter()
     try:
-        django_setup(var_dir)
+        django_setup(var_dir, args.db)
         import subprocess
 
         from django.conf import settings
@@ -1110,8 +1165,9 @@ def main(argv: list[str] | None = None) -> int:
         print("Metering benchmark (bench/metering.py)")
         print(f"  Python {platform.python_version()} ({platform.python_implementation()}), nats-py "
               f"{nats_py_version}, {server_version}")
-        load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
-        print(f"  {platform.machine()}, {os.cpu_count()} CPUs{load}; {'' if args.var_dir else 'temp '}dir {var_dir}")
+        print(f"  {platform.machine()}, {os.cpu_count()} CPUs, {load_average()}; {'' if args.var_dir else 'temp '}dir "
+              f"{var_dir}")
+        print(f"  database: {db_describe()}")
         print()
 
         setup = setup_create(accounts)

@@ -62,13 +62,16 @@ class PgServer:
 
     def start(self) -> PgServer:
         fresh = not (self.data_dir / "PG_VERSION").exists()
+        if self.as_user:  # a mkdtemp directory is 0700: the server's user must be able to pass through it
+            parent = self.data_dir.parent
+            parent.chmod(parent.stat().st_mode | 0o711)
         self._own(self.data_dir)
         self._own(self.socket_dir)
         if fresh:
             subprocess.run([*self.as_user, pg_bin("initdb"), "-D", str(self.data_dir), "-U", USER, "--auth=trust",
                             "-E", "UTF8", "--locale=C"], check=True, capture_output=True)
         self.port = _free_port()
-        log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115 (held by the server)
+        log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         if self.as_user:
             shutil.chown(log.name, "nobody", "nogroup")
         self.proc = subprocess.Popen(

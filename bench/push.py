@@ -102,13 +102,15 @@ def accounts_create(count: int) -> tuple[float, float, int]:
     have = team.accounts.count()
     if have > count:
         raise SystemExit(f"the reused directory holds {have:,} accounts, more than --accounts {count:,}")
+    from core.progress import progress_bar
+
     t0 = time.perf_counter()
-    for start in range(have, count, 500):
-        with transaction.atomic():  # one fsync per 500 accounts rather than per account
-            for i in range(start, min(start + 500, count)):
-                acc_services.account_create(actor=PLATFORM, team=team, name=f"acct-{i:06d}")
-        print(f"\r  creating accounts: {min(start + 500, count):,}/{count:,}", end="", flush=True)
-    print("\r" + " " * 40 + "\r", end="")
+    with progress_bar("  creating accounts", total=count - have, unit="accounts") as progress:
+        for start in range(have, count, 500):
+            with transaction.atomic():  # one fsync per 500 accounts rather than per account
+                for i in range(start, min(start + 500, count)):
+                    acc_services.account_create(actor=PLATFORM, team=team, name=f"acct-{i:06d}")
+            progress(min(start + 500, count) - have)
     return migrate_s, time.perf_counter() - t0, count - have
 
 

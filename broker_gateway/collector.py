@@ -15,22 +15,22 @@ import queue
 import threading
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
 
 from django.db import close_old_connections
 
-from accounts_service.models import Account, NatsUser
-from accounts_service.services import (
-    USAGE_EXPORT_SUBJECT,
-    service_user_ensure,
-    system_account_ensure,
-    usage_service_ensure,
-)
+from accounts_service.models import NatsUser
+from accounts_service.services import service_user_ensure, system_account_ensure
 from billing import services as ledger
 from billing.metering import Counters, CountersSample, Sample, SampleKind
-from billing.selectors import account_usage, window_parse
 from broker_gateway import events, nats_client
 from broker_gateway.events import EVENT_SUBJECTS, JSZ_SUBJECT, STATZ_SUBJECT
+from broker_gateway.usage_responder import (  # noqa: F401 (the collector's names since its first release)
+    USAGE_QUEUE,
+    USAGE_RESPONDER,
+    UsageResponder,
+    usage_answer,
+    usage_responder_user_ensure,
+)
 from operators import services as op_services
 
 log = logging.getLogger(__name__)
@@ -92,35 +92,6 @@ _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # monitori
 
 
 # ------------------------------------------------------------------------------------------------
-# ngs.usage: each account's own usage, over NATS
-# ------------------------------------------------------------------------------------------------
-
-USAGE_RESPONDER = "natsctl-usage"
-USAGE_QUEUE = "ngs-usage"
-
-
-def usage_responder_user_ensure() -> NatsUser:
-    """The ``ngs`` account's user that answers ``ngs.usage.<account>`` requests."""
-    return service_user_ensure(account=usage_service_ensure(), name=USAGE_RESPONDER, sub_allow=[USAGE_EXPORT_SUBJECT],
-                               allow_responses=True)
-
-
-def usage_answer(subject: str, payload: bytes) -> dict[str, Any]:
-    """The answer to a request on ``ngs.usage.<account>``. The account token comes from the subject, which the
-    servers only let an account import with its own key, so an account can only ever learn its own usage."""
-    tokens = subject.split(".")
-    account = Account.objects.filter(public_key=tokens[2]).only("public_key", "plan").first() if len(
-        tokens) == 3 else None
-    if account is None:
-        return {"error": "unknown account"}
-    try:
-        window = window_parse(payload.decode("utf-8", errors="replace"))
-    except ValueError as exc:
-        return {"error": str(exc)}
-    return account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window)
-
-
-# ------------------------------------------------------------------------------------------------
 # The long-running collector
 # ------------------------------------------------------------------------------------------------
 
@@ -132,9 +103,7 @@ class Collector:
         user = collector_user_ensure()
         self.urls, self.poll_seconds, self.statz_timeout = list(urls), poll_seconds, statz_timeout
         self._jwt, self._sign = user.jwt, op_services.nonce_signer_get(user_seed=user.seed)
-        responder = usage_responder_user_ensure()
-        self._usage_jwt = responder.jwt
-        self._usage_sign = op_services.nonce_signer_get(user_seed=responder.seed)
+        self._usage = UsageResponder(self.urls)
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="metering-writer", daemon=True)
         self.ingested = 0
@@ -186,20 +155,6 @@ class Collector:
             out.append(sample)
         return out
 
-    async def _usage_responder(self):
-        """A platform-account connection answering ``ngs.usage.*`` in a queue group (run several collectors)."""
-        nc = await nats_client.connect(self.urls, user_jwt=self._usage_jwt, sign_nonce=self._usage_sign,
-                                       name="natsctl-usage", allow_reconnect=True, max_reconnect_attempts=-1,
-                                       reconnect_time_wait=0.5, error_cb=_connection_trouble)
-
-        async def answer(msg) -> None:
-            document = await asyncio.to_thread(_usage_answer_db, msg.subject, msg.data)
-            await msg.respond(json.dumps(document).encode())
-
-        await nc.subscribe(USAGE_EXPORT_SUBJECT, queue=USAGE_QUEUE, cb=answer)
-        await nc.flush()
-        return nc
-
     def drain(self) -> None:
         """Wait until every queued message is written."""
         self._queue.join()
@@ -244,14 +199,15 @@ class Collector:
             self._queue.put(None)
             self._writer.join(timeout=30)
             return
-        usage_nc = None
+        usage_started = False
         try:
             async def queued(msg) -> None:
                 self._queue.put((msg.subject, msg.data))
 
             for subject in EVENT_SUBJECTS:
                 await nc.subscribe(subject, cb=queued)
-            usage_nc = await self._usage_responder()
+            await self._usage.start(error_cb=_connection_trouble)
+            usage_started = True
             while not stop.is_set():
                 if nc.is_connected:
                     await self.poll(nc)
@@ -265,8 +221,8 @@ class Collector:
                     await self.poll(nc)
                 except Exception as exc:
                     log.warning("collector: final poll failed: %s", exc)
-            if usage_nc is not None:
-                await usage_nc.drain() if usage_nc.is_connected else await usage_nc.close()
+            if usage_started:
+                await self._usage.stop()
             await nc.drain() if nc.is_connected else await nc.close()
             self._queue.put(None)
             self._writer.join(timeout=30)
@@ -275,14 +231,3 @@ class Collector:
 async def _connection_trouble(exc: Exception) -> None:
     """A node went away or is not up yet: one line, not nats-py's traceback; the client reconnects by itself."""
     log.warning("collector connection: %s", exc)
-
-
-def _usage_answer_db(subject: str, payload: bytes) -> dict[str, Any]:
-    close_old_connections()
-    try:
-        return usage_answer(subject, payload)
-    except Exception:  # an answer, never silence: the requester gets an error document
-        log.exception("ngs.usage: could not answer %s", subject)
-        return {"error": "usage is unavailable right now"}
-    finally:
-        close_old_connections()

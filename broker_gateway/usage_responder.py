@@ -1,0 +1,103 @@
+"""``ngs.usage``: each account's own usage, answered over NATS from billing's selectors.
+
+The answers are computed on a few threads of their own that keep their database connection from one answer to the
+next: a new PostgreSQL connection costs ~20 ms (a backend process), a new SQLite one a read of the schema, and an
+answer is a handful of indexed reads. A connection that failed is replaced before the next answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import threading
+from typing import Any
+
+from django.db import DatabaseError, connection
+
+from accounts_service.models import Account, NatsUser
+from accounts_service.services import USAGE_EXPORT_SUBJECT, service_user_ensure, usage_service_ensure
+from billing.selectors import account_usage, window_parse
+from broker_gateway import nats_client
+from operators import services as op_services
+
+log = logging.getLogger(__name__)
+
+USAGE_RESPONDER = "natsctl-usage"
+USAGE_QUEUE = "ngs-usage"
+ANSWER_THREADS = 4
+
+
+def usage_responder_user_ensure() -> NatsUser:
+    """The ``ngs`` account's user that answers ``ngs.usage.<account>`` requests."""
+    return service_user_ensure(account=usage_service_ensure(), name=USAGE_RESPONDER, sub_allow=[USAGE_EXPORT_SUBJECT],
+                               allow_responses=True)
+
+
+def usage_answer(subject: str, payload: bytes) -> dict[str, Any]:
+    """The answer to a request on ``ngs.usage.<account>``. The account token comes from the subject, which the
+    servers only let an account import with its own key, so an account can only ever learn its own usage."""
+    tokens = subject.split(".")
+    account = Account.objects.filter(public_key=tokens[2]).only("public_key", "plan").first() if len(
+        tokens) == 3 else None
+    if account is None:
+        return {"error": "unknown account"}
+    try:
+        window = window_parse(payload.decode("utf-8", errors="replace"))
+    except ValueError as exc:
+        return {"error": str(exc)}
+    return account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window)
+
+
+def usage_answer_db(subject: str, payload: bytes) -> dict[str, Any]:
+    """``usage_answer`` on an answering thread: its connection is kept, unless a database error broke it."""
+    if connection.connection is not None and connection.errors_occurred and not connection.is_usable():
+        connection.close()
+    try:
+        return usage_answer(subject, payload)
+    except DatabaseError:  # the connection may be gone (a database restart): the next answer opens a new one
+        log.exception("ngs.usage: could not answer %s", subject)
+        connection.close()
+        return {"error": "usage is unavailable right now"}
+    except Exception:  # an answer, never silence: the requester gets an error document
+        log.exception("ngs.usage: could not answer %s", subject)
+        return {"error": "usage is unavailable right now"}
+
+
+def _thread_done(barrier: threading.Barrier) -> None:
+    """Run once on every answering thread (the barrier holds each until all have one): its connection closes."""
+    connection.close()
+    barrier.wait(timeout=10)
+
+
+class UsageResponder:
+    """A platform-account connection answering ``ngs.usage.*`` in a queue group (run several collectors)."""
+
+    def __init__(self, urls: list[str]) -> None:
+        user = usage_responder_user_ensure()
+        self.urls, self._jwt = urls, user.jwt
+        self._sign = op_services.nonce_signer_get(user_seed=user.seed)
+        self._pool = concurrent.futures.ThreadPoolExecutor(ANSWER_THREADS, thread_name_prefix="ngs-usage")
+        self._nc = None
+
+    async def start(self, error_cb=None) -> None:
+        self._nc = await nats_client.connect(self.urls, user_jwt=self._jwt, sign_nonce=self._sign,
+                                             name="natsctl-usage", allow_reconnect=True, max_reconnect_attempts=-1,
+                                             reconnect_time_wait=0.5, error_cb=error_cb)
+        loop = asyncio.get_running_loop()
+
+        async def answer(msg) -> None:
+            document = await loop.run_in_executor(self._pool, usage_answer_db, msg.subject, msg.data)
+            await msg.respond(json.dumps(document).encode())
+
+        await self._nc.subscribe(USAGE_EXPORT_SUBJECT, queue=USAGE_QUEUE, cb=answer)
+        await self._nc.flush()
+
+    async def stop(self) -> None:
+        if self._nc is not None:
+            await self._nc.drain() if self._nc.is_connected else await self._nc.close()
+        barrier = threading.Barrier(ANSWER_THREADS)
+        for _ in range(ANSWER_THREADS):  # each answering thread closes its own database connection
+            self._pool.submit(_thread_done, barrier)
+        self._pool.shutdown(wait=True)
