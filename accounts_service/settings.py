@@ -226,6 +226,13 @@ FLEET_BEAT_RECONCILE_SECONDS = env.float("FLEET_BEAT_RECONCILE_SECONDS", default
 FLEET_VERIFY_SECONDS = env.float("FLEET_VERIFY_SECONDS", default=60.0)
 # The collector polls every node's STATZ this often; on a crash, a node's traffic since its last poll is lost.
 METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
+# The collector forwards every event and poll reply into the METERING stream (the platform's metering account);
+# ledger writers consume it, one partition of the accounts each (broker_gateway/ledger_stream.py). Partitions are
+# fixed once the stream exists (an account's partition is a hash of its key); writers (processes the collector
+# starts) may be changed at any restart. Replicas: 3 on a fleet of 3 or more nodes, so losing a node loses nothing.
+METERING_PARTITIONS = env.int("METERING_PARTITIONS", default=4)
+METERING_WRITERS = env.int("METERING_WRITERS", default=2)
+METERING_STREAM_REPLICAS = env.int("METERING_STREAM_REPLICAS", default=1)
 # A period is invoiced once it has been over this long (late metering data lands first); its invoice is final.
 INVOICE_GRACE_SECONDS = env.float("INVOICE_GRACE_SECONDS", default=3600.0)
 # The payment provider (billing/payments.py): a dotted path to a class; the default needs no network.

@@ -1031,6 +1031,20 @@ def bench_usage(env: Env, setup: Setup, info: SeedInfo, *, requests: int, rounds
     # than the current writer ingests in 5 s (see the ingest figure); its backlog would then be what is measured.
     # With no poll, no traffic of an asking connection can reach the ledger before its answer (the SERVER.CONNS
     # event at connect carries zero counters), so every answer must be exact.
+    from broker_gateway import usage_responder
+
+    answer_db = usage_responder.usage_answer_db
+    inside: list[float] = []  # the answer's own work on the responder's thread, per timed request
+
+    def timed_answer(subject: str, payload: bytes) -> dict:
+        start = time.perf_counter()
+        try:
+            return answer_db(subject, payload)
+        finally:
+            inside.append(time.perf_counter() - start)
+
+    usage_responder.usage_answer_db = timed_answer
+    result["inside"] = inside
     ct = CollectorThread([env.url], poll_seconds=3600.0).start()
     loop = asyncio.new_event_loop()
     asker = None
@@ -1074,6 +1088,8 @@ def bench_usage(env: Env, setup: Setup, info: SeedInfo, *, requests: int, rounds
             mine, queue = queue[:per_round], queue[per_round:]
             windows = [rng.choice(WINDOWS) for _ in mine]
             for which in (("floor", "product") if r % 2 == 0 else ("product", "floor")):
+                if which == "product":
+                    inside.clear() if r == 0 else None  # only the timed answers (not the checks) from here on
                 if which == "floor":
                     got = asker.run([(floor_req_creds, FLOOR_SUBJECT, b"24h")] * len(mine))
                     floor_lat += [sec for sec, _ in got if sec is not None]
@@ -1093,6 +1109,7 @@ def bench_usage(env: Env, setup: Setup, info: SeedInfo, *, requests: int, rounds
             asker.close()
         ct.stop()
         loop.close()
+        usage_responder.usage_answer_db = answer_db
 
     bad = []
     for _, key, window, data in result["product"]:
@@ -1257,6 +1274,10 @@ def main(argv: list[str] | None = None) -> int:
                 by_window = {w: [p[0] for p in usage["product"] if p[2] == w] for w in WINDOWS}
                 print("  by window (p50 / p99 ms): " + "; ".join(
                     f"{w} {_ms(_pct(v, 0.5))} / {_ms(_pct(v, 0.99))} ({len(v)})" for w, v in by_window.items() if v))
+                inside = usage["inside"]
+                if inside:
+                    print(f"  of which the answer's own work on the responder's thread (database reads, document): "
+                          f"p50 {_ms(_pct(inside, 0.5))} ms, p99 {_ms(_pct(inside, 0.99))} ms ({len(inside):,})")
                 cold, warm = usage["direct_cold"], usage["direct_warm"]
                 if cold:
                     print(f"  informational: the 30d answer computed in-process (collector._usage_answer_db, no NATS) "

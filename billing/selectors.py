@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from django.db import connection
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from accounts_service.plans import PlanTerms
@@ -156,6 +157,24 @@ def account_usage(*, account_public_key: str, plan_name: str, window: str,
     totals, month = _totals_many(account_public_key, [(now - WINDOWS[window], now), (period_start(now), now)])
     return _document(account_public_key=account_public_key, window=window, plan=plan_name,
                      data_bytes=data_bytes if data_bytes is not None else -1,
+                     used_bytes=month["sent_bytes"] + month["received_bytes"], now=now, totals=totals)
+
+
+def account_usage_by_key(*, public_key: str, window: str, now: dt.datetime | None = None) -> dict[str, Any] | None:
+    """``account_usage`` of the account with ``public_key`` (None if there is none), its row and its plan's
+    allowance read in one query: what ``ngs.usage`` answers, a few reads in all."""
+    from accounts_service.models import Account
+
+    row = (Account.objects.filter(public_key=public_key)
+           .annotate(data_bytes=Subquery(Plan.objects.filter(name=OuterRef("plan")).values("data_bytes")[:1]))
+           .values_list("plan", "data_bytes").first())
+    if row is None:
+        return None
+    plan_name, data_bytes = row
+    now = now or timezone.now()
+    totals, month = _totals_many(public_key, [(now - WINDOWS[window], now), (period_start(now), now)])
+    return _document(account_public_key=public_key, window=window, plan=plan_name,
+                     data_bytes=data_bytes if plan_name and data_bytes is not None else -1,
                      used_bytes=month["sent_bytes"] + month["received_bytes"], now=now, totals=totals)
 
 

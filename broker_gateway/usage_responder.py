@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import threading
 from typing import Any
 
+import orjson
 from django.db import DatabaseError, connection
 
 from accounts_service.models import Account, NatsUser
 from accounts_service.services import USAGE_EXPORT_SUBJECT, service_user_ensure, usage_service_ensure
-from billing.selectors import account_usage, window_parse
+from billing.selectors import account_usage_by_key, window_parse
 from broker_gateway import nats_client
 from operators import services as op_services
 
@@ -39,15 +39,16 @@ def usage_answer(subject: str, payload: bytes) -> dict[str, Any]:
     """The answer to a request on ``ngs.usage.<account>``. The account token comes from the subject, which the
     servers only let an account import with its own key, so an account can only ever learn its own usage."""
     tokens = subject.split(".")
-    account = Account.objects.filter(public_key=tokens[2]).only("public_key", "plan").first() if len(
-        tokens) == 3 else None
-    if account is None:
-        return {"error": "unknown account"}
     try:
         window = window_parse(payload.decode("utf-8", errors="replace"))
     except ValueError as exc:
-        return {"error": str(exc)}
-    return account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window)
+        window, problem = None, str(exc)
+    document = None
+    if len(tokens) == 3 and window is not None:
+        document = account_usage_by_key(public_key=tokens[2], window=window)
+    elif len(tokens) == 3 and Account.objects.filter(public_key=tokens[2]).exists():
+        return {"error": problem}
+    return document if document is not None else {"error": "unknown account"}
 
 
 def usage_answer_db(subject: str, payload: bytes) -> dict[str, Any]:
@@ -89,7 +90,7 @@ class UsageResponder:
 
         async def answer(msg) -> None:
             document = await loop.run_in_executor(self._pool, usage_answer_db, msg.subject, msg.data)
-            await msg.respond(json.dumps(document).encode())
+            await msg.respond(orjson.dumps(document))
 
         await self._nc.subscribe(USAGE_EXPORT_SUBJECT, queue=USAGE_QUEUE, cb=answer)
         await self._nc.flush()

@@ -354,10 +354,9 @@ def test_batches_of_any_size_make_the_same_ledger_as_one_message_at_a_time(seed)
 def test_the_collector_skips_idle_accounts_whose_counters_did_not_move():
     """Every poll lists every account a node knows; an idle one (no connection, same counters) adds nothing."""
     from billing.metering import Counters, CountersSample
-    from broker_gateway.collector import Collector
+    from broker_gateway.ledger_writer import IdleFilter
 
-    collector = Collector.__new__(Collector)  # only the filter: no connection, no database
-    collector._idle = {}
+    idle_filter = IdleFilter()  # what each ledger writer applies to its partition's samples
     at = dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)
 
     def statz(seq, conns, sent, kind=SampleKind.COUNTERS_POLL, leafnodes=0):
@@ -367,7 +366,7 @@ def test_the_collector_skips_idle_accounts_whose_counters_did_not_move():
     polls = [statz(1, 0, 5), statz(2, 0, 5), statz(3, 0, 5), statz(4, 1, 5), statz(5, 1, 5), statz(6, 0, 7),
              statz(7, 0, 7), statz(8, 0, 7, kind=SampleKind.COUNTERS_EVENT), statz(9, 0, 7, leafnodes=1),
              statz(10, 0, 7, leafnodes=1), statz(11, 0, 7), statz(12, 0, 7)]
-    kept = [s.seq for s in collector._changed(polls)]
+    kept = [s.seq for s in idle_filter(polls)]
     # the first idle sample, every sample with a client or leafnode connection (it keeps the account's
     # connections fresh), a move of the counters, every CONNS event, and the first idle one after a leafnode left
     assert kept == [1, 4, 5, 6, 8, 9, 10, 11]
