@@ -386,10 +386,12 @@ def _creds(account, name: str, **perms) -> str:
 
 
 class CollectorThread:
-    def __init__(self, urls: list[str], *, poll_seconds: float, collector_cls=None) -> None:
+    def __init__(self, urls: list[str], *, poll_seconds: float, collector_cls=None, writers: int | None = None,
+                 writer_mode: str = "process") -> None:
         from broker_gateway.collector import Collector
 
-        self.collector = (collector_cls or Collector)(urls, poll_seconds=poll_seconds)
+        self.collector = (collector_cls or Collector)(urls, poll_seconds=poll_seconds, writers=writers,
+                                                      writer_mode=writer_mode)
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
         self.error: BaseException | None = None
@@ -410,6 +412,8 @@ class CollectorThread:
 
         self.thread.start()
         wait_for(lambda: self.stop_event is not None or self.error, timeout=30, what="the collector's loop")
+        # subscribed, the stream there, and every writer process connected to its consumers
+        wait_for(lambda: self.collector.ready.is_set() or self.error, timeout=120, what="the collector and writers")
         return self
 
     def stop(self) -> None:
@@ -692,7 +696,7 @@ def _ledger_count(base_pk: int, server_ids: list[str]) -> int:
 
 
 def product_ingest(env: Env, publisher: Publisher, n: int, server_ids: list[str], *, collector_cls=None,
-                   timeout: float | None = None) -> dict:
+                   timeout: float | None = None, writers: int | None = None, writer_mode: str = "process") -> dict:
     """The real collector ingests the loaded events: seconds from the first publish until the ledger holds a
     MeterSample for each of them."""
     from django.db.models import Max
@@ -702,7 +706,8 @@ def product_ingest(env: Env, publisher: Publisher, n: int, server_ids: list[str]
     from tests.waiting import wait_for
 
     timeout = timeout or max(300.0, n / 5)
-    ct = CollectorThread([env.url], poll_seconds=env.poll_seconds, collector_cls=collector_cls).start()
+    ct = CollectorThread([env.url], poll_seconds=env.poll_seconds, collector_cls=collector_cls, writers=writers,
+                         writer_mode=writer_mode).start()
     try:
         wait_for(lambda: ct.error or subscribed(env.monitoring_url, env.system_key, "natsctl-collector",
                                                 EVENT_SUBJECTS), timeout=30, interval=0.02,
@@ -733,7 +738,7 @@ def product_ingest(env: Env, publisher: Publisher, n: int, server_ids: list[str]
 
 
 def bench_ingest(env: Env, stream: EventStream, publisher: Publisher, floor: FloorSubscriber, *, events: int,
-                 rounds: int, collector_cls=None) -> dict:
+                 rounds: int, collector_cls=None, writers: int | None = None) -> dict:
     """Floor and product over the same chunks; ``collector_cls`` swaps in another Collector (experiments)."""
     product_rates: list[float] = []
     floor_rates: list[float] = []
@@ -745,7 +750,7 @@ def bench_ingest(env: Env, stream: EventStream, publisher: Publisher, floor: Flo
     print(f"  event sizes: median {sizes[len(sizes) // 2]:,} bytes, {sizes[0]:,}-{sizes[-1]:,}", flush=True)
     publisher.load(warm)
     floor.receive(publisher, len(warm))
-    product_ingest(env, publisher, len(warm), stream.server_ids, collector_cls=collector_cls)
+    product_ingest(env, publisher, len(warm), stream.server_ids, collector_cls=collector_cls, writers=writers)
     for r in range(rounds):
         chunk = stream.chunk(events)
         publisher.load(chunk)
@@ -755,14 +760,15 @@ def bench_ingest(env: Env, stream: EventStream, publisher: Publisher, floor: Flo
                 floor_rates.append(len(chunk) / statistics.median(r[0] for r in runs))
                 publish_rates.append(len(chunk) / statistics.median(r[1] for r in runs))
             else:
-                res = product_ingest(env, publisher, len(chunk), stream.server_ids, collector_cls=collector_cls)
+                res = product_ingest(env, publisher, len(chunk), stream.server_ids, collector_cls=collector_cls,
+                                     writers=writers)
                 if not res["complete"]:
                     incomplete += 1
                     print(f"  ! product round {r + 1}: only {res['count']:,}/{len(chunk):,} in the ledger after "
                           f"{res['seconds']:.0f} s", file=sys.stderr)
                 product_rates.append(res["count"] / res["seconds"])
         print(f"  round {r + 1}/{rounds}: product {fmt(product_rates[-1])} events/s, floor {fmt(floor_rates[-1])} "
-              f"events/s (publisher sent them at {fmt(publish_rates[-1])}/s)", flush=True)
+              f"events/s (publisher sent them at {fmt(publish_rates[-1])}/s); {load_average()}", flush=True)
     round_ratios = [p / f for p, f in zip(product_rates, floor_rates, strict=True)]
     return {"product_rates": product_rates, "floor_rates": floor_rates, "publish_rates": publish_rates,
             "product": statistics.median(product_rates), "floor": statistics.median(floor_rates),
@@ -790,28 +796,33 @@ def ledger_verify(stream: EventStream) -> tuple[int, list[str]]:
 
 
 def profile_ingest(env: Env, stream: EventStream, publisher: Publisher, events: int) -> None:
-    """cProfile the collector's writer thread (where the ledger writes happen) over one more product round."""
+    """cProfile a ledger writer's database work (reading the samples out of a batch, the transaction) over one more
+    product round, with one writer on a thread of this process (cProfile sees only this process)."""
     import cProfile
     import io
     import pstats
 
-    from broker_gateway.collector import Collector
+    from broker_gateway.ledger_writer import Writer
 
     prof = cProfile.Profile()
+    original = Writer._write
 
-    class ProfiledCollector(Collector):
-        def _write_loop(self) -> None:  # cProfile only sees the thread that enables it
-            prof.enable()
-            try:
-                super()._write_loop()
-            finally:
-                prof.disable()
+    def profiled(self, partition, messages):
+        prof.enable()
+        try:
+            return original(self, partition, messages)
+        finally:
+            prof.disable()
 
-    chunk = stream.chunk(events)
-    publisher.load(chunk)
-    res = product_ingest(env, publisher, len(chunk), stream.server_ids, collector_cls=ProfiledCollector)
-    print(f"cProfile of the collector's writer thread over {res['count']:,} events "
-          f"({res['count'] / res['seconds']:,.0f} events/s under the profiler)")
+    Writer._write = profiled
+    try:
+        chunk = stream.chunk(events)
+        publisher.load(chunk)
+        res = product_ingest(env, publisher, len(chunk), stream.server_ids, writers=1, writer_mode="thread")
+    finally:
+        Writer._write = original
+    print(f"cProfile of a ledger writer's batches over {res['count']:,} events "
+          f"({res['count'] / res['seconds']:,.0f} events/s under the profiler, writer on a thread of the collector)")
     for key, limit in (("tottime", 28), ("cumulative", 40)):
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats(key).print_stats(limit)
@@ -1102,7 +1113,7 @@ def bench_usage(env: Env, setup: Setup, info: SeedInfo, *, requests: int, rounds
                         else:
                             product.append((seconds, key, window, data))
             print(f"  round {r + 1}/{rounds}: product p50 {_ms(_pct([p[0] for p in product], 0.5))} ms, "
-                  f"floor p50 {_ms(_pct(floor_lat, 0.5))} ms", flush=True)
+                  f"floor p50 {_ms(_pct(floor_lat, 0.5))} ms; {load_average()}", flush=True)
         result.update(product=product, floor=floor_lat, errors=errors)
     finally:
         if asker is not None:
@@ -1145,6 +1156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also cProfile the collector's writer over one more "
                         "ingest round and print the top")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the event stream and the requests")
+    parser.add_argument("--writers", type=int, help="ledger writer processes the collector starts (default: "
+                        "METERING_WRITERS)")
+    parser.add_argument("--partitions", type=int, help="partitions of the metering stream (default: "
+                        "METERING_PARTITIONS)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, database) at the end")
     db_argument(parser)
     parser.add_argument("--var-dir", type=Path, help="use (and keep) this directory; accounts and the seeded ledger "
@@ -1160,6 +1175,8 @@ def main(argv: list[str] | None = None) -> int:
         accounts = min(accounts, 1)  # the ingest figure needs no tenant accounts
 
     sigterm_unwinds()
+    if args.partitions:
+        os.environ["METERING_PARTITIONS"] = str(args.partitions)  # the writer processes inherit it
     var_dir = bench_dir(args.var_dir, "natsctl-meterbench-")
     fleet: Fleet | None = None
     publisher: Publisher | None = None
@@ -1225,7 +1242,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * EventStream.DISCONNECT_SHARE:.0f} % DISCONNECT, shaped on events captured from the node) "
                   f"of {args.event_accounts:,} accounts on {args.servers} server ids, {rounds} interleaved rounds + "
                   "a warm-up")
-            ingest = bench_ingest(env, stream, publisher, floor, events=events, rounds=rounds)
+            writers = args.writers if args.writers is not None else settings.METERING_WRITERS
+            print(f"  the collector forwards into the METERING stream; {writers} ledger writer process(es) over "
+                  f"{settings.METERING_PARTITIONS} partitions; {load_average()}", flush=True)
+            ingest = bench_ingest(env, stream, publisher, floor, events=events, rounds=rounds, writers=writers)
             checked, problems = ledger_verify(stream)
             ok = ingest["ratio"] >= TARGET_RATIO
             print(f"  product collector -> ledger   {fmt(ingest['product']):>9} events/s   "
@@ -1300,7 +1320,8 @@ def main(argv: list[str] | None = None) -> int:
         if info:
             parts.append(f"seed={info.rows:,} rows" + ("" if info.reused else f" in {info.seconds:.0f}s")
                          + f" db={db_size(db_path) / 1e9:.2f}GB")
-        print("RESULT " + " ".join(parts) + f"  (total {time.perf_counter() - t_all:.0f} s)")
+        print("RESULT " + " ".join(parts) + f"  (total {time.perf_counter() - t_all:.0f} s; {load_average()}; "
+              f"{db_describe().split(' (')[0]})")
         return 0
     finally:
         if floor is not None:

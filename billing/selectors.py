@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 from django.db import connection
@@ -50,9 +51,12 @@ def _connected(account_public_key: str, now: dt.datetime) -> tuple[int, int]:
 def storage_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
     """JetStream bytes the account stores now (every replica), if a server reported them recently."""
     now = now or timezone.now()
-    row = AccountStorage.objects.filter(account_public_key=account_public_key,
-                                        observed_at__gte=now - metering.OBSERVATION_FRESH).first()
-    return row.bytes if row is not None else 0
+    # The key is unique: a slice without .first()'s ORDER BY id, which SQLite (no statistics) may answer by walking
+    # the whole table in id order (8 ms on the benchmark's ledger)
+    found = AccountStorage.objects.filter(account_public_key=account_public_key,
+                                          observed_at__gte=now - metering.OBSERVATION_FRESH).values_list("bytes",
+                                                                                                           flat=True)
+    return next(iter(found[:1]), 0)
 
 
 _TOTALS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds", "storage_byte_seconds")
@@ -68,32 +72,51 @@ def usage_totals(*, account_public_key: str, start: dt.datetime, end: dt.datetim
 def _totals_many(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]]) -> list[dict[str, Any]]:
     """The totals of several windows in one query. Each window is read as the fewest whole months, days and hours
     (billing.metering.spans_cover) from the rollups the ledger keeps beside its hours: a 30-day window is ~30
-    day rows and the hours at its two ends, not 720 hours on as many pages."""
+    day rows and the hours at its two ends, not 720 hours on as many pages. Windows that share rows (a window and
+    the month so far both end with today's hours) read them once: the spans are cut at each other's bounds."""
+    spans = [metering.spans_cover(start, end) for start, end in windows]
+    cuts: dict[str, set[dt.datetime]] = {}
+    for grain, lo, hi in (span for window in spans for span in window):
+        cuts.setdefault(grain, set()).update((lo, hi))
+    segments: dict[tuple[str, dt.datetime, dt.datetime], int] = {}
+    members: list[list[int]] = []  # the segments of each window
+    for window in spans:
+        mine = []
+        for grain, lo, hi in window:
+            bounds = sorted(t for t in cuts[grain] if lo <= t <= hi)
+            for a, b in itertools.pairwise(bounds):
+                mine.append(segments.setdefault((grain, a, b), len(segments)))
+        members.append(mine)
+    found = _segments_read(account_public_key, list(segments))
+    out = []
+    for mine in members:
+        rows = [found[i] for i in mine if i in found]
+        totals = {field: sum(int(r[j] or 0) for r in rows) for j, field in enumerate(_TOTALS)}
+        # PostgreSQL sums bigints as numeric (Decimal): the document holds plain ints, and a float for seconds
+        totals["connection_seconds"] = float(sum(float(r[_TOTALS.index("connection_seconds")] or 0) for r in rows))
+        totals["peak"] = max((int(r[-1] or 0) for r in rows), default=0)
+        out.append(totals)
+    return out
+
+
+def _segments_read(account_public_key: str, segments: list[tuple[str, dt.datetime, dt.datetime]]) -> dict[int, tuple]:
+    """The sums (and peak) of each (grain, from, to) segment with rows, by its index, in one UNION ALL query."""
+    if not segments:
+        return {}
     adapt = connection.ops.adapt_datetimefield_value
     quote = connection.ops.quote_name
     parts, params = [], []
-    for tag, (start, end) in enumerate(windows):
-        for grain, lo, hi in metering.spans_cover(start, end):
-            meta = _GRAINS[grain]._meta
-            column = quote(meta.get_field(grain).column)
-            parts.append(f"SELECT {tag} AS w, {', '.join(_TOTALS)}, peak_connections FROM {quote(meta.db_table)} "  # noqa: S608
-                         f"WHERE account_public_key = %s AND {column} >= %s AND {column} < %s")
-            params += [account_public_key, adapt(lo), adapt(hi)]
-    found: dict[int, tuple] = {}
-    if parts:
-        sums = ", ".join(f"SUM({c})" for c in _TOTALS)
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT w, {sums}, MAX(peak_connections) FROM ({' UNION ALL '.join(parts)}) AS spans "  # noqa: S608
-                           "GROUP BY w", params)
-            found = {row[0]: row[1:] for row in cursor.fetchall()}
-    out = []
-    for tag in range(len(windows)):
-        values = found.get(tag) or (None,) * (len(_TOTALS) + 1)
-        # PostgreSQL sums bigints as numeric (Decimal): the document holds plain ints, and a float for seconds
-        totals = {field: int(value or 0) for field, value in zip((*_TOTALS, "peak"), values, strict=True)}
-        totals["connection_seconds"] = float(values[_TOTALS.index("connection_seconds")] or 0)
-        out.append(totals)
-    return out
+    for tag, (grain, lo, hi) in enumerate(segments):
+        meta = _GRAINS[grain]._meta
+        column = quote(meta.get_field(grain).column)
+        parts.append(f"SELECT {tag} AS w, {', '.join(_TOTALS)}, peak_connections FROM {quote(meta.db_table)} "  # noqa: S608
+                     f"WHERE account_public_key = %s AND {column} >= %s AND {column} < %s")
+        params += [account_public_key, adapt(lo), adapt(hi)]
+    sums = ", ".join(f"SUM({c})" for c in _TOTALS)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT w, {sums}, MAX(peak_connections) FROM ({' UNION ALL '.join(parts)}) AS spans "  # noqa: S608
+                       "GROUP BY w", params)
+        return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
 def usage_document(*, account_public_key: str, window: str, plan: str, data_bytes: int, used_bytes: int,
@@ -165,9 +188,10 @@ def account_usage_by_key(*, public_key: str, window: str, now: dt.datetime | Non
     allowance read in one query: what ``ngs.usage`` answers, a few reads in all."""
     from accounts_service.models import Account
 
-    row = (Account.objects.filter(public_key=public_key)
-           .annotate(data_bytes=Subquery(Plan.objects.filter(name=OuterRef("plan")).values("data_bytes")[:1]))
-           .values_list("plan", "data_bytes").first())
+    found = (Account.objects.filter(public_key=public_key).order_by()
+             .annotate(data_bytes=Subquery(Plan.objects.filter(name=OuterRef("plan")).order_by().values("data_bytes")))
+             .values_list("plan", "data_bytes"))
+    row = next(iter(found[:1]), None)  # (keys and plan names are unique: no ORDER BY)
     if row is None:
         return None
     plan_name, data_bytes = row
