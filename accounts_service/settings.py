@@ -233,6 +233,8 @@ METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
 METERING_PARTITIONS = env.int("METERING_PARTITIONS", default=4)
 METERING_WRITERS = env.int("METERING_WRITERS", default=2)
 METERING_STREAM_REPLICAS = env.int("METERING_STREAM_REPLICAS", default=1)
+# A batch a writer took and did not acknowledge (it died) is delivered again after this long.
+METERING_ACK_WAIT = env.float("METERING_ACK_WAIT", default=30.0)
 # A period is invoiced once it has been over this long (late metering data lands first); its invoice is final.
 INVOICE_GRACE_SECONDS = env.float("INVOICE_GRACE_SECONDS", default=3600.0)
 # The payment provider (billing/payments.py): a dotted path to a class; the default needs no network.

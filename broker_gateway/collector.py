@@ -28,9 +28,9 @@ from broker_gateway.events import EVENT_SUBJECTS, JSZ_SUBJECT, STATZ_SUBJECT
 from broker_gateway.ledger_stream import (
     POLL_SUBJECTS,
     STREAM,
+    EventBatcher,
     Forwarder,
     consumer_name,
-    event_subject,
     ledger_user_ensure,
     partitions_count,
     stream_ensure,
@@ -126,8 +126,14 @@ class Collector:
         self.ready = threading.Event()  # subscribed to the events, the stream there, answering ngs.usage
         self.forwarded = 0
         self._forwarder: Forwarder | None = None
+        self._batcher: EventBatcher | None = None
         self._js = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def events(self) -> int:
+        """Events received and handed to the stream so far."""
+        return self._batcher.events if self._batcher is not None else 0
 
     @property
     def ingested(self) -> int:
@@ -143,6 +149,8 @@ class Collector:
     async def _drained(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if self._batcher is not None:
+            await self._batcher.flush()
         if self._forwarder is not None:
             await self._forwarder.settle(timeout)
         while loop.time() < deadline:
@@ -201,17 +209,25 @@ class Collector:
         usage_started = False
         try:
             self._js = out.jetstream(timeout=5)
-            await stream_ensure(self._js, partitions=self.partitions, replicas=settings.METERING_STREAM_REPLICAS)
+            while not stop.is_set():  # a cluster just started elects its JetStream leader first: until then, again
+                try:
+                    await stream_ensure(self._js, partitions=self.partitions,
+                                        replicas=settings.METERING_STREAM_REPLICAS)
+                    break
+                except Exception as exc:
+                    log.warning("collector: the metering stream is not ready yet (%s); retrying", exc)
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=0.5)
+                    except TimeoutError:
+                        pass
             self._forwarder = Forwarder(out)
             await self._forwarder.start()
             self._pool.start()
-            partitions, forward = self.partitions, self._forwarder.publish
+            self._batcher = EventBatcher(self._forwarder.publish, partitions=self.partitions)
+            add = self._batcher.add
 
             async def forwarded(msg) -> None:
-                subject = event_subject(msg.subject, partitions)
-                if subject is not None:
-                    await forward(subject, msg.data)
-                    self.forwarded += 1
+                await add(msg.subject, msg.data)
 
             for subject in EVENT_SUBJECTS:
                 await nc.subscribe(subject, cb=forwarded, pending_msgs_limit=1_000_000,
@@ -238,12 +254,14 @@ class Collector:
             if usage_started:
                 await self._usage.stop()
             await nc.drain() if nc.is_connected else await nc.close()
+            if self._batcher is not None:
+                await self._batcher.flush()
             if self._forwarder is not None:
                 if not await self._forwarder.settle(10.0):
                     log.warning("collector: %d messages not acknowledged by the stream at exit (a collector running "
                                 "beside this one forwards them too)", self._forwarder.pending)
                 await self._forwarder.stop()
-            if self.writer_mode == "thread" and self._js is not None:
+            if self.writer_mode == "thread" and self.writers and self._js is not None:
                 with contextlib.suppress(Exception):
                     await self._drained(30.0)  # in-process writers finish what this collector forwarded
             self._pool.stop()

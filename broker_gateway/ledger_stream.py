@@ -9,8 +9,9 @@ unacknowledged and they come again, and the ledger's idempotency keys make the s
 
 Subjects (the stream holds ``natsctl.metering.>``):
 
-- ``natsctl.metering.<k>.<original subject>``: an event of an account in partition ``k`` (the account is the
-  event subject's third token, so the collector never parses an event);
+- ``natsctl.metering.<k>.events``: a batch of events of accounts in partition ``k``, each with the subject it
+  came on (the account is the event subject's third token, so the collector never parses an event; batches of a
+  few hundred make one stream write, one acknowledgement and one delivery of many events);
 - ``natsctl.metering.poll.statz`` / ``.jsz``: a server's whole poll reply, every account of that server in it.
 
 Each partition has a durable pull consumer (``ledger-<k>``) that filters its own events and every poll reply; its
@@ -54,24 +55,45 @@ def partitions_count() -> int:
     return max(1, settings.METERING_PARTITIONS)
 
 
-def event_subject(subject: str, partitions: int) -> str | None:
-    """The stream subject of a ``$SYS.ACCOUNT.<acc>....`` event, or None for anything else."""
+def event_partition(subject: str, partitions: int) -> int | None:
+    """The partition of a ``$SYS.ACCOUNT.<acc>....`` event, or None for anything else."""
     tokens = subject.split(".", 3)
     if len(tokens) < 4 or tokens[1] != "ACCOUNT":
         return None
-    return f"{PREFIX}.{partition_of(tokens[2], partitions)}.{subject}"
+    return partition_of(tokens[2], partitions)
 
 
-def original_subject(subject: str) -> str:
-    """What nats-server published the forwarded message on (a poll reply: the poll's subject)."""
-    if subject in POLL_ORIGIN:
-        return POLL_ORIGIN[subject]
-    return subject.split(".", 3)[3]
+def events_subject(partition: int) -> str:
+    return f"{PREFIX}.{partition}.events"
+
+
+def events_pack(events: list[tuple[str, bytes]]) -> bytes:
+    """A batch of (subject, data) as one message body: per event a 2-byte subject length, the subject, a 4-byte data
+    length and the data (big-endian)."""
+    parts = []
+    for subject, data in events:
+        raw = subject.encode()
+        parts += (len(raw).to_bytes(2, "big"), raw, len(data).to_bytes(4, "big"), data)
+    return b"".join(parts)
+
+
+def events_unpack(body: bytes) -> list[tuple[str, bytes]]:
+    out, i, end = [], 0, len(body)
+    while i < end:
+        n = int.from_bytes(body[i:i + 2], "big")
+        subject = body[i + 2:i + 2 + n].decode()
+        i += 2 + n
+        m = int.from_bytes(body[i:i + 4], "big")
+        out.append((subject, body[i + 4:i + 4 + m]))
+        i += 4 + m
+    return out
 
 
 def msg_id(data: bytes) -> str:
     """The de-duplication id: nats-server sends every event and reply once, with a sequence number and a timestamp
-    in it, so two equal byte strings are one message received twice."""
+    in it, so two equal byte strings are one message received twice (and a batch published again after a lost
+    acknowledgement is the same bytes). A second collector batches the same events differently: its copies are
+    stored too, and counted once by the ledger's idempotency keys (billing.services)."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
@@ -112,8 +134,8 @@ async def stream_ensure(js, *, partitions: int, replicas: int = 1) -> None:
             await js.consumer_info(STREAM, consumer_name(k))
         except NotFoundError:
             await js.add_consumer(STREAM, api.ConsumerConfig(
-                durable_name=consumer_name(k), ack_policy=api.AckPolicy.ALL, ack_wait=60.0,
-                max_ack_pending=50_000, filter_subjects=[f"{PREFIX}.{k}.>", f"{PREFIX}.poll.>"],
+                durable_name=consumer_name(k), ack_policy=api.AckPolicy.ALL, ack_wait=settings.METERING_ACK_WAIT,
+                max_ack_pending=50_000, filter_subjects=[events_subject(k), f"{PREFIX}.poll.>"],
                 deliver_policy=api.DeliverPolicy.ALL))
 
 
@@ -192,3 +214,47 @@ class Forwarder:
             self._retry_task.cancel()
         if self._sub is not None:
             await self._sub.unsubscribe()
+
+
+class EventBatcher:
+    """Gathers events per partition and hands each partition's batch to ``publish`` when it holds ``max_events``
+    events or ``max_bytes`` bytes, or ``linger`` seconds after its first event."""
+
+    def __init__(self, publish, *, partitions: int, max_events: int = 500, max_bytes: int = 256 * 1024,
+                 linger: float = 0.02) -> None:
+        self._publish, self.partitions = publish, partitions
+        self.max_events, self.max_bytes, self.linger = max_events, max_bytes, linger
+        self._batches: dict[int, list[tuple[str, bytes]]] = {}
+        self._sizes: dict[int, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task] = set()
+        self.events = 0
+
+    async def add(self, subject: str, data: bytes) -> None:
+        k = event_partition(subject, self.partitions)
+        if k is None:
+            return
+        batch = self._batches.setdefault(k, [])
+        batch.append((subject, data))
+        self._sizes[k] = self._sizes.get(k, 0) + len(data) + len(subject) + 6
+        self.events += 1
+        if len(batch) >= self.max_events or self._sizes[k] >= self.max_bytes:
+            await self._send(k)
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.linger, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._timer = None
+        task = asyncio.ensure_future(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _send(self, k: int) -> None:
+        batch = self._batches.pop(k, None)
+        self._sizes.pop(k, None)
+        if batch:
+            await self._publish(events_subject(k), events_pack(batch))
+
+    async def flush(self) -> None:
+        for k in list(self._batches):
+            await self._send(k)

@@ -8,6 +8,7 @@ https://www.sqlite.org/lang_upsert.html https://www.postgresql.org/docs/current/
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -72,5 +73,16 @@ def datetime_adapter() -> Callable[[Any], Any]:
     that costs ~10 µs a call on SQLite, and a metering batch adapts several per sample (a test holds them equal)."""
     if connection.vendor == "sqlite":
         tz = connection.timezone
-        return lambda value: str(value.astimezone(tz).replace(tzinfo=None))
+        utc = tz.utcoffset(None) == dt.timedelta(0) if hasattr(tz, "utcoffset") else False
+
+        def adapt(value):
+            # In UTC, an aware UTC datetime's isoformat is Django's text plus "+00:00": cut it (no replace())
+            if utc and value.utcoffset() == _ZERO:
+                return value.isoformat(" ")[:-6]
+            return str(value.astimezone(tz).replace(tzinfo=None))
+
+        return adapt
     return connection.ops.adapt_datetimefield_value
+
+
+_ZERO = dt.timedelta(0)

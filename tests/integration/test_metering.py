@@ -26,12 +26,13 @@ def fleet2(operator_setup, tmp_path):
 class CollectorThread:
     """The collector on its own event loop and thread, as ``manage.py collector`` runs it."""
 
-    def __init__(self, urls, poll_seconds=0.5):
+    def __init__(self, urls, poll_seconds=0.5, writers=2):
         from broker_gateway.collector import Collector
 
         # The writers on threads of this process (production runs them as processes): they must see the test
         # database. Two of them over the partitions, so a test also crosses writers.
-        self.collector = Collector(urls, poll_seconds=poll_seconds, statz_timeout=0.3, writers=2, writer_mode="thread")
+        self.collector = Collector(urls, poll_seconds=poll_seconds, statz_timeout=0.3, writers=writers,
+                                   writer_mode="thread")
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
         self.thread = threading.Thread(target=self._run, name="collector", daemon=True)

@@ -107,6 +107,10 @@ def test_parse_time_keeps_microseconds_of_nanosecond_timestamps():
     assert events.parse_time("2026-11-22T07:30:16.963034934Z") == dt.datetime(2026, 11, 22, 7, 30, 16, 963034,
                                                                                  tzinfo=dt.UTC)
     assert events.parse_time("2026-11-22T07:30:16Z").second == 16
+    for text in ("2026-11-22T07:30:16.9Z", "2026-11-22T07:30:16.000001Z", "2026-11-22T07:30:16.123+01:00",
+                 "2026-11-22T07:30:16.5-00:00", "2026-11-22T07:30:16.123456Z"):  # the fast path and the general one
+        expected = dt.datetime.fromisoformat(text.replace("Z", "+00:00")[:19] + text.replace("Z", "+00:00")[19:])
+        assert events.parse_time(text) == expected, text
 
 
 # ------------------------------------------------------------------------------------------------
