@@ -62,7 +62,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchenv import bench_dir, bench_dir_close, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
+from benchenv import bench_dir, bench_dir_close, db_argument, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
 
 from tests.fleet import nodes_add  # noqa: E402  (the repository root is on sys.path only now)
 from tests.waiting import wait_for  # noqa: E402
@@ -526,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, database) at the end")
     parser.add_argument("--var-dir", type=Path, help="use (and keep) this directory instead of a fresh temp dir; "
                         "accounts already in it are reused, which saves their creation when iterating")
+    db_argument(parser)
     args = parser.parse_args(argv)
     accounts = args.accounts or (2_000 if args.quick else 10_000)
     rounds = args.rounds or (3 if args.quick else 5)
@@ -538,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = None
     t_all = time.perf_counter()
     try:
-        django_setup(var_dir)
+        django_setup(var_dir, args.db)
         import subprocess
 
         from django.conf import settings
