@@ -7,7 +7,6 @@ import itertools
 from typing import Any
 
 from django.db import connection
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from accounts_service.plans import PlanTerms
@@ -70,8 +69,14 @@ def usage_totals(*, account_public_key: str, start: dt.datetime, end: dt.datetim
 
 
 def _totals_many(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]]) -> list[dict[str, Any]]:
-    """The totals of several windows in one query. Each window is read as the fewest whole months, days and hours
-    (billing.metering.spans_cover) from the rollups the ledger keeps beside its hours: a 30-day window is ~30
+    return _read(account_public_key, windows)[0]
+
+
+def _read(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]],
+          current_at: dt.datetime | None = None) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+    """The totals of several windows in one query (and with ``current_at`` the account's connections, leafnode
+    connections and stored bytes then, in the same query). Each window is read as the fewest whole months, days and
+    hours (billing.metering.spans_cover) from the rollups the ledger keeps beside its hours: a 30-day window is ~30
     day rows and the hours at its two ends, not 720 hours on as many pages. Windows that share rows (a window and
     the month so far both end with today's hours) read them once: the spans are cut at each other's bounds."""
     spans = [metering.spans_cover(start, end) for start, end in windows]
@@ -87,7 +92,12 @@ def _totals_many(account_public_key: str, windows: list[tuple[dt.datetime, dt.da
             for a, b in itertools.pairwise(bounds):
                 mine.append(segments.setdefault((grain, a, b), len(segments)))
         members.append(mine)
-    found = _segments_read(account_public_key, list(segments))
+    found = _segments_read(account_public_key, list(segments), current_at)
+    current = None
+    if current_at is not None:
+        conns, leafnodes, *_ = found.get(_CURRENT) or (0, 0)
+        storage = (found.get(_STORED) or (0,))[0]
+        current = {"conns": int(conns or 0), "leafnodes": int(leafnodes or 0), "storage": int(storage or 0)}
     out = []
     for mine in members:
         rows = [found[i] for i in mine if i in found]
@@ -96,16 +106,32 @@ def _totals_many(account_public_key: str, windows: list[tuple[dt.datetime, dt.da
         totals["connection_seconds"] = float(sum(float(r[_TOTALS.index("connection_seconds")] or 0) for r in rows))
         totals["peak"] = max((int(r[-1] or 0) for r in rows), default=0)
         out.append(totals)
-    return out
+    return out, current
 
 
-def _segments_read(account_public_key: str, segments: list[tuple[str, dt.datetime, dt.datetime]]) -> dict[int, tuple]:
-    """The sums (and peak) of each (grain, from, to) segment with rows, by its index, in one UNION ALL query."""
-    if not segments:
+_CURRENT, _STORED = -1, -2  # the rows of _segments_read that hold what is current, not a segment's sums
+
+
+def _segments_read(account_public_key: str, segments: list[tuple[str, dt.datetime, dt.datetime]],
+                   current_at: dt.datetime | None = None) -> dict[int, tuple]:
+    """The sums (and peak) of each (grain, from, to) segment with rows, by its index, in one UNION ALL query; with
+    ``current_at`` also, under _CURRENT, the client and leafnode connections of the servers heard from within
+    OBSERVATION_FRESH (billing.metering.connections_at) and, under _STORED, the stored bytes reported as freshly."""
+    if not segments and current_at is None:
         return {}
     adapt = connection.ops.adapt_datetimefield_value
     quote = connection.ops.quote_name
     parts, params = [], []
+    if current_at is not None:
+        since = adapt(current_at - metering.OBSERVATION_FRESH)
+        counters, stored = (quote(m._meta.db_table) for m in (ServerAccountCounter, AccountStorage))
+        rest = "0 AS received_msgs, 0 AS received_bytes, 0.0 AS connection_seconds, 0 AS storage_byte_seconds, " \
+               "0 AS peak_connections"  # (the union's column names: the first SELECT's)
+        parts += [f"SELECT {_CURRENT} AS w, conns AS sent_msgs, leafnodes AS sent_bytes, {rest} "  # noqa: S608
+                  f"FROM {counters} WHERE account_public_key = %s AND observed_at >= %s",
+                  f"SELECT {_STORED} AS w, bytes AS sent_msgs, 0 AS sent_bytes, {rest} "  # noqa: S608
+                  f"FROM {stored} WHERE account_public_key = %s AND observed_at >= %s"]
+        params += [account_public_key, since, account_public_key, since]
     for tag, (grain, lo, hi) in enumerate(segments):
         meta = _GRAINS[grain]._meta
         column = quote(meta.get_field(grain).column)
@@ -129,9 +155,12 @@ def usage_document(*, account_public_key: str, window: str, plan: str, data_byte
 
 
 def _document(*, account_public_key: str, window: str, plan: str, data_bytes: int, used_bytes: int,
-              now: dt.datetime, totals: dict[str, Any]) -> dict[str, Any]:
+              now: dt.datetime, totals: dict[str, Any], current: dict[str, int] | None = None) -> dict[str, Any]:
     start = now - WINDOWS[window]
-    conns, leafnodes = _connected(account_public_key, now)
+    if current is None:
+        conns, leafnodes = _connected(account_public_key, now)
+        current = {"conns": conns, "leafnodes": leafnodes,
+                   "storage": storage_current(account_public_key=account_public_key, now=now)}
     return {
         "account": account_public_key,
         "window": window,
@@ -139,10 +168,10 @@ def _document(*, account_public_key: str, window: str, plan: str, data_bytes: in
         "end": now.isoformat().replace("+00:00", "Z"),
         "sent": {"msgs": totals["sent_msgs"], "bytes": totals["sent_bytes"]},
         "received": {"msgs": totals["received_msgs"], "bytes": totals["received_bytes"]},
-        "connections": {"current": conns, "peak": totals["peak"], "leafnodes": leafnodes},
+        "connections": {"current": current["conns"], "peak": totals["peak"], "leafnodes": current["leafnodes"]},
         "plan": plan,
         "quota": {"data_bytes": data_bytes, "used_bytes": used_bytes},
-        "jetstream": {"storage_bytes": storage_current(account_public_key=account_public_key, now=now),
+        "jetstream": {"storage_bytes": current["storage"],
                       "gib_hours": round(totals["storage_byte_seconds"] / GIB_HOUR, 9)},
     }
 
@@ -184,22 +213,26 @@ def account_usage(*, account_public_key: str, plan_name: str, window: str,
 
 
 def account_usage_by_key(*, public_key: str, window: str, now: dt.datetime | None = None) -> dict[str, Any] | None:
-    """``account_usage`` of the account with ``public_key`` (None if there is none), its row and its plan's
-    allowance read in one query: what ``ngs.usage`` answers, a few reads in all."""
+    """``account_usage`` of the account with ``public_key`` (None if there is none) in two queries: the account's
+    plan with its allowance, then the window's and the month's totals with what is current. ``ngs.usage`` answers
+    this; plain SQL, as the ORM's query building cost more than the reads themselves."""
     from accounts_service.models import Account
 
-    found = (Account.objects.filter(public_key=public_key).order_by()
-             .annotate(data_bytes=Subquery(Plan.objects.filter(name=OuterRef("plan")).order_by().values("data_bytes")))
-             .values_list("plan", "data_bytes"))
-    row = next(iter(found[:1]), None)  # (keys and plan names are unique: no ORDER BY)
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT a.plan, p.data_bytes FROM {quote(Account._meta.db_table)} a "  # noqa: S608
+                       f"LEFT JOIN {quote(Plan._meta.db_table)} p ON p.name = a.plan WHERE a.public_key = %s",
+                       [public_key])
+        row = cursor.fetchone()
     if row is None:
         return None
     plan_name, data_bytes = row
     now = now or timezone.now()
-    totals, month = _totals_many(public_key, [(now - WINDOWS[window], now), (period_start(now), now)])
+    (totals, month), current = _read(public_key, [(now - WINDOWS[window], now), (period_start(now), now)],
+                                     current_at=now)
     return _document(account_public_key=public_key, window=window, plan=plan_name,
                      data_bytes=data_bytes if plan_name and data_bytes is not None else -1,
-                     used_bytes=month["sent_bytes"] + month["received_bytes"], now=now, totals=totals)
+                     used_bytes=month["sent_bytes"] + month["received_bytes"], now=now, totals=totals, current=current)
 
 
 def month_used_bytes(*, account_public_key: str, now: dt.datetime | None = None) -> int:

@@ -438,3 +438,31 @@ def test_usage_totals_read_from_the_rollups_equal_the_sum_of_the_hours():
     doc = account_usage(account_public_key=ACC, plan_name="", window="30d", now=now)
     month = [v for h, v in hours.items() if dt.datetime(2026, 11, 1, tzinfo=dt.UTC) <= h < now]
     assert doc["quota"] == {"data_bytes": -1, "used_bytes": sum(v[1] for v in month)}
+
+
+def test_the_ngs_usage_answer_equals_the_documents_parts_read_one_by_one(operator_setup, team):
+    """account_usage_by_key (two plain queries) against usage_document and the selectors it replaces."""
+    from accounts_service.rights import PLATFORM
+    from accounts_service.services import account_create
+    from billing.models import AccountStorage, ServerAccountCounter
+    from billing.selectors import account_usage_by_key, connections_current, leafnodes_current, storage_current
+    from billing.services import usage_hours_add
+
+    key = account_create(actor=PLATFORM, team=team, name="asks", plan="free").public_key
+    now = dt.datetime.now(dt.UTC)
+    for h in range(0, 24 * 40, 5):
+        usage_hours_add(account_public_key=key, hour=now - dt.timedelta(hours=h), sent_bytes=h, received_msgs=1,
+                        peak_connections=h % 7)
+    for sid, conns, leafs, age in (("S1", 3, 1, 5), ("S2", 2, 0, 10), ("S3", 9, 4, 3600)):  # S3: not fresh
+        ServerAccountCounter.objects.create(server_id=sid, account_public_key=key, seq=1, conns=conns,
+                                            leafnodes=leafs, observed_at=now - dt.timedelta(seconds=age))
+    AccountStorage.objects.create(account_public_key=key, bytes=12345, observed_at=now - dt.timedelta(seconds=1))
+    for window in ("1h", "24h", "7d", "30d"):
+        doc = account_usage_by_key(public_key=key, window=window, now=now)
+        assert doc["connections"]["current"] == connections_current(account_public_key=key, now=now) == 5
+        assert doc["connections"]["leafnodes"] == leafnodes_current(account_public_key=key, now=now) == 1
+        assert doc["jetstream"]["storage_bytes"] == storage_current(account_public_key=key, now=now) == 12345
+        from billing.selectors import account_usage
+
+        assert doc == account_usage(account_public_key=key, plan_name="free", window=window, now=now)
+    assert account_usage_by_key(public_key="A" + "Z" * 55, window="24h") is None
