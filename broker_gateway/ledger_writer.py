@@ -36,7 +36,8 @@ from operators import services as op_services
 log = logging.getLogger(__name__)
 
 BATCH = 40  # stream messages a fetch (and a transaction) takes at most: batches of up to 500 events, poll replies
-FETCH_WAIT = 0.5  # seconds a fetch waits when the partition has nothing
+FETCH_WAIT = 0.5  # seconds a round of fetches waits when no partition has anything
+FETCH_BUSY = 0.01  # seconds a fetch from an empty partition waits while others have work
 
 
 class IdleFilter:
@@ -116,9 +117,29 @@ class Writer:
                     log.exception("metering: could not ingest a message on %s", subject)
             return count
 
-    async def run(self, stop: asyncio.Event, ready=None) -> None:
+    @staticmethod
+    async def _fetch(sub, wait: float, stop: asyncio.Event) -> list:
         import nats.errors
 
+        try:
+            return await sub.fetch(BATCH, timeout=wait)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        except Exception as exc:  # a reconnect under way: the next round asks again
+            log.warning("ledger writer: fetch failed (%s)", exc)
+            await _wait(stop, 0.2)
+            return []
+
+    async def _acknowledge(self, write, msgs) -> None:
+        """After the batch's transaction committed: every message up to its last (AckPolicy.ALL)."""
+        new = await write
+        self.ingested += new
+        self.messages += len(msgs)
+        if self._on_ingested is not None:
+            self._on_ingested(new)
+        await msgs[-1].ack_sync(timeout=10)
+
+    async def run(self, stop: asyncio.Event, ready=None) -> None:
         nc = None
         while nc is None and not stop.is_set():
             try:
@@ -142,29 +163,25 @@ class Writer:
                     await _wait(stop, 1.0)
             if ready is not None:
                 ready.set()
+            loop = asyncio.get_running_loop()
+            writing = None  # (the write in progress on the database thread, its messages)
+            busy = False
             while not stop.is_set():
+                # A fetch from an empty partition waits for its expiry: short while the others have work, so that
+                # one quiet partition does not hold back the rest; longer once all were empty (no busy loop).
+                wait = FETCH_BUSY if busy else FETCH_WAIT / len(subs)
                 busy = False
                 for k, sub in subs.items():
-                    try:
-                        msgs = await sub.fetch(BATCH, timeout=FETCH_WAIT / len(subs))
-                    except (TimeoutError, nats.errors.TimeoutError):
-                        continue
-                    except Exception as exc:  # a reconnect under way: the next round asks again
-                        log.warning("ledger writer: fetch failed (%s)", exc)
-                        await _wait(stop, 0.2)
-                        continue
-                    if not msgs:
-                        continue
-                    busy = True
-                    new = await asyncio.get_running_loop().run_in_executor(
-                        self._db, self._write, k, [(m.subject, m.data) for m in msgs])
-                    self.ingested += new
-                    self.messages += len(msgs)
-                    if self._on_ingested is not None:
-                        self._on_ingested(new)
-                    await msgs[-1].ack_sync(timeout=10)  # every message up to it (AckPolicy.ALL), after the commit
-                if not busy:
-                    await asyncio.sleep(0)
+                    msgs = await self._fetch(sub, wait, stop)  # (while the previous batch is being written)
+                    if writing is not None:
+                        await self._acknowledge(*writing)
+                        writing = None
+                    if msgs:
+                        busy = True
+                        writing = (loop.run_in_executor(self._db, self._write, k, [(m.subject, m.data) for m in msgs]),
+                                   msgs)
+            if writing is not None:
+                await self._acknowledge(*writing)
         finally:
             await nc.close()
             await asyncio.get_running_loop().run_in_executor(self._db, _connection_close)
