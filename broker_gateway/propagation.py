@@ -315,9 +315,9 @@ class VerifyReport:
     repaired: FleetPushReport | None = None
 
 
-def fleet_verify(*, timeout: float | None = None, batch: int = 2000) -> VerifyReport:
+def fleet_verify(*, timeout: float | None = None, batch: int = 2000, progress: Progress | None = None) -> VerifyReport:
     """Ask the nodes what they hold (LIST, then LOOKUP of every account) instead of trusting our records;
-    re-push what differs and delete accounts that no longer exist."""
+    re-push what differs and delete accounts that no longer exist. ``progress(done, total)``: accounts checked."""
     nodes = healthy_nodes()
     report = VerifyReport(nodes=[n.name for n in nodes])
     if not nodes:
@@ -342,6 +342,8 @@ def fleet_verify(*, timeout: float | None = None, batch: int = 2000) -> VerifyRe
             else:
                 stale.append(pk)
         _claims_record(confirmed)
+        if progress is not None:
+            progress(report.checked, len(ids))
     if stale:
         NodeClaim.objects.filter(account_id__in=stale).delete()  # our records were wrong: forget them
         report.stale = len(stale)

@@ -190,7 +190,8 @@ class Command(SubcommandCommand):
         self.out(f"re-pushed {report.accounts} accounts; {report.complete} now held by every healthy node")
 
     def handle_verify(self, **_) -> None:
-        report = self._gateway_call(fleet_verify)
+        with progress_bar("checking accounts", unit="accounts") as progress:
+            report = self._gateway_call(lambda: fleet_verify(progress=progress))
         self.out(f"checked {report.checked} accounts on {len(report.nodes)} nodes: {report.stale} stale, "
                  f"{len(report.deleted)} deleted")
 
