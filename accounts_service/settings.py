@@ -233,6 +233,8 @@ METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
 METERING_PARTITIONS = env.int("METERING_PARTITIONS", default=4)
 METERING_WRITERS = env.int("METERING_WRITERS", default=2)
 METERING_STREAM_REPLICAS = env.int("METERING_STREAM_REPLICAS", default=1)
+# ngs.usage responder processes the collector starts (a queue group; each answers one request at a time).
+USAGE_RESPONDERS = env.int("USAGE_RESPONDERS", default=2)
 # A batch a writer took and did not acknowledge (it died) is delivered again after this long.
 METERING_ACK_WAIT = env.float("METERING_ACK_WAIT", default=30.0)
 # A period is invoiced once it has been over this long (late metering data lands first); its invoice is final.

@@ -39,6 +39,7 @@ from broker_gateway.usage_responder import (  # noqa: F401 (the collector's name
     USAGE_QUEUE,
     USAGE_RESPONDER,
     UsageResponder,
+    UsageResponderProcesses,
     usage_answer,
     usage_responder_user_ensure,
 )
@@ -118,7 +119,11 @@ class Collector:
         self._jwt, self._sign = user.jwt, op_services.nonce_signer_get(user_seed=user.seed)
         publisher = ledger_user_ensure()
         self._ledger_jwt, self._ledger_sign = publisher.jwt, op_services.nonce_signer_get(user_seed=publisher.seed)
-        self._usage = UsageResponder(self.urls)
+        # ngs.usage: processes of their own in production, answering on their connection's thread; in this
+        # process (threads) beside thread writers (tests: they must see the test database)
+        self._usage = UsageResponder(self.urls) if writer_mode == "thread" else None
+        self._usage_procs = (UsageResponderProcesses(self.urls, settings.USAGE_RESPONDERS)
+                             if writer_mode != "thread" else None)
         self.partitions = partitions_count()
         self.writers = settings.METERING_WRITERS if writers is None else writers
         self.writer_mode = writer_mode
@@ -232,15 +237,22 @@ class Collector:
             for subject in EVENT_SUBJECTS:
                 await nc.subscribe(subject, cb=forwarded, pending_msgs_limit=1_000_000,
                                    pending_bytes_limit=1024 * 1024 * 1024)
-            await self._usage.start(error_cb=_connection_trouble)
+            if self._usage is not None:
+                await self._usage.start(error_cb=_connection_trouble)
+            else:
+                self._usage_procs.start()
             usage_started = True
             await nc.flush()  # the servers hold the subscriptions
             self._pool.wait_ready(timeout=60)
+            if self._usage_procs is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self._usage_procs.wait_ready, 60)
             self.ready.set()
             while not stop.is_set():
                 if nc.is_connected:
                     await self.poll(nc)
                 self._pool.watch()
+                if self._usage_procs is not None:
+                    self._usage_procs.watch()
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
                 except TimeoutError:
@@ -251,8 +263,10 @@ class Collector:
                     await self.poll(nc)
                 except Exception as exc:
                     log.warning("collector: final poll failed: %s", exc)
-            if usage_started:
+            if usage_started and self._usage is not None:
                 await self._usage.stop()
+            elif usage_started:
+                self._usage_procs.stop()
             await nc.drain() if nc.is_connected else await nc.close()
             if self._batcher is not None:
                 await self._batcher.flush()

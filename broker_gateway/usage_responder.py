@@ -102,3 +102,86 @@ class UsageResponder:
         for _ in range(ANSWER_THREADS):  # each answering thread closes its own database connection
             self._pool.submit(_thread_done, barrier)
         self._pool.shutdown(wait=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Responder processes (production): the answer on the connection's own thread
+# ------------------------------------------------------------------------------------------------
+
+
+def process_serve(urls: list[str], ready) -> None:
+    """A responder process (started by ``broker_gateway.writer_pool.usage_process_main``, which sets Django up
+    from the inherited environment first).
+
+    The process exists only to answer, one request at a time, on its NATS connection's own thread: the database
+    reads (~3 ms) run inside the event loop, which saves the two thread wake-ups of an answering pool (about 3 ms on
+    a busy machine). Django refuses synchronous database calls in a thread with a running event loop unless told
+    that blocking it is intended, which it is here and nowhere else: https://docs.djangoproject.com/en/5.2/topics/async/#envvar-DJANGO_ALLOW_ASYNC_UNSAFE
+    Several processes share the queue group (``USAGE_RESPONDERS``)."""
+    import os
+    import signal
+
+    user = usage_responder_user_ensure()
+    sign = op_services.nonce_signer_get(user_seed=user.seed)
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # this process only: see above
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        nc = await nats_client.connect(urls, user_jwt=user.jwt, sign_nonce=sign, name="natsctl-usage",
+                                       allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+
+        async def answer(msg) -> None:
+            await msg.respond(orjson.dumps(usage_answer_db(msg.subject, msg.data)))
+
+        await nc.subscribe(USAGE_EXPORT_SUBJECT, queue=USAGE_QUEUE, cb=answer)
+        await nc.flush()
+        ready.set()
+        await stop.wait()
+        await nc.drain() if nc.is_connected else await nc.close()
+        connection.close()
+
+    asyncio.run(main())
+
+
+class UsageResponderProcesses:
+    """``count`` responder processes; one that died is started again by ``watch()``."""
+
+    def __init__(self, urls: list[str], count: int) -> None:
+        import multiprocessing
+
+        self.urls, self.count = urls, count
+        self._ctx = multiprocessing.get_context("spawn")
+        self._procs: list[tuple[object, object]] = []
+
+    def _spawn(self):
+        ready = self._ctx.Event()
+        from broker_gateway.writer_pool import usage_process_main  # (a module the child can import before setup)
+
+        proc = self._ctx.Process(target=usage_process_main, args=(self.urls, ready), name="ngs-usage", daemon=True)
+        proc.start()
+        return proc, ready
+
+    def start(self) -> None:
+        self._procs = [self._spawn() for _ in range(self.count)]
+
+    def wait_ready(self, timeout: float) -> bool:
+        return all(ready.wait(timeout) for _, ready in self._procs)
+
+    def watch(self) -> None:
+        for i, (proc, _) in enumerate(self._procs):
+            if not proc.is_alive():
+                log.warning("ngs.usage responder exited (%s); starting it again", proc.exitcode)
+                self._procs[i] = self._spawn()
+
+    def stop(self) -> None:
+        for proc, _ in self._procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc, _ in self._procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)

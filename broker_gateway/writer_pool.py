@@ -1,4 +1,5 @@
-"""The ledger writers a collector runs: processes (production), or threads of the collector's own process (tests).
+"""The ledger writers a collector runs: processes (production), or threads of the collector's own process (tests);
+and the entry point of its ngs.usage responder processes.
 
 Writer ``i`` of ``W`` owns the partitions ``k`` with ``k % W == i``; a dead writer process is started again on the
 collector's next poll (its batch in hand was never acknowledged, so the stream delivers it again).
@@ -48,6 +49,17 @@ def _process_main(urls: list[str], partitions: list[int], total: int, counter, r
         await writer.run(stop, ready=_Ready())
 
     asyncio.run(main())
+
+
+def usage_process_main(urls: list[str], ready) -> None:
+    """An ngs.usage responder process (broker_gateway.usage_responder.process_serve), spawned: this module imports
+    no model, so the child can load it before Django is set up."""
+    import django
+
+    django.setup()
+    from broker_gateway.usage_responder import process_serve
+
+    process_serve(urls, ready)
 
 
 class _ThreadWriter:
