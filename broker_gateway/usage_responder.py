@@ -139,7 +139,11 @@ def process_serve(urls: list[str], ready) -> None:
         await nc.subscribe(USAGE_EXPORT_SUBJECT, queue=USAGE_QUEUE, cb=answer)
         await nc.flush()
         ready.set()
+        from broker_gateway.writer_pool import orphan_watch
+
+        watch = asyncio.create_task(orphan_watch(stop))
         await stop.wait()
+        watch.cancel()
         await nc.drain() if nc.is_connected else await nc.close()
         connection.close()
 

@@ -46,9 +46,24 @@ def _process_main(urls: list[str], partitions: list[int], total: int, counter, r
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        watch = asyncio.create_task(orphan_watch(stop))
         await writer.run(stop, ready=_Ready())
+        watch.cancel()
 
     asyncio.run(main())
+
+
+async def orphan_watch(stop: asyncio.Event) -> None:
+    """Sets ``stop`` once the process that started this one is gone (a collector killed with SIGKILL cannot stop its
+    children: they notice by being handed to another parent)."""
+    import os
+
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            log.warning("the collector that started this process is gone: stopping")
+            stop.set()
 
 
 def usage_process_main(urls: list[str], ready) -> None:
