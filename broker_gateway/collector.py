@@ -243,9 +243,10 @@ class Collector:
                 self._usage_procs.start()
             usage_started = True
             await nc.flush()  # the servers hold the subscriptions
-            self._pool.wait_ready(timeout=60)
+            loop = asyncio.get_running_loop()  # (waits off the loop: events keep arriving meanwhile)
+            await loop.run_in_executor(None, self._pool.wait_ready, 60)
             if self._usage_procs is not None:
-                await asyncio.get_running_loop().run_in_executor(None, self._usage_procs.wait_ready, 60)
+                await loop.run_in_executor(None, self._usage_procs.wait_ready, 60)
             self.ready.set()
             while not stop.is_set():
                 if nc.is_connected:
