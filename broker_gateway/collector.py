@@ -26,13 +26,13 @@ from billing import services as ledger
 from broker_gateway import events, nats_client
 from broker_gateway.events import EVENT_SUBJECTS, JSZ_SUBJECT, STATZ_SUBJECT
 from broker_gateway.ledger_stream import (
-    POLL_SUBJECTS,
     STREAM,
     EventBatcher,
     Forwarder,
     consumer_name,
     ledger_user_ensure,
     partitions_count,
+    poll_pieces,
     stream_ensure,
 )
 from broker_gateway.usage_responder import (  # noqa: F401 (the collector's names since its first release)
@@ -183,7 +183,13 @@ class Collector:
             await sub.unsubscribe()
         for subject, datas in replies.items():
             for data in datas:
-                await self._forwarder.publish(POLL_SUBJECTS[subject], data)
+                try:
+                    pieces = poll_pieces(subject, data, self.partitions)
+                except ValueError:  # (orjson's error): one server's reply lost, not the poll
+                    log.warning("metering: an unreadable reply to %s", subject)
+                    continue
+                for piece_subject, piece in pieces:
+                    await self._forwarder.publish(piece_subject, piece)
                 self.forwarded += 1
         return len(replies[STATZ_SUBJECT])
 

@@ -12,11 +12,12 @@ Subjects (the stream holds ``natsctl.metering.>``):
 - ``natsctl.metering.<k>.events``: a batch of events of accounts in partition ``k``, each with the subject it
   came on (the account is the event subject's third token, so the collector never parses an event; batches of a
   few hundred make one stream write, one acknowledgement and one delivery of many events);
-- ``natsctl.metering.poll.statz`` / ``.jsz``: a server's whole poll reply, every account of that server in it.
+- ``natsctl.metering.<k>.statz`` / ``.jsz``: a server's poll reply cut to partition ``k``'s accounts (the reply
+  of a node that knows 100,000 accounts is megabytes, past a message's maximum payload: the collector cuts it by
+  partition, and into pieces of at most ``POLL_PIECE_BYTES``, each with the reply's server and time).
 
-Each partition has a durable pull consumer (``ledger-<k>``) that filters its own events and every poll reply; its
-writer takes only its partition's accounts out of a reply. Accounts never move between partitions, so two writers
-never touch the same ledger rows. https://docs.nats.io/nats-concepts/jetstream/streams
+Each partition has a durable pull consumer (``ledger-<k>``) of ``natsctl.metering.<k>.>``. Accounts never move
+between partitions, so two writers never touch the same ledger rows. https://docs.nats.io/nats-concepts/jetstream/streams
 https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication
 """
 
@@ -40,8 +41,9 @@ METERING_ACCOUNT = "metering"
 LEDGER_USER = "natsctl-ledger"
 STREAM = "METERING"
 PREFIX = "natsctl.metering"
-POLL_SUBJECTS = {STATZ_SUBJECT: f"{PREFIX}.poll.statz", JSZ_SUBJECT: f"{PREFIX}.poll.jsz"}
-POLL_ORIGIN = {forwarded: subject for subject, forwarded in POLL_SUBJECTS.items()}
+POLL_KINDS = {STATZ_SUBJECT: ("statz", "account_statz"), JSZ_SUBJECT: ("jsz", "account_details")}
+POLL_ORIGIN = {kind: subject for subject, (kind, _) in POLL_KINDS.items()}  # a stream subject's last token
+POLL_PIECE_BYTES = 256 * 1024
 DUPLICATE_WINDOW = 120.0  # seconds; a re-publish within it is stored once
 STREAM_BYTES = 4 * 1024**3  # the stream's cap (and the account's disk allowance): hours of backlog at full rate
 
@@ -65,6 +67,37 @@ def event_partition(subject: str, partitions: int) -> int | None:
 
 def events_subject(partition: int) -> str:
     return f"{PREFIX}.{partition}.events"
+
+
+def _entry_account(entry: dict) -> str:
+    return entry.get("acc") or entry.get("id") or entry.get("name") or ""
+
+
+def poll_pieces(subject: str, data: bytes, partitions: int) -> list[tuple[str, bytes]]:
+    """A STATZ or JSZ reply as (stream subject, body) pieces: per partition, the reply's server and time with that
+    partition's accounts, at most POLL_PIECE_BYTES each (a larger partition is cut in halves until it fits)."""
+    import orjson
+
+    kind, key = POLL_KINDS[subject]
+    reply = orjson.loads(data)
+    body = reply.get("data") or {}
+    entries = body.get(key) or []
+    by_partition: dict[int, list[dict]] = {}
+    for entry in entries:
+        by_partition.setdefault(partition_of(_entry_account(entry), partitions), []).append(entry)
+    head = {k: v for k, v in reply.items() if k != "data"}
+    rest = {k: v for k, v in body.items() if k != key}
+    out: list[tuple[str, bytes]] = []
+    pending = [(k, chunk) for k, chunk in sorted(by_partition.items())]
+    while pending:
+        k, chunk = pending.pop(0)
+        piece = orjson.dumps({**head, "data": {**rest, key: chunk}})
+        if len(piece) > POLL_PIECE_BYTES and len(chunk) > 1:
+            half = len(chunk) // 2
+            pending[:0] = [(k, chunk[:half]), (k, chunk[half:])]
+            continue
+        out.append((f"{PREFIX}.{k}.{kind}", piece))
+    return out
 
 
 def events_pack(events: list[tuple[str, bytes]]) -> bytes:
@@ -135,7 +168,7 @@ async def stream_ensure(js, *, partitions: int, replicas: int = 1) -> None:
         except NotFoundError:
             await js.add_consumer(STREAM, api.ConsumerConfig(
                 durable_name=consumer_name(k), ack_policy=api.AckPolicy.ALL, ack_wait=settings.METERING_ACK_WAIT,
-                max_ack_pending=50_000, filter_subjects=[events_subject(k), f"{PREFIX}.poll.>"],
+                max_ack_pending=50_000, filter_subject=f"{PREFIX}.{k}.>",
                 deliver_policy=api.DeliverPolicy.ALL))
 
 

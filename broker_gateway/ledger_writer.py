@@ -69,8 +69,9 @@ def batch_samples(messages: Sequence[tuple[str, bytes]], *, partition: int, part
     logged and skipped: the rest of the batch goes on)."""
     out: list[Sample] = []
     for subject, data in messages:
-        if subject in POLL_ORIGIN:  # every server's whole reply: only this partition's accounts
-            out += [s for s in events.readable_samples(POLL_ORIGIN[subject], data)
+        kind = subject.rsplit(".", 1)[-1]
+        if kind in POLL_ORIGIN:  # a piece of a server's poll reply: this partition's accounts (checked again)
+            out += [s for s in events.readable_samples(POLL_ORIGIN[kind], data)
                     if s.account and partition_of(s.account, partitions) == partition]
             continue
         try:

@@ -466,3 +466,28 @@ def test_the_ngs_usage_answer_equals_the_documents_parts_read_one_by_one(operato
 
         assert doc == account_usage(account_public_key=key, plan_name="free", window=window, now=now)
     assert account_usage_by_key(public_key="A" + "Z" * 55, window="24h") is None
+
+
+def test_a_poll_reply_is_cut_by_partition_into_pieces_that_read_as_the_same_samples(monkeypatch):
+    """A node that knows many accounts answers STATZ with megabytes: the collector cuts the reply by partition, and
+    into pieces under the stream's message size, each still a reply of the same server, time and sequence."""
+    from broker_gateway import ledger_stream
+    from broker_gateway.events import STATZ_SUBJECT, statz_samples
+
+    monkeypatch.setattr(ledger_stream, "POLL_PIECE_BYTES", 4096)
+    accounts = ["A" + f"{i:055d}" for i in range(300)]
+    reply = {"server": {"name": "n1", "id": "S1", "seq": 77, "time": "2026-11-29T10:00:00Z"},
+             "data": {"now": "2026-11-29T10:00:01.5Z",
+                      "account_statz": [_stat(pub_msgs=i, pub_bytes=10 * i, del_msgs=1, del_bytes=2, acc=acc)
+                                        for i, acc in enumerate(accounts)]}}
+    data = json.dumps(reply).encode()
+    pieces = ledger_stream.poll_pieces(STATZ_SUBJECT, data, 4)
+    assert len(pieces) > 4 and all(len(body) <= 4096 for _, body in pieces)
+    seen = []
+    for subject, body in pieces:
+        _, _, k, kind = subject.split(".")
+        assert kind == "statz"
+        samples = statz_samples(body)
+        assert {ledger_stream.partition_of(s.account, 4) for s in samples} == {int(k)}
+        seen += samples
+    assert sorted(seen, key=lambda s: s.account) == sorted(statz_samples(data), key=lambda s: s.account)
