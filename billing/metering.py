@@ -84,14 +84,30 @@ def delta(previous: Snapshot | None, current: Snapshot) -> Delta:
 
     Never negative and never double: a snapshot not newer than the applied one is stale; a counter lower than
     before on a newer snapshot means the counters restarted, so the whole new value is the delta."""
-    if previous is None:
-        return Delta(current.counters)
-    if current.seq <= previous.seq:
+    c = current.counters
+    values = (c.sent_msgs, c.sent_bytes, c.received_msgs, c.received_bytes)
+    before = None
+    if previous is not None:
+        p = previous.counters
+        before = (previous.seq, p.sent_msgs, p.sent_bytes, p.received_msgs, p.received_bytes)
+    step, reset = delta_values(before, current.seq, values)
+    if step is None:
         return Delta(Counters(), stale=True)
-    step = current.counters - previous.counters
-    if step.any_negative:
-        return Delta(current.counters, reset=True)
-    return Delta(step)
+    return Delta(Counters(*step), reset=reset)
+
+
+def delta_values(previous: tuple[int, int, int, int, int] | None, seq: int,
+                 current: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int] | None, bool]:
+    """``delta`` on plain values, for the ledger's hot path: ``previous`` is (seq, sent msgs, sent bytes, received
+    msgs, received bytes) of the applied snapshot, or None. Returns (the delta, or None when stale; reset)."""
+    if previous is None:
+        return current, False
+    if seq <= previous[0]:
+        return None, False
+    step = (current[0] - previous[1], current[1] - previous[2], current[2] - previous[3], current[3] - previous[4])
+    if step[0] < 0 or step[1] < 0 or step[2] < 0 or step[3] < 0:
+        return current, True
+    return step, False
 
 
 def hour_floor(at: dt.datetime) -> dt.datetime:

@@ -183,14 +183,14 @@ def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]],
     """The delta since the last applied snapshot of the same (server id, account) lands in the hour of the
     sample's ``at`` (the server's clock); a new server id under a known name is that server restarted."""
     rows = counters[sample.account]
-    row = next((r for r in rows if r.server_id == sample.server_id), None)
-    snapshot = metering.Snapshot(server_id=sample.server_id, seq=sample.seq, counters=sample.counters,
-                                 conns=sample.conns, at=sample.at)
-    previous = None if row is None else metering.Snapshot(
-        server_id=row.server_id, seq=row.seq, conns=row.conns, at=row.observed_at,
-        counters=metering.Counters(row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes))
-    change = metering.delta(previous, snapshot)
-    if change.stale:
+    sid = sample.server_id
+    row = next((r for r in rows if r.server_id == sid), None)
+    c = sample.counters
+    values = (c.sent_msgs, c.sent_bytes, c.received_msgs, c.received_bytes)
+    step, reset = metering.delta_values(
+        None if row is None else (row.seq, row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes),
+        sample.seq, values)  # (metering.delta's rule, on plain values: this runs for every sample)
+    if step is None:  # stale
         return
     if row is None:
         for other in rows:  # the restarted server's old counters hold no connection
@@ -202,18 +202,15 @@ def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]],
         new[(sample.server_id, sample.account)] = row
     else:
         dirty[id(row)] = row
-        row.resets += int(change.reset)
-    c = sample.counters
+        row.resets += reset
     row.seq, row.observed_at, row.conns, row.server_name = sample.seq, sample.at, sample.conns, sample.server_name
     row.leafnodes = sample.leafnodes
-    row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes = (
-        c.sent_msgs, c.sent_bytes, c.received_msgs, c.received_bytes)
+    row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes = values
     hour = hours[(sample.account, metering.hour_floor(sample.at))]
-    d = change.counters
-    hour.sent_msgs += d.sent_msgs
-    hour.sent_bytes += d.sent_bytes
-    hour.received_msgs += d.received_msgs
-    hour.received_bytes += d.received_bytes
+    hour.sent_msgs += step[0]
+    hour.sent_bytes += step[1]
+    hour.received_msgs += step[2]
+    hour.received_bytes += step[3]
     now = metering.connections_at(((r.conns, r.observed_at) for r in rows), sample.at)  # across servers
     hour.peak_connections = max(hour.peak_connections, now)
 
