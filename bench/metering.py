@@ -882,6 +882,10 @@ def answer_check(doc: dict, *, account: str, window: str, exp: dict[str, int], d
            "peak": doc["connections"]["peak"], "used": doc["quota"]["used_bytes"]}
     if doc["quota"]["data_bytes"] != data_bytes:
         return f"data_bytes {doc['quota']['data_bytes']} != {data_bytes}"
+    if exp.get("peak") == 0 and got["peak"] == 1:
+        # A window with no seeded hour (the seed is older than it: a reused --var-dir) holds only the asking
+        # connection itself, if its CONNS event was written before the answer: 1 is right too.
+        got["peak"] = 0
     return None if got == exp else f"got {got}, seeded {exp}"
 
 
