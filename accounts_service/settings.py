@@ -231,6 +231,17 @@ METERING_POLL_SECONDS = env.float("METERING_POLL_SECONDS", default=5.0)
 # Export use (docs/ECONOMICS.md) is read from every node's SUBSZ this often; a subscription that closes loses what it
 # counted since the last poll, so this bounds what a publisher can miss.
 EXPORT_USE_POLL_SECONDS = env.float("EXPORT_USE_POLL_SECONDS", default=5.0)
+# The collector forwards every event and poll reply into the METERING stream (the platform's metering account);
+# ledger writers consume it, one partition of the accounts each (broker_gateway/ledger_stream.py). Partitions are
+# fixed once the stream exists (an account's partition is a hash of its key); writers (processes the collector
+# starts) may be changed at any restart. Replicas: 3 on a fleet of 3 or more nodes, so losing a node loses nothing.
+METERING_PARTITIONS = env.int("METERING_PARTITIONS", default=4)
+METERING_WRITERS = env.int("METERING_WRITERS", default=2)
+METERING_STREAM_REPLICAS = env.int("METERING_STREAM_REPLICAS", default=1)
+# ngs.usage responder processes the collector starts (a queue group; each answers one request at a time).
+USAGE_RESPONDERS = env.int("USAGE_RESPONDERS", default=2)
+# A batch a writer took and did not acknowledge (it died) is delivered again after this long.
+METERING_ACK_WAIT = env.float("METERING_ACK_WAIT", default=30.0)
 # A period is invoiced once it has been over this long (late metering data lands first); its invoice is final.
 INVOICE_GRACE_SECONDS = env.float("INVOICE_GRACE_SECONDS", default=3600.0)
 # The payment provider (billing/payments.py): a dotted path to a class; the default needs no network.

@@ -62,7 +62,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchenv import bench_dir, bench_dir_close, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
+from benchenv import bench_dir, bench_dir_close, db_argument, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402 (bench/ is the script's own folder)
 
 from tests.fleet import nodes_add  # noqa: E402  (the repository root is on sys.path only now)
 from tests.waiting import wait_for  # noqa: E402
@@ -102,13 +102,15 @@ def accounts_create(count: int) -> tuple[float, float, int]:
     have = team.accounts.count()
     if have > count:
         raise SystemExit(f"the reused directory holds {have:,} accounts, more than --accounts {count:,}")
+    from core.progress import progress_bar
+
     t0 = time.perf_counter()
-    for start in range(have, count, 500):
-        with transaction.atomic():  # one fsync per 500 accounts rather than per account
-            for i in range(start, min(start + 500, count)):
-                acc_services.account_create(actor=PLATFORM, team=team, name=f"acct-{i:06d}")
-        print(f"\r  creating accounts: {min(start + 500, count):,}/{count:,}", end="", flush=True)
-    print("\r" + " " * 40 + "\r", end="")
+    with progress_bar("  creating accounts", total=count - have, unit="accounts") as progress:
+        for start in range(have, count, 500):
+            with transaction.atomic():  # one fsync per 500 accounts rather than per account
+                for i in range(start, min(start + 500, count)):
+                    acc_services.account_create(actor=PLATFORM, team=team, name=f"acct-{i:06d}")
+            progress(min(start + 500, count) - have)
     return migrate_s, time.perf_counter() - t0, count - have
 
 
@@ -524,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, database) at the end")
     parser.add_argument("--var-dir", type=Path, help="use (and keep) this directory instead of a fresh temp dir; "
                         "accounts already in it are reused, which saves their creation when iterating")
+    db_argument(parser)
     args = parser.parse_args(argv)
     accounts = args.accounts or (2_000 if args.quick else 10_000)
     rounds = args.rounds or (3 if args.quick else 5)
@@ -536,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = None
     t_all = time.perf_counter()
     try:
-        django_setup(var_dir)
+        django_setup(var_dir, args.db)
         import subprocess
 
         from django.conf import settings

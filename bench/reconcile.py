@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import statistics
 import sys
 import time
@@ -45,7 +44,7 @@ for path in (REPO_ROOT, REPO_ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from benchenv import bench_dir, django_setup, verdict  # noqa: E402
+from benchenv import bench_dir, bench_dir_close, db_argument, db_describe, django_setup, verdict  # noqa: E402
 
 TARGET_RATIO = 0.5
 TARGET_SHARE = 0.05  # of FLEET_RECONCILE_SECONDS
@@ -77,7 +76,8 @@ def populate(accounts: int, nodes: int) -> int:
                  jwt_iat=1) for i, s in enumerate(seeds)], batch_size=2000)
     now = timezone.now()
     rows = [BrokerNode.objects.create(name=f"node-{n + 1}", client_port=14000 + n, cluster_port=15000 + n,
-                                      monitoring_port=16000 + n, leafnode_port=17000 + n, observed_state="healthy",
+                                      monitoring_port=16000 + n, leafnode_port=17000 + n, gateway_port=18000 + n,
+                                      observed_state="healthy",
                                       last_healthy_at=now) for n in range(nodes)]
     claims = Account.objects.values_list("pk", "jwt_jti")
     stale = set(list(Account.objects.exclude(is_system=True).values_list("pk", flat=True)[:BEHIND]))
@@ -94,25 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 15, --quick 7)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the throw-away directory")
+    db_argument(parser)
     args = parser.parse_args(argv)
     accounts = args.accounts or (2000 if args.quick else 10_000)
     rounds = args.rounds or (7 if args.quick else 15)
     var_dir = bench_dir(None, "natsctl-bench-reconcile-")
     try:
-        django_setup(var_dir)
+        django_setup(var_dir, args.db)
+        print(f"database: {db_describe()}")
         t0 = time.perf_counter()
         jwt_bytes = populate(accounts, args.nodes)
         setup_s = time.perf_counter() - t0
-    except Exception:
-        shutil.rmtree(var_dir, ignore_errors=True)
-        raise
-    try:
         return run(accounts=accounts, nodes=args.nodes, rounds=rounds, jwt_bytes=jwt_bytes, setup_s=setup_s)
     finally:
-        if args.keep:
-            print(f"kept {var_dir}")
-        else:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        bench_dir_close(var_dir, reuse=False, keep=args.keep)
 
 
 def run(*, accounts: int, nodes: int, rounds: int, jwt_bytes: int, setup_s: float) -> int:

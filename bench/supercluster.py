@@ -46,7 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchenv import bench_dir, bench_dir_close, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402
+from benchenv import bench_dir, bench_dir_close, db_argument, django_setup, fmt, sigterm_unwinds, verdict  # noqa: E402
 from push import Fleet, Floor, accounts_create, bench_push, product_push, profile_push  # noqa: E402
 
 from tests.fleet import nodes_add  # noqa: E402  (the repository root is on sys.path only now)
@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also cProfile one accounts_push() and print the top")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, database) at the end")
     parser.add_argument("--var-dir", type=Path, help="use (and keep) this directory; accounts in it are reused")
+    db_argument(parser)
     args = parser.parse_args(argv)
     accounts = args.accounts or (2_000 if args.quick else 10_000)
     rounds = args.rounds or (3 if args.quick else 5)
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     floor: Floor | None = None
     t_all = time.perf_counter()
     try:
-        django_setup(var_dir)
+        django_setup(var_dir, args.db)
         from django.conf import settings
         from nats.aio.client import __version__ as nats_py_version
 

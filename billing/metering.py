@@ -84,18 +84,70 @@ def delta(previous: Snapshot | None, current: Snapshot) -> Delta:
 
     Never negative and never double: a snapshot not newer than the applied one is stale; a counter lower than
     before on a newer snapshot means the counters restarted, so the whole new value is the delta."""
-    if previous is None:
-        return Delta(current.counters)
-    if current.seq <= previous.seq:
+    c = current.counters
+    values = (c.sent_msgs, c.sent_bytes, c.received_msgs, c.received_bytes)
+    before = None
+    if previous is not None:
+        p = previous.counters
+        before = (previous.seq, p.sent_msgs, p.sent_bytes, p.received_msgs, p.received_bytes)
+    step, reset = delta_values(before, current.seq, values)
+    if step is None:
         return Delta(Counters(), stale=True)
-    step = current.counters - previous.counters
-    if step.any_negative:
-        return Delta(current.counters, reset=True)
-    return Delta(step)
+    return Delta(Counters(*step), reset=reset)
+
+
+def delta_values(previous: tuple[int, int, int, int, int] | None, seq: int,
+                 current: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int] | None, bool]:
+    """``delta`` on plain values, for the ledger's hot path: ``previous`` is (seq, sent msgs, sent bytes, received
+    msgs, received bytes) of the applied snapshot, or None. Returns (the delta, or None when stale; reset)."""
+    if previous is None:
+        return current, False
+    if seq <= previous[0]:
+        return None, False
+    step = (current[0] - previous[1], current[1] - previous[2], current[2] - previous[3], current[3] - previous[4])
+    if step[0] < 0 or step[1] < 0 or step[2] < 0 or step[3] < 0:
+        return current, True
+    return step, False
 
 
 def hour_floor(at: dt.datetime) -> dt.datetime:
     return at.replace(minute=0, second=0, microsecond=0)
+
+
+def day_floor(at: dt.datetime) -> dt.datetime:
+    """00:00 of ``at``'s UTC day (the ledger's days and months are UTC)."""
+    return at.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_floor(at: dt.datetime) -> dt.datetime:
+    return day_floor(at).replace(day=1)
+
+
+def spans_cover(start: dt.datetime, end: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """The hours of [hour of ``start``, ``end``) as the fewest whole UTC months, days and hours: a list of
+    (grain, from, to) with grain "month", "day" or "hour", each [from, to) a run of whole units of that grain.
+    An hour belongs to the window when it starts before ``end`` (rows are keyed by their hour's start)."""
+    lo = hour_floor(start)
+    hi = hour_floor(end)
+    if hi < end:
+        hi += dt.timedelta(hours=1)  # the hour under way counts (it starts before end)
+    if hi <= lo:
+        return []
+    d1 = day_floor(lo)
+    d1 = d1 if d1 == lo else d1 + dt.timedelta(days=1)
+    d2 = day_floor(hi)
+    if d2 <= d1:
+        return [("hour", lo, hi)]
+    m1 = month_floor(d1)
+    m1 = m1 if m1 == d1 else _next_month(m1)
+    m2 = month_floor(d2)
+    middle = ([("day", d1, m1), ("month", m1, m2), ("day", m2, d2)] if m1 < m2 else [("day", d1, d2)])
+    spans = [("hour", lo, d1), *middle, ("hour", d2, hi)]
+    return [(grain, a, b) for grain, a, b in spans if a < b]
+
+
+def _next_month(month: dt.datetime) -> dt.datetime:
+    return month.replace(year=month.year + 1, month=1) if month.month == 12 else month.replace(month=month.month + 1)
 
 
 def split_by_hour(start: dt.datetime, stop: dt.datetime) -> list[tuple[dt.datetime, float]]:

@@ -151,11 +151,9 @@ class AccountStorage(models.Model):
         return f"{self.account_public_key[:8]}… {self.bytes} B"
 
 
-class UsageHour(models.Model):
-    """An account's usage in one UTC hour, from its clients' point of view."""
+class UsageCounts(models.Model):
+    """What an account's clients did in a span of time (an hour, a day, a month): the same columns at every grain."""
 
-    account_public_key = models.CharField(max_length=56)
-    hour = models.DateTimeField()
     sent_msgs = models.BigIntegerField(default=0)
     sent_bytes = models.BigIntegerField(default=0)
     received_msgs = models.BigIntegerField(default=0)
@@ -166,6 +164,16 @@ class UsageHour(models.Model):
                                                                       "times seconds")
 
     class Meta:
+        abstract = True
+
+
+class UsageHour(UsageCounts):
+    """An account's usage in one UTC hour, from its clients' point of view."""
+
+    account_public_key = models.CharField(max_length=56)
+    hour = models.DateTimeField()
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(fields=["account_public_key", "hour"], name="%(app_label)s_%(class)s_one"),
         ]
@@ -173,6 +181,37 @@ class UsageHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_public_key[:8]}… {self.hour:%Y-%m-%d %H}:00"
+
+
+class UsageDay(UsageCounts):
+    """The sum of an account's hours in one UTC day (peak: their maximum), kept in the transaction that writes the
+    hours (billing.services), so a window of days reads one row a day instead of 24."""
+
+    account_public_key = models.CharField(max_length=56)
+    day = models.DateTimeField(help_text="00:00 UTC of the day")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account_public_key", "day"], name="%(app_label)s_%(class)s_one"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_public_key[:8]}… {self.day:%Y-%m-%d}"
+
+
+class UsageMonth(UsageCounts):
+    """The sum of an account's hours in one calendar month (UTC), kept like UsageDay."""
+
+    account_public_key = models.CharField(max_length=56)
+    month = models.DateTimeField(help_text="the 1st of the month, 00:00 UTC")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account_public_key", "month"], name="%(app_label)s_%(class)s_one"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_public_key[:8]}… {self.month:%Y-%m}"
 
 
 # ------------------------------------------------------------------------------------------------

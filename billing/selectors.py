@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
+from django.db import connection
 from django.db.models import Max, Sum
 from django.utils import timezone
 
 from accounts_service.plans import PlanTerms
 from billing import metering
-from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageHour
+from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageDay, UsageHour, UsageMonth
 from billing.pricing import cents_text
 from billing.units import GIB
 from core.templatetags.units import iec
@@ -30,51 +32,137 @@ def window_parse(value: str | None) -> str:
 
 
 def connections_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
-    return metering.connections_at(ServerAccountCounter.objects.filter(account_public_key=account_public_key)
-                                   .values_list("conns", "observed_at"), now or timezone.now())
+    return _connected(account_public_key, now or timezone.now())[0]
 
 
 def leafnodes_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
     """The account's leafnode connections (tenants' own servers) now, summed over servers as client connections
     are: each leaf is connected to one server, which alone reports it."""
-    return metering.connections_at(ServerAccountCounter.objects.filter(account_public_key=account_public_key)
-                                   .values_list("leafnodes", "observed_at"), now or timezone.now())
+    return _connected(account_public_key, now or timezone.now())[1]
+
+
+def _connected(account_public_key: str, now: dt.datetime) -> tuple[int, int]:
+    """(client connections, leafnode connections) now, from one read of the account's per-server counters."""
+    rows = list(ServerAccountCounter.objects.filter(account_public_key=account_public_key)
+                .values_list("conns", "leafnodes", "observed_at"))
+    return (metering.connections_at(((c, at) for c, _, at in rows), now),
+            metering.connections_at(((leaf, at) for _, leaf, at in rows), now))
 
 
 def storage_current(*, account_public_key: str, now: dt.datetime | None = None) -> int:
     """JetStream bytes the account stores now (every replica), if a server reported them recently."""
     now = now or timezone.now()
-    row = AccountStorage.objects.filter(account_public_key=account_public_key,
-                                        observed_at__gte=now - metering.OBSERVATION_FRESH).first()
-    return row.bytes if row is not None else 0
+    # The key is unique: a slice without .first()'s ORDER BY id, which SQLite (no statistics) may answer by walking
+    # the whole table in id order (8 ms on the benchmark's ledger)
+    found = AccountStorage.objects.filter(account_public_key=account_public_key,
+                                          observed_at__gte=now - metering.OBSERVATION_FRESH).values_list("bytes",
+                                                                                                           flat=True)
+    return next(iter(found[:1]), 0)
+
+
+_TOTALS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds", "storage_byte_seconds")
+_GRAINS = {"hour": UsageHour, "day": UsageDay, "month": UsageMonth}
 
 
 def usage_totals(*, account_public_key: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     """Sums over the hours that start in [hour of ``start``, ``end``): a row is keyed by its hour's start, so the
     hour starting at ``end`` is after the window (as in the invoice's ``used_bytes_between``)."""
-    agg = UsageHour.objects.filter(account_public_key=account_public_key, hour__gte=metering.hour_floor(start),
-                                   hour__lt=end).aggregate(
-        sent_msgs=Sum("sent_msgs"), sent_bytes=Sum("sent_bytes"), received_msgs=Sum("received_msgs"),
-        received_bytes=Sum("received_bytes"), connection_seconds=Sum("connection_seconds"),
-        peak=Max("peak_connections"), storage_byte_seconds=Sum("storage_byte_seconds"),
-    )
-    return {key: value or 0 for key, value in agg.items()}
+    return _totals_many(account_public_key, [(start, end)])[0]
 
 
-_TOTALS = {"sent_msgs": Sum("sent_msgs"), "sent_bytes": Sum("sent_bytes"), "received_msgs": Sum("received_msgs"),
-           "received_bytes": Sum("received_bytes"), "connection_seconds": Sum("connection_seconds"),
-           "peak": Max("peak_connections"), "storage_byte_seconds": Sum("storage_byte_seconds")}
+def _totals_many(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]]) -> list[dict[str, Any]]:
+    return _read(account_public_key, windows)[0]
+
+
+def _read(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]],
+          current_at: dt.datetime | None = None) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+    """The totals of several windows in one query (and with ``current_at`` the account's connections, leafnode
+    connections and stored bytes then, in the same query). Each window is read as the fewest whole months, days and
+    hours (billing.metering.spans_cover) from the rollups the ledger keeps beside its hours: a 30-day window is ~30
+    day rows and the hours at its two ends, not 720 hours on as many pages. Windows that share rows (a window and
+    the month so far both end with today's hours) read them once: the spans are cut at each other's bounds."""
+    spans = [metering.spans_cover(start, end) for start, end in windows]
+    cuts: dict[str, set[dt.datetime]] = {}
+    for grain, lo, hi in (span for window in spans for span in window):
+        cuts.setdefault(grain, set()).update((lo, hi))
+    segments: dict[tuple[str, dt.datetime, dt.datetime], int] = {}
+    members: list[list[int]] = []  # the segments of each window
+    for window in spans:
+        mine = []
+        for grain, lo, hi in window:
+            bounds = sorted(t for t in cuts[grain] if lo <= t <= hi)
+            for a, b in itertools.pairwise(bounds):
+                mine.append(segments.setdefault((grain, a, b), len(segments)))
+        members.append(mine)
+    found = _segments_read(account_public_key, list(segments), current_at)
+    current = None
+    if current_at is not None:
+        conns, leafnodes, *_ = found.get(_CURRENT) or (0, 0)
+        storage = (found.get(_STORED) or (0,))[0]
+        current = {"conns": int(conns or 0), "leafnodes": int(leafnodes or 0), "storage": int(storage or 0)}
+    out = []
+    for mine in members:
+        rows = [found[i] for i in mine if i in found]
+        totals = {field: sum(int(r[j] or 0) for r in rows) for j, field in enumerate(_TOTALS)}
+        # PostgreSQL sums bigints as numeric (Decimal): the document holds plain ints, and a float for seconds
+        totals["connection_seconds"] = float(sum(float(r[_TOTALS.index("connection_seconds")] or 0) for r in rows))
+        totals["peak"] = max((int(r[-1] or 0) for r in rows), default=0)
+        out.append(totals)
+    return out, current
+
+
+_CURRENT, _STORED = -1, -2  # the rows of _segments_read that hold what is current, not a segment's sums
+
+
+def _segments_read(account_public_key: str, segments: list[tuple[str, dt.datetime, dt.datetime]],
+                   current_at: dt.datetime | None = None) -> dict[int, tuple]:
+    """The sums (and peak) of each (grain, from, to) segment with rows, by its index, in one UNION ALL query; with
+    ``current_at`` also, under _CURRENT, the client and leafnode connections of the servers heard from within
+    OBSERVATION_FRESH (billing.metering.connections_at) and, under _STORED, the stored bytes reported as freshly."""
+    if not segments and current_at is None:
+        return {}
+    adapt = connection.ops.adapt_datetimefield_value
+    quote = connection.ops.quote_name
+    parts, params = [], []
+    if current_at is not None:
+        since = adapt(current_at - metering.OBSERVATION_FRESH)
+        counters, stored = (quote(m._meta.db_table) for m in (ServerAccountCounter, AccountStorage))
+        rest = "0 AS received_msgs, 0 AS received_bytes, 0.0 AS connection_seconds, 0 AS storage_byte_seconds, " \
+               "0 AS peak_connections"  # (the union's column names: the first SELECT's)
+        parts += [f"SELECT {_CURRENT} AS w, conns AS sent_msgs, leafnodes AS sent_bytes, {rest} "  # noqa: S608
+                  f"FROM {counters} WHERE account_public_key = %s AND observed_at >= %s",
+                  f"SELECT {_STORED} AS w, bytes AS sent_msgs, 0 AS sent_bytes, {rest} "  # noqa: S608
+                  f"FROM {stored} WHERE account_public_key = %s AND observed_at >= %s"]
+        params += [account_public_key, since, account_public_key, since]
+    for tag, (grain, lo, hi) in enumerate(segments):
+        meta = _GRAINS[grain]._meta
+        column = quote(meta.get_field(grain).column)
+        parts.append(f"SELECT {tag} AS w, {', '.join(_TOTALS)}, peak_connections FROM {quote(meta.db_table)} "  # noqa: S608
+                     f"WHERE account_public_key = %s AND {column} >= %s AND {column} < %s")
+        params += [account_public_key, adapt(lo), adapt(hi)]
+    sums = ", ".join(f"SUM({c})" for c in _TOTALS)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT w, {sums}, MAX(peak_connections) FROM ({' UNION ALL '.join(parts)}) AS spans "  # noqa: S608
+                       "GROUP BY w", params)
+        return {row[0]: row[1:] for row in cursor.fetchall()}
+
+
+# The same totals as ``_read``'s, as ORM aggregates (a team's bill groups many accounts' hours at once).
+_TOTALS_AGGREGATES = {"sent_msgs": Sum("sent_msgs"), "sent_bytes": Sum("sent_bytes"),
+                      "received_msgs": Sum("received_msgs"), "received_bytes": Sum("received_bytes"),
+                      "connection_seconds": Sum("connection_seconds"), "peak": Max("peak_connections"),
+                      "storage_byte_seconds": Sum("storage_byte_seconds")}
 
 
 def usage_totals_by_account(*, account_public_keys: list[str], start: dt.datetime,
                             end: dt.datetime) -> dict[str, dict[str, Any]]:
     """``usage_totals`` of many accounts over the same hours, one grouped query per 500 accounts; every account
     asked is in the answer (zeros when it has no row)."""
-    out = {key: dict.fromkeys(_TOTALS, 0) for key in account_public_keys}
+    out = {key: dict.fromkeys(_TOTALS_AGGREGATES, 0) for key in account_public_keys}
     for i in range(0, len(account_public_keys), 500):
         rows = (UsageHour.objects.filter(account_public_key__in=account_public_keys[i:i + 500],
                                          hour__gte=metering.hour_floor(start), hour__lt=end)
-                .values("account_public_key").annotate(**_TOTALS).order_by())
+                .values("account_public_key").annotate(**_TOTALS_AGGREGATES).order_by())
         for row in rows:
             account = row.pop("account_public_key")
             out[account] = {key: value or 0 for key, value in row.items()}
@@ -85,8 +173,18 @@ def usage_document(*, account_public_key: str, window: str, plan: str, data_byte
                    now: dt.datetime | None = None) -> dict[str, Any]:
     """The usage document of one account (the same for ``ngs.usage`` and ``GET .../usage``)."""
     now = now or timezone.now()
+    totals = usage_totals(account_public_key=account_public_key, start=now - WINDOWS[window], end=now)
+    return _document(account_public_key=account_public_key, window=window, plan=plan, data_bytes=data_bytes,
+                     used_bytes=used_bytes, now=now, totals=totals)
+
+
+def _document(*, account_public_key: str, window: str, plan: str, data_bytes: int, used_bytes: int,
+              now: dt.datetime, totals: dict[str, Any], current: dict[str, int] | None = None) -> dict[str, Any]:
     start = now - WINDOWS[window]
-    totals = usage_totals(account_public_key=account_public_key, start=start, end=now)
+    if current is None:
+        conns, leafnodes = _connected(account_public_key, now)
+        current = {"conns": conns, "leafnodes": leafnodes,
+                   "storage": storage_current(account_public_key=account_public_key, now=now)}
     return {
         "account": account_public_key,
         "window": window,
@@ -94,12 +192,10 @@ def usage_document(*, account_public_key: str, window: str, plan: str, data_byte
         "end": now.isoformat().replace("+00:00", "Z"),
         "sent": {"msgs": totals["sent_msgs"], "bytes": totals["sent_bytes"]},
         "received": {"msgs": totals["received_msgs"], "bytes": totals["received_bytes"]},
-        "connections": {"current": connections_current(account_public_key=account_public_key, now=now),
-                        "peak": totals["peak"],
-                        "leafnodes": leafnodes_current(account_public_key=account_public_key, now=now)},
+        "connections": {"current": current["conns"], "peak": totals["peak"], "leafnodes": current["leafnodes"]},
         "plan": plan,
         "quota": {"data_bytes": data_bytes, "used_bytes": used_bytes},
-        "jetstream": {"storage_bytes": storage_current(account_public_key=account_public_key, now=now),
+        "jetstream": {"storage_bytes": current["storage"],
                       "gib_hours": round(totals["storage_byte_seconds"] / GIB_HOUR, 9)},
     }
 
@@ -130,23 +226,56 @@ def account_usage(*, account_public_key: str, plan_name: str, window: str, now: 
                   team_id: int | None = None) -> dict[str, Any]:
     """The usage document of an account on ``plan_name``: ``window``'s traffic, the month's data against the
     plan's allowance (sent plus received bytes; -1 for an unlimited or operator-managed account), and the month's
-    bill so far and its estimate (``bill``: cents of its currency; docs/BILLING.md). ``team_id``, when the caller
-    has it, spares the bill a read."""
+    bill so far and its estimate (``bill``: cents of its currency; docs/BILLING.md). The window's totals and the
+    month's are read in one query. ``team_id``, when the caller has it, spares the bill a read."""
+    now = now or timezone.now()
+    plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
+    totals, month = _totals_many(account_public_key, [(now - WINDOWS[window], now), (period_start(now), now)])
+    document = _document(account_public_key=account_public_key, window=window, plan=plan_name,
+                         data_bytes=plan.data_bytes if plan is not None else -1,
+                         used_bytes=month["sent_bytes"] + month["received_bytes"], now=now, totals=totals)
+    document["bill"] = _bill_summary(account_public_key=account_public_key, plan=plan, month=month, now=now,
+                                     team_id=team_id)
+    return document
+
+
+def _bill_summary(*, account_public_key: str, plan: Plan | None, month: dict[str, Any], now: dt.datetime,
+                  team_id: int | None) -> dict[str, Any]:
+    """The month's bill so far and its estimate, from the month's totals already read (the bill of an account on
+    one plan all month asks exactly these hours)."""
     from billing.bills import Known, account_bill, bill_summary  # (billing.bills reads the ledger through here)
     from billing.pricing import hour_ceil
 
-    now = now or timezone.now()
-    plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
-    month_start = period_start(now)
-    month = usage_totals(account_public_key=account_public_key, start=month_start, end=now)
-    document = usage_document(account_public_key=account_public_key, window=window, plan=plan_name,
-                              data_bytes=plan.data_bytes if plan is not None else -1,
-                              used_bytes=month["sent_bytes"] + month["received_bytes"], now=now)
-    # The month's hours read once: the bill of an account on one plan all month asks exactly these.
     known = Known(plans={plan.name: plan} if plan is not None else {},
-                  usage={(month_start, hour_ceil(now)): month})
+                  usage={(period_start(now), hour_ceil(now)): month})
     bill, _ = account_bill(account_public_key=account_public_key, now=now, team_id=team_id, known=known)
-    document["bill"] = bill_summary(bill)
+    return bill_summary(bill)
+
+
+def account_usage_by_key(*, public_key: str, window: str, now: dt.datetime | None = None) -> dict[str, Any] | None:
+    """``account_usage`` of the account with ``public_key`` (None if there is none): the account's team and plan
+    in one read, then the window's and the month's totals with what is current in one query, then the month's
+    bill (the plan's prices and the plan history). ``ngs.usage`` answers this; plain SQL where the ORM's query
+    building cost more than the reads themselves."""
+    from accounts_service.models import Account
+
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT a.plan, a.team_id FROM {quote(Account._meta.db_table)} a "  # noqa: S608
+                       "WHERE a.public_key = %s", [public_key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    plan_name, team_id = row
+    plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
+    now = now or timezone.now()
+    (totals, month), current = _read(public_key, [(now - WINDOWS[window], now), (period_start(now), now)],
+                                     current_at=now)
+    document = _document(account_public_key=public_key, window=window, plan=plan_name,
+                         data_bytes=plan.data_bytes if plan is not None else -1,
+                         used_bytes=month["sent_bytes"] + month["received_bytes"], now=now, totals=totals,
+                         current=current)
+    document["bill"] = _bill_summary(account_public_key=public_key, plan=plan, month=month, now=now, team_id=team_id)
     return document
 
 
@@ -175,11 +304,12 @@ def usage_series(*, account_public_key: str, chart: str, now: dt.datetime | None
     first = last - step * (count - 1)
     buckets = {first + step * i: {"start": first + step * i, "sent_msgs": 0, "sent_bytes": 0, "received_msgs": 0,
                                   "received_bytes": 0} for i in range(count)}
-    rows = UsageHour.objects.filter(account_public_key=account_public_key, hour__gte=first, hour__lt=last + step)
-    for row in rows.values("hour", "sent_msgs", "sent_bytes", "received_msgs", "received_bytes"):
-        hour = row.pop("hour").astimezone(dt.UTC)
-        key = hour.replace(hour=0) if step == dt.timedelta(days=1) else hour
-        bucket = buckets.get(key)
+    daily = step == dt.timedelta(days=1)
+    model, column = (UsageDay, "day") if daily else (UsageHour, "hour")  # 30 day rows, not 720 hours
+    rows = model.objects.filter(account_public_key=account_public_key, **{f"{column}__gte": first,
+                                                                          f"{column}__lt": last + step})
+    for row in rows.values(column, "sent_msgs", "sent_bytes", "received_msgs", "received_bytes"):
+        bucket = buckets.get(row.pop(column).astimezone(dt.UTC))
         if bucket is not None:
             for field, value in row.items():
                 bucket[field] += value

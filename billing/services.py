@@ -20,7 +20,15 @@ from django.utils import timezone
 from accounts_service.models import Account
 from billing import metering
 from billing.metering import ConnectionSample, CountersSample, Sample, StorageSample
-from billing.models import AccountStorage, MeterSample, NodeUsageHour, ServerAccountCounter, UsageHour
+from billing.models import (
+    AccountStorage,
+    MeterSample,
+    NodeUsageHour,
+    ServerAccountCounter,
+    UsageDay,
+    UsageHour,
+    UsageMonth,
+)
 from core.db import Merge, datetime_adapter, rows_upsert
 
 _HOUR_FIELDS = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds",
@@ -157,13 +165,30 @@ def _unclaimed(samples: list[Sample]) -> list[Sample]:
 
 
 def _counters_for(accounts: set[str]) -> dict[str, list[_Counter]]:
-    """Every server's counter row of these accounts (all of them: current connections sum over servers)."""
+    """Every server's counter row of these accounts (all of them: current connections sum over servers), locked.
+    Plain SQL: a batch reads a row per (server, account) of its accounts, thousands, and the ORM's per-value
+    converters (SQLite's datetime text parsed by regular expression) cost more than the read."""
+    from django.db import connection
+
     by_account: dict[str, list[_Counter]] = defaultdict(list)
-    for chunk in _chunks(sorted(accounts)):
-        for values in (ServerAccountCounter.objects.select_for_update().filter(account_public_key__in=chunk)
-                       .values_list(*_COUNTER_COLUMNS)):
-            row = _Counter(*values)
-            by_account[row.account_public_key].append(row)
+    quote = connection.ops.quote_name
+    table = quote(ServerAccountCounter._meta.db_table)
+    columns = ", ".join(quote(c) for c in _COUNTER_COLUMNS)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    at = _COUNTER_COLUMNS.index("observed_at")
+    naive = connection.vendor == "sqlite"  # SQLite gives the stored UTC time, naive; PostgreSQL an aware one
+    with connection.cursor() as cursor:
+        for chunk in _chunks(sorted(accounts)):
+            cursor.execute(f"SELECT {columns} FROM {table} WHERE account_public_key IN "  # noqa: S608
+                           f"({', '.join(['%s'] * len(chunk))}){lock}", list(chunk))
+            for values in cursor.fetchall():
+                if naive:  # (Django's sqlite3 converter parsed it, as the UTC it was stored in)
+                    values = list(values)
+                    stored = values[at]
+                    stored = dt.datetime.fromisoformat(stored) if isinstance(stored, str) else stored
+                    values[at] = stored.replace(tzinfo=dt.UTC)
+                row = _Counter(*values)
+                by_account[row.account_public_key].append(row)
     return by_account
 
 
@@ -173,14 +198,14 @@ def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]],
     sample's ``at`` (the server's clock); a new server id under a known name is that server restarted. Returns
     the delta (None for a stale sample)."""
     rows = counters[sample.account]
-    row = next((r for r in rows if r.server_id == sample.server_id), None)
-    snapshot = metering.Snapshot(server_id=sample.server_id, seq=sample.seq, counters=sample.counters,
-                                 conns=sample.conns, at=sample.at)
-    previous = None if row is None else metering.Snapshot(
-        server_id=row.server_id, seq=row.seq, conns=row.conns, at=row.observed_at,
-        counters=metering.Counters(row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes))
-    change = metering.delta(previous, snapshot)
-    if change.stale:
+    sid = sample.server_id
+    row = next((r for r in rows if r.server_id == sid), None)
+    c = sample.counters
+    values = (c.sent_msgs, c.sent_bytes, c.received_msgs, c.received_bytes)
+    step, reset = metering.delta_values(
+        None if row is None else (row.seq, row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes),
+        sample.seq, values)  # (metering.delta's rule, on plain values: this runs for every sample)
+    if step is None:  # stale
         return None
     if row is None:
         for other in rows:  # the restarted server's old counters hold no connection
@@ -192,21 +217,18 @@ def _apply_counters(sample: CountersSample, counters: dict[str, list[_Counter]],
         new[(sample.server_id, sample.account)] = row
     else:
         dirty[id(row)] = row
-        row.resets += int(change.reset)
-    c = sample.counters
+        row.resets += reset
     row.seq, row.observed_at, row.conns, row.server_name = sample.seq, sample.at, sample.conns, sample.server_name
     row.leafnodes = sample.leafnodes
-    row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes = (
-        c.sent_msgs, c.sent_bytes, c.received_msgs, c.received_bytes)
+    row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes = values
     hour = hours[(sample.account, metering.hour_floor(sample.at))]
-    d = change.counters
-    hour.sent_msgs += d.sent_msgs
-    hour.sent_bytes += d.sent_bytes
-    hour.received_msgs += d.received_msgs
-    hour.received_bytes += d.received_bytes
+    hour.sent_msgs += step[0]
+    hour.sent_bytes += step[1]
+    hour.received_msgs += step[2]
+    hour.received_bytes += step[3]
     now = metering.connections_at(((r.conns, r.observed_at) for r in rows), sample.at)  # across servers
     hour.peak_connections = max(hour.peak_connections, now)
-    return d
+    return metering.Counters(*step) if any(step) else None
 
 
 def _apply_storage(sample: StorageSample, storage: dict[str, AccountStorage], hours: dict, dirty: set[str]) -> None:
@@ -233,13 +255,22 @@ def _counter_values(row: _Counter, adapt) -> tuple:
 
 
 def _hours_upsert(hours: dict[tuple[str, dt.datetime], _Hour]) -> None:
-    """Add to every touched hour (and raise its peak) in one statement per batch."""
+    """Add to every touched hour (and raise its peak), and to its day and month, in one statement per table."""
     adapt = datetime_adapter()
-    rows_upsert(UsageHour, ("account_public_key", "hour", *_HOUR_FIELDS, "peak_connections"),
-                [(account, adapt(hour), *(getattr(h, f) for f in _HOUR_FIELDS), h.peak_connections)
-                 for (account, hour), h in sorted(hours.items())],
-                conflict=("account_public_key", "hour"),
-                merge={**dict.fromkeys(_HOUR_FIELDS, Merge.ADD), "peak_connections": Merge.MAX})
+    days: dict[tuple[str, dt.datetime], _Hour] = defaultdict(_Hour)
+    months: dict[tuple[str, dt.datetime], _Hour] = defaultdict(_Hour)
+    for (account, hour), h in hours.items():
+        day = metering.day_floor(hour)
+        for into in (days[(account, day)], months[(account, metering.month_floor(day))]):
+            for f in _HOUR_FIELDS:
+                setattr(into, f, getattr(into, f) + getattr(h, f))
+            into.peak_connections = max(into.peak_connections, h.peak_connections)
+    for model, column, rows in ((UsageHour, "hour", hours), (UsageDay, "day", days), (UsageMonth, "month", months)):
+        rows_upsert(model, ("account_public_key", column, *_HOUR_FIELDS, "peak_connections"),
+                    [(account, adapt(at), *(getattr(h, f) for f in _HOUR_FIELDS), h.peak_connections)
+                     for (account, at), h in sorted(rows.items())],
+                    conflict=("account_public_key", column),
+                    merge={**dict.fromkeys(_HOUR_FIELDS, Merge.ADD), "peak_connections": Merge.MAX})
 
 
 def _node_hours_upsert(by_node: dict[tuple[str, str, dt.datetime], metering.Counters]) -> None:
@@ -258,3 +289,38 @@ def _node_hours_upsert(by_node: dict[tuple[str, str, dt.datetime], metering.Coun
     rows_upsert(NodeUsageHour, ("node", "hour", *fields),
                 [(node, adapt(hour), *(getattr(c, f) for f in fields)) for (node, hour), c in sorted(nodes.items())],
                 conflict=("node", "hour"), merge=dict.fromkeys(fields, Merge.ADD))
+
+
+def usage_hours_add(*, account_public_key: str, hour: dt.datetime, sent_msgs: int = 0, sent_bytes: int = 0,
+                    received_msgs: int = 0, received_bytes: int = 0, connection_seconds: float = 0.0,
+                    storage_byte_seconds: int = 0, peak_connections: int = 0) -> None:
+    """Add usage to one hour of an account (and to its day and month), as ingesting a sample does; the peak is
+    raised, never lowered. For corrections, imports and tests: the collector's samples go through samples_ingest."""
+    with transaction.atomic():
+        _hours_upsert({(account_public_key, metering.hour_floor(hour)): _Hour(
+            sent_msgs=sent_msgs, sent_bytes=sent_bytes, received_msgs=received_msgs, received_bytes=received_bytes,
+            connection_seconds=connection_seconds, storage_byte_seconds=storage_byte_seconds,
+            peak_connections=peak_connections)})
+
+
+def usage_rollups_rebuild() -> None:
+    """Sum every account's days and months again from its hours (a repair: the write path keeps them equal)."""
+    from django.db import connection
+
+    sums = ", ".join(f"SUM({f})" for f in _HOUR_FIELDS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        for model, column, source, source_column, grain in ((UsageDay, "day", UsageHour, "hour", "day"),
+                                                           (UsageMonth, "month", UsageDay, "day", "month")):
+            bucket = _truncated(connection.vendor, source_column, grain)
+            table, source_table = model._meta.db_table, source._meta.db_table
+            cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (the models' own names)
+            cursor.execute(f"INSERT INTO {table} (account_public_key, {column}, {', '.join(_HOUR_FIELDS)}, "  # noqa: S608
+                           f"peak_connections) SELECT account_public_key, {bucket}, {sums}, MAX(peak_connections) "
+                           f"FROM {source_table} GROUP BY account_public_key, {bucket}")
+
+
+def _truncated(vendor: str, column: str, grain: str) -> str:
+    """The start of the UTC day or month of ``column`` as the backend stores a DateTimeField (SQLite: UTC text)."""
+    if vendor == "postgresql":
+        return f"date_trunc('{grain}', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    return f"substr({column}, 1, 10) || ' 00:00:00'" if grain == "day" else f"substr({column}, 1, 7) || '-01 00:00:00'"

@@ -1,36 +1,49 @@
 """The metering collector: system events and STATZ polls from every node, into billing's ledger.
 
 It connects as a system-account user of its own that may only subscribe to the account events it meters and
-ask for STATZ. Messages are queued by the NATS client's callbacks and written by one thread, so a slow
-database never stalls the connection; broker_gateway.events reads them into billing's samples (its docstring
-says what each message holds, as nats-server's server/events.go sends it).
+ask for STATZ, and forwards every message, unparsed, into the metering stream (broker_gateway.ledger_stream); the
+ledger writers (broker_gateway.ledger_writer, processes of their own) read them into billing's samples with
+broker_gateway.events (its docstring says what each message holds, as nats-server's server/events.go sends it)
+and write the ledger. A slow database never stalls the connection, and a writer or collector that stops loses
+nothing the stream acknowledged (run a second collector beside the first for what is in flight).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import queue
 import threading
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
 
-from django.db import close_old_connections
+from django.conf import settings
 
-from accounts_service.models import Account, NatsUser
-from accounts_service.services import (
-    USAGE_EXPORT_SUBJECT,
-    service_user_ensure,
-    system_account_ensure,
-    usage_service_ensure,
-)
+from accounts_service.models import NatsUser
+from accounts_service.services import service_user_ensure, system_account_ensure
 from billing import services as ledger
-from billing.metering import Counters, CountersSample, Sample, SampleKind
-from billing.selectors import account_usage, window_parse
 from broker_gateway import events, nats_client
 from broker_gateway.events import EVENT_SUBJECTS, JSZ_SUBJECT, STATZ_SUBJECT
+from broker_gateway.ledger_stream import (
+    STREAM,
+    EventBatcher,
+    Forwarder,
+    consumer_name,
+    ledger_user_ensure,
+    partitions_count,
+    poll_pieces,
+    stream_ensure,
+)
+from broker_gateway.usage_responder import (  # noqa: F401 (the collector's names since its first release)
+    USAGE_QUEUE,
+    USAGE_RESPONDER,
+    UsageResponder,
+    UsageResponderProcesses,
+    usage_answer,
+    usage_responder_user_ensure,
+)
+from broker_gateway.writer_pool import WriterPool
 from operators import services as op_services
 
 log = logging.getLogger(__name__)
@@ -69,9 +82,6 @@ def accstatz_ingest(data: bytes, *, server_name: str) -> int:
     return ledger.samples_ingest(events.accstatz_samples(data, server_name=server_name))
 
 
-BATCH_MAX = 2000  # messages a writer transaction takes at most
-
-
 def lame_duck_sample(node) -> int:
     """The supervisor calls this on every tick while ``node`` winds down in lame duck mode: its clients' traffic
     up to the last sample before it exits reaches the ledger."""
@@ -92,122 +102,72 @@ _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # monitori
 
 
 # ------------------------------------------------------------------------------------------------
-# ngs.usage: each account's own usage, over NATS
-# ------------------------------------------------------------------------------------------------
-
-USAGE_RESPONDER = "natsctl-usage"
-USAGE_QUEUE = "ngs-usage"
-
-
-def usage_responder_user_ensure() -> NatsUser:
-    """The ``ngs`` account's user that answers ``ngs.usage.<account>`` requests."""
-    return service_user_ensure(account=usage_service_ensure(), name=USAGE_RESPONDER, sub_allow=[USAGE_EXPORT_SUBJECT],
-                               allow_responses=True)
-
-
-def usage_answer(subject: str, payload: bytes) -> dict[str, Any]:
-    """The answer to a request on ``ngs.usage.<account>``. The account token comes from the subject, which the
-    servers only let an account import with its own key, so an account can only ever learn its own usage."""
-    tokens = subject.split(".")
-    account = Account.objects.filter(public_key=tokens[2]).only("public_key", "plan", "team_id").first() if len(
-        tokens) == 3 else None
-    if account is None:
-        return {"error": "unknown account"}
-    try:
-        window = window_parse(payload.decode("utf-8", errors="replace"))
-    except ValueError as exc:
-        return {"error": str(exc)}
-    return account_usage(account_public_key=account.public_key, plan_name=account.plan, window=window,
-                         team_id=account.team_id)
-
-
-# ------------------------------------------------------------------------------------------------
 # The long-running collector
 # ------------------------------------------------------------------------------------------------
 
 
 class Collector:
-    """Subscribes to the events, polls STATZ every ``poll_seconds`` and writes on its own thread."""
+    """The receiving side: subscribes to the events and polls STATZ every ``poll_seconds``, and forwards every
+    message into the metering stream (broker_gateway.ledger_stream), where the ledger writers consume it. It starts
+    ``writers`` writers (processes by default; ``writer_mode="thread"`` keeps them in this process, for tests;
+    ``0``: they run elsewhere, ``manage.py metering_writer``) and restarts a writer process that dies."""
 
-    def __init__(self, urls: Sequence[str], *, poll_seconds: float = 5.0, statz_timeout: float = 1.0):
+    def __init__(self, urls: Sequence[str], *, poll_seconds: float = 5.0, statz_timeout: float = 1.0,
+                 writers: int | None = None, writer_mode: str = "process"):
         user = collector_user_ensure()
         self.urls, self.poll_seconds, self.statz_timeout = list(urls), poll_seconds, statz_timeout
         self._jwt, self._sign = user.jwt, op_services.nonce_signer_get(user_seed=user.seed)
-        responder = usage_responder_user_ensure()
-        self._usage_jwt = responder.jwt
-        self._usage_sign = op_services.nonce_signer_get(user_seed=responder.seed)
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
-        self._writer = threading.Thread(target=self._write_loop, name="metering-writer", daemon=True)
-        self.ingested = 0
-        self._idle: dict[tuple[str, str], Counters] = {}  # (server id, account) last seen idle
+        publisher = ledger_user_ensure()
+        self._ledger_jwt, self._ledger_sign = publisher.jwt, op_services.nonce_signer_get(user_seed=publisher.seed)
+        # ngs.usage: processes of their own in production, answering on their connection's thread; in this
+        # process (threads) beside thread writers (tests: they must see the test database)
+        self._usage = UsageResponder(self.urls) if writer_mode == "thread" else None
+        self._usage_procs = (UsageResponderProcesses(self.urls, settings.USAGE_RESPONDERS)
+                             if writer_mode != "thread" else None)
+        self.partitions = partitions_count()
+        self.writers = settings.METERING_WRITERS if writers is None else writers
+        self.writer_mode = writer_mode
+        self._pool = WriterPool(self.urls, writers=self.writers, partitions=self.partitions, mode=writer_mode)
+        self.ready = threading.Event()  # subscribed to the events, the stream there, answering ngs.usage
+        self.forwarded = 0
+        self._forwarder: Forwarder | None = None
+        self._batcher: EventBatcher | None = None
+        self._js = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _write_loop(self) -> None:
-        """Everything queued so far (up to ``BATCH_MAX`` messages) goes to the ledger in one transaction; if that
-        batch fails, its messages are tried one by one, so a bad message loses only itself (logged)."""
-        stop = False
-        while not stop:
-            items = [self._queue.get()]
-            while len(items) < BATCH_MAX:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            messages = [item for item in items if item is not None]
-            stop = len(messages) < len(items)
-            try:
-                close_old_connections()
-                self.ingested += ledger.samples_ingest(self._changed(
-                    [sample for subject, data in messages for sample in events.readable_samples(subject, data)]))
-            except Exception:
-                log.exception("metering: a batch of %d messages failed; ingesting them one by one", len(messages))
-                for subject, data in messages:
-                    try:
-                        self.ingested += ledger.samples_ingest(events.readable_samples(subject, data))
-                    except Exception:  # one bad message must not stop metering; it is logged with its subject
-                        log.exception("metering: could not ingest a message on %s", subject)
-            finally:
-                for _ in items:
-                    self._queue.task_done()
+    @property
+    def events(self) -> int:
+        """Events received and handed to the stream so far."""
+        return self._batcher.events if self._batcher is not None else 0
 
-    def _changed(self, samples: list[Sample]) -> list[Sample]:
-        """Drop the STATZ entries of idle accounts whose counters have not moved since this collector last saw
-        them (no client or leafnode connection, same counters: they would add nothing). Each node lists every
-        account it knows in every poll; most are idle, and the ledger need not hear it every few seconds."""
-        out = []
-        for sample in samples:
-            if isinstance(sample, CountersSample) and sample.kind == SampleKind.COUNTERS_POLL:
-                key = (sample.server_id, sample.account)
-                idle = sample.conns == 0 and sample.leafnodes == 0  # a leafnode keeps the account's count fresh too
-                if idle and self._idle.get(key) == sample.counters:
-                    continue
-                if idle:
-                    self._idle[key] = sample.counters
-                else:
-                    self._idle.pop(key, None)
-            out.append(sample)
-        return out
+    @property
+    def ingested(self) -> int:
+        """New samples the writers this collector runs have written (0 when they run elsewhere)."""
+        return self._pool.ingested
 
-    async def _usage_responder(self):
-        """A platform-account connection answering ``ngs.usage.*`` in a queue group (run several collectors)."""
-        nc = await nats_client.connect(self.urls, user_jwt=self._usage_jwt, sign_nonce=self._usage_sign,
-                                       name="natsctl-usage", allow_reconnect=True, max_reconnect_attempts=-1,
-                                       reconnect_time_wait=0.5, error_cb=_connection_trouble)
+    def drain(self, timeout: float = 120.0) -> None:
+        """Wait (from another thread) until everything forwarded so far is in the stream and written."""
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._drained(timeout), self._loop).result(timeout + 5)
 
-        async def answer(msg) -> None:
-            document = await asyncio.to_thread(_usage_answer_db, msg.subject, msg.data)
-            await msg.respond(json.dumps(document).encode())
-
-        await nc.subscribe(USAGE_EXPORT_SUBJECT, queue=USAGE_QUEUE, cb=answer)
-        await nc.flush()
-        return nc
-
-    def drain(self) -> None:
-        """Wait until every queued message is written."""
-        self._queue.join()
+    async def _drained(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._batcher is not None:
+            await self._batcher.flush()
+        if self._forwarder is not None:
+            await self._forwarder.settle(timeout)
+        while loop.time() < deadline:
+            infos = [await self._js.consumer_info(STREAM, consumer_name(k)) for k in range(self.partitions)]
+            if all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError("the ledger writers did not catch up")
 
     async def poll(self, nc) -> int:
         """Ask every server for every account's STATZ (with unused accounts) and JetStream bytes (JSZ), and
-        queue the replies. Returns how many STATZ replies came."""
+        forward the replies. Returns how many STATZ replies came."""
         replies: dict[str, list[bytes]] = {STATZ_SUBJECT: [], JSZ_SUBJECT: []}
         subs = []
         for subject, body in ((STATZ_SUBJECT, {"include_unused": True}), (JSZ_SUBJECT, {"accounts": True})):
@@ -223,67 +183,112 @@ class Collector:
             await sub.unsubscribe()
         for subject, datas in replies.items():
             for data in datas:
-                self._queue.put((subject, data))
+                try:
+                    pieces = poll_pieces(subject, data, self.partitions)
+                except ValueError:  # (orjson's error): one server's reply lost, not the poll
+                    log.warning("metering: an unreadable reply to %s", subject)
+                    continue
+                for piece_subject, piece in pieces:
+                    await self._forwarder.publish(piece_subject, piece)
+                self.forwarded += 1
         return len(replies[STATZ_SUBJECT])
 
-    async def run(self, stop: asyncio.Event) -> None:
-        self._writer.start()
-        nc = None
-        while nc is None and not stop.is_set():
+    async def _connect(self, stop: asyncio.Event, **auth):
+        while not stop.is_set():
             try:
-                nc = await nats_client.connect(self.urls, user_jwt=self._jwt, sign_nonce=self._sign,
-                                               name="natsctl-collector", allow_reconnect=True,
-                                               max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                               error_cb=_connection_trouble)
+                return await nats_client.connect(self.urls, allow_reconnect=True, max_reconnect_attempts=-1,
+                                                 reconnect_time_wait=0.5, error_cb=_connection_trouble,
+                                                 pending_size=64 * 1024 * 1024, **auth)
             except Exception as exc:  # nodes still starting: try again, the fleet supervisor brings them up
                 log.warning("collector: cannot connect yet (%s); retrying", exc)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
                 except TimeoutError:
                     pass
-        if nc is None:
-            self._queue.put(None)
-            self._writer.join(timeout=30)
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        nc = await self._connect(stop, user_jwt=self._jwt, sign_nonce=self._sign, name="natsctl-collector")
+        out = nc and await self._connect(stop, user_jwt=self._ledger_jwt, sign_nonce=self._ledger_sign,
+                                         name="natsctl-collector-ledger")
+        if nc is None or out is None:
+            for c in (nc, out):
+                if c is not None:
+                    await c.close()
             return
-        usage_nc = None
+        usage_started = False
         try:
-            async def queued(msg) -> None:
-                self._queue.put((msg.subject, msg.data))
+            self._js = out.jetstream(timeout=5)
+            while not stop.is_set():  # a cluster just started elects its JetStream leader first: until then, again
+                try:
+                    await stream_ensure(self._js, partitions=self.partitions,
+                                        replicas=settings.METERING_STREAM_REPLICAS)
+                    break
+                except Exception as exc:
+                    log.warning("collector: the metering stream is not ready yet (%s); retrying", exc)
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=0.5)
+                    except TimeoutError:
+                        pass
+            self._forwarder = Forwarder(out)
+            await self._forwarder.start()
+            self._pool.start()
+            self._batcher = EventBatcher(self._forwarder.publish, partitions=self.partitions)
+            add = self._batcher.add
+
+            async def forwarded(msg) -> None:
+                await add(msg.subject, msg.data)
 
             for subject in EVENT_SUBJECTS:
-                await nc.subscribe(subject, cb=queued)
-            usage_nc = await self._usage_responder()
+                await nc.subscribe(subject, cb=forwarded, pending_msgs_limit=1_000_000,
+                                   pending_bytes_limit=1024 * 1024 * 1024)
+            if self._usage is not None:
+                await self._usage.start(error_cb=_connection_trouble)
+            else:
+                self._usage_procs.start()
+            usage_started = True
+            await nc.flush()  # the servers hold the subscriptions
+            loop = asyncio.get_running_loop()  # (waits off the loop: events keep arriving meanwhile)
+            await loop.run_in_executor(None, self._pool.wait_ready, 60)
+            if self._usage_procs is not None:
+                await loop.run_in_executor(None, self._usage_procs.wait_ready, 60)
+            self.ready.set()
             while not stop.is_set():
                 if nc.is_connected:
                     await self.poll(nc)
+                self._pool.watch()
+                if self._usage_procs is not None:
+                    self._usage_procs.watch()
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
                 except TimeoutError:
                     pass
         finally:
-            if nc.is_connected:  # a last poll: what the nodes counted up to now reaches the ledger
+            if nc.is_connected and self._forwarder is not None:  # a last poll: the nodes' counts up to now
                 try:
                     await self.poll(nc)
                 except Exception as exc:
                     log.warning("collector: final poll failed: %s", exc)
-            if usage_nc is not None:
-                await usage_nc.drain() if usage_nc.is_connected else await usage_nc.close()
+            if usage_started and self._usage is not None:
+                await self._usage.stop()
+            elif usage_started:
+                self._usage_procs.stop()
             await nc.drain() if nc.is_connected else await nc.close()
-            self._queue.put(None)
-            self._writer.join(timeout=30)
+            if self._batcher is not None:
+                await self._batcher.flush()
+            if self._forwarder is not None:
+                if not await self._forwarder.settle(10.0):
+                    log.warning("collector: %d messages not acknowledged by the stream at exit (a collector running "
+                                "beside this one forwards them too)", self._forwarder.pending)
+                await self._forwarder.stop()
+            if self.writer_mode == "thread" and self.writers and self._js is not None:
+                with contextlib.suppress(Exception):
+                    await self._drained(30.0)  # in-process writers finish what this collector forwarded
+            self._pool.stop()
+            await out.drain() if out.is_connected else await out.close()
 
 
 async def _connection_trouble(exc: Exception) -> None:
     """A node went away or is not up yet: one line, not nats-py's traceback; the client reconnects by itself."""
     log.warning("collector connection: %s", exc)
-
-
-def _usage_answer_db(subject: str, payload: bytes) -> dict[str, Any]:
-    close_old_connections()
-    try:
-        return usage_answer(subject, payload)
-    except Exception:  # an answer, never silence: the requester gets an error document
-        log.exception("ngs.usage: could not answer %s", subject)
-        return {"error": "usage is unavailable right now"}
-    finally:
-        close_old_connections()

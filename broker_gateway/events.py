@@ -50,14 +50,27 @@ LAME_DUCK_SEQ = 2**53
 _REMOTE = ("routes", "gateways")
 
 
+_UTC_SECONDS: dict[str, dt.datetime] = {}  # whole seconds already parsed (events of the same second share them)
+
+
 def parse_time(value: str | None) -> dt.datetime | None:
     """nats-server's RFC 3339 timestamps carry nanoseconds; Python keeps microseconds."""
     if not value:
         return None
+    if value[-1] == "Z" and value[10:11] == "T":  # the form nats-server writes: fast, no regular expression
+        head, dot, frac = value[:-1].partition(".")
+        if len(head) == 19 and (not dot or frac.isdigit()):
+            at = _UTC_SECONDS.get(head)
+            if at is None:
+                at = dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC)
+                if len(_UTC_SECONDS) > 4096:
+                    _UTC_SECONDS.clear()
+                _UTC_SECONDS[head] = at
+            return at.replace(microsecond=int(frac[:6].ljust(6, "0"))) if dot else at
     text = value.replace("Z", "+00:00")
     if "." in text:
         head, rest = text.split(".", 1)
-        digits = "".join(ch for ch in rest if ch.isdigit())
+        digits = rest[:len(rest) - len(rest.lstrip("0123456789"))]  # the fraction's digits, not the zone's
         zone = rest[len(digits):]
         text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     parsed = dt.datetime.fromisoformat(text)

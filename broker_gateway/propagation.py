@@ -30,6 +30,7 @@ from broker_gateway.selectors import accounts_behind_ids, healthy_nodes
 from broker_gateway.services import gateway_get, gateway_open
 from core.db import Merge, rows_upsert
 from core.errors import Unavailable
+from core.progress import Progress
 from operators import services as op_services
 
 log = logging.getLogger(__name__)
@@ -204,9 +205,10 @@ def _account_pages(qs, *, batch: int):
 
 
 def accounts_push(*, account_ids: Iterable[int] | None = None, timeout: float | None = None,
-                  batch: int = 2000, quiet: bool = False) -> FleetPushReport:
+                  batch: int = 2000, quiet: bool = False, progress: Progress | None = None) -> FleetPushReport:
     """Push the latest JWT of the given accounts (all when None) to every healthy node, most recently
     changed first, and record per node what it acknowledged (refusals are logged unless ``quiet``).
+    ``progress(done, total)`` hears of every batch recorded (a command's progress bar).
 
     JWTs are read from the database at push time, never carried in task arguments. An account re-signed
     while its push was in flight is pushed again, so an older version cannot end up last.
@@ -227,6 +229,7 @@ def accounts_push(*, account_ids: Iterable[int] | None = None, timeout: float | 
         account_ids = list(account_ids)
         qs, claims_qs = qs.filter(pk__in=account_ids), claims_qs.filter(account_id__in=account_ids)
     held = {(a, n): jti for a, n, jti in claims_qs.values_list("account_id", "node_id", "jti")}
+    total = qs.count() if progress is not None else 0
     pushed: dict[int, str] = {}
     gateway = None
     waiting = None  # (rows, waiter) of the batch on the wire
@@ -236,10 +239,14 @@ def accounts_push(*, account_ids: Iterable[int] | None = None, timeout: float | 
         waiting = (rows, _push_start(gateway, rows, nodes=nodes, timeout=timeout))
         if done is not None:  # recorded while the next batch is on the wire
             _replies_record(*done, nodes=nodes, held=held, report=report, quiet=quiet)
+            if progress is not None:
+                progress(report.accounts, total)
         report.accounts += len(rows)
         pushed.update((r[0], r[3]) for r in rows)
     if waiting is not None:
         _replies_record(waiting[0], waiting[1](), nodes=nodes, held=held, report=report, quiet=quiet)
+        if progress is not None:
+            progress(report.accounts, max(total, report.accounts))
     # Re-signed (or created) while the push ran: push the newer version now, not at the next reconcile.
     moved = [r for r in qs.filter(updated_at__gte=since).values_list(*_ROW_FIELDS) if pushed.get(r[0]) != r[3]]
     if moved:
@@ -283,7 +290,8 @@ def account_delete_push(*, public_keys: Sequence[str], timeout: float | None = N
 # ------------------------------------------------------------------------------------------------
 
 
-def fleet_reconcile(*, changed_since: datetime | None = None, quiet: bool = False) -> FleetPushReport:
+def fleet_reconcile(*, changed_since: datetime | None = None, quiet: bool = False,
+                    progress: Progress | None = None) -> FleetPushReport:
     """Re-push every account whose latest JWT is not acknowledged by every healthy node; with ``changed_since``,
     only those changed from then on (a full sync under way pushes the others). Refusals are in the report, and
     logged unless ``quiet``."""
@@ -292,7 +300,7 @@ def fleet_reconcile(*, changed_since: datetime | None = None, quiet: bool = Fals
     if not behind:
         return FleetPushReport(nodes=[n.name for n in nodes])
     # Past a few thousand ids a full push costs less than a query with that many parameters.
-    report = accounts_push(account_ids=behind if len(behind) <= 5000 else None, quiet=quiet)
+    report = accounts_push(account_ids=behind if len(behind) <= 5000 else None, quiet=quiet, progress=progress)
     (log.debug if quiet else log.info)("reconciled", extra={"accounts": len(behind), "complete": report.complete,
                                                              "nodes": report.nodes})
     return report
@@ -307,9 +315,9 @@ class VerifyReport:
     repaired: FleetPushReport | None = None
 
 
-def fleet_verify(*, timeout: float | None = None, batch: int = 2000) -> VerifyReport:
+def fleet_verify(*, timeout: float | None = None, batch: int = 2000, progress: Progress | None = None) -> VerifyReport:
     """Ask the nodes what they hold (LIST, then LOOKUP of every account) instead of trusting our records;
-    re-push what differs and delete accounts that no longer exist."""
+    re-push what differs and delete accounts that no longer exist. ``progress(done, total)``: accounts checked."""
     nodes = healthy_nodes()
     report = VerifyReport(nodes=[n.name for n in nodes])
     if not nodes:
@@ -334,6 +342,8 @@ def fleet_verify(*, timeout: float | None = None, batch: int = 2000) -> VerifyRe
             else:
                 stale.append(pk)
         _claims_record(confirmed)
+        if progress is not None:
+            progress(report.checked, len(ids))
     if stale:
         NodeClaim.objects.filter(account_id__in=stale).delete()  # our records were wrong: forget them
         report.stale = len(stale)

@@ -54,17 +54,22 @@ def _seed_open(sealed: SealedSeed) -> KeyPair:
     return keypair
 
 
-def seeds_rewrap() -> int:
-    """Re-seal every seed not sealed with the newest key; returns how many were re-sealed."""
+def seeds_rewrap(*, progress: Callable[[int, int], None] | None = None) -> int:
+    """Re-seal every seed not sealed with the newest key; returns how many were re-sealed. ``progress(done,
+    total)`` hears of each one (a command's progress bar)."""
     ring = keyring_get()
+    stale = SealedSeed.objects.exclude(key_id=ring.current)
+    total = stale.count() if progress is not None else 0
     count = 0
-    for sealed in SealedSeed.objects.exclude(key_id=ring.current).iterator():
+    for sealed in stale.iterator():
         with transaction.atomic():
             seed = ring.open(sealed.sealed, public_key=sealed.public_key)
             sealed.sealed = ring.seal(seed, public_key=sealed.public_key)
             sealed.key_id = ring.current
             sealed.save(update_fields=["sealed", "key_id"])
         count += 1
+        if progress is not None:
+            progress(count, max(total, count))
     return count
 
 

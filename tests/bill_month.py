@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from accounts_service.models import Account, PlanSpan
 from accounts_service.rights import PLATFORM
-from billing.models import Plan, UsageHour
+from billing.models import Plan
+from billing.services import usage_hours_add
 from billing.units import GIB
 
 NOV = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -61,11 +62,11 @@ def month_build(team) -> Month:
     PlanSpan.objects.filter(account_public_key=gone.public_key, plan="").update(at=NOV + dt.timedelta(days=3))
     sandbox = account_create(actor=PLATFORM, team=team, name="sandbox", plan="free")
     PlanSpan.objects.filter(account_public_key=sandbox.public_key).update(at=NOV - dt.timedelta(days=1))
-    UsageHour.objects.create(account_public_key=app.public_key, hour=NOV + dt.timedelta(days=4),
-                             connection_seconds=300 * 3600.0)
-    UsageHour.objects.create(account_public_key=app.public_key, hour=NOV + dt.timedelta(days=14, hours=5),
-                             sent_bytes=3 * GIB, received_bytes=2 * GIB, connection_seconds=100 * 3600.0)
-    UsageHour.objects.create(account_public_key=sandbox.public_key, hour=NOV + dt.timedelta(days=2),
-                             sent_bytes=GIB)
+    usage_hours_add(account_public_key=app.public_key, hour=NOV + dt.timedelta(days=4),
+                    connection_seconds=300 * 3600.0)
+    usage_hours_add(account_public_key=app.public_key, hour=NOV + dt.timedelta(days=14, hours=5),
+                    sent_bytes=3 * GIB, received_bytes=2 * GIB, connection_seconds=100 * 3600.0)
+    usage_hours_add(account_public_key=sandbox.public_key, hour=NOV + dt.timedelta(days=2),
+                    sent_bytes=GIB)
     app.refresh_from_db()
     return Month(app=app, sandbox=sandbox, gone_key=gone.public_key)

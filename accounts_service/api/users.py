@@ -224,10 +224,14 @@ class UserCredsApi(ServiceTransactionsMixin, AccountScopedApi):
         found = (
             NatsUser.objects.for_user(request.user)
             .filter(account__public_key=kwargs["account_pk"], public_key=kwargs["user_pk"])
-            .select_related("account").only("id", "name", "public_key", "account__public_key", "account__team_id")
+            # the scoped read also brings what the .creds are made of (fresh: read now), so the service reads
+            # nothing again
+            .select_related("account", "seed")
+            .only("id", "name", "public_key", "account__public_key", "account__team_id", *services.CREDS_FIELDS)
             .annotate(actor_role=F("account__team__memberships__role"))
         )
         self.user = next(iter(found[:1]), None)  # (public keys are unique: a slice, without .first()'s ORDER BY)
+        self.user_fresh = self.user is not None
         if self.user is None:
             account, role = super().scope_resolve(request, **kwargs)
             self.user = user_get(account=account, public_key=kwargs["user_pk"])
@@ -237,7 +241,7 @@ class UserCredsApi(ServiceTransactionsMixin, AccountScopedApi):
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request: Request, account_pk: str, user_pk: str) -> HttpResponse:
         user = self.user
-        text = services.user_creds_download(user=user, actor=request.user)
+        text = services.user_creds_download(user=user, actor=request.user, fresh=self.user_fresh)
         # The body holds a secret: never cached by browsers or proxies.
         return plain_text_response(text, headers={
             "Cache-Control": "no-store",

@@ -67,6 +67,7 @@ from accounts_service.services.usage import (
     usage_export_get,
 )
 from accounts_service.services.users import (
+    CREDS_FIELDS,
     UserSpec,
     creds_filename,
     service_user_ensure,
@@ -83,7 +84,8 @@ from accounts_service.services.users import (
 )
 
 __all__ = [
-    "API_TOKEN_PREFIX", "DEFAULT_ACCOUNT_NAME", "USAGE_ACCOUNT", "USAGE_EXPORT_SUBJECT", "USAGE_LOCAL_SUBJECT",
+    "API_TOKEN_PREFIX", "CREDS_FIELDS",
+    "DEFAULT_ACCOUNT_NAME", "USAGE_ACCOUNT", "USAGE_EXPORT_SUBJECT", "USAGE_LOCAL_SUBJECT",
     "UserSpec", "account_create", "account_delete", "account_home_region_set", "account_lock", "account_plan_set",
     "account_resign",
     "account_resume", "account_signing_key_add", "account_signing_key_rotate", "account_suspend", "account_update",

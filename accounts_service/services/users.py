@@ -148,6 +148,30 @@ def _audited(user: NatsUser) -> dict[str, Any]:
     return {f: getattr(user, f) for f in ("name", *USER_DEFAULTS)}
 
 
+def _user_insert(*, account: Account, actor: Any, role: str | None, fields: dict[str, Any], public_key: str,
+                 seed) -> NatsUser:
+    """user_create's transaction: sign with the account's key and insert the user, its sealed seed and the audit
+    row."""
+    # The lock orders this against the account's re-signs, key rotations and deletion. On SQLite
+    # select_for_update is a no-op, and the transaction (BEGIN IMMEDIATE) already holds the database lock.
+    if connection.features.has_select_for_update:
+        account_lock(account)
+    key = _signing_key_for(account, role)
+    user_spec_check({f: fields[f] for f in PERMISSION_FIELDS}, scoped=key.scoped)
+    user = NatsUser(account=account, public_key=public_key, signing_key=key, **fields)
+    user.jwt_iat = int(time.time())
+    user.jwt = user_jwt(user, iat=user.jwt_iat)
+    if seed is not None:
+        seed.save(force_insert=True)
+        user.seed = seed
+    user.save(force_insert=True)
+    audit_record(action=AuditEvent.Action.USER_CREATE, actor=actor, team_id=account.team_id,
+                 target=user.public_key, detail={"account": account.public_key, "user": user.name,
+                                                 "role": key.role, "own_key": seed is None,
+                                                 "permissions": audit_changes({}, _audited(user))})
+    return user
+
+
 def user_create(*, account: Account, actor: Any, public_key: str | None = None, role: str | None = None,
                 **spec: Unpack[UserSpec]) -> NatsUser:
     """A user of ``account`` (any member): we generate its key (and keep the seed sealed) unless ``public_key``
@@ -170,36 +194,21 @@ def user_create(*, account: Account, actor: Any, public_key: str | None = None, 
     else:
         seed = op_services.seed_prepare(key_type=KeyType.USER)  # generated and sealed, saved below
         public_key = seed.public_key
-    with transaction.atomic():
-        # The lock orders this against the account's re-signs, key rotations and deletion. On SQLite
-        # select_for_update is a no-op, and the transaction (BEGIN IMMEDIATE) already holds the database lock.
-        if connection.features.has_select_for_update:
-            account_lock(account)
-        key = _signing_key_for(account, role)
-        user_spec_check({f: fields[f] for f in PERMISSION_FIELDS}, scoped=key.scoped)
-        user = NatsUser(account=account, public_key=public_key, signing_key=key, **fields)
-        user.jwt_iat = int(time.time())
-        user.jwt = user_jwt(user, iat=user.jwt_iat)
-        if seed is not None:
-            seed.save(force_insert=True)
-            user.seed = seed
+    try:
+        with transaction.atomic():
+            user = _user_insert(account=account, actor=actor, role=role, fields=fields, public_key=public_key,
+                                seed=seed)
+    except IntegrityError as exc:
         # The unique constraints (account + name, public key) decide; the conflict is looked up only when one
-        # fails, rather than checked with two reads on every creation. The sealed seed goes with the rollback.
-        try:
-            with transaction.atomic():
-                user.save(force_insert=True)
-        except IntegrityError as exc:
-            if NatsUser.objects.filter(account=account, name=user.name).exists():
-                raise Conflict(f"the account already has a user named {user.name!r}", extra={"field": "name"},
-                               code="user_name_taken") from exc
-            if NatsUser.objects.filter(public_key=public_key).exists():
-                raise Conflict("a user with this public key already exists", extra={"field": "public_key"},
-                               code="public_key_taken") from exc
-            raise
-        audit_record(action=AuditEvent.Action.USER_CREATE, actor=actor, team_id=account.team_id,
-                     target=user.public_key, detail={"account": account.public_key, "user": user.name,
-                                                     "role": key.role, "own_key": seed is None,
-                                                     "permissions": audit_changes({}, _audited(user))})
+        # failed (the transaction, sealed seed included, is rolled back by then), rather than checked with two
+        # reads on every creation.
+        if NatsUser.objects.filter(account=account, name=fields["name"]).exists():
+            raise Conflict(f"the account already has a user named {fields['name']!r}", extra={"field": "name"},
+                           code="user_name_taken") from exc
+        if NatsUser.objects.filter(public_key=public_key).exists():
+            raise Conflict("a user with this public key already exists", extra={"field": "public_key"},
+                           code="public_key_taken") from exc
+        raise
     return user
 
 
@@ -268,12 +277,16 @@ def user_delete(*, user: NatsUser, actor: Any) -> None:
         SealedSeed.objects.filter(pk=seed_id).delete()
 
 
-def user_creds_get(*, user: NatsUser, revoked_ok: bool = False) -> str:
+CREDS_FIELDS = ("revoked_at", "jwt", "seed")  # what a .creds is made of and who may have one: read fresh
+
+
+def user_creds_get(*, user: NatsUser, revoked_ok: bool = False, fresh: bool = False) -> str:
     """The user's `.creds` text; only for users whose key we generated (callers check the actor). ``revoked_ok``:
-    also for a revoked user (the connection test, which shows the servers refusing it)."""
-    # Re-read what decides (revoked? which JWT?) together with the sealed seed: one query, not two.
-    fresh = NatsUser.objects.select_related("seed").only("revoked_at", "jwt", "seed").get(pk=user.pk)
-    user.revoked_at, user.jwt, user.seed = fresh.revoked_at, fresh.jwt, fresh.seed
+    also for a revoked user (the connection test, which shows the servers refusing it). ``fresh``: ``user`` was
+    read with CREDS_FIELDS (and its seed) by the caller just now, in this request; otherwise they are read again."""
+    if not fresh:  # what decides (revoked? which JWT?) together with the sealed seed: one query, not two
+        again = NatsUser.objects.select_related("seed").only(*CREDS_FIELDS).get(pk=user.pk)
+        user.revoked_at, user.jwt, user.seed = again.revoked_at, again.jwt, again.seed
     if user.revoked_at and not revoked_ok:
         raise Conflict("the user is revoked", code="user_revoked")
     if user.seed_id is None:
@@ -315,10 +328,11 @@ def user_creds_pairing(*, user: NatsUser) -> dict[str, str]:
                                                             creds=names["creds"])}
 
 
-def user_creds_download(*, user: NatsUser, actor: Any) -> str:
-    """The ``.creds`` handed to a person (a member of the owning team): recorded in the audit log."""
+def user_creds_download(*, user: NatsUser, actor: Any, fresh: bool = False) -> str:
+    """The ``.creds`` handed to a person (a member of the owning team): recorded in the audit log. ``fresh`` as
+    for ``user_creds_get``."""
     member_required(team=user.account.team_id, actor=actor)
-    text = user_creds_get(user=user)
+    text = user_creds_get(user=user, fresh=fresh)
     audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=actor, team_id=user.account.team_id,
                  target=user.public_key, detail={"account": user.account.public_key, "user": user.name})
     return text

@@ -26,10 +26,13 @@ def fleet2(operator_setup, tmp_path):
 class CollectorThread:
     """The collector on its own event loop and thread, as ``manage.py collector`` runs it."""
 
-    def __init__(self, urls, poll_seconds=0.5):
+    def __init__(self, urls, poll_seconds=0.5, writers=2):
         from broker_gateway.collector import Collector
 
-        self.collector = Collector(urls, poll_seconds=poll_seconds, statz_timeout=0.3)
+        # The writers on threads of this process (production runs them as processes): they must see the test
+        # database. Two of them over the partitions, so a test also crosses writers.
+        self.collector = Collector(urls, poll_seconds=poll_seconds, statz_timeout=0.3, writers=writers,
+                                   writer_mode="thread")
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
         self.thread = threading.Thread(target=self._run, name="collector", daemon=True)
@@ -44,6 +47,8 @@ class CollectorThread:
     def start(self):
         self.thread.start()
         wait_for(lambda: self.stop_event is not None, what="collector loop")
+        # subscribed before the test's clients connect: their CONNS events (the peak) are not missed
+        wait_for(self.collector.ready.is_set, timeout=30, what="the collector's subscriptions")
         return self
 
     def stop(self):

@@ -14,8 +14,9 @@ from django.test import override_settings
 from accounts_service.models import PlanSpan
 from accounts_service.rights import PLATFORM
 from billing import invoices
-from billing.models import Invoice, InvoiceLine, Plan, UsageHour
+from billing.models import Invoice, InvoiceLine, Plan
 from billing.payments import PaymentOutcome
+from billing.services import usage_hours_add
 from billing.units import GIB
 
 pytestmark = pytest.mark.django_db
@@ -35,9 +36,8 @@ def _create(team, name, plan, at=NOV - dt.timedelta(days=3)):
 
 
 def _used(account, hour, sent, received=0, connection_seconds=0.0, storage_byte_seconds=0):
-    UsageHour.objects.create(account_public_key=account.public_key, hour=hour, sent_bytes=sent,
-                             received_bytes=received, connection_seconds=connection_seconds,
-                             storage_byte_seconds=storage_byte_seconds)
+    usage_hours_add(account_public_key=account.public_key, hour=hour, sent_bytes=sent, received_bytes=received,
+                    connection_seconds=connection_seconds, storage_byte_seconds=storage_byte_seconds)
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_an_hour_row_belongs_to_the_period_its_hour_starts_in_for_invoices_quota
 
     key = "A" + "B" * 55
     for hour, sent in ((NOV - dt.timedelta(hours=1), 1), (NOV, 10), (DEC - dt.timedelta(hours=1), 100), (DEC, 1000)):
-        UsageHour.objects.create(account_public_key=key, hour=hour, sent_bytes=sent)
+        usage_hours_add(account_public_key=key, hour=hour, sent_bytes=sent)
     assert segment_usage(account_public_key=key, first=NOV, stop=DEC).data_bytes == 110
     assert usage_totals(account_public_key=key, start=NOV, end=DEC)["sent_bytes"] == 110
     assert month_used_bytes(account_public_key=key, now=DEC) == 0  # December has not started using anything yet
@@ -83,8 +83,8 @@ def test_many_accounts_summed_in_one_query_as_each_alone(django_assert_num_queri
     keys = ["A" + c * 55 for c in "BCD"]
     for i, key in enumerate(keys[:2], start=1):
         for hour in (NOV - dt.timedelta(hours=1), NOV, NOV + dt.timedelta(hours=5), DEC):
-            UsageHour.objects.create(account_public_key=key, hour=hour, sent_bytes=i * 10, received_msgs=i,
-                                     connection_seconds=i * 1.25, storage_byte_seconds=i * 7, peak_connections=i)
+            usage_hours_add(account_public_key=key, hour=hour, sent_bytes=i * 10, received_msgs=i,
+                            connection_seconds=i * 1.25, storage_byte_seconds=i * 7, peak_connections=i)
     with django_assert_num_queries(1):
         grouped = usage_totals_by_account(account_public_keys=keys, start=NOV, end=DEC)
     assert grouped == {key: usage_totals(account_public_key=key, start=NOV, end=DEC) for key in keys}

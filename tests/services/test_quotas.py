@@ -10,7 +10,8 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 
 from accounts_service.rights import PLATFORM
-from billing.models import Plan, QuotaNotice, UsageHour
+from billing.models import Plan, QuotaNotice
+from billing.services import usage_hours_add
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +58,7 @@ def failing_mail(settings):
 
 
 def _used(account, hour, sent, received):
-    UsageHour.objects.create(account_public_key=account.public_key, hour=hour, sent_bytes=sent,
+    usage_hours_add(account_public_key=account.public_key, hour=hour, sent_bytes=sent,
                              received_bytes=received)
 
 

@@ -61,3 +61,29 @@ def test_the_fast_datetime_adapter_stores_what_django_stores():
                                                                               tzinfo=dt.UTC),
                   dt.datetime(2026, 11, 29, 19, 2, 27, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))):
         assert adapt(value) == connection.ops.adapt_datetimefield_value(value)
+
+
+def test_many_rows_merge_the_same_as_a_few(monkeypatch):
+    """From COPY_ROWS rows on PostgreSQL takes them by COPY into a temporary table and one INSERT ... SELECT: the
+    same merge as row by row, twice in one transaction, and a clash on a plain insert is still an IntegrityError."""
+    import core.db
+
+    merge = {"sent_msgs": Merge.ADD, "peak_connections": Merge.MAX, "connection_seconds": Merge.ADD}
+    many = [_row(f"A{i:04d}", i, i % 7, 0.5) for i in range(core.db.COPY_ROWS * 3)]
+    with transaction.atomic():
+        rows_upsert(UsageHour_(), FIELDS, many, conflict=("account_public_key", "hour"), merge=merge)
+        rows_upsert(UsageHour_(), FIELDS, [_row(a, 1, 5, 0.25) for a, *_ in many],
+                    conflict=("account_public_key", "hour"), merge=merge)
+    assert _hours() == [(f"A{i:04d}", i + 1, max(i % 7, 5), 0.75) for i in range(core.db.COPY_ROWS * 3)]
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows_upsert(UsageHour_(), FIELDS, many)
+    # repeated keys in one call: applied in turn (never one INSERT ... SELECT touching a row twice)
+    twice = [_row("B0001", 1, 1, 0.0)] * (core.db.COPY_ROWS + 1)
+    rows_upsert(UsageHour_(), FIELDS, twice, conflict=("account_public_key", "hour"), merge=merge)
+    assert ("B0001", core.db.COPY_ROWS + 1, 1, 0.0) in _hours()
+
+
+def UsageHour_():  # (the model, imported once Django is set up)
+    from billing.models import UsageHour
+
+    return UsageHour

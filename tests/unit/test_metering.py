@@ -107,6 +107,10 @@ def test_parse_time_keeps_microseconds_of_nanosecond_timestamps():
     assert events.parse_time("2026-11-22T07:30:16.963034934Z") == dt.datetime(2026, 11, 22, 7, 30, 16, 963034,
                                                                                  tzinfo=dt.UTC)
     assert events.parse_time("2026-11-22T07:30:16Z").second == 16
+    for text in ("2026-11-22T07:30:16.9Z", "2026-11-22T07:30:16.000001Z", "2026-11-22T07:30:16.123+01:00",
+                 "2026-11-22T07:30:16.5-00:00", "2026-11-22T07:30:16.123456Z"):  # the fast path and the general one
+        expected = dt.datetime.fromisoformat(text.replace("Z", "+00:00")[:19] + text.replace("Z", "+00:00")[19:])
+        assert events.parse_time(text) == expected, text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -288,13 +292,37 @@ def _ledger_state():
                                                         "resets")),
         sorted(AccountStorage.objects.values_list("account_public_key", "bytes", "observed_at")),
         MeterSample.objects.count(),
+        _rollups_checked(),
     )
 
 
-def _ledger_clear():
-    from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageHour
+def _rollups_checked():
+    """The day and month rollups, after checking each equals the sum (peak: the maximum) of its hours."""
+    from collections import defaultdict
 
-    for model in (AccountStorage, MeterSample, ServerAccountCounter, UsageHour):
+    from billing.models import UsageDay, UsageHour, UsageMonth
+
+    fields = ("sent_msgs", "sent_bytes", "received_msgs", "received_bytes", "connection_seconds",
+              "storage_byte_seconds", "peak_connections")
+    out = []
+    for model, column, floor in ((UsageDay, "day", metering.day_floor), (UsageMonth, "month", metering.month_floor)):
+        want: dict = defaultdict(lambda: [0] * len(fields))
+        for key, hour, *values in UsageHour.objects.values_list("account_public_key", "hour", *fields):
+            sums = want[(key, floor(hour))]
+            for i, value in enumerate(values):
+                sums[i] = max(sums[i], value) if fields[i] == "peak_connections" else sums[i] + value
+        got = {(key, at): list(values) for key, at, *values in model.objects.values_list("account_public_key",
+                                                                                          column, *fields)}
+        rounded = [{k: [round(v, 6) for v in vs] for k, vs in d.items()} for d in (got, want)]
+        assert rounded[0] == rounded[1], f"{model.__name__} rollups differ from the sums of their hours"
+        out.append(sorted(rounded[0].items()))
+    return out
+
+
+def _ledger_clear():
+    from billing.models import AccountStorage, MeterSample, ServerAccountCounter, UsageDay, UsageHour, UsageMonth
+
+    for model in (AccountStorage, MeterSample, ServerAccountCounter, UsageHour, UsageDay, UsageMonth):
         model.objects.all().delete()
 
 
@@ -330,10 +358,9 @@ def test_batches_of_any_size_make_the_same_ledger_as_one_message_at_a_time(seed)
 def test_the_collector_skips_idle_accounts_whose_counters_did_not_move():
     """Every poll lists every account a node knows; an idle one (no connection, same counters) adds nothing."""
     from billing.metering import Counters, CountersSample
-    from broker_gateway.collector import Collector
+    from broker_gateway.ledger_writer import IdleFilter
 
-    collector = Collector.__new__(Collector)  # only the filter: no connection, no database
-    collector._idle = {}
+    idle_filter = IdleFilter()  # what each ledger writer applies to its partition's samples
     at = dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)
 
     def statz(seq, conns, sent, kind=SampleKind.COUNTERS_POLL, leafnodes=0):
@@ -343,7 +370,124 @@ def test_the_collector_skips_idle_accounts_whose_counters_did_not_move():
     polls = [statz(1, 0, 5), statz(2, 0, 5), statz(3, 0, 5), statz(4, 1, 5), statz(5, 1, 5), statz(6, 0, 7),
              statz(7, 0, 7), statz(8, 0, 7, kind=SampleKind.COUNTERS_EVENT), statz(9, 0, 7, leafnodes=1),
              statz(10, 0, 7, leafnodes=1), statz(11, 0, 7), statz(12, 0, 7)]
-    kept = [s.seq for s in collector._changed(polls)]
+    kept = [s.seq for s in idle_filter(polls)]
     # the first idle sample, every sample with a client or leafnode connection (it keeps the account's
     # connections fresh), a move of the counters, every CONNS event, and the first idle one after a leafnode left
     assert kept == [1, 4, 5, 6, 8, 9, 10, 11]
+
+
+def _hours_of(start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """Every hour the window holds, one by one (the definition spans_cover must match)."""
+    out, at = [], metering.hour_floor(start)
+    while at < end:
+        out.append(at)
+        at += dt.timedelta(hours=1)
+    return out
+
+
+def _expand(grain: str, lo: dt.datetime, hi: dt.datetime) -> list[dt.datetime]:
+    return _hours_of(lo, hi)
+
+
+@given(st.datetimes(min_value=dt.datetime(2025, 10, 1), max_value=dt.datetime(2027, 3, 1)),
+       st.integers(min_value=0, max_value=24 * 100), st.integers(min_value=0, max_value=3599))
+def test_a_window_is_covered_by_whole_months_days_and_hours_exactly_once(start, hours, seconds):
+    start = start.replace(tzinfo=dt.UTC)
+    end = start + dt.timedelta(hours=hours, seconds=seconds)
+    spans = metering.spans_cover(start, end)
+    covered = [h for span in spans for h in _expand(*span)]
+    assert covered == _hours_of(start, end)  # in order, none twice, none missing
+    for grain, lo, hi in spans:
+        floor = {"hour": metering.hour_floor, "day": metering.day_floor, "month": metering.month_floor}[grain]
+        assert floor(lo) == lo and floor(hi) == hi
+    assert sum(1 for g, _, _ in spans if g == "hour") <= 2
+    if hours >= 24 * 62:  # a long window: its middle is whole months, so it reads few rows
+        assert any(g == "month" for g, _, _ in spans)
+
+
+def test_a_30_day_window_reads_days_and_the_hours_at_its_two_ends():
+    now = dt.datetime(2026, 11, 22, 10, 59, 30, tzinfo=dt.UTC)
+    spans = metering.spans_cover(now - dt.timedelta(days=30), now)
+    rows = sum(len(_hours_of(lo, hi)) if g == "hour" else (hi - lo).days for g, lo, hi in spans if g != "month")
+    assert [g for g, _, _ in spans] == ["hour", "day", "hour"] and rows == 14 + 29 + 11
+
+
+@pytest.mark.django_db
+def test_usage_totals_read_from_the_rollups_equal_the_sum_of_the_hours():
+    """Hours over two months and a window across them: the totals from rollups are the hours' sums, exactly."""
+    import random
+
+    from billing.selectors import account_usage, usage_totals
+    from billing.services import usage_hours_add
+
+    rng = random.Random(5)
+    t0 = dt.datetime(2026, 10, 20, 0, tzinfo=dt.UTC)
+    hours = {t0 + dt.timedelta(hours=h): (rng.randint(0, 99), rng.randint(0, 9999), rng.randint(1, 40))
+             for h in range(0, 24 * 45, 3)}
+    for hour, (msgs, size, peak) in hours.items():
+        usage_hours_add(account_public_key=ACC, hour=hour, sent_msgs=msgs, sent_bytes=size, peak_connections=peak)
+    usage_hours_add(account_public_key="A" + "C" * 55, hour=t0, sent_msgs=10**6)  # another account: not counted
+    for start, end in ((t0, t0 + dt.timedelta(days=45)), (t0 + dt.timedelta(hours=7, minutes=5),
+                                                          t0 + dt.timedelta(days=33, hours=2, seconds=1)),
+                       (t0 + dt.timedelta(days=12, hours=23), t0 + dt.timedelta(days=13, hours=1))):
+        inside = [v for h, v in hours.items() if metering.hour_floor(start) <= h < end]
+        totals = usage_totals(account_public_key=ACC, start=start, end=end)
+        assert (totals["sent_msgs"], totals["sent_bytes"], totals["peak"]) == (
+            sum(v[0] for v in inside), sum(v[1] for v in inside), max((v[2] for v in inside), default=0))
+    now = t0 + dt.timedelta(days=40, hours=5, minutes=1)
+    doc = account_usage(account_public_key=ACC, plan_name="", window="30d", now=now)
+    month = [v for h, v in hours.items() if dt.datetime(2026, 11, 1, tzinfo=dt.UTC) <= h < now]
+    assert doc["quota"] == {"data_bytes": -1, "used_bytes": sum(v[1] for v in month)}
+
+
+def test_the_ngs_usage_answer_equals_the_documents_parts_read_one_by_one(operator_setup, team):
+    """account_usage_by_key (two plain queries) against usage_document and the selectors it replaces."""
+    from accounts_service.rights import PLATFORM
+    from accounts_service.services import account_create
+    from billing.models import AccountStorage, ServerAccountCounter
+    from billing.selectors import account_usage_by_key, connections_current, leafnodes_current, storage_current
+    from billing.services import usage_hours_add
+
+    key = account_create(actor=PLATFORM, team=team, name="asks", plan="free").public_key
+    now = dt.datetime.now(dt.UTC)
+    for h in range(0, 24 * 40, 5):
+        usage_hours_add(account_public_key=key, hour=now - dt.timedelta(hours=h), sent_bytes=h, received_msgs=1,
+                        peak_connections=h % 7)
+    for sid, conns, leafs, age in (("S1", 3, 1, 5), ("S2", 2, 0, 10), ("S3", 9, 4, 3600)):  # S3: not fresh
+        ServerAccountCounter.objects.create(server_id=sid, account_public_key=key, seq=1, conns=conns,
+                                            leafnodes=leafs, observed_at=now - dt.timedelta(seconds=age))
+    AccountStorage.objects.create(account_public_key=key, bytes=12345, observed_at=now - dt.timedelta(seconds=1))
+    for window in ("1h", "24h", "7d", "30d"):
+        doc = account_usage_by_key(public_key=key, window=window, now=now)
+        assert doc["connections"]["current"] == connections_current(account_public_key=key, now=now) == 5
+        assert doc["connections"]["leafnodes"] == leafnodes_current(account_public_key=key, now=now) == 1
+        assert doc["jetstream"]["storage_bytes"] == storage_current(account_public_key=key, now=now) == 12345
+        from billing.selectors import account_usage
+
+        assert doc == account_usage(account_public_key=key, plan_name="free", window=window, now=now)
+    assert account_usage_by_key(public_key="A" + "Z" * 55, window="24h") is None
+
+
+def test_a_poll_reply_is_cut_by_partition_into_pieces_that_read_as_the_same_samples(monkeypatch):
+    """A node that knows many accounts answers STATZ with megabytes: the collector cuts the reply by partition, and
+    into pieces under the stream's message size, each still a reply of the same server, time and sequence."""
+    from broker_gateway import ledger_stream
+    from broker_gateway.events import STATZ_SUBJECT, statz_samples
+
+    monkeypatch.setattr(ledger_stream, "POLL_PIECE_BYTES", 4096)
+    accounts = ["A" + f"{i:055d}" for i in range(300)]
+    reply = {"server": {"name": "n1", "id": "S1", "seq": 77, "time": "2026-11-29T10:00:00Z"},
+             "data": {"now": "2026-11-29T10:00:01.5Z",
+                      "account_statz": [_stat(pub_msgs=i, pub_bytes=10 * i, del_msgs=1, del_bytes=2, acc=acc)
+                                        for i, acc in enumerate(accounts)]}}
+    data = json.dumps(reply).encode()
+    pieces = ledger_stream.poll_pieces(STATZ_SUBJECT, data, 4)
+    assert len(pieces) > 4 and all(len(body) <= 4096 for _, body in pieces)
+    seen = []
+    for subject, body in pieces:
+        _, _, k, kind = subject.split(".")
+        assert kind == "statz"
+        samples = statz_samples(body)
+        assert {ledger_stream.partition_of(s.account, 4) for s in samples} == {int(k)}
+        seen += samples
+    assert sorted(seen, key=lambda s: s.account) == sorted(statz_samples(data), key=lambda s: s.account)

@@ -17,9 +17,10 @@ from accounts_service.models import Account, AuditEvent, PlanSpan, TeamMembershi
 from accounts_service.rights import PLATFORM
 from billing import metering
 from billing.invoices import invoice_generate
-from billing.models import Plan, QuotaNotice, UsageHour
+from billing.models import Plan, QuotaNotice
 from billing.quotas import quota_evaluate
 from billing.selectors import period_start, plan_terms_key, usage_series
+from billing.services import usage_hours_add
 from core.templatetags.units import iec
 from tests.web.conftest import person
 
@@ -41,10 +42,10 @@ def _hour(hours_ago: int) -> dt.datetime:
 
 def test_series_are_zero_filled_hourly_and_daily(account):
     now = timezone.now()
-    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(0), sent_msgs=3, sent_bytes=300)
-    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(30), received_msgs=2,
+    usage_hours_add(account_public_key=account.public_key, hour=_hour(0), sent_msgs=3, sent_bytes=300)
+    usage_hours_add(account_public_key=account.public_key, hour=_hour(30), received_msgs=2,
                              received_bytes=50)
-    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(24 * 40), sent_bytes=9)  # too old
+    usage_hours_add(account_public_key=account.public_key, hour=_hour(24 * 40), sent_bytes=9)  # too old
     day = usage_series(account_public_key=account.public_key, chart="24h", now=now)
     week = usage_series(account_public_key=account.public_key, chart="7d", now=now)
     month = usage_series(account_public_key=account.public_key, chart="30d", now=now)
@@ -57,7 +58,7 @@ def test_series_are_zero_filled_hourly_and_daily(account):
 
 def test_usage_page_shows_the_charts_and_the_quota_meter(owner_client, account):
     Plan.objects.filter(name="free").update(data_bytes=1000)
-    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(1), sent_msgs=7, sent_bytes=400,
+    usage_hours_add(account_public_key=account.public_key, hour=_hour(1), sent_msgs=7, sent_bytes=400,
                              received_msgs=7, received_bytes=450)
     page = owner_client.get(f"/accounts/{account.public_key}/usage/").content.decode()
     for chart in ("24h", "7d", "30d"):
@@ -70,9 +71,9 @@ def test_usage_page_shows_the_charts_and_the_quota_meter(owner_client, account):
 
 def test_usage_page_gives_exact_totals_with_a_last_hour_window_iec_units_and_chart_axes(owner_client, account):
     Plan.objects.filter(name="free").update(data_bytes=3 * 1024**3)
-    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(0), sent_msgs=3, sent_bytes=1_572_864,
+    usage_hours_add(account_public_key=account.public_key, hour=_hour(0), sent_msgs=3, sent_bytes=1_572_864,
                              received_msgs=2, received_bytes=10)
-    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(5), sent_msgs=1, sent_bytes=1)
+    usage_hours_add(account_public_key=account.public_key, hour=_hour(5), sent_msgs=1, sent_bytes=1)
     page = owner_client.get(f"/accounts/{account.public_key}/usage/").content.decode()
     last_hour = page[page.index('id="totals-1h"'):]
     last_hour = last_hour[:last_hour.index("</tr>")]
@@ -94,12 +95,12 @@ def test_iec_and_exact_byte_filters():
 
 def test_banners_at_80_90_and_100_percent(owner_client, account):
     Plan.objects.filter(name="free").update(data_bytes=1000)
-    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(1), sent_bytes=820)
+    usage_hours_add(account_public_key=account.public_key, hour=_hour(1), sent_bytes=820)
     quota_evaluate(account=account)
     page = owner_client.get(f"/accounts/{account.public_key}/").content.decode()
     assert "This account has used 80% of its monthly data" in page
     assert "80% data" in owner_client.get("/dashboard/").content.decode()
-    UsageHour.objects.filter(account_public_key=account.public_key).update(sent_bytes=1000)
+    usage_hours_add(account_public_key=account.public_key, hour=_hour(1), sent_bytes=180)  # 820 -> 1000
     quota_evaluate(account=account)
     page = owner_client.get(f"/accounts/{account.public_key}/usage/").content.decode()
     assert "This account has used all of its monthly data" in page
@@ -114,7 +115,7 @@ def _terms(name: str) -> dict:
 
 def test_owner_switches_plan_and_the_suspension_ends(owner_client, account, django_capture_on_commit_callbacks):
     Plan.objects.filter(name="free").update(data_bytes=1000)
-    UsageHour.objects.create(account_public_key=account.public_key, hour=_hour(1), sent_bytes=5000)
+    usage_hours_add(account_public_key=account.public_key, hour=_hour(1), sent_bytes=5000)
     quota_evaluate(account=account)
     account.refresh_from_db()
     assert account.suspended_at is not None

@@ -29,6 +29,7 @@ from broker_gateway.selectors import fleet_overview, node_get, regions_overview
 from broker_gateway.services import gateway_reset
 from core.cli import SubcommandCommand
 from core.errors import ApplicationError, Unavailable
+from core.progress import progress_bar
 
 log = logging.getLogger("broker_gateway.fleet")
 
@@ -184,16 +185,19 @@ class Command(SubcommandCommand):
             self.out(f"{name}: {len(changed)} nodes {what}")
 
     def handle_sync(self, **_) -> None:
-        report = self._gateway_call(accounts_push)
+        with progress_bar("pushing accounts", unit="accounts") as progress:
+            report = self._gateway_call(lambda: accounts_push(progress=progress))
         self.out(f"pushed {report.accounts} accounts to {len(report.nodes)} nodes in {report.seconds:.2f}s; "
                  f"{report.complete} held by every healthy node; {len(report.errors)} errors")
 
     def handle_reconcile(self, **_) -> None:
-        report = self._gateway_call(fleet_reconcile)
+        with progress_bar("re-pushing accounts", unit="accounts") as progress:
+            report = self._gateway_call(lambda: fleet_reconcile(progress=progress))
         self.out(f"re-pushed {report.accounts} accounts; {report.complete} now held by every healthy node")
 
     def handle_verify(self, **_) -> None:
-        report = self._gateway_call(fleet_verify)
+        with progress_bar("checking accounts", unit="accounts") as progress:
+            report = self._gateway_call(lambda: fleet_verify(progress=progress))
         self.out(f"checked {report.checked} accounts on {len(report.nodes)} nodes: {report.stale} stale, "
                  f"{len(report.deleted)} deleted")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.cli import SubcommandCommand
+from core.progress import progress_bar
 from operators.keyring import keyring_get
 from operators.services import seeds_rewrap
 
@@ -12,5 +13,6 @@ class Command(SubcommandCommand):
     subcommands = {"rewrap": "re-seal every seed with the newest key of SEED_ENCRYPTION_KEYS"}
 
     def handle_rewrap(self, **_) -> None:
-        count = seeds_rewrap()
+        with progress_bar("re-sealing seeds", unit="seeds") as progress:
+            count = seeds_rewrap(progress=progress)
         self.out(f"re-sealed {count} seed(s) with key {keyring_get().current}")
