@@ -100,7 +100,7 @@ def test_the_usage_documents_bill_reads_the_month_once_and_agrees_with_the_bill(
     alone = bill_summary(account_bill(account_public_key=key, team_id=team_id)[0])
     # 1 GiB in 19 days: 30/19 GiB by the month's end, less the 0.5 included, at 1 USD per GiB
     assert alone == {"to_date": 50, "estimate": round(100 * (30 / 19 - 0.5)), "currency": "USD"}
-    with django_assert_num_queries(7):  # plan, month, window, connections, leafnodes, storage; the bill's spans
+    with django_assert_num_queries(5):  # plan, window and month (one query), current counts, storage; the spans
         doc = account_usage(account_public_key=key, plan_name="free", window="24h", team_id=team_id)
     assert doc["bill"] == alone
     assert account_usage(account_public_key=month.app.public_key, plan_name="pro", window="24h")["bill"] == \
