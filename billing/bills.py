@@ -74,7 +74,7 @@ def segment_usage(*, account_public_key: str, first: dt.datetime, stop: dt.datet
                          storage_byte_seconds=int(totals["storage_byte_seconds"]))
 
 
-def _account_held(*, public_key: str, spans: list[PlanSpan], start: dt.datetime, end: dt.datetime,
+def account_held_of(*, public_key: str, spans: list[PlanSpan], start: dt.datetime, end: dt.datetime,
                   plans: dict[str, Plan], known: Known = NOTHING_KNOWN) -> AccountHeld | None:
     segments = pricing.segments_from_spans([(s.at, s.plan) for s in spans], start=start, end=end)
     held = []
@@ -98,7 +98,7 @@ def _by_account(spans: Iterable[PlanSpan]) -> dict[str, list[PlanSpan]]:
     return out
 
 
-def _until(end: dt.datetime) -> dt.datetime:
+def until(end: dt.datetime) -> dt.datetime:
     """Spans recorded before this count: a change made within ``end``'s second takes effect from that second."""
     return pricing.second_floor(end) + dt.timedelta(seconds=1)
 
@@ -108,7 +108,7 @@ def team_accounts_held(*, team_id: int, start: dt.datetime, end: dt.datetime) ->
     deleted during the period included). The hours of accounts that share a range (every account on one plan all
     month shares the month's) are summed in one grouped query per range, not one per account."""
     plans = {p.name: p for p in Plan.objects.all()}
-    spans = _by_account(PlanSpan.objects.filter(team_id=team_id, at__lt=_until(end)).order_by("at", "pk"))
+    spans = _by_account(PlanSpan.objects.filter(team_id=team_id, at__lt=until(end)).order_by("at", "pk"))
     ranges: dict[tuple[dt.datetime, dt.datetime], list[str]] = {}
     for key, rows in spans.items():
         segments = pricing.segments_from_spans([(s.at, s.plan) for s in rows], start=start, end=end)
@@ -119,7 +119,7 @@ def team_accounts_held(*, team_id: int, start: dt.datetime, end: dt.datetime) ->
     for (first, stop), keys in ranges.items():
         for key, totals in usage_totals_by_account(account_public_keys=keys, start=first, end=stop).items():
             known[key].usage[(first, stop)] = totals
-    found = (_account_held(public_key=key, spans=rows, start=start, end=end, plans=plans, known=known[key])
+    found = (account_held_of(public_key=key, spans=rows, start=start, end=end, plans=plans, known=known[key])
              for key, rows in spans.items())
     return [a for a in found if a is not None]
 
@@ -128,7 +128,7 @@ def account_held(*, account_public_key: str, start: dt.datetime, end: dt.datetim
                  known: Known = NOTHING_KNOWN) -> AccountHeld | None:
     if team_id is None:
         team_id = Account.objects.filter(public_key=account_public_key).values_list("team_id", flat=True).first()
-    spans = PlanSpan.objects.filter(account_public_key=account_public_key, at__lt=_until(end)).order_by("at", "pk")
+    spans = PlanSpan.objects.filter(account_public_key=account_public_key, at__lt=until(end)).order_by("at", "pk")
     if team_id is not None:
         spans = spans.filter(team_id=team_id)  # (team, at) is indexed
     rows = list(spans)
@@ -138,7 +138,7 @@ def account_held(*, account_public_key: str, start: dt.datetime, end: dt.datetim
     plans = {name: plan for name, plan in known.plans.items() if name in names}
     if names - set(plans):
         plans |= {p.name: p for p in Plan.objects.filter(name__in=names - set(plans))}
-    return _account_held(public_key=account_public_key, spans=rows, start=start, end=end, plans=plans, known=known)
+    return account_held_of(public_key=account_public_key, spans=rows, start=start, end=end, plans=plans, known=known)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -71,10 +71,10 @@ def usage_totals(*, account_public_key: str, start: dt.datetime, end: dt.datetim
 
 
 def _totals_many(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]]) -> list[dict[str, Any]]:
-    return _read(account_public_key, windows)[0]
+    return totals_read(account_public_key, windows)[0]
 
 
-def _read(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]],
+def totals_read(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]],
           current_at: dt.datetime | None = None) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
     """The totals of several windows in one query (and with ``current_at`` the account's connections, leafnode
     connections and stored bytes then, in the same query). Each window is read as the fewest whole months, days and
@@ -147,7 +147,7 @@ def _segments_read(account_public_key: str, segments: list[tuple[str, dt.datetim
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
-# The same totals as ``_read``'s, as ORM aggregates (a team's bill groups many accounts' hours at once).
+# The same totals as ``totals_read``'s, as ORM aggregates (a team's bill groups many accounts' hours at once).
 _TOTALS_AGGREGATES = {"sent_msgs": Sum("sent_msgs"), "sent_bytes": Sum("sent_bytes"),
                       "received_msgs": Sum("received_msgs"), "received_bytes": Sum("received_bytes"),
                       "connection_seconds": Sum("connection_seconds"), "peak": Max("peak_connections"),
@@ -174,11 +174,11 @@ def usage_document(*, account_public_key: str, window: str, plan: str, data_byte
     """The usage document of one account (the same for ``ngs.usage`` and ``GET .../usage``)."""
     now = now or timezone.now()
     totals = usage_totals(account_public_key=account_public_key, start=now - WINDOWS[window], end=now)
-    return _document(account_public_key=account_public_key, window=window, plan=plan, data_bytes=data_bytes,
+    return document_build(account_public_key=account_public_key, window=window, plan=plan, data_bytes=data_bytes,
                      used_bytes=used_bytes, now=now, totals=totals)
 
 
-def _document(*, account_public_key: str, window: str, plan: str, data_bytes: int, used_bytes: int,
+def document_build(*, account_public_key: str, window: str, plan: str, data_bytes: int, used_bytes: int,
               now: dt.datetime, totals: dict[str, Any], current: dict[str, int] | None = None) -> dict[str, Any]:
     start = now - WINDOWS[window]
     if current is None:
@@ -231,7 +231,7 @@ def account_usage(*, account_public_key: str, plan_name: str, window: str, now: 
     now = now or timezone.now()
     plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
     totals, month = _totals_many(account_public_key, [(now - WINDOWS[window], now), (period_start(now), now)])
-    document = _document(account_public_key=account_public_key, window=window, plan=plan_name,
+    document = document_build(account_public_key=account_public_key, window=window, plan=plan_name,
                          data_bytes=plan.data_bytes if plan is not None else -1,
                          used_bytes=month["sent_bytes"] + month["received_bytes"], now=now, totals=totals)
     document["bill"] = _bill_summary(account_public_key=account_public_key, plan=plan, month=month, now=now,
@@ -250,33 +250,6 @@ def _bill_summary(*, account_public_key: str, plan: Plan | None, month: dict[str
                   usage={(period_start(now), hour_ceil(now)): month})
     bill, _ = account_bill(account_public_key=account_public_key, now=now, team_id=team_id, known=known)
     return bill_summary(bill)
-
-
-def account_usage_by_key(*, public_key: str, window: str, now: dt.datetime | None = None) -> dict[str, Any] | None:
-    """``account_usage`` of the account with ``public_key`` (None if there is none): the account's team and plan
-    in one read, then the window's and the month's totals with what is current in one query, then the month's
-    bill (the plan's prices and the plan history). ``ngs.usage`` answers this; plain SQL where the ORM's query
-    building cost more than the reads themselves."""
-    from accounts_service.models import Account
-
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT a.plan, a.team_id FROM {quote(Account._meta.db_table)} a "  # noqa: S608
-                       "WHERE a.public_key = %s", [public_key])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    plan_name, team_id = row
-    plan = Plan.objects.filter(name=plan_name).first() if plan_name else None
-    now = now or timezone.now()
-    (totals, month), current = _read(public_key, [(now - WINDOWS[window], now), (period_start(now), now)],
-                                     current_at=now)
-    document = _document(account_public_key=public_key, window=window, plan=plan_name,
-                         data_bytes=plan.data_bytes if plan is not None else -1,
-                         used_bytes=month["sent_bytes"] + month["received_bytes"], now=now, totals=totals,
-                         current=current)
-    document["bill"] = _bill_summary(account_public_key=public_key, plan=plan, month=month, now=now, team_id=team_id)
-    return document
 
 
 def month_used_bytes(*, account_public_key: str, now: dt.datetime | None = None) -> int:

@@ -18,7 +18,8 @@ from django.db import DatabaseError, connection
 
 from accounts_service.models import Account, NatsUser
 from accounts_service.services import USAGE_EXPORT_SUBJECT, service_user_ensure, usage_service_ensure
-from billing.selectors import account_usage_by_key, window_parse
+from billing.selectors import window_parse
+from billing.usage_answer import account_usage_by_key
 from broker_gateway import nats_client
 from operators import services as op_services
 

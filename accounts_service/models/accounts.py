@@ -107,7 +107,10 @@ class PlanSpan(models.Model):
     at = models.DateTimeField(db_index=True)
 
     class Meta:
-        indexes = [models.Index(fields=["team", "at"], name="accounts_planspan_team_at")]
+        # (team, at): a team's bill; (account, team, at): one account's (ngs.usage), in a team of thousands of accounts
+        indexes = [models.Index(fields=["team", "at"], name="accounts_planspan_team_at"),
+                   models.Index(fields=["account_public_key", "team", "at"],
+                                name="accounts_planspan_account_at")]
         ordering = ["at", "pk"]
 
     def __str__(self) -> str:

@@ -105,3 +105,23 @@ def test_the_usage_documents_bill_reads_the_month_once_and_agrees_with_the_bill(
     assert doc["bill"] == alone
     assert account_usage(account_public_key=month.app.public_key, plan_name="pro", window="24h")["bill"] == \
         bill_summary(account_bill(account_public_key=month.app.public_key)[0])  # two plans: read per plan
+
+
+def test_ngs_usage_reads_the_account_its_plans_and_every_segment_in_two_queries(month, django_assert_num_queries):
+    """``ngs.usage``'s read (billing.usage_answer): the account with its plan and plan history, then every window
+    and plan segment in one query; its bill equals the bill computed on its own, for an account that changed plan
+    this month (two segments, one more query for the earlier plan's prices) and one on one plan all month."""
+    from billing.bills import account_bill, bill_summary
+    from billing.selectors import account_usage
+    from billing.usage_answer import account_usage_by_key
+
+    app, sandbox = month.app, month.sandbox
+    with django_assert_num_queries(2):
+        doc = account_usage_by_key(public_key=sandbox.public_key, window="24h")
+    assert doc == account_usage(account_public_key=sandbox.public_key, plan_name="free", window="24h")
+    with django_assert_num_queries(3):  # developer, then pro: the developer plan's prices read too
+        doc = account_usage_by_key(public_key=app.public_key, window="7d")
+    assert doc["bill"] == bill_summary(account_bill(account_public_key=app.public_key)[0])
+    assert doc["bill"] == {"to_date": APP_TO_DATE, "estimate": APP_ESTIMATE, "currency": "USD"}
+    assert doc == account_usage(account_public_key=app.public_key, plan_name="pro", window="7d")
+    assert account_usage_by_key(public_key="A" + "Z" * 55, window="24h") is None

@@ -445,7 +445,8 @@ def test_the_ngs_usage_answer_equals_the_documents_parts_read_one_by_one(operato
     from accounts_service.rights import PLATFORM
     from accounts_service.services import account_create
     from billing.models import AccountStorage, ServerAccountCounter
-    from billing.selectors import account_usage_by_key, connections_current, leafnodes_current, storage_current
+    from billing.selectors import connections_current, leafnodes_current, storage_current
+    from billing.usage_answer import account_usage_by_key
     from billing.services import usage_hours_add
 
     key = account_create(actor=PLATFORM, team=team, name="asks", plan="free").public_key
