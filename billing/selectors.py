@@ -15,6 +15,7 @@ from billing import metering
 from billing.models import AccountStorage, Plan, QuotaNotice, ServerAccountCounter, UsageDay, UsageHour, UsageMonth
 from billing.pricing import cents_text
 from billing.units import GIB
+from core.db import rows_read
 from core.templatetags.units import iec
 
 WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
@@ -141,10 +142,9 @@ def _segments_read(account_public_key: str, segments: list[tuple[str, dt.datetim
                      f"WHERE account_public_key = %s AND {column} >= %s AND {column} < %s")
         params += [account_public_key, adapt(lo), adapt(hi)]
     sums = ", ".join(f"SUM({c})" for c in _TOTALS)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT w, {sums}, MAX(peak_connections) FROM ({' UNION ALL '.join(parts)}) AS spans "  # noqa: S608
-                       "GROUP BY w", params)
-        return {row[0]: row[1:] for row in cursor.fetchall()}
+    rows = rows_read(f"SELECT w, {sums}, MAX(peak_connections) FROM ({' UNION ALL '.join(parts)}) AS spans "  # noqa: S608
+                     "GROUP BY w", params)
+    return {row[0]: row[1:] for row in rows}
 
 
 # The same totals as ``totals_read``'s, as ORM aggregates (a team's bill groups many accounts' hours at once).

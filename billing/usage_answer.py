@@ -22,6 +22,7 @@ from accounts_service.models import Account, PlanSpan
 from billing import bills, pricing
 from billing.models import Plan
 from billing.selectors import WINDOWS, document_build, period_start, totals_read
+from core.db import rows_read
 
 _PLAN_FIELDS = [f for f in Plan._meta.concrete_fields]
 
@@ -50,15 +51,13 @@ def _account_plan_spans(public_key: str, end: dt.datetime) -> tuple[int, str, Pl
     columns = ", ".join(f"p.{quote(f.column)}" for f in _PLAN_FIELDS)
     spans = PlanSpan._meta
     at = quote(spans.get_field("at").column)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT a.team_id, a.plan, s.{at}, s.plan, s.account_name, {columns} "  # noqa: S608
-                       f"FROM {quote(Account._meta.db_table)} a "
-                       f"LEFT JOIN {quote(Plan._meta.db_table)} p ON p.name = a.plan AND a.plan <> '' "
-                       f"LEFT JOIN {quote(spans.db_table)} s ON s.account_public_key = a.public_key "
-                       f"AND s.team_id = a.team_id AND s.{at} < %s "
-                       f"WHERE a.public_key = %s ORDER BY s.{at}, s.id",
-                       [connection.ops.adapt_datetimefield_value(bills.until(end)), public_key])
-        rows = cursor.fetchall()
+    rows = rows_read(f"SELECT a.team_id, a.plan, s.{at}, s.plan, s.account_name, {columns} "  # noqa: S608
+                     f"FROM {quote(Account._meta.db_table)} a "
+                     f"LEFT JOIN {quote(Plan._meta.db_table)} p ON p.name = a.plan AND a.plan <> '' "
+                     f"LEFT JOIN {quote(spans.db_table)} s ON s.account_public_key = a.public_key "
+                     f"AND s.team_id = a.team_id AND s.{at} < %s "
+                     f"WHERE a.public_key = %s ORDER BY s.{at}, s.id",
+                     [connection.ops.adapt_datetimefield_value(bills.until(end)), public_key])
     if not rows:
         return None
     team_id, plan_name, _, _, _, *values = rows[0]

@@ -124,3 +124,31 @@ def datetime_adapter() -> Callable[[Any], Any]:
 
 
 _ZERO = dt.timedelta(0)
+
+
+def rows_read(sql: str, params: Sequence[Any]) -> list[tuple]:
+    """``cursor.execute(sql, params).fetchall()`` for a hot read whose text repeats (``ngs.usage``'s). On PostgreSQL
+    with psycopg 3 it is sent with server-side parameters and prepared on its connection (planned once per distinct
+    text, not per request; Django's own cursors bind on the client and never prepare, so that connection poolers
+    keep working: https://docs.djangoproject.com/en/5.2/ref/databases/#server-side-parameters-binding). A
+    transaction-mode pooler in front of the database would need ``DATABASE_PREPARED_READS=0``. Errors are Django's
+    (``DatabaseError``), as from any cursor, and the query is logged as Django logs its own (``connection.queries``,
+    the tests' query counts)."""
+    from django.conf import settings
+
+    if connection.vendor != "postgresql" or not getattr(settings, "DATABASE_PREPARED_READS", True):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    import time
+
+    import psycopg
+
+    connection.ensure_connection()
+    start = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        rows = cursor.fetchall()
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": f"{sql} -- {list(params)!r}", "time": f"{time.monotonic() - start:.3f}"})
+    return rows
