@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from django.db import close_old_connections, connection
 
 from billing import services as ledger
+from billing.counters import CounterCache
 from billing.metering import Counters, CountersSample, Sample, SampleKind
 from broker_gateway import events, nats_client
 from broker_gateway.ledger_stream import (
@@ -92,6 +93,8 @@ class Writer:
         self.urls, self.partitions, self.total = list(urls), list(partitions), total
         self._jwt, self._sign = user.jwt, op_services.nonce_signer_get(user_seed=user.seed)
         self._filters = {k: IdleFilter() for k in self.partitions}
+        # Each partition's counter rows stay in memory between its batches while its lease holds (billing.counters)
+        self._caches = {k: CounterCache(f"partition {k}/{total}") for k in self.partitions}
         self.ingested = 0
         self.messages = 0
         self._on_ingested = on_ingested
@@ -105,18 +108,31 @@ class Writer:
             connection.close()  # a broken connection (a database restart) is replaced; a live one is kept
         try:
             with _sqlite_turn():
-                return ledger.samples_ingest(samples)
+                return self._ingest(partition, samples)
         except Exception:
             log.exception("metering: a batch of %d messages failed; ingesting them one by one", len(messages))
             close_old_connections()
             count = 0
             for subject, data in messages:
                 try:
-                    count += ledger.samples_ingest(batch_samples([(subject, data)], partition=partition,
-                                                                 partitions=self.total))
+                    count += self._ingest(partition, batch_samples([(subject, data)], partition=partition,
+                                                                   partitions=self.total))
                 except Exception:  # one bad message must not stop metering; it is logged with its subject
                     log.exception("metering: could not ingest a message on %s", subject)
             return count
+
+    def _ingest(self, partition: int, samples: list[Sample]) -> int:
+        """The partition's samples with its cache of counter rows. A sample of another partition's account (an
+        event whose subject named another account than its body: never seen from nats-server) goes without the
+        cache, which moves every partition's lease: the cache holds only rows no other partition writes."""
+        total = self.total
+        foreign = [s for s in samples if s.account and partition_of(s.account, total) != partition]
+        if not foreign:
+            return ledger.samples_ingest(samples, cache=self._caches[partition])
+        log.warning("metering: %d samples of other partitions on partition %d", len(foreign), partition)
+        strangers = {id(s) for s in foreign}
+        return (ledger.samples_ingest([s for s in samples if id(s) not in strangers], cache=self._caches[partition])
+                + ledger.samples_ingest(foreign))
 
     @staticmethod
     async def _fetch(sub, wait: float, stop: asyncio.Event) -> list:
