@@ -170,3 +170,42 @@ def counters_apply(sample: CountersSample, rows: Rows, hours: dict, dirty: dict[
     if now > hour[6]:
         hour[6] = now
     return step if (step[0] or step[1] or step[2] or step[3]) else None
+
+
+WARM_SINCE = dt.timedelta(hours=1)  # a starting writer loads the rows of accounts observed this recently
+
+
+def caches_warm(caches: list[CounterCache], owner) -> int:
+    """A starting writer's caches, filled before its first batch: every counter row of each account observed in
+    the last ``WARM_SINCE`` that ``owner(account)`` (a cache of ``caches``, or None) says is theirs, read in one
+    transaction that takes each cache's lease (so the first batch finds them valid). Returns the rows loaded."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    table = connection.ops.quote_name(ServerAccountCounter._meta.db_table)
+    since = connection.ops.adapt_datetimefield_value(timezone.now() - WARM_SINCE)
+    loaded = 0
+    try:
+        with transaction.atomic():
+            for cache in caches:
+                lease_take(cache)
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT DISTINCT account_public_key FROM {table} WHERE observed_at >= %s",  # noqa: S608
+                               [since])
+                accounts = sorted(a for (a,) in cursor.fetchall())
+            mine: dict[int, set[str]] = {}
+            for account in accounts:
+                cache = owner(account)
+                if cache is not None:
+                    mine.setdefault(id(cache), set()).add(account)
+            for cache in caches:
+                wanted = sorted(mine.get(id(cache), ()))[:CACHE_ACCOUNTS]
+                rows_load(cache.rows, set(wanted))
+                loaded += sum(len(servers) for servers in cache.rows.values())
+    except BaseException:
+        for cache in caches:
+            cache.drop()
+        raise
+    for cache in caches:
+        cache.committed()
+    return loaded

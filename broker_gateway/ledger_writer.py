@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from django.db import close_old_connections, connection
 
 from billing import services as ledger
-from billing.counters import CounterCache
+from billing.counters import CounterCache, caches_warm
 from billing.metering import Counters, CountersSample, Sample, SampleKind
 from broker_gateway import events, nats_client
 from broker_gateway.ledger_stream import (
@@ -134,6 +134,18 @@ class Writer:
         return (ledger.samples_ingest([s for s in samples if id(s) not in strangers], cache=self._caches[partition])
                 + ledger.samples_ingest(foreign))
 
+    def _warm(self) -> None:
+        """The partitions' counter rows of recently active accounts, before the first batch (a failure is logged:
+        the batches then read the rows they need)."""
+        total = self.total
+        try:
+            with _sqlite_turn():
+                loaded = caches_warm(list(self._caches.values()),
+                                     lambda account: self._caches.get(partition_of(account, total)))
+            log.info("ledger writer: %d counter rows cached for partitions %s", loaded, self.partitions)
+        except Exception:
+            log.exception("ledger writer: could not load the counter rows ahead")
+
     @staticmethod
     async def _fetch(sub, wait: float, stop: asyncio.Event) -> list:
         import nats.errors
@@ -171,6 +183,7 @@ class Writer:
             return
         try:
             js = nc.jetstream(timeout=5)
+            loop = asyncio.get_running_loop()
             subs = {}
             while not subs and not stop.is_set():
                 try:
@@ -178,9 +191,9 @@ class Writer:
                 except Exception as exc:  # the collector creates the stream: not there yet
                     log.warning("ledger writer: the stream is not ready (%s); retrying", exc)
                     await _wait(stop, 1.0)
+            await loop.run_in_executor(self._db, self._warm)
             if ready is not None:
                 ready.set()
-            loop = asyncio.get_running_loop()
             writing = None  # (the write in progress on the database thread, its messages)
             busy = False
             while not stop.is_set():

@@ -106,3 +106,30 @@ def test_a_rolled_back_batch_drops_the_cache_and_its_retry_is_exact(monkeypatch)
     rest = samples_ingest(_samples(stream[third:]), cache=cache)
     assert _ledger_state() == expected
     assert rest + len({(s.key, s.account) for s in _samples(stream[:third]) if s.at and s.account}) >= count
+
+
+def test_a_starting_writer_loads_its_partitions_recent_rows_and_its_first_batch_uses_them():
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from billing.counters import caches_warm
+
+    now = timezone.now().replace(microsecond=0)
+    mine, theirs = "A" + "M" * 55, "A" + "T" * 55
+
+    def sample(account, server, seq, sent):
+        return CountersSample(key=f"{server}:{seq}", kind=SampleKind.COUNTERS_POLL, account=account,
+                              server_id=server, server_name=server.lower(), seq=seq, at=now + dt.timedelta(seconds=seq),
+                              counters=Counters(sent, sent * 10, 0, 0), conns=1)
+
+    samples_ingest([sample(mine, "S1", 1, 5), sample(mine, "S2", 1, 7), sample(theirs, "S1", 2, 3)])
+    cache, other = CounterCache("partition 0/2"), CounterCache("partition 1/2")
+    assert caches_warm([cache, other], {mine: cache, theirs: other}.get) == 3
+    assert set(cache.rows) == {mine} and set(cache.rows[mine]) == {"S1", "S2"} and set(other.rows) == {theirs}
+    assert samples_ingest([sample(mine, "S1", 3, 9)], cache=cache) == 1
+    assert cache.hits == 1
+    from billing.models import ServerAccountCounter, UsageHour
+
+    assert ServerAccountCounter.objects.get(server_id="S1", account_public_key=mine).sent_msgs == 9
+    assert sum(UsageHour.objects.filter(account_public_key=mine).values_list("sent_msgs", flat=True)) == 5 + 7 + 4
