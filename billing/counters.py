@@ -131,7 +131,8 @@ def rows_load(rows: Rows, accounts: set[str]) -> None:
 def counters_apply(sample: CountersSample, rows: Rows, hours: dict, dirty: dict[int, Counter]) -> tuple | None:
     """The delta since the last applied snapshot of the same (server id, account) lands in the hour of the
     sample's ``at`` (the server's clock); a new server id under a known name is that server restarted. Returns
-    the delta as (sent msgs, sent bytes, received msgs, received bytes), None when stale or nothing moved."""
+    (the delta as (sent msgs, sent bytes, received msgs, received bytes), its hour), None when stale or nothing
+    moved."""
     servers = rows[sample.account]
     sid = sample.server_id
     row = servers.get(sid)
@@ -155,9 +156,10 @@ def counters_apply(sample: CountersSample, rows: Rows, hours: dict, dirty: dict[
     row.seq, row.observed_at, row.conns, row.server_name = sample.seq, at, sample.conns, sample.server_name
     row.leafnodes = sample.leafnodes
     row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes = values
-    hour = hours.get((sample.account, hour_floor(at)))
+    key = (sample.account, hour_floor(at))
+    hour = hours.get(key)
     if hour is None:
-        hour = hours[(sample.account, hour_floor(at))] = [0, 0, 0, 0, 0.0, 0, 0]
+        hour = hours[key] = [0, 0, 0, 0, 0.0, 0, 0]
     hour[0] += step[0]
     hour[1] += step[1]
     hour[2] += step[2]
@@ -169,7 +171,7 @@ def counters_apply(sample: CountersSample, rows: Rows, hours: dict, dirty: dict[
             now += other.conns
     if now > hour[6]:
         hour[6] = now
-    return step if (step[0] or step[1] or step[2] or step[3]) else None
+    return (step, key[1]) if (step[0] or step[1] or step[2] or step[3]) else None
 
 
 WARM_SINCE = dt.timedelta(hours=1)  # a starting writer loads the rows of accounts observed this recently

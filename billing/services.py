@@ -86,9 +86,10 @@ def _ingest(samples: list[Sample], cache: CounterCache | None) -> int:
     apply = counters_mod.counters_apply
     for sample in fresh:
         if isinstance(sample, CountersSample):
-            step = apply(sample, counters, hours, dirty)
-            if step is not None:
-                key = (sample.server_name, sample.account, metering.hour_floor(sample.at))
+            moved = apply(sample, counters, hours, dirty)
+            if moved is not None:
+                step, hour = moved
+                key = (sample.server_name, sample.account, hour)
                 node = by_node.get(key)
                 if node is None:
                     by_node[key] = list(step)
@@ -146,10 +147,16 @@ def _rows(model, field: str, values: Sequence[str]) -> list:
 
 def _unclaimed(samples: list[Sample]) -> list[Sample]:
     """The samples whose (key, account) was never ingested, first occurrence only, in arrival order."""
+    from django.db import connection
+
     keys = sorted({s.key for s in samples})
     seen: set[tuple[str, str]] = set()
-    for chunk in _chunks(keys):
-        seen.update(MeterSample.objects.filter(key__in=chunk).values_list("key", "account_public_key"))
+    table = connection.ops.quote_name(MeterSample._meta.db_table)
+    with connection.cursor() as cursor:  # (plain SQL: the ORM's query building cost more than the lookup)
+        for chunk in _chunks(keys):
+            cursor.execute(f"SELECT key, account_public_key FROM {table} WHERE key IN "  # noqa: S608
+                           f"({', '.join(['%s'] * len(chunk))})", chunk)
+            seen.update(map(tuple, cursor.fetchall()))
     fresh = []
     for s in samples:
         if (s.key, s.account) not in seen:
