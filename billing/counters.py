@@ -61,46 +61,56 @@ Rows = dict[str, dict[str, Counter]]  # account -> server id -> its row
 
 @dataclass
 class CounterCache:
-    """One writer's counter rows of its ``scope`` (a partition), valid while the lease holds ``version``."""
+    """One writer's counter rows of its ``scopes`` (its partitions), valid while every scope's lease holds the
+    version this cache wrote last."""
 
-    scope: str
+    scopes: tuple[str, ...]
     rows: Rows = field(default_factory=dict)
-    version: int | None = None  # the lease version this cache wrote last (None: nothing cached)
-    _pending: int | None = None  # the version the open transaction wrote
+    versions: dict[str, int] | None = None  # what this cache wrote last (None: nothing cached)
+    _pending: dict[str, int] | None = None  # what the open transaction wrote
     hits: int = 0  # batches that found the cache valid (for tests and the benchmark's notes)
+
+    def __post_init__(self) -> None:
+        self.scopes = tuple(sorted({self.scopes} if isinstance(self.scopes, str) else set(self.scopes)))
 
     def drop(self) -> None:
         self.rows.clear()
-        self.version = self._pending = None
+        self.versions = self._pending = None
 
     def committed(self) -> None:
-        self.version, self._pending = self._pending, None
+        self.versions, self._pending = self._pending, None
         if len(self.rows) > CACHE_ACCOUNTS:
             self.drop()
 
 
 def lease_take(cache: CounterCache | None) -> Rows:
-    """In the batch's transaction, before any other read: the rows to work on (the cache's when its lease holds,
-    else empty), after writing the lease's next version (every lease's, without a cache)."""
+    """In the batch's transaction, before any other read: the rows to work on (the cache's when its leases hold,
+    else empty), after writing each lease's next version (every lease's, without a cache). Leases are taken in
+    the order of their scopes (two PostgreSQL writers never wait for each other crosswise)."""
     table = connection.ops.quote_name(LedgerLease._meta.db_table)
     with connection.cursor() as cursor:
         if cache is None:
             cursor.execute(f"UPDATE {table} SET version = version + 1")  # noqa: S608 (the model's own name)
             return {}
         lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        cursor.execute(f"SELECT version FROM {table} WHERE scope = %s{lock}", [cache.scope])  # noqa: S608
-        found = cursor.fetchone()
-        if found is None:  # a concurrent first writer of the scope makes this an IntegrityError: the batch reruns
-            cursor.execute(f"INSERT INTO {table} (scope, version) VALUES (%s, 1)", [cache.scope])  # noqa: S608
-            version = 1
-        else:
-            version = found[0] + 1
-            cursor.execute(f"UPDATE {table} SET version = %s WHERE scope = %s", [version, cache.scope])  # noqa: S608
-    if found is None or found[0] != cache.version:
+        read: dict[str, int | None] = {}
+        written: dict[str, int] = {}
+        for scope in cache.scopes:
+            cursor.execute(f"SELECT version FROM {table} WHERE scope = %s{lock}", [scope])  # noqa: S608
+            found = cursor.fetchone()
+            read[scope] = None if found is None else found[0]
+            if found is None:  # a concurrent first writer of the scope makes this an IntegrityError: it reruns
+                cursor.execute(f"INSERT INTO {table} (scope, version) VALUES (%s, 1)", [scope])  # noqa: S608
+                written[scope] = 1
+            else:
+                written[scope] = found[0] + 1
+                cursor.execute(f"UPDATE {table} SET version = %s WHERE scope = %s",  # noqa: S608
+                               [written[scope], scope])
+    if read != cache.versions:
         cache.rows.clear()
     else:
         cache.hits += 1
-    cache._pending = version
+    cache._pending = written
     return cache.rows
 
 
@@ -177,37 +187,25 @@ def counters_apply(sample: CountersSample, rows: Rows, hours: dict, dirty: dict[
 WARM_SINCE = dt.timedelta(hours=1)  # a starting writer loads the rows of accounts observed this recently
 
 
-def caches_warm(caches: list[CounterCache], owner) -> int:
-    """A starting writer's caches, filled before its first batch: every counter row of each account observed in
-    the last ``WARM_SINCE`` that ``owner(account)`` (a cache of ``caches``, or None) says is theirs, read in one
-    transaction that takes each cache's lease (so the first batch finds them valid). Returns the rows loaded."""
+def cache_warm(cache: CounterCache, owns) -> int:
+    """A starting writer's cache, filled before its first batch: every counter row of each account observed in
+    the last ``WARM_SINCE`` for which ``owns(account)`` is true, read in one transaction that takes the cache's
+    leases (so the first batch finds them valid). Returns the rows loaded."""
     from django.db import transaction
     from django.utils import timezone
 
     table = connection.ops.quote_name(ServerAccountCounter._meta.db_table)
     since = connection.ops.adapt_datetimefield_value(timezone.now() - WARM_SINCE)
-    loaded = 0
     try:
         with transaction.atomic():
-            for cache in caches:
-                lease_take(cache)
+            lease_take(cache)
             with connection.cursor() as cursor:
                 cursor.execute(f"SELECT DISTINCT account_public_key FROM {table} WHERE observed_at >= %s",  # noqa: S608
                                [since])
-                accounts = sorted(a for (a,) in cursor.fetchall())
-            mine: dict[int, set[str]] = {}
-            for account in accounts:
-                cache = owner(account)
-                if cache is not None:
-                    mine.setdefault(id(cache), set()).add(account)
-            for cache in caches:
-                wanted = sorted(mine.get(id(cache), ()))[:CACHE_ACCOUNTS]
-                rows_load(cache.rows, set(wanted))
-                loaded += sum(len(servers) for servers in cache.rows.values())
+                accounts = sorted(a for (a,) in cursor.fetchall() if owns(a))[:CACHE_ACCOUNTS]
+            rows_load(cache.rows, set(accounts))
     except BaseException:
-        for cache in caches:
-            cache.drop()
+        cache.drop()
         raise
-    for cache in caches:
-        cache.committed()
-    return loaded
+    cache.committed()
+    return sum(len(servers) for servers in cache.rows.values())

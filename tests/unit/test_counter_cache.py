@@ -75,7 +75,8 @@ def test_a_batch_without_a_cache_or_another_cache_ends_the_cache_and_a_lone_writ
     assert a.hits == 3
     samples_ingest(_samples(stream[60:half]))  # no cache: every lease moves
     versions = dict(LedgerLease.objects.values_list("scope", "version"))
-    assert versions["partition 0/2"] != a.version and versions["partition 1/2"] != other.version
+    assert versions["partition 0/2"] != a.versions["partition 0/2"]
+    assert versions["partition 1/2"] != other.versions["partition 1/2"]
     samples_ingest(_samples(stream[half:]), cache=a)
     assert a.hits == 3
     state = _ledger_state()
@@ -91,7 +92,7 @@ def test_a_rolled_back_batch_drops_the_cache_and_its_retry_is_exact(monkeypatch)
     cache = CounterCache("partition 0/1")
     third = len(stream) // 3
     assert samples_ingest(_samples(stream[:third]), cache=cache)
-    assert cache.version is not None and cache.rows
+    assert cache.versions is not None and cache.rows
     real = services._hours_upsert
 
     def failing(hours):
@@ -101,7 +102,7 @@ def test_a_rolled_back_batch_drops_the_cache_and_its_retry_is_exact(monkeypatch)
     monkeypatch.setattr(services, "_hours_upsert", failing)
     with pytest.raises(RuntimeError):
         samples_ingest(_samples(stream[third:2 * third]), cache=cache)
-    assert cache.version is None and not cache.rows
+    assert cache.versions is None and not cache.rows
     monkeypatch.setattr(services, "_hours_upsert", real)
     rest = samples_ingest(_samples(stream[third:]), cache=cache)
     assert _ledger_state() == expected
@@ -113,7 +114,7 @@ def test_a_starting_writer_loads_its_partitions_recent_rows_and_its_first_batch_
 
     from django.utils import timezone
 
-    from billing.counters import caches_warm
+    from billing.counters import cache_warm
 
     now = timezone.now().replace(microsecond=0)
     mine, theirs = "A" + "M" * 55, "A" + "T" * 55
@@ -125,7 +126,8 @@ def test_a_starting_writer_loads_its_partitions_recent_rows_and_its_first_batch_
 
     samples_ingest([sample(mine, "S1", 1, 5), sample(mine, "S2", 1, 7), sample(theirs, "S1", 2, 3)])
     cache, other = CounterCache("partition 0/2"), CounterCache("partition 1/2")
-    assert caches_warm([cache, other], {mine: cache, theirs: other}.get) == 3
+    assert cache_warm(cache, lambda account: account == mine) == 2
+    assert cache_warm(other, lambda account: account == theirs) == 1
     assert set(cache.rows) == {mine} and set(cache.rows[mine]) == {"S1", "S2"} and set(other.rows) == {theirs}
     assert samples_ingest([sample(mine, "S1", 3, 9)], cache=cache) == 1
     assert cache.hits == 1
@@ -133,3 +135,20 @@ def test_a_starting_writer_loads_its_partitions_recent_rows_and_its_first_batch_
 
     assert ServerAccountCounter.objects.get(server_id="S1", account_public_key=mine).sent_msgs == 9
     assert sum(UsageHour.objects.filter(account_public_key=mine).values_list("sent_msgs", flat=True)) == 5 + 7 + 4
+
+
+def test_a_cache_over_two_partitions_holds_while_both_leases_do():
+    """A writer of two partitions writes both in one transaction; either lease moving ends its cache."""
+    stream = _stream(6)
+    total, expected = _expected(stream)
+    both = CounterCache(("partition 1/3", "partition 0/3"))
+    assert both.scopes == ("partition 0/3", "partition 1/3")
+    samples_ingest(_samples(stream[:20]), cache=both)
+    samples_ingest(_samples(stream[20:40]), cache=both)
+    assert both.hits == 1
+    samples_ingest(_samples(stream[40:50]), cache=CounterCache("partition 1/3"))  # one of its partitions moved
+    samples_ingest(_samples(stream[50:60]), cache=both)
+    assert both.hits == 1  # (not a hit: the rows were read again)
+    samples_ingest(_samples(stream[60:]), cache=both)
+    assert both.hits == 2
+    assert _ledger_state() == expected and total
