@@ -106,7 +106,7 @@ def client_counters(stat: dict[str, Any]) -> Counters:
 
 
 def _key(*parts: object) -> str:
-    return ":".join(str(p) for p in parts)[:120]
+    return ":".join(map(str, parts))[:120]
 
 
 def _counters(kind: SampleKind, server: dict[str, Any], seq: int, at, stat: dict[str, Any]) -> CountersSample:
