@@ -3,14 +3,14 @@ writer keeps of them between batches, made safe by a lease row.
 
 A batch needs every server's counter row of each account it touches (an account's current connections sum over
 its servers). Reading them again for every batch cost a writer most of its database time, so a writer that owns
-a partition of the accounts keeps its partition's rows in memory (a ``CounterCache``). Each batch's transaction
-first reads the partition's ``LedgerLease`` row (``FOR UPDATE`` on PostgreSQL; on SQLite every write transaction
-begins ``IMMEDIATE`` and holds the one write lock) and writes its version + 1. The cache is trusted only when the
-version read is the one this cache wrote last: any other writer of the partition in between (another process, a
-second collector, a restarted writer) left another version, and the cache is dropped and read again. A batch
-without a cache (``samples_ingest`` called directly: tests, replays, the collector's in-process path) raises
-*every* lease's version first, so no cache survives it. A rolled-back transaction drops the cache (its rows were
-changed in memory). Nothing else writes ServerAccountCounter.
+partitions of the accounts keeps their rows in memory (a ``CounterCache``). Each batch's transaction first reads
+its partitions' ``LedgerLease`` rows (``FOR UPDATE`` on PostgreSQL, in scope order; on SQLite every write
+transaction begins ``IMMEDIATE`` and holds the one write lock) and writes each version + 1. The cache is trusted
+only when every version read is the one this cache wrote last: any other writer of a partition in between
+(another process, a second collector, a restarted writer) left another version, and the cache is dropped and read
+again. A batch without a cache (``samples_ingest`` called directly: tests, replays, the supervisor's lame-duck
+samples) raises *every* lease's version first, so no cache survives it. A rolled-back transaction drops the
+cache (its rows were changed in memory). Nothing else writes ServerAccountCounter.
 """
 
 from __future__ import annotations
