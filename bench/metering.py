@@ -817,10 +817,10 @@ def profile_ingest(env: Env, stream: EventStream, publisher: Publisher, events: 
     prof = cProfile.Profile()
     original = Writer._write
 
-    def profiled(self, partition, messages):
+    def profiled(self, fetched):
         prof.enable()
         try:
-            return original(self, partition, messages)
+            return original(self, fetched)
         finally:
             prof.disable()
 

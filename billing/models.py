@@ -319,3 +319,15 @@ class InvoiceLine(models.Model):
 
 # The ledger's traffic by node and by export (the payouts' bases) lives in its own module.
 from billing.models_traffic import ExportUseCounter, ExportUseHour, NodeUsageHour  # noqa: E402, F401
+
+
+class LedgerLease(models.Model):
+    """A ledger writer's claim on its scope (a partition of the accounts): every metering transaction raises the
+    version of the scope it writes (one without a scope raises them all), so a writer that cached its counter rows
+    knows whether anyone else wrote them since (billing.counters)."""
+
+    scope = models.CharField(max_length=64, unique=True)
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.scope} v{self.version}"

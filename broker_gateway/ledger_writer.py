@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from django.db import close_old_connections, connection
 
 from billing import services as ledger
+from billing.counters import CounterCache, cache_warm
 from billing.metering import Counters, CountersSample, Sample, SampleKind
 from broker_gateway import events, nats_client
 from broker_gateway.ledger_stream import (
@@ -92,6 +93,9 @@ class Writer:
         self.urls, self.partitions, self.total = list(urls), list(partitions), total
         self._jwt, self._sign = user.jwt, op_services.nonce_signer_get(user_seed=user.seed)
         self._filters = {k: IdleFilter() for k in self.partitions}
+        # The partitions' counter rows stay in memory between batches while their leases hold (billing.counters)
+        self._cache = CounterCache(tuple(f"partition {k}/{total}" for k in self.partitions))
+        self._mine = set(self.partitions)
         self.ingested = 0
         self.messages = 0
         self._on_ingested = on_ingested
@@ -99,24 +103,51 @@ class Writer:
         # connection from batch to batch), while the event loop keeps the NATS connection served.
         self._db = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-db")
 
-    def _write(self, partition: int, messages: list[tuple[str, bytes]]) -> int:
-        samples = self._filters[partition](batch_samples(messages, partition=partition, partitions=self.total))
+    def _write(self, fetched: list[tuple[int, list[tuple[str, bytes]]]]) -> int:
+        """Every partition's fetched messages in one transaction (one commit for the lot)."""
+        samples = [s for k, messages in fetched
+                   for s in self._filters[k](batch_samples(messages, partition=k, partitions=self.total))]
         if connection.connection is not None and connection.errors_occurred and not connection.is_usable():
             connection.close()  # a broken connection (a database restart) is replaced; a live one is kept
         try:
             with _sqlite_turn():
-                return ledger.samples_ingest(samples)
+                return self._ingest(samples)
         except Exception:
-            log.exception("metering: a batch of %d messages failed; ingesting them one by one", len(messages))
+            log.exception("metering: a batch of %d messages failed; ingesting them one by one",
+                          sum(len(messages) for _, messages in fetched))
             close_old_connections()
             count = 0
-            for subject, data in messages:
-                try:
-                    count += ledger.samples_ingest(batch_samples([(subject, data)], partition=partition,
-                                                                 partitions=self.total))
-                except Exception:  # one bad message must not stop metering; it is logged with its subject
-                    log.exception("metering: could not ingest a message on %s", subject)
+            for k, messages in fetched:
+                for subject, data in messages:
+                    try:
+                        count += self._ingest(batch_samples([(subject, data)], partition=k, partitions=self.total))
+                    except Exception:  # one bad message must not stop metering; it is logged with its subject
+                        log.exception("metering: could not ingest a message on %s", subject)
             return count
+
+    def _ingest(self, samples: list[Sample]) -> int:
+        """The partitions' samples with the cache of their counter rows. A sample of another partition's account
+        (an event whose subject named another account than its body: never seen from nats-server) goes without
+        the cache, which moves every partition's lease: a cache holds only rows no other writer writes."""
+        total, mine = self.total, self._mine
+        foreign = [s for s in samples if s.account and partition_of(s.account, total) not in mine]
+        if not foreign:
+            return ledger.samples_ingest(samples, cache=self._cache)
+        log.warning("metering: %d samples of other partitions on partitions %s", len(foreign), self.partitions)
+        strangers = {id(s) for s in foreign}
+        return (ledger.samples_ingest([s for s in samples if id(s) not in strangers], cache=self._cache)
+                + ledger.samples_ingest(foreign))
+
+    def _warm(self) -> None:
+        """The partitions' counter rows of recently active accounts, before the first batch (a failure is logged:
+        the batches then read the rows they need)."""
+        total, mine = self.total, self._mine
+        try:
+            with _sqlite_turn():
+                loaded = cache_warm(self._cache, lambda account: partition_of(account, total) in mine)
+            log.info("ledger writer: %d counter rows cached for partitions %s", loaded, self.partitions)
+        except Exception:
+            log.exception("ledger writer: could not load the counter rows ahead")
 
     @staticmethod
     async def _fetch(sub, wait: float, stop: asyncio.Event) -> list:
@@ -131,14 +162,16 @@ class Writer:
             await _wait(stop, 0.2)
             return []
 
-    async def _acknowledge(self, write, msgs) -> None:
-        """After the batch's transaction committed: every message up to its last (AckPolicy.ALL)."""
+    async def _acknowledge(self, write, fetched) -> None:
+        """After the batch's transaction committed: every message of each partition up to its last
+        (AckPolicy.ALL)."""
         new = await write
         self.ingested += new
-        self.messages += len(msgs)
+        self.messages += sum(len(msgs) for msgs in fetched)
         if self._on_ingested is not None:
             self._on_ingested(new)
-        await msgs[-1].ack_sync(timeout=10)
+        for msgs in fetched:
+            await msgs[-1].ack_sync(timeout=10)
 
     async def run(self, stop: asyncio.Event, ready=None) -> None:
         nc = None
@@ -155,6 +188,7 @@ class Writer:
             return
         try:
             js = nc.jetstream(timeout=5)
+            loop = asyncio.get_running_loop()
             subs = {}
             while not subs and not stop.is_set():
                 try:
@@ -162,25 +196,28 @@ class Writer:
                 except Exception as exc:  # the collector creates the stream: not there yet
                     log.warning("ledger writer: the stream is not ready (%s); retrying", exc)
                     await _wait(stop, 1.0)
+            await loop.run_in_executor(self._db, self._warm)
             if ready is not None:
                 ready.set()
-            loop = asyncio.get_running_loop()
-            writing = None  # (the write in progress on the database thread, its messages)
+            writing = None  # (the write in progress on the database thread, its messages by partition)
             busy = False
             while not stop.is_set():
                 # A fetch from an empty partition waits for its expiry: short while the others have work, so that
                 # one quiet partition does not hold back the rest; longer once all were empty (no busy loop).
                 wait = FETCH_BUSY if busy else FETCH_WAIT / len(subs)
-                busy = False
-                for k, sub in subs.items():
-                    msgs = await self._fetch(sub, wait, stop)  # (while the previous batch is being written)
-                    if writing is not None:
-                        await self._acknowledge(*writing)
-                        writing = None
+                fetched = []
+                for k, sub in subs.items():  # (while the previous round's batch is being written)
+                    msgs = await self._fetch(sub, wait, stop)
                     if msgs:
-                        busy = True
-                        writing = (loop.run_in_executor(self._db, self._write, k, [(m.subject, m.data) for m in msgs]),
-                                   msgs)
+                        fetched.append((k, msgs))
+                if writing is not None:
+                    await self._acknowledge(*writing)
+                    writing = None
+                busy = bool(fetched)
+                if fetched:  # every partition's messages in one transaction
+                    writing = (loop.run_in_executor(self._db, self._write,
+                                                    [(k, [(m.subject, m.data) for m in msgs]) for k, msgs in fetched]),
+                               [msgs for _, msgs in fetched])
             if writing is not None:
                 await self._acknowledge(*writing)
         finally:

@@ -70,8 +70,8 @@ def test_two_collectors_and_a_writer_dying_before_its_ack_count_everything_once(
         assert not MeterSample.objects.exists()
 
         class DiesAfterCommit(Writer):
-            def _write(self, partition, messages):
-                written = super()._write(partition, messages)
+            def _write(self, fetched):
+                written = super()._write(fetched)
                 if written:
                     raise _Crash(f"after committing {written} samples, before the acknowledgement")
                 return written
