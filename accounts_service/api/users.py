@@ -156,6 +156,7 @@ class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
 
     OutputSerializer = UserOutputSerializer
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # also tells the OpenAPI schema the list is paged
+    content_negotiation_class = AcceptHeaderNegotiation  # (the Accept header alone picks JSON or .creds)
     account_fields = ("public_key",)  # the hot path of .creds issuance: creating a user reads only these
 
     @extend_schema(operation_id="v1_accounts_users_list", responses=paginated(OutputSerializer, "PaginatedUserList"))
@@ -167,11 +168,31 @@ class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
         )
         return paginated_response(queryset=users, serializer_class=self.OutputSerializer, request=request, view=self)
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
-    def post(self, request: Request, account_pk: str) -> Response:
+    def get_renderers(self) -> list:
+        # POST also answers ``Accept: text/plain`` with the new user's .creds (one round trip); the list stays JSON.
+        if self.request is not None and self.request.method == "POST":
+            return [renderer() for renderer in TEXT_RENDERERS]
+        return super().get_renderers()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={(201, "application/json"): OutputSerializer, (201, "text/plain"): OpenApiTypes.STR},
+        description="A new user of the account. With `Accept: text/plain` the answer is the new user's `.creds` "
+                    "file instead of its JSON (one round trip, as `nsc add user` then `nsc generate creds`; audited "
+                    "as a creation and a creds download); its `Location` header is the user's URL.",
+    )
+    def post(self, request: Request, account_pk: str) -> Response | HttpResponse:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_create(account=self.account, actor=request.user, **_flatten(serializer.validated_data))
+        spec = _flatten(serializer.validated_data)
+        if request.accepted_renderer.media_type == "text/plain":
+            user, text = services.user_create_with_creds(account=self.account, actor=request.user, via="api", **spec)
+            return plain_text_response(text, status=status.HTTP_201_CREATED, headers={
+                "Cache-Control": "no-store",  # the body holds a secret, as on the creds route
+                "Content-Disposition": f'attachment; filename="{services.creds_filename(user.name)}"',
+                "Location": f"{request.path}{user.public_key}/",
+            })
+        user = services.user_create(account=self.account, actor=request.user, **spec)
         return Response(self.OutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 

@@ -149,9 +149,9 @@ def _audited(user: NatsUser) -> dict[str, Any]:
 
 
 def _user_insert(*, account: Account, actor: Any, role: str | None, fields: dict[str, Any], public_key: str,
-                 seed) -> NatsUser:
+                 seed, creds_via: str = "") -> tuple[NatsUser, str]:
     """user_create's transaction: sign with the account's key and insert the user, its sealed seed and the audit
-    row."""
+    row; with ``creds_via`` also its ``.creds`` text and their download's audit row (same transaction)."""
     # The lock orders this against the account's re-signs, key rotations and deletion. On SQLite
     # select_for_update is a no-op, and the transaction (BEGIN IMMEDIATE) already holds the database lock.
     if connection.features.has_select_for_update:
@@ -169,7 +169,13 @@ def _user_insert(*, account: Account, actor: Any, role: str | None, fields: dict
                  target=user.public_key, detail={"account": account.public_key, "user": user.name,
                                                  "role": key.role, "own_key": seed is None,
                                                  "permissions": audit_changes({}, _audited(user))})
-    return user
+    text = ""
+    if creds_via:
+        text = op_services.creds_render(user_seed=seed, jwt=user.jwt)
+        audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=actor, team_id=account.team_id,
+                     target=user.public_key, detail={"account": account.public_key, "user": user.name,
+                                                     "via": creds_via})
+    return user, text
 
 
 def user_create(*, account: Account, actor: Any, public_key: str | None = None, role: str | None = None,
@@ -181,6 +187,24 @@ def user_create(*, account: Account, actor: Any, public_key: str | None = None, 
     one write lock) reads the signing key, signs and inserts, so a concurrent key rotation is either before it
     (the new key signs) or after it (the rotation re-issues this user).
     """
+    return _user_create(account=account, actor=actor, public_key=public_key, role=role, spec=spec)[0]
+
+
+def user_create_with_creds(*, account: Account, actor: Any, role: str | None = None, via: str = "create",
+                           **spec: Unpack[UserSpec]) -> tuple[NatsUser, str]:
+    """A new user and its ``.creds`` in one step (``nsc add user`` then ``nsc generate creds``): the same checks as
+    ``user_create``; the key is always ours (a user of your own public key has no ``.creds`` here). Two audit rows,
+    the creation and the download (``via``), in the creation's one transaction: either both or neither."""
+    if spec.pop("public_key", None):  # (blank: none, as for user_create)
+        raise Invalid("a user created from your own public key has no .creds here (we never see its seed): "
+                      "create it without asking for the .creds", extra={"field": "public_key"},
+                      code="creds_seed_unknown")
+    return _user_create(account=account, actor=actor, public_key=None, role=role, spec=spec, creds_via=via)
+
+
+def _user_create(*, account: Account, actor: Any, public_key: str | None, role: str | None, spec: dict[str, Any],
+                 creds_via: str = "") -> tuple[NatsUser, str]:
+    # user_create and user_create_with_creds: checks, key and sealing first, then the one transaction.
     member_required(team=account.team_id, actor=actor)
     if "name" not in spec:
         raise Invalid("name is required", extra={"field": "name"})
@@ -196,8 +220,8 @@ def user_create(*, account: Account, actor: Any, public_key: str | None = None, 
         public_key = seed.public_key
     try:
         with transaction.atomic():
-            user = _user_insert(account=account, actor=actor, role=role, fields=fields, public_key=public_key,
-                                seed=seed)
+            user, text = _user_insert(account=account, actor=actor, role=role, fields=fields,
+                                      public_key=public_key, seed=seed, creds_via=creds_via)
     except IntegrityError as exc:
         # The unique constraints (account + name, public key) decide; the conflict is looked up only when one
         # failed (the transaction, sealed seed included, is rolled back by then), rather than checked with two
@@ -209,7 +233,7 @@ def user_create(*, account: Account, actor: Any, public_key: str | None = None, 
             raise Conflict("a user with this public key already exists", extra={"field": "public_key"},
                            code="public_key_taken") from exc
         raise
-    return user
+    return user, text
 
 
 @transaction.atomic
