@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import F
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -13,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from accounts_service import services
+from accounts_service import issuance_reads, services
 from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import (
     TEXT_RENDERERS,
@@ -240,18 +239,11 @@ class UserCredsApi(ServiceTransactionsMixin, AccountScopedApi):
     content_negotiation_class = AcceptHeaderNegotiation
 
     def scope_resolve(self, request: Request, **kwargs: Any) -> tuple[Account, str]:
-        # The hot path of .creds issuance: one scoped read for the account, the user and the caller's role; only
-        # a miss asks the selectors, so that an unknown account and an unknown user keep their own 404s.
-        found = (
-            NatsUser.objects.for_user(request.user)
-            .filter(account__public_key=kwargs["account_pk"], public_key=kwargs["user_pk"])
-            # the scoped read also brings what the .creds are made of (fresh: read now), so the service reads
-            # nothing again
-            .select_related("account", "seed")
-            .only("id", "name", "public_key", "account__public_key", "account__team_id", *services.CREDS_FIELDS)
-            .annotate(actor_role=F("account__team__memberships__role"))
-        )
-        self.user = next(iter(found[:1]), None)  # (public keys are unique: a slice, without .first()'s ORDER BY)
+        # The hot path of .creds issuance: one scoped read (plain SQL) for the account, the user and the caller's
+        # role, which also brings what the .creds are made of (fresh: read now), so the service reads nothing
+        # again. Only a miss asks the selectors, so that an unknown account and an unknown user keep their own 404s.
+        self.user = issuance_reads.creds_user_for_actor(actor=request.user, account_public_key=kwargs["account_pk"],
+                                                        user_public_key=kwargs["user_pk"])
         self.user_fresh = self.user is not None
         if self.user is None:
             account, role = super().scope_resolve(request, **kwargs)

@@ -15,6 +15,7 @@ from typing import Any, TypedDict, Unpack
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from accounts_service import issuance_reads
 from accounts_service.models import Account, AuditEvent, NatsUser, Revocation
 from accounts_service.rights import PLATFORM, member_required
 from accounts_service.selectors import user_permissions
@@ -126,10 +127,8 @@ def user_jwt(user: NatsUser, *, iat: int) -> str:
 
 
 def _signing_key_for(account: Account, role: str | None) -> SigningKey:
-    # With its sealed seed (it signs next), and only the columns signing reads.
-    qs = SigningKey.objects.filter(owner_public_key=account.public_key).select_related("seed").only(
-        "id", "owner_public_key", "public_key", "role", "seed__id", "seed__public_key", "seed__sealed")
-    key = qs.filter(role=role).first() if role else qs.filter(role="").order_by("id").first()
+    # With its sealed seed (it signs next), and only the columns signing reads (one plain-SQL read: the hot path).
+    key = issuance_reads.signing_key_for(owner_public_key=account.public_key, role=role or "")
     if key is None:
         if role:
             raise Invalid(f"the account has no signing key with role {role!r}", extra={"field": "role"},
