@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from accounts_service import issuance_reads, services
+from accounts_service.api import users_io
 from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import (
     TEXT_RENDERERS,
@@ -181,9 +182,12 @@ class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
                     "as a creation and a creds download); its `Location` header is the user's URL.",
     )
     def post(self, request: Request, account_pk: str) -> Response | HttpResponse:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        spec = _flatten(serializer.validated_data)
+        data = users_io.create_input_fast(request.data)  # (well-formed input; otherwise the serializer decides)
+        if data is None:
+            serializer = self.InputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+        spec = _flatten(data)
         if request.accepted_renderer.media_type == "text/plain":
             user, text = services.user_create_with_creds(account=self.account, actor=request.user, via="api", **spec)
             return plain_text_response(text, status=status.HTTP_201_CREATED, headers={
@@ -192,7 +196,7 @@ class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
                 "Location": f"{request.path}{user.public_key}/",
             })
         user = services.user_create(account=self.account, actor=request.user, **spec)
-        return Response(self.OutputSerializer(user).data, status=status.HTTP_201_CREATED)
+        return Response(users_io.user_representation(user), status=status.HTTP_201_CREATED)
 
 
 class UserDetailApi(AccountScopedApi):
