@@ -22,6 +22,7 @@ from accounts_service.selectors import user_permissions
 from accounts_service.services.audit import audit_changes, audit_record
 from accounts_service.services.signing import account_lock, account_resign
 from accounts_service.validation import future_check, limit_check, name_check, public_key_check, subjects_check
+from core.db import row_insert
 from core.errors import Conflict, Invalid
 from operators import claims, creds
 from operators import services as op_services
@@ -161,9 +162,9 @@ def _user_insert(*, account: Account, actor: Any, role: str | None, fields: dict
     user.jwt_iat = int(time.time())
     user.jwt = user_jwt(user, iat=user.jwt_iat)
     if seed is not None:
-        seed.save(force_insert=True)
+        row_insert(seed)  # (Model.save's INSERT without compiling it: core/db.py)
         user.seed = seed
-    user.save(force_insert=True)
+    row_insert(user)
     audit_record(action=AuditEvent.Action.USER_CREATE, actor=actor, team_id=account.team_id,
                  target=user.public_key, detail={"account": account.public_key, "user": user.name,
                                                  "role": key.role, "own_key": seed is None,
