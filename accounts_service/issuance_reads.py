@@ -168,3 +168,15 @@ def signing_key_for(*, owner_public_key: str, role: str) -> SigningKey | None:
     key = _instance(SigningKey, key_cols, row[:len(key_cols)])
     key.seed = _instance(SealedSeed, seed_cols, row[len(key_cols):])
     return key
+
+
+@functools.cache
+def _lock_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    return f"SELECT {q('id')} FROM {_table(Account)} WHERE {q('id')} = %s FOR UPDATE"  # noqa: S608
+
+
+def account_row_lock(*, account_id: int) -> None:
+    """Lock the account's row until the transaction ends, as ``signing.account_lock`` does, without reading the
+    row back (a user's creation only needs the lock). Only where ``SELECT ... FOR UPDATE`` is a row lock."""
+    _fetch_one(_lock_sql(connection.vendor), [account_id])

@@ -155,7 +155,7 @@ def _user_insert(*, account: Account, actor: Any, role: str | None, fields: dict
     # The lock orders this against the account's re-signs, key rotations and deletion. On SQLite
     # select_for_update is a no-op, and the transaction (BEGIN IMMEDIATE) already holds the database lock.
     if connection.features.has_select_for_update:
-        account_lock(account)
+        issuance_reads.account_row_lock(account_id=account.pk)  # (account_lock's lock, without the row's JWT)
     key = _signing_key_for(account, role)
     user_spec_check({f: fields[f] for f in PERMISSION_FIELDS}, scoped=key.scoped)
     user = NatsUser(account=account, public_key=public_key, signing_key=key, **fields)
