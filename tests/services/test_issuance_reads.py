@@ -99,3 +99,24 @@ def test_signing_key_read_is_the_orm_key_with_its_seed(person, account):
         assert (key.seed.public_key, key.seed.sealed) == (want.seed.public_key, want.seed.sealed)
     assert issuance_reads.signing_key_for(owner_public_key=account.public_key, role="nope") is None
     assert issuance_reads.signing_key_for(owner_public_key="A" * 56, role="") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_creation_lock_is_a_row_lock_on_postgresql(operator_setup, team):
+    from django.db import connection, connections, transaction
+
+    if not connection.features.has_select_for_update:
+        pytest.skip("SQLite: the creation's transaction holds the database's one write lock instead")
+    account = services.account_create(actor=PLATFORM, team=team, name="locked")
+    other = connections.create_connection("default")
+    try:
+        with transaction.atomic():
+            issuance_reads.account_row_lock(account_id=account.pk)
+            with other.cursor() as cursor, pytest.raises(Exception, match="could not obtain lock"):
+                cursor.execute("SELECT id FROM accounts_service_account WHERE id = %s FOR UPDATE NOWAIT",
+                               [account.pk])
+        with other.cursor() as cursor:  # released with the transaction
+            cursor.execute("SELECT id FROM accounts_service_account WHERE id = %s FOR UPDATE NOWAIT", [account.pk])
+            assert cursor.fetchone() == (account.pk,)
+    finally:
+        other.close()
