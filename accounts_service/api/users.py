@@ -170,7 +170,7 @@ class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
 
     def get_renderers(self) -> list:
         # POST also answers ``Accept: text/plain`` with the new user's .creds (one round trip); the list stays JSON.
-        if self.request is not None and self.request.method == "POST":
+        if getattr(self, "request", None) is not None and self.request.method == "POST":
             return [renderer() for renderer in TEXT_RENDERERS]
         return super().get_renderers()
 
