@@ -152,3 +152,62 @@ def rows_read(sql: str, params: Sequence[Any]) -> list[tuple]:
     if connection.queries_logged:
         connection.queries_log.append({"sql": f"{sql} -- {list(params)!r}", "time": f"{time.monotonic() - start:.3f}"})
     return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# One new row, as Model.save(force_insert=True) writes it, without compiling the INSERT on every call
+# ------------------------------------------------------------------------------------------------
+
+
+def _insert_plan(model: type[Model], vendor: str) -> tuple[str, list, Any] | None:
+    """(SQL, the fields it writes, the primary key) for ``model``, built once per process and database; None for a
+    model this cannot insert exactly as the ORM would (a database default, a generated field, no RETURNING)."""
+    key = (model, vendor)
+    if key not in _INSERT_PLANS:
+        meta = model._meta
+        fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+        exact = (meta.auto_field is not None and connection.features.can_return_columns_from_insert
+                 and not any(f.has_db_default() or getattr(f, "generated", False) for f in meta.local_concrete_fields)
+                 and not meta.parents)
+        q = connection.ops.quote_name
+        _INSERT_PLANS[key] = (
+            f"INSERT INTO {q(meta.db_table)} ({', '.join(q(f.column) for f in fields)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {q(meta.auto_field.column)}",
+            fields, meta.auto_field,
+        ) if exact else None
+    return _INSERT_PLANS[key]
+
+
+_INSERT_PLANS: dict[tuple[type, str], tuple[str, list, Any] | None] = {}
+
+
+def row_insert(obj: Model) -> Model:
+    """Insert the new ``obj`` (no primary key yet) as ``obj.save(force_insert=True)`` does: each field's
+    ``pre_save`` (``auto_now_add``) and database form (JSON, date-times), the primary key read back, the
+    instance marked saved. Only the SQL text is kept per process (table and column names); the values are the
+    object's. A model with save signals' receivers, or one the plan cannot write exactly, is saved by the ORM."""
+    from django.db.models import signals
+
+    model = type(obj)
+    plan = _insert_plan(model, connection.vendor)
+    if (plan is None or obj.pk is not None or signals.pre_save.has_listeners(model)
+            or signals.post_save.has_listeners(model)):
+        obj.save(force_insert=True)
+        return obj
+    sql, fields, pk = plan
+    obj._prepare_related_fields_for_save(operation_name="save")
+    values = [f.pre_save(obj, True) for f in fields]
+    if any(hasattr(v, "resolve_expression") for v in values):  # (an F() or a function: the ORM compiles those)
+        obj.save(force_insert=True)
+        return obj
+    values = [f.get_db_prep_save(v, connection=connection) for f, v in zip(fields, values, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        (value,) = cursor.fetchone()
+    col = pk.get_col(pk.model._meta.db_table)
+    for converter in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+        value = converter(value, col, connection)
+    setattr(obj, pk.attname, value)
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj

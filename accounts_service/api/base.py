@@ -14,6 +14,7 @@ from django.db.models import F
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from accounts_service import issuance_reads
 from accounts_service.models import Account, Team
 from accounts_service.rights import OWNER, member_required, role_of, role_remember
 from accounts_service.selectors import account_for_user_get, team_for_user_get
@@ -41,15 +42,25 @@ class AccountScopedApi(APIView):
         """The URL's account and the caller's role in its team, in one scoped read; a miss asks the selector
         for its NotFound. A view whose hot path reads more (the creds route) overrides this, still scoped."""
         account_pk = kwargs["account_pk"]
+        if self.account_fields == issuance_reads.ACCOUNT_KEY_ONLY:  # (the users route: plain SQL, the hot path)
+            hit = issuance_reads.account_for_actor(actor=request.user, public_key=account_pk)
+            if hit is not None:
+                return hit
+            return self._scope_miss(request, account_pk)
         found = (Account.objects.for_user(request.user).filter(public_key=account_pk)
                  .annotate(actor_role=F("team__memberships__role")))
         if self.account_fields is not None:
             found = found.only("id", "team_id", *self.account_fields)
         account = next(iter(found[:1]), None)  # (public keys are unique: a slice, without .first()'s ORDER BY)
-        if account is None:  # the selector's NotFound (or the account, had it just been created)
-            account = account_for_user_get(user=request.user, public_key=account_pk)
-            return account, role_of(actor=request.user, team_id=account.team_id)
+        if account is None:
+            return self._scope_miss(request, account_pk)
         return account, account.actor_role
+
+    @staticmethod
+    def _scope_miss(request: Request, account_pk: str) -> tuple[Account, str]:
+        # The selector's NotFound (or the account, had it just been created).
+        account = account_for_user_get(user=request.user, public_key=account_pk)
+        return account, role_of(actor=request.user, team_id=account.team_id)
 
 
 class TeamScopedApi(APIView):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import F
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -13,7 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from accounts_service import services
+from accounts_service import issuance_reads, services
+from accounts_service.api import users_io
 from accounts_service.api.base import AccountScopedApi
 from accounts_service.api.utils import (
     TEXT_RENDERERS,
@@ -156,6 +156,7 @@ class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
 
     OutputSerializer = UserOutputSerializer
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # also tells the OpenAPI schema the list is paged
+    content_negotiation_class = AcceptHeaderNegotiation  # (the Accept header alone picks JSON or .creds)
     account_fields = ("public_key",)  # the hot path of .creds issuance: creating a user reads only these
 
     @extend_schema(operation_id="v1_accounts_users_list", responses=paginated(OutputSerializer, "PaginatedUserList"))
@@ -167,12 +168,35 @@ class UserListCreateApi(ServiceTransactionsMixin, AccountScopedApi):
         )
         return paginated_response(queryset=users, serializer_class=self.OutputSerializer, request=request, view=self)
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
-    def post(self, request: Request, account_pk: str) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        user = services.user_create(account=self.account, actor=request.user, **_flatten(serializer.validated_data))
-        return Response(self.OutputSerializer(user).data, status=status.HTTP_201_CREATED)
+    def get_renderers(self) -> list:
+        # POST also answers ``Accept: text/plain`` with the new user's .creds (one round trip); the list stays JSON.
+        if getattr(self, "request", None) is not None and self.request.method == "POST":
+            return [renderer() for renderer in TEXT_RENDERERS]
+        return super().get_renderers()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={(201, "application/json"): OutputSerializer, (201, "text/plain"): OpenApiTypes.STR},
+        description="A new user of the account. With `Accept: text/plain` the answer is the new user's `.creds` "
+                    "file instead of its JSON (one round trip, as `nsc add user` then `nsc generate creds`; audited "
+                    "as a creation and a creds download); its `Location` header is the user's URL.",
+    )
+    def post(self, request: Request, account_pk: str) -> Response | HttpResponse:
+        data = users_io.create_input_fast(request.data)  # (well-formed input; otherwise the serializer decides)
+        if data is None:
+            serializer = self.InputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+        spec = _flatten(data)
+        if request.accepted_renderer.media_type == "text/plain":
+            user, text = services.user_create_with_creds(account=self.account, actor=request.user, via="api", **spec)
+            return plain_text_response(text, status=status.HTTP_201_CREATED, headers={
+                "Cache-Control": "no-store",  # the body holds a secret, as on the creds route
+                "Content-Disposition": f'attachment; filename="{services.creds_filename(user.name)}"',
+                "Location": f"{request.path}{user.public_key}/",
+            })
+        user = services.user_create(account=self.account, actor=request.user, **spec)
+        return Response(users_io.user_representation(user), status=status.HTTP_201_CREATED)
 
 
 class UserDetailApi(AccountScopedApi):
@@ -219,18 +243,11 @@ class UserCredsApi(ServiceTransactionsMixin, AccountScopedApi):
     content_negotiation_class = AcceptHeaderNegotiation
 
     def scope_resolve(self, request: Request, **kwargs: Any) -> tuple[Account, str]:
-        # The hot path of .creds issuance: one scoped read for the account, the user and the caller's role; only
-        # a miss asks the selectors, so that an unknown account and an unknown user keep their own 404s.
-        found = (
-            NatsUser.objects.for_user(request.user)
-            .filter(account__public_key=kwargs["account_pk"], public_key=kwargs["user_pk"])
-            # the scoped read also brings what the .creds are made of (fresh: read now), so the service reads
-            # nothing again
-            .select_related("account", "seed")
-            .only("id", "name", "public_key", "account__public_key", "account__team_id", *services.CREDS_FIELDS)
-            .annotate(actor_role=F("account__team__memberships__role"))
-        )
-        self.user = next(iter(found[:1]), None)  # (public keys are unique: a slice, without .first()'s ORDER BY)
+        # The hot path of .creds issuance: one scoped read (plain SQL) for the account, the user and the caller's
+        # role, which also brings what the .creds are made of (fresh: read now), so the service reads nothing
+        # again. Only a miss asks the selectors, so that an unknown account and an unknown user keep their own 404s.
+        self.user = issuance_reads.creds_user_for_actor(actor=request.user, account_public_key=kwargs["account_pk"],
+                                                        user_public_key=kwargs["user_pk"])
         self.user_fresh = self.user is not None
         if self.user is None:
             account, role = super().scope_resolve(request, **kwargs)

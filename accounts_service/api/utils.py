@@ -158,9 +158,9 @@ class PlainTextRenderer(renderers.BaseRenderer):
 TEXT_RENDERERS = [renderers.JSONRenderer, PlainTextRenderer]
 
 
-def plain_text_response(text: str, *, headers: dict[str, str] | None = None) -> HttpResponse:
+def plain_text_response(text: str, *, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
     # A JWT or a .creds file is a text document, not a JSON value, so DRF's renderers are bypassed on purpose.
-    return HttpResponse(text, content_type="text/plain; charset=utf-8", headers=headers or {})
+    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8", headers=headers or {})
 
 
 class ServiceTransactionsMixin:

@@ -72,6 +72,7 @@ from accounts_service.services.users import (
     creds_filename,
     service_user_ensure,
     user_create,
+    user_create_with_creds,
     user_creds_download,
     user_creds_get,
     user_creds_pairing,
@@ -96,7 +97,7 @@ __all__ = [
     "invitation_get", "invitation_revoke", "member_remove", "member_role_set", "platform_team_get",
     "service_user_ensure", "system_account_ensure", "team_create", "team_default_account_ensure",
     "team_get_or_create", "team_member_add", "team_personal_ensure", "usage_export_get", "usage_service_ensure",
-    "user_create", "user_creds_download", "user_creds_get", "user_creds_pairing", "user_delete",
-    "user_jwt_download", "user_jwt_path", "user_revoke", "user_spec_check",
+    "user_create", "user_create_with_creds", "user_creds_download", "user_creds_get", "user_creds_pairing",
+    "user_delete", "user_jwt_download", "user_jwt_path", "user_revoke", "user_spec_check",
     "user_update",
 ]

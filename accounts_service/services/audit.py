@@ -6,6 +6,7 @@ from typing import Any
 
 from accounts_service.models import AuditEvent, Team
 from accounts_service.rights import actor_name
+from core.db import row_insert
 from core.errors import Invalid
 
 
@@ -16,10 +17,10 @@ def audit_record(*, action: str, actor: Any, team: Team | None = None, team_id: 
     if action not in AuditEvent.Action.values:
         raise Invalid(f"unknown audit action {action!r}", code="audit_action_unknown")
     by_team = {"team": team} if team is not None or team_id is None else {"team_id": team_id}
-    return AuditEvent.objects.create(
+    return row_insert(AuditEvent(  # (the INSERT of objects.create, without compiling it on every write)
         action=action, **by_team, actor=actor if getattr(actor, "pk", None) else None,
         actor_name=actor_name(actor), target=target[:128], detail=detail or {},
-    )
+    ))
 
 
 def audit_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -15,12 +15,14 @@ from typing import Any, TypedDict, Unpack
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from accounts_service import issuance_reads
 from accounts_service.models import Account, AuditEvent, NatsUser, Revocation
 from accounts_service.rights import PLATFORM, member_required
 from accounts_service.selectors import user_permissions
 from accounts_service.services.audit import audit_changes, audit_record
 from accounts_service.services.signing import account_lock, account_resign
 from accounts_service.validation import future_check, limit_check, name_check, public_key_check, subjects_check
+from core.db import row_insert
 from core.errors import Conflict, Invalid
 from operators import claims, creds
 from operators import services as op_services
@@ -126,10 +128,8 @@ def user_jwt(user: NatsUser, *, iat: int) -> str:
 
 
 def _signing_key_for(account: Account, role: str | None) -> SigningKey:
-    # With its sealed seed (it signs next), and only the columns signing reads.
-    qs = SigningKey.objects.filter(owner_public_key=account.public_key).select_related("seed").only(
-        "id", "owner_public_key", "public_key", "role", "seed__id", "seed__public_key", "seed__sealed")
-    key = qs.filter(role=role).first() if role else qs.filter(role="").order_by("id").first()
+    # With its sealed seed (it signs next), and only the columns signing reads (one plain-SQL read: the hot path).
+    key = issuance_reads.signing_key_for(owner_public_key=account.public_key, role=role or "")
     if key is None:
         if role:
             raise Invalid(f"the account has no signing key with role {role!r}", extra={"field": "role"},
@@ -149,27 +149,33 @@ def _audited(user: NatsUser) -> dict[str, Any]:
 
 
 def _user_insert(*, account: Account, actor: Any, role: str | None, fields: dict[str, Any], public_key: str,
-                 seed) -> NatsUser:
+                 seed, creds_via: str = "") -> tuple[NatsUser, str]:
     """user_create's transaction: sign with the account's key and insert the user, its sealed seed and the audit
-    row."""
+    row; with ``creds_via`` also its ``.creds`` text and their download's audit row (same transaction)."""
     # The lock orders this against the account's re-signs, key rotations and deletion. On SQLite
     # select_for_update is a no-op, and the transaction (BEGIN IMMEDIATE) already holds the database lock.
     if connection.features.has_select_for_update:
-        account_lock(account)
+        issuance_reads.account_row_lock(account_id=account.pk)  # (account_lock's lock, without the row's JWT)
     key = _signing_key_for(account, role)
     user_spec_check({f: fields[f] for f in PERMISSION_FIELDS}, scoped=key.scoped)
     user = NatsUser(account=account, public_key=public_key, signing_key=key, **fields)
     user.jwt_iat = int(time.time())
     user.jwt = user_jwt(user, iat=user.jwt_iat)
     if seed is not None:
-        seed.save(force_insert=True)
+        row_insert(seed)  # (Model.save's INSERT without compiling it: core/db.py)
         user.seed = seed
-    user.save(force_insert=True)
+    row_insert(user)
     audit_record(action=AuditEvent.Action.USER_CREATE, actor=actor, team_id=account.team_id,
                  target=user.public_key, detail={"account": account.public_key, "user": user.name,
                                                  "role": key.role, "own_key": seed is None,
                                                  "permissions": audit_changes({}, _audited(user))})
-    return user
+    text = ""
+    if creds_via:
+        text = op_services.creds_render(user_seed=seed, jwt=user.jwt)
+        audit_record(action=AuditEvent.Action.CREDS_DOWNLOAD, actor=actor, team_id=account.team_id,
+                     target=user.public_key, detail={"account": account.public_key, "user": user.name,
+                                                     "via": creds_via})
+    return user, text
 
 
 def user_create(*, account: Account, actor: Any, public_key: str | None = None, role: str | None = None,
@@ -181,6 +187,24 @@ def user_create(*, account: Account, actor: Any, public_key: str | None = None, 
     one write lock) reads the signing key, signs and inserts, so a concurrent key rotation is either before it
     (the new key signs) or after it (the rotation re-issues this user).
     """
+    return _user_create(account=account, actor=actor, public_key=public_key, role=role, spec=spec)[0]
+
+
+def user_create_with_creds(*, account: Account, actor: Any, role: str | None = None, via: str = "create",
+                           **spec: Unpack[UserSpec]) -> tuple[NatsUser, str]:
+    """A new user and its ``.creds`` in one step (``nsc add user`` then ``nsc generate creds``): the same checks as
+    ``user_create``; the key is always ours (a user of your own public key has no ``.creds`` here). Two audit rows,
+    the creation and the download (``via``), in the creation's one transaction: either both or neither."""
+    if spec.pop("public_key", None):  # (blank: none, as for user_create)
+        raise Invalid("a user created from your own public key has no .creds here (we never see its seed): "
+                      "create it without asking for the .creds", extra={"field": "public_key"},
+                      code="creds_seed_unknown")
+    return _user_create(account=account, actor=actor, public_key=None, role=role, spec=spec, creds_via=via)
+
+
+def _user_create(*, account: Account, actor: Any, public_key: str | None, role: str | None, spec: dict[str, Any],
+                 creds_via: str = "") -> tuple[NatsUser, str]:
+    # user_create and user_create_with_creds: checks, key and sealing first, then the one transaction.
     member_required(team=account.team_id, actor=actor)
     if "name" not in spec:
         raise Invalid("name is required", extra={"field": "name"})
@@ -196,8 +220,8 @@ def user_create(*, account: Account, actor: Any, public_key: str | None = None, 
         public_key = seed.public_key
     try:
         with transaction.atomic():
-            user = _user_insert(account=account, actor=actor, role=role, fields=fields, public_key=public_key,
-                                seed=seed)
+            user, text = _user_insert(account=account, actor=actor, role=role, fields=fields,
+                                      public_key=public_key, seed=seed, creds_via=creds_via)
     except IntegrityError as exc:
         # The unique constraints (account + name, public key) decide; the conflict is looked up only when one
         # failed (the transaction, sealed seed included, is rolled back by then), rather than checked with two
@@ -209,7 +233,7 @@ def user_create(*, account: Account, actor: Any, public_key: str | None = None, 
             raise Conflict("a user with this public key already exists", extra={"field": "public_key"},
                            code="public_key_taken") from exc
         raise
-    return user
+    return user, text
 
 
 @transaction.atomic
