@@ -134,6 +134,11 @@ def fixtures_create() -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _is_creds(body: bytes) -> bool:
+    """A ``.creds`` text: the user's JWT and its seed."""
+    return b"-----BEGIN NATS USER JWT-----" in body and b"-----BEGIN USER NKEY SEED-----" in body
+
+
 class Server:
     def __init__(self, env: dict[str, str], workers: int, log: Path) -> None:
         self.port = free_port()
@@ -219,7 +224,7 @@ class Client:
         user_pk = json.loads(out)["public_key"]
         status, creds = self._call(conn, "GET", f"/api/v1/accounts/{self.account}/users/{user_pk}/creds", None,
                                    {**self.headers, "Accept": "text/plain"})
-        if status != 200 or b"-----BEGIN NATS USER JWT-----" not in creds or b"SU" not in creds:
+        if status != 200 or not _is_creds(creds):
             self.last_error = f"GET creds {status}: {creds[:300]!r}"
             return False
         return True
@@ -228,7 +233,7 @@ class Client:
         body = json.dumps({"name": self._name(), "permissions": PERMISSIONS}).encode()
         status, creds = self._call(conn, "POST", f"/api/v1/accounts/{self.account}/users/", body,
                                    {**self.post_headers, "Accept": "text/plain"})
-        if status != 201 or b"-----BEGIN NATS USER JWT-----" not in creds or b"SU" not in creds:
+        if status != 201 or not _is_creds(creds):
             self.last_error = f"POST (Accept: text/plain) {status}: {creds[:300]!r}"
             return False
         return True
