@@ -138,11 +138,17 @@ def rows_load(rows: Rows, accounts: set[str]) -> None:
                 rows[acc][sid] = Counter(True, sid, acc, name, seq, at, conns, leaf, sm, sb, rm, rb, resets)
 
 
-def counters_apply(sample: CountersSample, rows: Rows, hours: dict, dirty: dict[int, Counter]) -> tuple | None:
+STALE = False  # what counters_apply returns for a sample not newer than the applied one (it counts nothing)
+
+
+def counters_apply(sample: CountersSample, rows: Rows, hours: dict,
+                   dirty: dict[int, Counter]) -> tuple | bool | None:
     """The delta since the last applied snapshot of the same (server id, account) lands in the hour of the
     sample's ``at`` (the server's clock); a new server id under a known name is that server restarted. Returns
-    (the delta as (sent msgs, sent bytes, received msgs, received bytes), its hour), None when stale or nothing
-    moved."""
+    (the delta as (sent msgs, sent bytes, received msgs, received bytes), its hour), None when applied but
+    nothing moved, ``STALE`` when its sequence number is not above the applied one's: a replay, a second
+    collector's copy or a reordered older snapshot, which the cumulative counters already hold. That sequence
+    number in the counter row is the sample's claim (no ``MeterSample`` row: see billing.services)."""
     servers = rows[sample.account]
     sid = sample.server_id
     row = servers.get(sid)
@@ -151,8 +157,8 @@ def counters_apply(sample: CountersSample, rows: Rows, hours: dict, dirty: dict[
     step, reset = delta_values(
         None if row is None else (row.seq, row.sent_msgs, row.sent_bytes, row.received_msgs, row.received_bytes),
         sample.seq, values)  # (metering.delta's rule, on plain values: this runs for every sample)
-    if step is None:  # stale
-        return None
+    if step is None:
+        return STALE
     at = sample.at
     if row is None:
         for other in servers.values():  # the restarted server's old counters hold no connection

@@ -1,10 +1,18 @@
 """Writes of billing: ingesting metering samples into the ledger, exactly once, in batches.
 
 A ledger writer hands over the samples of a batch; one transaction takes the batch's lease (billing.counters),
-claims their idempotency keys (a database constraint decides what was ingested before), applies each in arrival
-order to the per-(server id, account) counter rows (kept in memory between a writer's batches while its lease
-holds), and writes what it touched with one statement per table. A concurrent writer that claimed a key first
-makes the batch roll back and run again, without those samples.
+applies each in arrival order and writes what it touched with one statement per table. What makes each count once:
+
+- **counters** (CONNS events, STATZ polls): cumulative per (server id, account) and ordered by the server's
+  sequence number, which the counter row keeps (kept in memory between a writer's batches while its lease holds).
+  A sample whose sequence number is not above the row's is stale and adds nothing: a replay, a redelivery, a
+  second collector's copy, an older snapshot arriving late. No row per sample: a node lists every active account
+  in every poll, and a claim per (poll, server, account) would grow the ledger without bound and cost each
+  sample an index insert;
+- **stored bytes** (JSZ polls): an observation not newer than the account's last one adds nothing;
+- **connection ends** (DISCONNECT events) are one-off: each claims its idempotency key in ``MeterSample`` (a
+  database constraint decides what was ingested before). A concurrent writer that claimed a key first makes the
+  batch roll back and run again, without those samples.
 """
 
 from __future__ import annotations
@@ -43,9 +51,9 @@ def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
 
 
 def samples_ingest(samples: Sequence[Sample], *, cache: CounterCache | None = None) -> int:
-    """Apply ``samples`` to the ledger, each at most once ever; returns how many were new. A sample is new when
-    its (key, account) was never ingested; a new one older than what is applied (stale counters) counts
-    nothing but is remembered. Late data lands in the hour it belongs to. A ledger writer passes the ``cache``
+    """Apply ``samples`` to the ledger, each at most once ever; returns how many were new: a connection end whose
+    (key, account) was never ingested, counters newer than the applied ones of their (server id, account), a
+    storage observation newer than the account's last. Late data lands in the hour it belongs to. A ledger writer passes the ``cache``
     of its partition's counter rows (billing.counters: kept between batches while its lease holds)."""
     samples = [s for s in samples if s.at is not None and s.account]
     if not samples:
@@ -72,7 +80,9 @@ def samples_ingest(samples: Sequence[Sample], *, cache: CounterCache | None = No
 
 def _ingest(samples: list[Sample], cache: CounterCache | None) -> int:
     counters = counters_mod.lease_take(cache)  # (first: writers of the same rows queue here)
-    fresh = _unclaimed(samples)
+    ends = _unclaimed([s for s in samples if isinstance(s, ConnectionSample)])
+    unclaimed = {id(s) for s in ends}
+    fresh = [s for s in samples if id(s) in unclaimed or not isinstance(s, ConnectionSample)]
     if not fresh:
         return 0
     counters_mod.rows_load(counters, {s.account for s in fresh if isinstance(s, CountersSample)})
@@ -83,11 +93,14 @@ def _ingest(samples: list[Sample], cache: CounterCache | None) -> int:
     dirty: dict[int, counters_mod.Counter] = {}
     dirty_storage: set[str] = set()
     by_node: dict[tuple[str, str, dt.datetime], list[int]] = {}
-    apply = counters_mod.counters_apply
+    apply, stale = counters_mod.counters_apply, counters_mod.STALE
+    count = len(fresh)
     for sample in fresh:
         if isinstance(sample, CountersSample):
             moved = apply(sample, counters, hours, dirty)
-            if moved is not None:
+            if moved is stale:
+                count -= 1
+            elif moved is not None:
                 step, hour = moved
                 key = (sample.server_name, sample.account, hour)
                 node = by_node.get(key)
@@ -101,12 +114,12 @@ def _ingest(samples: list[Sample], cache: CounterCache | None) -> int:
         elif isinstance(sample, ConnectionSample):
             for hour, seconds in metering.split_by_hour(sample.start, sample.at):
                 _hour(hours, sample.account, hour)[4] += seconds
-        else:
-            _apply_storage(sample, storage, hours, dirty_storage)
+        elif not _apply_storage(sample, storage, hours, dirty_storage):
+            count -= 1
     adapt = datetime_adapter()
     now = adapt(timezone.now())
     rows_upsert(MeterSample, ("key", "kind", "account_public_key", "server_id", "observed_at", "ingested_at"),
-                [(s.key, s.kind, s.account, s.server_id, adapt(s.at), now) for s in fresh])
+                [(s.key, s.kind, s.account, s.server_id, adapt(s.at), now) for s in ends])
     # Counter rows new in this batch go in with a plain INSERT: one a concurrent writer created meanwhile is an
     # IntegrityError, and the batch runs again on that writer's counters. Rows read (and locked) before are
     # written back by their key.
@@ -126,7 +139,7 @@ def _ingest(samples: list[Sample], cache: CounterCache | None) -> int:
                                                             server_name=row.server_name)
     _hours_upsert(hours)
     _node_hours_upsert(by_node)
-    return len(fresh)
+    return count
 
 
 def _hour(hours: dict, account: str, hour: dt.datetime) -> list:
@@ -165,22 +178,25 @@ def _unclaimed(samples: list[Sample]) -> list[Sample]:
     return fresh
 
 
-def _apply_storage(sample: StorageSample, storage: dict[str, AccountStorage], hours: dict, dirty: set[str]) -> None:
+def _apply_storage(sample: StorageSample, storage: dict[str, AccountStorage], hours: dict, dirty: set[str]) -> bool:
     """The interval since the account's previous observation, from whichever server, is billed at the smaller
-    of the two (never more than was stored), split over the hours it spans."""
+    of the two (never more than was stored), split over the hours it spans. False when the observation is not
+    newer than the account's last (a replay, or late): it adds nothing."""
     row = storage.get(sample.account)
-    dirty.add(sample.account)
     if row is None:
+        dirty.add(sample.account)
         storage[sample.account] = AccountStorage(account_public_key=sample.account, bytes=sample.stored_bytes,
                                                  observed_at=sample.at, server_name=sample.server_name)
-        return
-    if sample.at <= row.observed_at:  # late: an older observation adds nothing once a newer one was applied
-        return
+        return True
+    if sample.at <= row.observed_at:
+        return False
+    dirty.add(sample.account)
     billed = min(row.bytes, sample.stored_bytes)
     if billed > 0:
         for hour, seconds in metering.split_by_hour(row.observed_at, sample.at):
             _hour(hours, sample.account, hour)[5] += int(billed * seconds)
     row.bytes, row.observed_at, row.server_name = sample.stored_bytes, sample.at, sample.server_name
+    return True
 
 
 def _hours_upsert(hours: dict[tuple[str, dt.datetime], list]) -> None:
