@@ -53,8 +53,9 @@ def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
 def samples_ingest(samples: Sequence[Sample], *, cache: CounterCache | None = None) -> int:
     """Apply ``samples`` to the ledger, each at most once ever; returns how many were new: a connection end whose
     (key, account) was never ingested, counters newer than the applied ones of their (server id, account), a
-    storage observation newer than the account's last. Late data lands in the hour it belongs to. A ledger writer passes the ``cache``
-    of its partition's counter rows (billing.counters: kept between batches while its lease holds)."""
+    storage observation newer than the account's last. Late data lands in the hour it belongs to. A ledger writer
+    passes the ``cache`` of its partition's counter rows (billing.counters: kept between batches while its lease
+    holds)."""
     samples = [s for s in samples if s.at is not None and s.account]
     if not samples:
         return 0

@@ -448,8 +448,8 @@ def test_the_ngs_usage_answer_equals_the_documents_parts_read_one_by_one(operato
     from accounts_service.services import account_create
     from billing.models import AccountStorage, ServerAccountCounter
     from billing.selectors import connections_current, leafnodes_current, storage_current
-    from billing.usage_answer import account_usage_by_key
     from billing.services import usage_hours_add
+    from billing.usage_answer import account_usage_by_key
 
     key = account_create(actor=PLATFORM, team=team, name="asks", plan="free").public_key
     now = dt.datetime.now(dt.UTC)
