@@ -93,8 +93,10 @@ class Plan(models.Model):
 
 
 class MeterSample(models.Model):
-    """One ingested observation. Its key (the server id and the server's event sequence number, unique per
-    server) is held by a constraint, so an event replayed or delivered twice counts once."""
+    """One ingested connection end (a DISCONNECT event). Its key (the server id, the server's sequence number and
+    the event id) is held by a constraint, so an event replayed or delivered twice counts once. Counters and stored
+    bytes are claimed otherwise (their sequence number or time in ``ServerAccountCounter`` / ``AccountStorage``:
+    billing.services); rows of other kinds written before that are kept and read by nothing."""
 
     key = models.CharField(max_length=120)
     kind = models.CharField(max_length=10, choices=[(kind.value, kind.name.replace("_", " ").capitalize())

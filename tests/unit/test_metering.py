@@ -494,3 +494,25 @@ def test_a_poll_reply_is_cut_by_partition_into_pieces_that_read_as_the_same_samp
         assert {ledger_stream.partition_of(s.account, 4) for s in samples} == {int(k)}
         seen += samples
     assert sorted(seen, key=lambda s: s.account) == sorted(statz_samples(data), key=lambda s: s.account)
+
+
+@pytest.mark.django_db
+def test_the_migration_drops_the_claims_of_counters_and_bytes_and_keeps_connection_ends(monkeypatch):
+    """billing 0014: MeterSample rows of counters and stored bytes (claimed otherwise since) go; connection ends
+    stay, so a DISCONNECT replayed after the upgrade still counts once."""
+    import importlib
+
+    from django.apps import apps
+
+    from billing.metering import SampleKind
+    from billing.models import MeterSample
+
+    migration = importlib.import_module("billing.migrations.0014_meter_sample_connection_ends_only")
+    at = dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)
+    for i, kind in enumerate([SampleKind.COUNTERS_EVENT, SampleKind.CONNECTION_END, SampleKind.COUNTERS_POLL,
+                              SampleKind.STORAGE_POLL, SampleKind.CONNECTION_END] * 3):
+        MeterSample.objects.create(key=f"S1:{i}", kind=kind, account_public_key=ACC, server_id="S1", observed_at=at)
+    monkeypatch.setattr(migration, "CHUNK", 4)  # several ranges, one ending inside the table
+    migration.forwards(apps, None)
+    assert sorted(MeterSample.objects.values_list("key", flat=True)) == sorted(
+        f"S1:{i}" for i in range(15) if i % 5 in (1, 4))
