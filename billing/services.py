@@ -18,7 +18,9 @@ applies each in arrival order and writes what it touched with one statement per 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -221,11 +223,19 @@ def _hours_upsert(hours: dict[tuple[str, dt.datetime], list]) -> None:
                 sums[i] += h[i]
             if h[6] > sums[6]:
                 sums[6] = h[6]
+    texts: dict[dt.datetime, Any] = {}  # each distinct hour, day and month adapted once (a batch has a few)
+    for at in (*floors, *(f for pair in floors.values() for f in pair)):
+        if at not in texts:
+            texts[at] = adapt(at)
     for model, column, rows in ((UsageHour, "hour", hours), (UsageDay, "day", days), (UsageMonth, "month", months)):
+        # (in key order: two PostgreSQL transactions never lock the same rows crosswise)
         rows_upsert(model, ("account_public_key", column, *_HOUR_FIELDS, "peak_connections"),
-                    [(account, adapt(at), *h) for (account, at), h in sorted(rows.items())],
+                    [(account, texts[at], *h) for (account, at), h in sorted(rows.items(), key=_key_of)],
                     conflict=("account_public_key", column),
                     merge={**dict.fromkeys(_HOUR_FIELDS, Merge.ADD), "peak_connections": Merge.MAX})
+
+
+_key_of = operator.itemgetter(0)  # a dict item's key (sorting on it never compares the values)
 
 
 def _node_hours_upsert(by_node: dict[tuple[str, str, dt.datetime], list[int]]) -> None:
