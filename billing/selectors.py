@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import Max, Sum
@@ -76,12 +76,29 @@ def _totals_many(account_public_key: str, windows: list[tuple[dt.datetime, dt.da
 
 
 def totals_read(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]],
-          current_at: dt.datetime | None = None) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+                current_at: dt.datetime | None = None) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
     """The totals of several windows in one query (and with ``current_at`` the account's connections, leafnode
     connections and stored bytes then, in the same query). Each window is read as the fewest whole months, days and
     hours (billing.metering.spans_cover) from the rollups the ledger keeps beside its hours: a 30-day window is ~30
     day rows and the hours at its two ends, not 720 hours on as many pages. Windows that share rows (a window and
     the month so far both end with today's hours) read them once: the spans are cut at each other's bounds."""
+    query = totals_query(account_public_key, windows, current_at)
+    return totals_of(rows_read(query.sql, query.params) if query.sql else [], query)
+
+
+class TotalsQuery(NamedTuple):
+    """``totals_read``'s one query (``sql`` empty when there is nothing to read), and what its rows mean: the
+    segments that make up each window, whether the current counts were asked."""
+
+    sql: str
+    params: list[Any]
+    members: list[list[int]]
+    current: bool
+
+
+def totals_query(account_public_key: str, windows: list[tuple[dt.datetime, dt.datetime]],
+                 current_at: dt.datetime | None = None) -> TotalsQuery:
+    """``totals_read``'s query, to run with others (``core.db.rows_read_many``); ``totals_of`` reads its rows."""
     spans = [metering.spans_cover(start, end) for start, end in windows]
     cuts: dict[str, set[dt.datetime]] = {}
     for grain, lo, hi in (span for window in spans for span in window):
@@ -95,14 +112,20 @@ def totals_read(account_public_key: str, windows: list[tuple[dt.datetime, dt.dat
             for a, b in itertools.pairwise(bounds):
                 mine.append(segments.setdefault((grain, a, b), len(segments)))
         members.append(mine)
-    found = _segments_read(account_public_key, list(segments), current_at)
+    sql, params = _segments_query(account_public_key, list(segments), current_at)
+    return TotalsQuery(sql, params, members, current_at is not None)
+
+
+def totals_of(rows: list[tuple], query: TotalsQuery) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+    """The totals of each window of ``query`` (and the current counts) from the rows its SQL read."""
+    found = {row[0]: row[1:] for row in rows}
     current = None
-    if current_at is not None:
+    if query.current:
         conns, leafnodes, *_ = found.get(_CURRENT) or (0, 0)
         storage = (found.get(_STORED) or (0,))[0]
         current = {"conns": int(conns or 0), "leafnodes": int(leafnodes or 0), "storage": int(storage or 0)}
     out = []
-    for mine in members:
+    for mine in query.members:
         rows = [found[i] for i in mine if i in found]
         totals = {field: sum(int(r[j] or 0) for r in rows) for j, field in enumerate(_TOTALS)}
         # PostgreSQL sums bigints as numeric (Decimal): the document holds plain ints, and a float for seconds
@@ -112,16 +135,17 @@ def totals_read(account_public_key: str, windows: list[tuple[dt.datetime, dt.dat
     return out, current
 
 
-_CURRENT, _STORED = -1, -2  # the rows of _segments_read that hold what is current, not a segment's sums
+_CURRENT, _STORED = -1, -2  # the rows of _segments_query that hold what is current, not a segment's sums
 
 
-def _segments_read(account_public_key: str, segments: list[tuple[str, dt.datetime, dt.datetime]],
-                   current_at: dt.datetime | None = None) -> dict[int, tuple]:
-    """The sums (and peak) of each (grain, from, to) segment with rows, by its index, in one UNION ALL query; with
-    ``current_at`` also, under _CURRENT, the client and leafnode connections of the servers heard from within
-    OBSERVATION_FRESH (billing.metering.connections_at) and, under _STORED, the stored bytes reported as freshly."""
+def _segments_query(account_public_key: str, segments: list[tuple[str, dt.datetime, dt.datetime]],
+                    current_at: dt.datetime | None = None) -> tuple[str, list[Any]]:
+    """The sums (and peak) of each (grain, from, to) segment with rows, tagged with its index, in one UNION ALL
+    query; with ``current_at`` also, under _CURRENT, the client and leafnode connections of the servers heard from
+    within OBSERVATION_FRESH (billing.metering.connections_at) and, under _STORED, the stored bytes reported as
+    freshly. ("", []) when there is nothing to read."""
     if not segments and current_at is None:
-        return {}
+        return "", []
     adapt = connection.ops.adapt_datetimefield_value
     quote = connection.ops.quote_name
     parts, params = [], []
@@ -142,9 +166,8 @@ def _segments_read(account_public_key: str, segments: list[tuple[str, dt.datetim
                      f"WHERE account_public_key = %s AND {column} >= %s AND {column} < %s")
         params += [account_public_key, adapt(lo), adapt(hi)]
     sums = ", ".join(f"SUM({c})" for c in _TOTALS)
-    rows = rows_read(f"SELECT w, {sums}, MAX(peak_connections) FROM ({' UNION ALL '.join(parts)}) AS spans "  # noqa: S608
-                     "GROUP BY w", params)
-    return {row[0]: row[1:] for row in rows}
+    return (f"SELECT w, {sums}, MAX(peak_connections) FROM ({' UNION ALL '.join(parts)}) AS spans "  # noqa: S608
+            "GROUP BY w", params)
 
 
 # The same totals as ``totals_read``'s, as ORM aggregates (a team's bill groups many accounts' hours at once).

@@ -19,7 +19,7 @@ from django.db import DatabaseError, connection
 from accounts_service.models import Account, NatsUser
 from accounts_service.services import USAGE_EXPORT_SUBJECT, service_user_ensure, usage_service_ensure
 from billing.selectors import window_parse
-from billing.usage_answer import account_usage_by_key
+from billing.usage_answer import account_usage_by_key, spans_preload
 from broker_gateway import nats_client
 from operators import services as op_services
 
@@ -124,6 +124,10 @@ def process_serve(urls: list[str], ready) -> None:
 
     user = usage_responder_user_ensure()
     sign = op_services.nonce_signer_get(user_seed=user.seed)
+    try:  # every account's plan history: the first answers go in one round trip too (billing.usage_answer)
+        log.info("ngs.usage responder: the plan history of %d accounts read ahead", spans_preload())
+    except DatabaseError:  # (only a guess: the answers read it anyway)
+        log.exception("ngs.usage responder: could not read the plan histories ahead")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # this process only: see above
 
     async def main() -> None:

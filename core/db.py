@@ -8,6 +8,7 @@ https://www.sqlite.org/lang_upsert.html https://www.postgresql.org/docs/current/
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
@@ -134,9 +135,7 @@ def rows_read(sql: str, params: Sequence[Any]) -> list[tuple]:
     transaction-mode pooler in front of the database would need ``DATABASE_PREPARED_READS=0``. Errors are Django's
     (``DatabaseError``), as from any cursor, and the query is logged as Django logs its own (``connection.queries``,
     the tests' query counts)."""
-    from django.conf import settings
-
-    if connection.vendor != "postgresql" or not getattr(settings, "DATABASE_PREPARED_READS", True):
+    if not prepared_reads():
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
@@ -152,6 +151,39 @@ def rows_read(sql: str, params: Sequence[Any]) -> list[tuple]:
     if connection.queries_logged:
         connection.queries_log.append({"sql": f"{sql} -- {list(params)!r}", "time": f"{time.monotonic() - start:.3f}"})
     return rows
+
+
+def prepared_reads() -> bool:
+    """PostgreSQL with ``DATABASE_PREPARED_READS``: ``rows_read`` prepares its queries and ``rows_read_many`` sends
+    them together."""
+    from django.conf import settings
+
+    return connection.vendor == "postgresql" and getattr(settings, "DATABASE_PREPARED_READS", True)
+
+
+def rows_read_many(queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
+    """``rows_read`` of each (sql, params), in one round trip on PostgreSQL: psycopg's pipeline mode sends them all,
+    then reads every result (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html). For reads that do not
+    depend on each other; outside a transaction each runs on its own, as separate ``rows_read`` calls would.
+    Elsewhere they run one after the other."""
+    if not prepared_reads():
+        return [rows_read(sql, params) for sql, params in queries]
+    import time
+
+    import psycopg
+
+    connection.ensure_connection()
+    start = time.monotonic()
+    with connection.wrap_database_errors, contextlib.ExitStack() as stack:
+        stack.enter_context(connection.connection.pipeline())
+        cursors = [stack.enter_context(psycopg.Cursor(connection.connection)) for _ in queries]
+        for cursor, (sql, params) in zip(cursors, queries, strict=True):
+            cursor.execute(sql, params, prepare=True)
+        results = [cursor.fetchall() for cursor in cursors]
+    if connection.queries_logged:
+        took = f"{time.monotonic() - start:.3f}"
+        connection.queries_log.extend({"sql": f"{sql} -- {list(params)!r}", "time": took} for sql, params in queries)
+    return results
 
 
 # ------------------------------------------------------------------------------------------------

@@ -125,3 +125,50 @@ def test_ngs_usage_reads_the_account_its_plans_and_every_segment_in_two_queries(
     assert doc["bill"] == {"to_date": APP_TO_DATE, "estimate": APP_ESTIMATE, "currency": "USD"}
     assert doc == account_usage(account_public_key=app.public_key, plan_name="pro", window="7d")
     assert account_usage_by_key(public_key="A" + "Z" * 55, window="24h") is None
+
+
+def test_ngs_usage_sends_its_second_query_with_the_first_when_it_knows_the_plan_history(month, monkeypatch,
+                                                                                        django_assert_num_queries):
+    """On PostgreSQL both reads go in one round trip when the process read the account's plan history before (or
+    preloaded it): the second query is built from that history. Here the guessing is switched on over SQLite (the
+    reads then run one after the other). A history that changed since is read again, one query more, and every
+    answer equals the one computed without a guess."""
+    import datetime as dt
+
+    from accounts_service.models import PlanSpan
+    from accounts_service.rights import PLATFORM
+    from accounts_service.services import account_plan_set
+    from billing import usage_answer
+    from billing.selectors import account_usage
+    from tests.bill_month import NOV
+
+    monkeypatch.setattr(usage_answer, "prepared_reads", lambda: True)
+    monkeypatch.setattr(usage_answer, "_HISTORY", {})
+    together = []
+    real_many = usage_answer.rows_read_many
+    monkeypatch.setattr(usage_answer, "rows_read_many", lambda queries: together.append(len(queries)) or
+                        real_many(queries))
+    app = month.app
+    key = app.public_key
+    expected = account_usage(account_public_key=key, plan_name="pro", window="7d")
+    with django_assert_num_queries(3):  # no history known: the plan history, then the totals; the developer prices
+        assert usage_answer.account_usage_by_key(public_key=key, window="7d") == expected
+    assert together == [] and [at for at, _ in usage_answer._HISTORY[key]]  # kept for the next answer
+    with django_assert_num_queries(3):  # known: both reads sent together; the developer prices
+        assert usage_answer.account_usage_by_key(public_key=key, window="7d") == expected
+    assert together == [2]
+
+    account_plan_set(actor=PLATFORM, account=app, plan="business")  # a third segment (from the 15th)
+    PlanSpan.objects.filter(account_public_key=key, plan="business").update(at=NOV + dt.timedelta(days=14))
+    app.refresh_from_db()
+    expected = account_usage(account_public_key=key, plan_name="business", window="7d")
+    with django_assert_num_queries(4):  # together (the stale guess), the totals again, the earlier plans' prices
+        assert usage_answer.account_usage_by_key(public_key=key, window="7d") == expected
+    assert together == [2, 2] and usage_answer._HISTORY[key][-1][1] == "business"
+    with django_assert_num_queries(3):
+        assert usage_answer.account_usage_by_key(public_key=key, window="7d") == expected
+    assert together == [2, 2, 2]
+
+    assert usage_answer.spans_preload() == usage_answer.Account._base_manager.count()  # every account, once
+    assert usage_answer._HISTORY[key][-1][1] == "business"
+    assert usage_answer.account_usage_by_key(public_key="A" + "Z" * 55, window="24h") is None
