@@ -83,7 +83,7 @@ def _plan_spans_of(rows: list[tuple]) -> tuple[int, str, Plan | None, list[_Span
 # Each account's plan history as this process last read it ((at, plan) per span): what the second query is built
 # from before the first has answered. Bounded by the number of accounts; a guess, checked on every answer.
 _HISTORY: dict[str, list[tuple[dt.datetime, str]]] = {}
-HISTORY_MAX = 1_000_000  # accounts kept (past it, the guesses start again)
+HISTORY_MAX = 200_000  # accounts kept (past it, new accounts are not kept: their answers take two round trips)
 
 
 def _windows(history: list[tuple[dt.datetime, str]], window: str, now: dt.datetime,
