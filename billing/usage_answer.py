@@ -95,8 +95,9 @@ def _windows(history: list[tuple[dt.datetime, str]], window: str, now: dt.dateti
 
 
 def spans_preload() -> int:
-    """Every account's plan history in this team, for the first answers' guesses (a responder process calls it
-    once at its start, on PostgreSQL: elsewhere the guess saves nothing). One query; returns the accounts read."""
+    """Every account's plan history (its spans in its current team), for the first answers' guesses: a responder
+    process calls it once at its start, on PostgreSQL (elsewhere the guess saves nothing). One query; returns how
+    many accounts are kept."""
     if not prepared_reads():
         return 0
     quote = connection.ops.quote_name
