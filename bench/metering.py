@@ -30,7 +30,7 @@ Two figures:
    - product: the real ``broker_gateway.collector.Collector`` (its own event loop thread and its writer
      thread, ``METERING_POLL_SECONDS`` STATZ polls, exactly as ``manage.py collector`` runs it), started
      fresh for each round and timed from the first publish until the ledger holds every event of the round:
-     each DISCONNECT claimed in ``MeterSample``, each server's last CONNS applied to its counter row (looked
+     each DISCONNECT claimed in ``MeterSample``, each partition's last CONNS applied to its counter row (looked
      for once the writers' shared count of new samples says so; it is read every 5 ms).
    Floor and product alternate over the same bytes, swapping which goes first each round; the headline ratio
    is the median of the per-round ratios. Target: product / floor >= 0.3. At the end the ledger's hourly
@@ -692,19 +692,23 @@ class Env:
 
 class LedgerMark:
     """What the ledger holds once a round's events are all in: every DISCONNECT claimed in ``MeterSample`` and, for
-    each server id, the counter row of the account of its last CONNS event at that event's sequence number (the
-    counters of a server's events are applied in its sequence order, so that row is the server's last)."""
+    each partition of the accounts, the counter row its last CONNS event updates at that event's sequence number. A
+    partition's messages are written in stream order (one consumer, each transaction after the one before), and
+    the collector forwards each partition's events in the order they came; so that row there means every earlier
+    event of the partition is in too."""
 
-    def __init__(self, events: list[tuple[str, bytes]]) -> None:
+    def __init__(self, events: list[tuple[str, bytes]], partitions: int) -> None:
+        from broker_gateway.ledger_stream import partition_of
+
         self.disconnects = 0
-        self.last: dict[str, tuple[str, int]] = {}  # server id -> (account, seq) of its last CONNS event
+        self.last: dict[int, tuple[str, str, int]] = {}  # partition -> (server id, account, seq) of its last CONNS
         for subject, data in events:
             event = json.loads(data)
             if subject.endswith(".DISCONNECT"):
                 self.disconnects += 1
             else:
-                self.last[event["server"]["id"]] = (event["acc"], event["server"]["seq"])
-        self.server_ids = sorted(self.last)
+                self.last[partition_of(event["acc"], partitions)] = (event["server"]["id"], event["acc"],
+                                                                     event["server"]["seq"])
 
     def base(self) -> int:
         from django.db.models import Max
@@ -721,7 +725,7 @@ class LedgerMark:
         if MeterSample.objects.filter(pk__gt=base, server_id__in=server_ids).count() < self.disconnects:
             return False
         wanted = Q()
-        for sid, (acc, seq) in self.last.items():
+        for sid, acc, seq in self.last.values():
             wanted |= Q(server_id=sid, account_public_key=acc, seq__gte=seq)
         return ServerAccountCounter.objects.filter(wanted).count() == len(self.last)
 
@@ -736,10 +740,10 @@ def product_ingest(env: Env, publisher: Publisher, events: list[tuple[str, bytes
     from tests.waiting import wait_for
 
     n = len(events)
-    mark = LedgerMark(events)
     timeout = timeout or max(300.0, n / 5)
     ct = CollectorThread([env.url], poll_seconds=env.poll_seconds, collector_cls=collector_cls, writers=writers,
                          writer_mode=writer_mode).start()
+    mark = LedgerMark(events, ct.collector.partitions)
     try:
         wait_for(lambda: ct.error or subscribed(env.monitoring_url, env.system_key, "natsctl-collector",
                                                 EVENT_SUBJECTS), timeout=30, interval=0.02,
