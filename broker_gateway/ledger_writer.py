@@ -175,8 +175,9 @@ class Writer:
                 await msgs[-1].ack_sync(timeout=10)
             except Exception as exc:
                 # The node holding the consumer went away (or a reconnect is under way). The batch is committed:
-                # its messages come again after the ack wait, count nothing the second time (their sample keys are
-                # claimed), and a later ack covers them (AckPolicy.ALL). Not a reason to stop this writer.
+                # its messages come again after the ack wait, count nothing the second time (billing.services:
+                # how each kind of sample counts once), and a later ack covers them (AckPolicy.ALL). Not a reason
+                # to stop this writer.
                 log.warning("ledger writer: could not acknowledge %d messages on %s (%s); they come again",
                             len(msgs), msgs[-1].subject, exc)
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing import metering
-from billing.metering import Counters, SampleKind, Snapshot
+from billing.metering import ConnectionSample, Counters, SampleKind, Snapshot
 from broker_gateway import events
 
 T0 = dt.datetime(2026, 11, 22, 10, 59, 30, tzinfo=dt.UTC)
@@ -328,6 +328,32 @@ def _ledger_clear():
         model.objects.all().delete()
 
 
+def _new_by_rule(stream) -> int:
+    """How many of the stream's samples are new, by the rule samples_ingest documents, counted here on its own: a
+    connection end whose (key, account) was not seen, counters above the highest sequence number applied for their
+    (server id, account), a stored-bytes observation later than the account's last."""
+    from billing.metering import CountersSample, StorageSample
+    from broker_gateway.events import message_samples
+
+    ends, seqs, stored, new = set(), {}, {}, 0
+    for subject, data in stream:
+        for s in message_samples(subject, data):
+            if s.at is None or not s.account:
+                continue
+            if isinstance(s, ConnectionSample):
+                fresh = (s.key, s.account) not in ends
+                ends.add((s.key, s.account))
+            elif isinstance(s, CountersSample):
+                fresh = s.seq > seqs.get((s.server_id, s.account), -1)
+                seqs[(s.server_id, s.account)] = max(s.seq, seqs.get((s.server_id, s.account), -1))
+            else:
+                assert isinstance(s, StorageSample)
+                fresh = s.account not in stored or s.at > stored[s.account]
+                stored[s.account] = max(s.at, stored.get(s.account, s.at))
+            new += fresh
+    return new
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_batches_of_any_size_make_the_same_ledger_as_one_message_at_a_time(seed):
@@ -341,7 +367,9 @@ def test_batches_of_any_size_make_the_same_ledger_as_one_message_at_a_time(seed)
     stream = _stream(seed)
     one_by_one = sum(samples_ingest(message_samples(subject, data)) for subject, data in stream)
     expected = _ledger_state()
-    assert one_by_one and expected[0]  # (what is new: connection ends claimed, counters and bytes that moved)
+    assert one_by_one == _new_by_rule(stream) and expected[0]
+    assert expected[3] == len({(s.key, s.account) for subject, data in stream for s in message_samples(subject, data)
+                               if isinstance(s, ConnectionSample)})  # a claim row per connection end, none else
     _ledger_clear()
     assert samples_ingest([s for subject, data in stream for s in message_samples(subject, data)]) == one_by_one
     assert _ledger_state() == expected
